@@ -1,0 +1,1 @@
+"""w2vprof.sweep."""
