@@ -1,0 +1,62 @@
+"""Table 1: parameters and inference FLOPs per module group (or per layer) for any utterance length.
+
+Inference = eval mode, forward only, every module on every frame, no masking (`model.inference`).
+NB: the paper's transformer FLOPs (49.16 G for base at 5.5 s) equal the weight layers (linear + positional conv)
+alone; the attention products (QK^T and AV: 4*T^2*D per layer, 2.77 G for base at 5.5 s) are not in them. We
+report those in their own `attention` row, so the transformer row compares to the paper and `total` is the
+whole forward pass.
+"""
+from __future__ import annotations
+
+from w2vprof.measure.flops import FlopCount, count_flops, subtree_flops
+from w2vprof.measure.layers import SUMMARY_GROUPS, LayerSpec, group_of_layer, model_layers
+from w2vprof.records import ModuleSummaryRow
+
+__all__ = ["summarize", "layer_params", "layer_flops"]
+
+
+def layer_params(model, layer: LayerSpec) -> int:
+    total = sum(p.numel() for path in layer.modules for p in model.get_submodule(path).parameters())
+    return total + sum(getattr(model, name).numel() for name in layer.parameters)
+
+
+def layer_flops(count: FlopCount, prefix: str, layer: LayerSpec, attention: bool | None = None) -> int:
+    return sum(subtree_flops(count, f"{prefix}.{path}", attention) for path in layer.modules)
+
+
+def summarize(model_name: str, seconds: float, batch: int = 1, per_layer: bool = False) -> list[ModuleSummaryRow]:
+    import torch
+
+    from w2vprof.models import build_model
+    from w2vprof.workload import SAMPLE_RATE
+
+    model = build_model(model_name).eval()
+    samples = int(round(seconds * SAMPLE_RATE))
+    waveforms = torch.zeros(batch, samples)
+    with torch.no_grad(), count_flops() as counter:
+        model(waveforms, inference_only=True)
+    count = counter.snapshot()
+    prefix = type(model).__name__
+    layers = model_layers(model)
+
+    rows: list[ModuleSummaryRow] = []
+    if per_layer:
+        for layer in layers:
+            rows.append(
+                ModuleSummaryRow(model_name, layer.name, layer_params(model, layer), layer_flops(count, prefix, layer), seconds, batch)
+            )
+    else:
+        params = dict.fromkeys(SUMMARY_GROUPS, 0)
+        flops = dict.fromkeys(SUMMARY_GROUPS, 0)
+        for layer in layers:
+            group = group_of_layer(layer)
+            params[group] += layer_params(model, layer)
+            if layer.kind == "transformer":
+                flops["transformer"] += layer_flops(count, prefix, layer, attention=False)
+                flops["attention"] += layer_flops(count, prefix, layer, attention=True)
+            else:
+                flops[group] += layer_flops(count, prefix, layer)
+        rows.extend(ModuleSummaryRow(model_name, g, params[g], flops[g], seconds, batch) for g in SUMMARY_GROUPS)
+    total_params = sum(p.numel() for p in model.parameters())
+    rows.append(ModuleSummaryRow(model_name, "total", total_params, count.total, seconds, batch))
+    return rows

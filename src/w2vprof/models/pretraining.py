@@ -1,0 +1,192 @@
+"""wav2vec 2.0 *pretraining* model: torchaudio's conv stack and transformer plus our pretraining head.
+
+Module names make the per-layer structure obvious, because measure/ attributes memory and FLOPs to them:
+
+    feature_extractor.conv_layers.{0..6}   CNN encoder blocks
+    feature_projection                     LayerNorm(512) + Linear(512 -> D) + dropout
+    mask_embedding                         learned vector that replaces masked frames
+    transformer.pos_conv_embed             positional convolution
+    transformer.layers.{i}                 transformer layers
+    quantizer                              Gumbel product quantizer (weight_proj, codevectors)
+    project_q, final_proj                  heads into the contrastive space
+    contrastive                            contrastive loss (negatives, cosine logits, CE)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from w2vprof.models.config import ModelConfig, get_config
+from w2vprof.models.objective import ContrastiveLoss, GradMultiply, GumbelVectorQuantizer, compute_span_mask
+
+__all__ = ["PretrainingOutput", "Wav2Vec2ForPretraining", "build_model"]
+
+
+@dataclass
+class PretrainingOutput:
+    loss: Tensor  # contrastive + diversity_weight * diversity + penalty_weight * feature_penalty
+    contrastive_loss: Tensor  # mean cross-entropy per masked frame
+    diversity_loss: Tensor  # (G*V - perplexity) / (G*V)
+    feature_penalty: Tensor  # mean squared CNN feature over real frames
+    num_masked: int  # masked frames in the batch (B * M)
+    num_frames: int  # real (unpadded) frames in the batch
+    prob_perplexity: Tensor
+    code_perplexity: Tensor
+    temperature: float
+    mask: Tensor  # (B, T) bool
+
+
+class FeatureProjection(nn.Module):
+    """LayerNorm + Linear + dropout, returning the normalised features too: they are the quantizer's input."""
+
+    def __init__(self, layer_norm: nn.Module, projection: nn.Module, dropout: nn.Module) -> None:
+        super().__init__()
+        self.layer_norm = layer_norm
+        self.projection = projection
+        self.dropout = dropout
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        normed = self.layer_norm(features)
+        return normed, self.dropout(self.projection(normed))
+
+
+class Wav2Vec2ForPretraining(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        from torchaudio.models import wav2vec2_model
+
+        self.config = config
+        backbone = wav2vec2_model(
+            extractor_mode=config.extractor_mode,
+            extractor_conv_layer_config=[list(layer) for layer in config.conv_layers],
+            extractor_conv_bias=config.conv_bias,
+            encoder_embed_dim=config.embed_dim,
+            encoder_projection_dropout=config.dropout,
+            encoder_pos_conv_kernel=config.pos_conv_kernel,
+            encoder_pos_conv_groups=config.pos_conv_groups,
+            encoder_num_layers=config.num_layers,
+            encoder_num_heads=config.num_heads,
+            encoder_attention_dropout=config.attention_dropout,
+            encoder_ff_interm_features=config.ffn_dim,
+            encoder_ff_interm_dropout=config.activation_dropout,
+            encoder_dropout=config.dropout,
+            encoder_layer_norm_first=config.layer_norm_first,
+            encoder_layer_drop=config.layer_drop,
+            aux_num_out=None,
+        )
+        conv_channels = config.conv_layers[-1][0]
+        self.feature_extractor = backbone.feature_extractor
+        torchaudio_projection = backbone.encoder.feature_projection
+        self.feature_projection = FeatureProjection(
+            torchaudio_projection.layer_norm, torchaudio_projection.projection, torchaudio_projection.dropout
+        )
+        self.mask_embedding = nn.Parameter(torch.empty(config.embed_dim).uniform_())
+        self.transformer = backbone.encoder.transformer
+        self.quantizer = GumbelVectorQuantizer(
+            conv_channels, config.codebook_groups, config.codebook_entries, config.final_dim
+        )
+        self.project_q = nn.Linear(config.final_dim, config.final_dim)
+        self.final_proj = nn.Linear(config.embed_dim, config.final_dim)
+        self.contrastive = ContrastiveLoss(config.num_negatives, config.logit_temperature)
+        # Updates taken so far: drives the Gumbel temperature schedule. A buffer, so it travels with state_dict.
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long), persistent=True)
+
+    # -- schedule -----------------------------------------------------------------------------------
+    @property
+    def temperature(self) -> float:
+        c = self.config
+        return max(c.temperature_start * c.temperature_decay ** int(self.num_updates), c.temperature_end)
+
+    def step_schedule(self) -> None:
+        """Call once per optimizer update (as fairseq's set_num_updates)."""
+        self.num_updates += 1
+
+    # -- shared front end ---------------------------------------------------------------------------
+    def _features(self, waveforms: Tensor, lengths: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """CNN features f (B, T, C), their frame lengths, and the real-frame mask (B, T)."""
+        features, frame_lengths = self.feature_extractor(waveforms, lengths)
+        batch, frames, _ = features.shape
+        if frame_lengths is None:
+            frame_lengths = torch.full((batch,), frames, dtype=torch.long, device=features.device)
+        real = torch.arange(frames, device=features.device)[None, :] < frame_lengths[:, None]
+        return features, frame_lengths.long(), real
+
+    @staticmethod
+    def _attention_mask(real: Tensor, dtype: torch.dtype) -> Optional[Tensor]:
+        """Additive mask (B, 1, T, T) hiding padded keys; None for an unpadded batch (the faster kernel)."""
+        if bool(real.all()):
+            return None
+        batch, frames = real.shape
+        mask = (~real)[:, None, None, :].to(dtype) * -10000.0
+        return mask.expand(batch, 1, frames, frames)
+
+    # -- training -----------------------------------------------------------------------------------
+    def forward(
+        self, waveforms: Tensor, lengths: Optional[Tensor] = None, inference_only: bool = False
+    ) -> PretrainingOutput | Tensor:
+        """One pretraining forward pass on a padded batch (waveforms (B, S), lengths (B,) in samples).
+
+        inference_only=True runs every module on every frame without masking or loss (Table 1's workload);
+        it goes through forward() so module hooks and FLOP attribution see the usual module paths.
+        """
+        if inference_only:
+            return self._inference(waveforms, lengths)
+        c = self.config
+        features, frame_lengths, real = self._features(waveforms, lengths)
+        real_f = real.unsqueeze(-1).to(features.dtype)
+        num_real = int(frame_lengths.sum())
+        feature_penalty = (features.float().pow(2) * real_f).sum() / (num_real * features.shape[-1])
+        if c.feature_grad_mult != 1.0:
+            features = GradMultiply.apply(features, c.feature_grad_mult)
+
+        normed, x = self.feature_projection(features)  # normed: the quantizer input ("unmasked features")
+        x = x * real_f.to(x.dtype)  # padded frames carry nothing
+
+        mask = compute_span_mask(frame_lengths, x.shape[1], c.mask_prob, c.mask_length, c.min_masks)
+        x = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(x.dtype), x)
+
+        context = self.transformer(x, attention_mask=self._attention_mask(real, x.dtype))
+
+        batch = x.shape[0]
+        predictions = self.final_proj(context[mask].view(batch, -1, context.shape[-1]))
+        masked_per_row = predictions.shape[1]
+        codewords, prob_perplexity, code_perplexity = self.quantizer(normed[mask], self.temperature)
+        targets = self.project_q(codewords.to(normed.dtype)).view(batch, masked_per_row, -1)
+
+        contrastive_loss, _ = self.contrastive(predictions, targets)
+        num_vars = c.codebook_groups * c.codebook_entries
+        diversity_loss = (num_vars - prob_perplexity) / num_vars
+        loss = contrastive_loss + c.diversity_weight * diversity_loss + c.feature_penalty_weight * feature_penalty
+        return PretrainingOutput(
+            loss=loss,
+            contrastive_loss=contrastive_loss.detach(),
+            diversity_loss=diversity_loss.detach(),
+            feature_penalty=feature_penalty.detach(),
+            num_masked=batch * masked_per_row,
+            num_frames=num_real,
+            prob_perplexity=prob_perplexity.detach(),
+            code_perplexity=code_perplexity.detach(),
+            temperature=self.temperature,
+            mask=mask,
+        )
+
+    # -- inference (Table 1) ------------------------------------------------------------------------
+    def _inference(self, waveforms: Tensor, lengths: Optional[Tensor]) -> Tensor:
+        features, _, real = self._features(waveforms, lengths)
+        normed, x = self.feature_projection(features)
+        context = self.transformer(x, attention_mask=self._attention_mask(real, x.dtype))
+        codewords, _, _ = self.quantizer(normed.reshape(-1, normed.shape[-1]), self.temperature)
+        targets = self.project_q(codewords.to(normed.dtype))
+        predictions = self.final_proj(context)
+        return predictions.sum() + targets.sum()
+
+
+def build_model(name: str, **overrides) -> Wav2Vec2ForPretraining:
+    """A randomly initialised pretraining model by name (`tiny`, `base`, `large`); overrides change the config."""
+    config = get_config(name)
+    if overrides:
+        config = config.with_overrides(**overrides)
+    return Wav2Vec2ForPretraining(config)
