@@ -1,8 +1,102 @@
-"""`w2vprof profile`: not yet built (placeholder so the app can register every planned command)."""
+"""`w2vprof profile`: one training configuration measured into results.csv, layers.csv and run.json."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from w2vprof.cli import workload_options as wo
+from w2vprof.cli.options import parse_positive_float, parse_positive_int
+
+__all__ = ["register", "print_record"]
+
+
+def profile(
+    model: str = typer.Option("base", "--model", "-m", help="tiny, base or large."),
+    batch: str = typer.Option("4", "--batch", "-b", help="Utterances per batch."),
+    seconds: str = typer.Option("5.5", "--seconds", "-s", help="Utterance length in seconds."),
+    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 or mixed."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    threads: Optional[str] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's)."),
+    warmup: str = typer.Option("1", "--warmup", help="Untimed steps before timing (the measurement pass is one)."),
+    repeats: str = typer.Option("5", "--repeats", help="Timed steps."),
+    seed: int = typer.Option(0, "--seed", help="Seed for weights, batches, masks and negatives."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for results.csv, layers.csv and run.json."),
+    audio: Optional[Path] = wo.AUDIO,
+    clips_dir: Optional[Path] = wo.CLIPS_DIR,
+    max_seconds: Optional[str] = wo.MAX_SECONDS,
+    length_dist: Optional[str] = wo.LENGTH_DIST,
+) -> None:
+    """Train real wav2vec 2.0 steps for one configuration and record time, FLOPs and memory per layer."""
+    from w2vprof.errors import BadInput
+    from w2vprof.measure.engine import ProfileConfig
+    from w2vprof.models import get_config
+
+    get_config(model)
+    warmup_value = int(warmup) if str(warmup).isdigit() else None
+    if warmup_value is None:
+        raise BadInput(f"--warmup must be a whole number >= 0, got {warmup!r}")
+    config = ProfileConfig(
+        model=model,
+        batch=parse_positive_int(batch, "--batch"),
+        seconds=parse_positive_float(seconds, "--seconds"),
+        precision=precision,
+        device=device,
+        threads=parse_positive_int(threads, "--threads") if threads is not None else None,
+        warmup=warmup_value,
+        repeats=parse_positive_int(repeats, "--repeats"),
+        seed=seed,
+        **wo.workload_kwargs(audio, clips_dir, max_seconds, length_dist),
+    )
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} exists and is not a folder")
+    if not out.parent.is_dir():
+        raise BadInput(f"--out {out}: folder {out.parent} does not exist")
+
+    from w2vprof.measure.engine import profile_configuration
+    from w2vprof.measure.output import write_profile
+
+    result = profile_configuration(config)
+    write_profile(out, config, result)
+    for warning in result.warnings:
+        typer.echo(f"w2vprof: warning: {warning}", err=True)
+    print_record(result.record, result.layers)
+    typer.echo(f"Results: {out / 'results.csv'}, {out / 'layers.csv'}, {out / 'run.json'}")
+    if result.record.status in ("error", "timeout"):
+        raise typer.Exit(1)
+
+
+def print_record(record, layers) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    gb = lambda v: "-" if v is None else f"{v / 1e9:.2f} GB"  # noqa: E731
+    gf = lambda v: "-" if v is None else f"{v / 1e9:.1f} GFLOP"  # noqa: E731
+    table = Table(title=f"{record.model} | batch {record.batch} | {record.seconds:g} s | {record.precision} | {record.device}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("status", record.status + (f" ({record.error})" if record.error else ""))
+    if record.sec_per_batch_median is not None:
+        table.add_row("seconds per batch (median)", f"{record.sec_per_batch_median:.3f} s")
+        table.add_row("  mean / std / IQR", f"{record.sec_per_batch_mean:.3f} / {record.sec_per_batch_std:.3f} / {record.sec_per_batch_iqr:.3f} s")
+        table.add_row("seconds per sequence", f"{record.sec_per_sequence:.3f} s")
+    table.add_row("forward / backward / optimizer", f"{gf(record.fwd_flops)} / {gf(record.bwd_flops)} / {gf(record.optim_flops)}")
+    if record.achieved_flops_per_sec:
+        table.add_row("achieved", f"{record.achieved_flops_per_sec / 1e9:.1f} GFLOP/s")
+    table.add_row("activations saved for backward", gb(record.act_mem_bytes))
+    table.add_row("params / grads / optimizer state", f"{gb(record.param_bytes)} / {gb(record.grad_bytes)} / {gb(record.optim_state_bytes)}")
+    table.add_row(f"peak memory ({record.peak_mem_source or 'n/a'})", gb(record.peak_mem_bytes))
+    if record.energy_source:
+        table.add_row(f"energy per batch ({record.energy_source})", f"{record.energy_j_per_batch:.1f} J")
+    if record.notes:
+        table.add_row("notes", record.notes)
+    console = Console()
+    console.print(table)
+    if layers:
+        top = max(layers, key=lambda l: l.act_mem_bytes)
+        console.print(f"Largest activation memory: {top.layer} ({top.act_mem_bytes / 1e6:.0f} MB); per-layer rows in layers.csv")
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("profile")(profile)

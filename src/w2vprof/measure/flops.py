@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
-__all__ = ["FlopCount", "count_flops", "cpu_attention_formulas", "subtree_flops"]
+__all__ = ["FlopCount", "count_flops", "flop_formulas", "cpu_attention_formulas", "subtree_flops"]
 
 
 def _cpu_sdpa_forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -28,6 +28,26 @@ def _cpu_sdpa_backward(grad_out_shape, query_shape, key_shape, value_shape, *arg
     b, h, s_q, d = query_shape
     s_k, d_v = key_shape[-2], value_shape[-1]
     return 2 * (2 * b * h * s_q * s_k * d + 2 * b * h * s_q * s_k * d_v)
+
+
+def _conv_backward(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                   _output_padding, _groups, output_mask, out_shape=None) -> int:
+    # Each of grad_input and grad_weight costs what the forward convolution costs.
+    # NB: torch's own formula takes the weight gradient's inner size from the full input channels, which
+    # overcounts grouped convolutions by the group count (16x for wav2vec 2.0's positional conv).
+    from math import prod
+
+    one = 2 * prod(x_shape if transposed else grad_out_shape) * prod(w_shape[1:])
+    return one * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+def flop_formulas() -> dict:
+    """Our additions to torch's flop formulas: CPU attention kernels, and conv backward with groups."""
+    import torch
+
+    formulas = cpu_attention_formulas()
+    formulas[torch.ops.aten.convolution_backward] = _conv_backward
+    return formulas
 
 
 def cpu_attention_formulas() -> dict:
@@ -84,7 +104,7 @@ def count_flops() -> Iterator[_Counter]:
     """Count FLOPs of everything run inside; `.snapshot()` any time (e.g. after forward, then after backward)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False, custom_mapping=cpu_attention_formulas()) as mode:
+    with FlopCounterMode(display=False, custom_mapping=flop_formulas()) as mode:
         yield _Counter(mode)
 
 
@@ -92,13 +112,25 @@ _ATTENTION_OPS = ("bmm", "baddbmm", "scaled_dot_product")
 
 
 def subtree_flops(count: FlopCount, path: str, attention: bool | None = None) -> int:
-    """FLOPs of module `path` (incl. submodules); attention=True/False keeps only/excludes attention-product ops."""
+    """FLOPs of module `path` (incl. submodules); attention=True/False keeps only/excludes attention-product ops.
+
+    NB: in backward, torch's module tracker does not always see a module whose forward returned a tuple, but
+    it does see that module's children; then the module's FLOPs are the sum of its outermost children seen.
+    """
+    keys = [path] if path in count.by_module else _outermost_descendants(count, path)
     total = 0
-    for op, n in count.by_module.get(path, {}).items():
-        is_attention = any(marker in op for marker in _ATTENTION_OPS)
-        if attention is None or attention == is_attention:
-            total += n
+    for key in keys:
+        for op, n in count.by_module[key].items():
+            is_attention = any(marker in op for marker in _ATTENTION_OPS)
+            if attention is None or attention == is_attention:
+                total += n
     return total
+
+
+def _outermost_descendants(count: FlopCount, path: str) -> list[str]:
+    prefix = path + "."
+    below = [key for key in count.by_module if key.startswith(prefix)]
+    return [key for key in below if not any(key.startswith(other + ".") for other in below if other != key)]
 
 
 def group_flops_by_op(count: FlopCount) -> dict[str, int]:

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-__all__ = ["LayerSpec", "model_layers", "SUMMARY_GROUPS", "group_of_layer"]
+__all__ = ["LayerSpec", "model_layers", "SUMMARY_GROUPS", "group_of_layer", "OBJECTIVE"]
 
-ROOT = ""  # module path of the model itself
+OBJECTIVE = "objective"  # the row for work outside every listed module
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ def model_layers(model: "nn.Module") -> list[LayerSpec]:
     layers.append(LayerSpec("quantizer", "quantizer", ("quantizer",)))
     layers.append(LayerSpec("project_q", "head", ("project_q",)))
     layers.append(LayerSpec("contrastive_loss", "loss", ("contrastive",)))
+    # Work done by the model itself outside every submodule: masking, feature penalty, diversity loss.
+    layers.append(LayerSpec(OBJECTIVE, "loss", ()))
     return layers
 
 

@@ -9,10 +9,10 @@ whole forward pass.
 from __future__ import annotations
 
 from w2vprof.measure.flops import FlopCount, count_flops, subtree_flops
-from w2vprof.measure.layers import SUMMARY_GROUPS, LayerSpec, group_of_layer, model_layers
+from w2vprof.measure.layers import OBJECTIVE, SUMMARY_GROUPS, LayerSpec, group_of_layer, model_layers
 from w2vprof.records import ModuleSummaryRow
 
-__all__ = ["summarize", "layer_params", "layer_flops"]
+__all__ = ["summarize", "layer_params", "layer_flops", "flops_per_layer"]
 
 
 def layer_params(model, layer: LayerSpec) -> int:
@@ -22,6 +22,13 @@ def layer_params(model, layer: LayerSpec) -> int:
 
 def layer_flops(count: FlopCount, prefix: str, layer: LayerSpec, attention: bool | None = None) -> int:
     return sum(subtree_flops(count, f"{prefix}.{path}", attention) for path in layer.modules)
+
+
+def flops_per_layer(count: FlopCount, prefix: str, layers: list[LayerSpec]) -> dict[str, int]:
+    """FLOPs of each layer; the objective row gets what no listed module ran, so the rows add up to the total."""
+    flops = {layer.name: layer_flops(count, prefix, layer) for layer in layers if layer.name != OBJECTIVE}
+    flops[OBJECTIVE] = count.total - sum(flops.values())
+    return flops
 
 
 def summarize(model_name: str, seconds: float, batch: int = 1, per_layer: bool = False) -> list[ModuleSummaryRow]:
@@ -40,10 +47,11 @@ def summarize(model_name: str, seconds: float, batch: int = 1, per_layer: bool =
     layers = model_layers(model)
 
     rows: list[ModuleSummaryRow] = []
+    per_layer_flops = flops_per_layer(count, prefix, layers)
     if per_layer:
         for layer in layers:
             rows.append(
-                ModuleSummaryRow(model_name, layer.name, layer_params(model, layer), layer_flops(count, prefix, layer), seconds, batch)
+                ModuleSummaryRow(model_name, layer.name, layer_params(model, layer), per_layer_flops[layer.name], seconds, batch)
             )
     else:
         params = dict.fromkeys(SUMMARY_GROUPS, 0)
@@ -55,7 +63,7 @@ def summarize(model_name: str, seconds: float, batch: int = 1, per_layer: bool =
                 flops["transformer"] += layer_flops(count, prefix, layer, attention=False)
                 flops["attention"] += layer_flops(count, prefix, layer, attention=True)
             else:
-                flops[group] += layer_flops(count, prefix, layer)
+                flops[group] += per_layer_flops[layer.name]
         rows.extend(ModuleSummaryRow(model_name, g, params[g], flops[g], seconds, batch) for g in SUMMARY_GROUPS)
     total_params = sum(p.numel() for p in model.parameters())
     rows.append(ModuleSummaryRow(model_name, "total", total_params, count.total, seconds, batch))

@@ -1,0 +1,107 @@
+"""Exact per-layer attribution of backward FLOPs through the autograd graph.
+
+torch's module tracker attributes backward ops on a best-effort basis: an op can be charged to two modules at
+once, so per-layer rows stop adding up. Instead, during the measurement forward we label every autograd node
+with the layer that created it (a layer's post-hook labels the new nodes reachable from its outputs; a
+pre-hook first labels what its inputs came from as outside-layer work). During backward, each op is charged
+to the layer of the autograd node executing it (`torch._C._current_autograd_node`), using torch's FLOP
+formulas plus ours. The rows then add up to the counter's total by construction.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
+
+from w2vprof.measure.layers import OBJECTIVE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    from w2vprof.measure.layers import LayerSpec
+
+__all__ = ["NodeLabeler", "backward_flops_by_layer"]
+
+
+def _tensors(value: Any) -> Iterator[Any]:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in value.__dataclass_fields__:
+            yield from _tensors(getattr(value, name))
+
+
+class NodeLabeler:
+    def __init__(self, model: "nn.Module", layers: list["LayerSpec"]) -> None:
+        self._model = model
+        self._layers = layers
+        self.labels: dict[Any, str] = {}  # autograd node -> layer name (holding the node keeps it alive)
+
+    def label_from(self, value: Any, layer: str) -> None:
+        stack = [t.grad_fn for t in _tensors(value) if t.grad_fn is not None]
+        while stack:
+            node = stack.pop()
+            if node is None or node in self.labels:
+                continue
+            self.labels[node] = layer
+            stack.extend(next_node for next_node, _ in node.next_functions)
+
+    @contextmanager
+    def track(self) -> Iterator["NodeLabeler"]:
+        handles = []
+        for layer in self._layers:
+            for path in layer.modules:
+                module = self._model.get_submodule(path)
+                handles.append(module.register_forward_pre_hook(self._before_hook()))
+                handles.append(module.register_forward_hook(self._after_hook(layer.name)))
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _before_hook(self):
+        def before(module, args) -> None:
+            self.label_from(args, OBJECTIVE)
+
+        return before
+
+    def _after_hook(self, name: str):
+        def after(module, args, output) -> None:  # returns None: a value would replace the output
+            self.label_from(output, name)
+
+        return after
+
+
+@contextmanager
+def backward_flops_by_layer(labels: dict[Any, str]) -> Iterator[dict[str, int]]:
+    """Count FLOPs of the backward run inside, per layer of the executing autograd node."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry, shape_wrapper
+
+    from w2vprof.measure.flops import flop_formulas
+
+    registry = {**flop_registry, **{op: shape_wrapper(f) for op, f in flop_formulas().items()}}
+    counts: dict[str, int] = defaultdict(int)
+
+    class _BackwardCounter(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = registry.get(func._overloadpacket) or registry.get(func)
+            if formula is not None:
+                node = torch._C._current_autograd_node()
+                counts[labels.get(node, OBJECTIVE)] += int(formula(*args, **kwargs, out_val=out))
+            return out
+
+    with _BackwardCounter():
+        yield counts

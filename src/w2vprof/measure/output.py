@@ -1,0 +1,31 @@
+"""Writing one profile's files: results.csv (one row), layers.csv, run.json; each written atomically."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from w2vprof.errors import BadInput
+from w2vprof.records import LAYER_COLUMNS, RESULT_COLUMNS, write_records_csv
+
+__all__ = ["write_profile", "write_text_atomic"]
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_profile(out: Path, config, result) -> None:
+    try:
+        out.mkdir(parents=False, exist_ok=True)
+        if result.layers:
+            write_records_csv(out / "layers.csv", result.layers, LAYER_COLUMNS)
+            result.record.layers_file = "layers.csv"
+        write_records_csv(out / "results.csv", [result.record], RESULT_COLUMNS)
+        write_text_atomic(out / "run.json", result.run_json(config))
+    except OSError as exc:
+        raise BadInput(f"--out {out}: cannot write ({exc.strerror})") from None

@@ -1,0 +1,159 @@
+"""The measurement engine: record schema, exact per-layer attribution, statistics, bad input."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import run_cli
+from w2vprof.measure.activations import ActivationTracker
+from w2vprof.measure.engine import ProfileConfig, profile_configuration
+from w2vprof.measure.layers import LayerSpec
+from w2vprof.measure.stats import quantile, time_stats
+from w2vprof.records import LAYER_COLUMNS, RESULT_COLUMNS, read_layers_csv, read_results_csv
+
+
+@pytest.fixture(scope="module")
+def tiny_profile(tmp_path_factory):
+    out = tmp_path_factory.mktemp("profile") / "run"
+    result = run_cli("profile", "--model", "tiny", "--batch", "2", "--seconds", "1", "--repeats", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_profile_writes_the_three_files_with_the_schema(tiny_profile):
+    out, _ = tiny_profile
+    with open(out / "results.csv") as handle:
+        header = next(csv.reader(handle))
+    assert tuple(header) == RESULT_COLUMNS
+    (record,) = read_results_csv(out / "results.csv")
+    assert record.status == "ok" and record.model == "tiny" and record.batch == 2 and record.seconds == 1.0
+    for name in ("sec_per_batch_median", "fwd_flops", "bwd_flops", "optim_flops", "act_mem_bytes", "param_bytes",
+                 "grad_bytes", "optim_state_bytes", "peak_mem_bytes", "achieved_flops_per_sec"):
+        assert getattr(record, name) and getattr(record, name) > 0, name
+    assert record.train_flops == record.fwd_flops + record.bwd_flops + record.optim_flops
+    assert record.sec_per_sequence == pytest.approx(record.sec_per_batch_median / 2)
+    assert record.repeats == 3 and record.schema_version == 1
+    assert record.torch_version and record.hostname and record.timestamp and record.cpu_model
+    # params in fp32; AdamW keeps two moments per parameter (plus a scalar step per tensor)
+    assert record.grad_bytes == record.param_bytes
+    assert 2 * record.param_bytes <= record.optim_state_bytes < 2 * record.param_bytes + 4096
+    run = json.loads((out / "run.json").read_text())
+    assert len(run["step_times_s"]) == 3
+    assert run["record"]["sec_per_batch_median"] == pytest.approx(sorted(run["step_times_s"])[1])
+
+
+def test_layers_add_up_and_run_in_forward_order(tiny_profile):
+    out, _ = tiny_profile
+    with open(out / "layers.csv") as handle:
+        assert tuple(next(csv.reader(handle))) == LAYER_COLUMNS
+    layers = read_layers_csv(out / "layers.csv")
+    (record,) = read_results_csv(out / "results.csv")
+    names = [l.layer for l in layers]
+    assert names[:8] == [f"cnn.{i}" for i in range(7)] + ["feature_projection"]
+    assert names.index("positional_conv") < names.index("transformer.0") < names.index("quantizer")
+    assert sum(l.fwd_flops for l in layers) == record.fwd_flops
+    assert sum(l.bwd_flops for l in layers) == record.bwd_flops
+    assert all(l.bwd_flops >= 0 for l in layers)
+    assert layers[-1].cum_act_mem_bytes == sum(l.act_mem_bytes for l in layers) == record.act_mem_bytes
+    assert sum(l.params for l in layers) * 4 == record.param_bytes
+    # conv0's input (the waveform) needs no gradient: backward computes only the weight gradient
+    assert layers[0].bwd_flops == layers[0].fwd_flops
+    assert layers[1].bwd_flops == 2 * layers[1].fwd_flops
+
+
+def test_activation_bytes_are_exact_on_a_small_module():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 5))
+    layers = [LayerSpec("first", "head", ("0",)), LayerSpec("relu", "head", ("1",)), LayerSpec("last", "head", ("2",))]
+    tracker = ActivationTracker(model, layers)
+    x = torch.randn(2, 4)
+    with tracker.track():
+        model(x).sum().backward()
+    # Linear(4,3) saves its input: 2 * 4 floats * 4 bytes = 32 (its weight is a parameter: not counted).
+    # ReLU saves its output: 2 * 3 * 4 = 24. The last Linear saves its input, which is ReLU's output, the
+    # same storage: already counted, so 0 more.
+    assert dict(tracker.bytes_by_layer) == {"first": 32, "relu": 24}
+    assert tracker.total_bytes == 56
+
+
+def test_time_statistics_exact():
+    stats = time_stats([1.0, 2.0, 3.0, 4.0, 10.0])
+    # mean 4; sample variance (9 + 4 + 1 + 0 + 36) / 4 = 12.5; q25 = 2, q75 = 4
+    assert stats == pytest.approx({"median": 3.0, "mean": 4.0, "std": 12.5**0.5, "min": 1.0, "max": 10.0, "iqr": 2.0})
+    assert quantile([0.0, 10.0], 0.25) == 2.5
+    assert time_stats([0.5])["std"] == 0.0
+
+
+def test_unsupported_precision_is_a_record_not_a_crash(monkeypatch):
+    import w2vprof.measure.engine as engine
+
+    monkeypatch.setattr(engine, "_mixed_precision_problem", lambda device: "autocast unsupported on cpu: test")
+    result = profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=1.0, precision="mixed", repeats=1))
+    assert result.record.status == "unsupported"
+    assert "autocast unsupported" in result.record.error
+    assert result.record.sec_per_batch_median is None
+
+
+def test_mixed_precision_on_cpu_runs_in_bfloat16():
+    result = profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=0.5, precision="mixed", repeats=1))
+    assert result.record.status == "ok"
+    assert result.record.bf16_native in (True, False)
+    # autocast keeps bf16 copies of the weights alive for backward: they count as saved tensors
+    assert result.record.act_mem_bytes > 0
+
+
+def test_deterministic_with_seed():
+    first = profile_configuration(ProfileConfig(model="tiny", batch=2, seconds=0.5, repeats=1, seed=3))
+    second = profile_configuration(ProfileConfig(model="tiny", batch=2, seconds=0.5, repeats=1, seed=3))
+    assert first.record.loss == second.record.loss
+    assert first.record.act_mem_bytes == second.record.act_mem_bytes
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--batch", "0"], "--batch must be a positive whole number"),
+        (["--seconds", "x"], "--seconds must be a positive number"),
+        (["--precision", "fp8"], "unknown --precision 'fp8'"),
+        (["--model", "huge"], "unknown model 'huge'"),
+        (["--repeats", "0"], "--repeats must be a positive whole number"),
+        (["--device", "tpu"], "unknown --device 'tpu'"),
+    ],
+)
+def test_profile_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
+    result = run_cli("profile", "--model", "tiny", "--out", str(tmp_path / "o"), *args)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr
+
+
+def test_profile_out_in_missing_folder(tmp_path):
+    result = run_cli("profile", "--model", "tiny", "--out", str(tmp_path / "missing" / "o"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_cuda_request_without_cuda_is_bad_input(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run_cli("profile", "--model", "tiny", "--device", "cuda", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "no CUDA device" in result.stderr
+
+
+def _r_squared(xs, ys):
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
+    slope = sxy / sxx
+    residual = sum((y - mean_y - slope * (x - mean_x)) ** 2 for x, y in zip(xs, ys))
+    total = sum((y - mean_y) ** 2 for y in ys)
+    return 1 - residual / total
+
+
+def test_activation_memory_and_flops_grow_linearly_with_length():
+    seconds = [1.0, 2.0, 4.0, 6.0, 8.0]
+    records = [profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=s, repeats=1)).record for s in seconds]
+    assert _r_squared(seconds, [r.act_mem_bytes for r in records]) > 0.99
+    assert _r_squared(seconds, [r.train_flops for r in records]) > 0.99
