@@ -1,0 +1,70 @@
+"""The grid of configurations: presets, explicit flags, and the cheap-first order."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from w2vprof.errors import BadInput
+from w2vprof.measure.engine import ProfileConfig
+
+__all__ = ["PRESETS", "GridSpec", "preset_spec", "default_spec", "expand"]
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    models: tuple[str, ...]
+    seconds: tuple[float, ...]
+    batches: tuple[int, ...]
+    precisions: tuple[str, ...]
+    warmup: int = 1
+    repeats: int = 5
+
+
+PRESETS: dict[str, GridSpec] = {
+    # Table 2's protocol.
+    "paper": GridSpec(("base", "large"), (5.5,), (1, 4), ("fp32", "mixed")),
+    # Fig. 3 / Fig. 4: memory and FLOPs against utterance length at batch 4.
+    "lengths": GridSpec(("base", "large"), (1, 2, 3, 4, 5, 6, 8, 10, 12, 15), (4,), ("fp32", "mixed")),
+    # A minute or two on a laptop CPU.
+    "quick": GridSpec(("base",), (1, 2, 4), (1,), ("fp32",), warmup=1, repeats=3),
+}
+
+
+def preset_spec(name: str) -> GridSpec:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise BadInput(f"unknown --preset {name!r}; choose from {', '.join(PRESETS)}") from None
+
+
+def default_spec(device: str, bf16_native: Optional[bool]) -> GridSpec:
+    """`w2vprof sweep` with no grid flags: Table 2 on a GPU; base at 5.5 s, batch 1 and 4, on a CPU.
+
+    Mixed precision joins on a CPU only with native bfloat16: emulated bf16 is many times slower than fp32.
+    """
+    if device in ("cuda", "mps"):
+        return PRESETS["paper"]
+    precisions = ("fp32", "mixed") if bf16_native else ("fp32",)
+    return GridSpec(("base",), (5.5,), (1, 4), precisions)
+
+
+def expand(spec: GridSpec, device: str, common: dict) -> list[ProfileConfig]:
+    """Every configuration of the grid, cheap first within each model (so pruning and the ETA work early)."""
+    configs = []
+    for model in spec.models:
+        per_model = [
+            ProfileConfig(
+                model=model, batch=batch, seconds=seconds, precision=precision, device=device,
+                warmup=spec.warmup, repeats=spec.repeats, **common,
+            )
+            for seconds in spec.seconds
+            for batch in spec.batches
+            for precision in spec.precisions
+        ]
+        per_model.sort(key=lambda c: (c.batch * c.seconds, c.batch, c.precision != "fp32"))
+        configs.extend(per_model)
+    return configs
+
+
+def with_overrides(spec: GridSpec, **changes) -> GridSpec:
+    return replace(spec, **{k: v for k, v in changes.items() if v is not None})
