@@ -199,10 +199,11 @@ def run_sweep(
     writer = ResultsWriter(options.out)
     reporter.started(len(configs), len(pending))
     written: list[ResultRecord] = []
-    seconds_per_unit: dict[str, float] = {}  # wall seconds per (batch x seconds) unit, learnt per model
+    step_seconds_per_unit: dict[str, float] = {}  # seconds per step per (batch x seconds), learnt per model
+    overheads: list[float] = []  # wall seconds of a configuration beyond its steps (start-up, build, ...)
 
     for index, config in enumerate(pending):
-        eta = _eta(pending[index:], seconds_per_unit)
+        eta = _eta(pending[index:], step_seconds_per_unit, overheads)
         reporter.running(index, config, eta)
         started = time.monotonic()
         cause = next((o for o in ooms if _needs_at_least(config, o)), None) if options.prune else None
@@ -226,17 +227,23 @@ def run_sweep(
         wall = time.monotonic() - started
         if record.status == "oom" and not record.skipped_because:
             ooms.append(record)
-        if cause is None and record.status == "ok":
-            units = config.batch * config.seconds
-            previous = seconds_per_unit.get(config.model)
-            seconds_per_unit[config.model] = wall / units if previous is None else (previous + wall / units) / 2
+        if cause is None and record.status == "ok" and record.sec_per_batch_median:
+            steps = config.repeats + max(config.warmup, 1)
+            step_seconds_per_unit[config.model] = record.sec_per_batch_median / (config.batch * config.seconds)
+            overheads.append(max(wall - steps * record.sec_per_batch_median, 0.0))
         reporter.finished(index, record, wall)
     return written
 
 
-def _eta(remaining: list[ProfileConfig], seconds_per_unit: dict[str, float]) -> Optional[float]:
-    """Remaining wall time: FLOPs (and so time) scale linearly with batch x seconds, learnt per model."""
-    if not seconds_per_unit:
+def _eta(remaining: list[ProfileConfig], step_seconds_per_unit: dict[str, float], overheads: list[float]) -> Optional[float]:
+    """Remaining wall time: per configuration a fixed overhead plus its steps, whose time scales with
+    batch x seconds (as FLOPs do), learnt per model from the last finished configuration."""
+    if not step_seconds_per_unit:
         return None
-    fallback = max(seconds_per_unit.values())
-    return sum(c.batch * c.seconds * seconds_per_unit.get(c.model, fallback) for c in remaining)
+    fallback = max(step_seconds_per_unit.values())
+    overhead = sum(overheads) / len(overheads)
+    return sum(
+        overhead
+        + (c.repeats + max(c.warmup, 1)) * c.batch * c.seconds * step_seconds_per_unit.get(c.model, fallback)
+        for c in remaining
+    )
