@@ -1,24 +1,46 @@
 """The child process of a sweep: measure one configuration, write the result as JSON, exit.
 
-    python -m w2vprof.sweep.child CONFIG_JSON RESULT_PATH
+Children are forked from a fork server that has already imported torch (multiprocessing "forkserver" with
+preloading): a fresh interpreter would spend ~2 s per configuration importing torch. The server never runs a
+torch op, so no thread pool or CUDA context exists at fork time. Each child still gets a process of its own: an
+OOM kill, a crash in a native library or a leak costs that configuration only.
 
-Running each configuration in a fresh process isolates it: an OOM kill, a crash in a native library or a
-leak costs that configuration only, and every configuration starts from the same memory state.
+Also runnable alone for debugging: python -m w2vprof.sweep.child CONFIG_JSON RESULT_PATH
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+import traceback
 from dataclasses import asdict
 
+import torch  # noqa: F401 - preloaded by the fork server: children start with it imported
+import torchaudio  # noqa: F401
 
-def main(argv: list[str]) -> int:
+import w2vprof.measure.engine  # noqa: F401
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this child if its parent dies (e.g. the sweep is killed with kill -9)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl: the sweep still kills us on Ctrl-C
+        pass
+
+
+def measure(config_json: str, result_path: str) -> int:
     from w2vprof.errors import BadInput
     from w2vprof.measure.engine import ProfileConfig, profile_configuration
 
-    config = ProfileConfig.from_json(argv[0])
-    result_path = argv[1]
+    config = ProfileConfig.from_json(config_json)
     try:
         result = profile_configuration(config)
     except BadInput as exc:
@@ -39,5 +61,22 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def forked_entry(config_json: str, result_path: str, stderr_path: str) -> None:
+    """Entry point in a process forked from the fork server."""
+    os.setsid()  # its own process group: the sweep can stop it and anything it started
+    _die_with_parent()
+    err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(err, 2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    try:
+        code = measure(config_json, result_path)
+    except BaseException:  # noqa: BLE001 - reported to the parent as the last line of stderr
+        traceback.print_exc()
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(measure(sys.argv[1], sys.argv[2]))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -95,12 +94,33 @@ def _child_memory(process) -> int:
         return 0
 
 
-def _kill(process: subprocess.Popen) -> None:
+_CONTEXT = None
+
+
+def _start_child(config: ProfileConfig, result_path: str, stderr_path: str):
+    """Fork a child from the fork server (torch already imported there; started on first use)."""
+    import multiprocessing
+
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(["w2vprof.sweep.child"])
+    from w2vprof.sweep.child import forked_entry
+
+    process = _CONTEXT.Process(target=forked_entry, args=(config.to_json(), result_path, stderr_path), daemon=True)
+    process.start()
+    return process
+
+
+def _kill(process) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
+        try:
+            os.kill(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.join()
 
 
 def _last_line(text: str) -> str:
@@ -114,32 +134,30 @@ def measure_in_child(config: ProfileConfig, options: SweepOptions) -> tuple[Resu
     with tempfile.TemporaryDirectory(prefix="w2vprof-") as scratch:
         result_path = os.path.join(scratch, "result.json")
         stderr_path = os.path.join(scratch, "stderr.txt")
-        with open(stderr_path, "wb") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "w2vprof.sweep.child", config.to_json(), result_path],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,  # its own process group: we can stop it and anything it started
-            )
-            started = time.monotonic()
-            killed_for = None
-            peak_seen = 0
-            try:
-                while process.poll() is None:
-                    time.sleep(POLL_S)
-                    if options.mem_limit_bytes:
-                        peak_seen = max(peak_seen, _child_memory(process))
-                        if peak_seen > options.mem_limit_bytes:
-                            killed_for = "mem_limit"
-                            _kill(process)
-                            break
-                    if options.timeout_s and time.monotonic() - started > options.timeout_s:
-                        killed_for = "timeout"
+        process = _start_child(config, result_path, stderr_path)
+        started = time.monotonic()
+        killed_for = None
+        peak_seen = 0
+        try:
+            while process.exitcode is None:
+                process.join(POLL_S)
+                if process.exitcode is not None:
+                    break
+                if options.mem_limit_bytes:
+                    peak_seen = max(peak_seen, _child_memory(process))
+                    if peak_seen > options.mem_limit_bytes:
+                        killed_for = "mem_limit"
                         _kill(process)
                         break
-            except BaseException:
-                _kill(process)  # Ctrl-C or anything else: never leave a child training behind
-                raise
+                if options.timeout_s and time.monotonic() - started > options.timeout_s:
+                    killed_for = "timeout"
+                    _kill(process)
+                    break
+        except BaseException:
+            _kill(process)  # Ctrl-C or anything else: never leave a child training behind
+            raise
+        returncode = process.exitcode
+        process.close()
         error_text = Path(stderr_path).read_text(errors="replace")
         if killed_for == "mem_limit":
             limit_gib = options.mem_limit_bytes / 2**30
@@ -150,7 +168,7 @@ def measure_in_child(config: ProfileConfig, options: SweepOptions) -> tuple[Resu
             ), []
         if killed_for == "timeout":
             return _empty_record(config, identity, status="timeout", error=f"over --timeout {options.timeout_s:g} s"), []
-        if process.returncode == 0 and os.path.exists(result_path):
+        if returncode == 0 and os.path.exists(result_path):
             with open(result_path, encoding="utf-8") as handle:
                 payload = json.load(handle)
             record = ResultRecord(**payload["record"])
@@ -159,12 +177,12 @@ def measure_in_child(config: ProfileConfig, options: SweepOptions) -> tuple[Resu
             if payload.get("warnings"):
                 record.notes = "; ".join(filter(None, [record.notes, *payload["warnings"]]))
             return record, layers
-        if process.returncode == -signal.SIGKILL:
+        if returncode == -signal.SIGKILL:
             return _empty_record(
                 config, identity, status="oom",
                 error="killed by SIGKILL, not by the sweep: most likely the kernel's OOM killer",
             ), []
-        last = _last_line(error_text) or f"child exited with status {process.returncode}"
+        last = _last_line(error_text) or f"child exited with status {returncode}"
         status = "oom" if ("MemoryError" in last or "out of memory" in last.lower()) else "error"
         return _empty_record(config, identity, status=status, error=last), []
 
