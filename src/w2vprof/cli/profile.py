@@ -71,8 +71,8 @@ def print_record(record, layers) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    gb = lambda v: "-" if v is None else f"{v / 1e9:.2f} GB"  # noqa: E731
-    gf = lambda v: "-" if v is None else f"{v / 1e9:.1f} GFLOP"  # noqa: E731
+    gb = lambda v: "-" if v is None else f"{v / 1e9:.2f} GB" if v >= 1e9 else f"{v / 1e6:.1f} MB"  # noqa: E731
+    gf = lambda v: "-" if v is None else f"{v / 1e9:.1f} GFLOP" if v >= 1e9 else f"{v / 1e6:.1f} MFLOP"  # noqa: E731
     table = Table(title=f"{record.model} | batch {record.batch} | {record.seconds:g} s | {record.precision} | {record.device}")
     table.add_column("measure")
     table.add_column("value", justify="right")
