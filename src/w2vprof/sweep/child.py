@@ -15,10 +15,17 @@ import sys
 import traceback
 from dataclasses import asdict
 
-import torch  # noqa: F401 - preloaded by the fork server: children start with it imported
+# Preloaded by the fork server, so children start with them imported. torch._dynamo (with sympy and
+# triton) is imported lazily by the optimizer's first step and the FLOP counter: ~1 s a child otherwise.
+import psutil  # noqa: F401
+import torch  # noqa: F401
+import torch._dynamo  # noqa: F401
+import torch.utils.flop_counter  # noqa: F401
 import torchaudio  # noqa: F401
 
+import w2vprof.devices  # noqa: F401
 import w2vprof.measure.engine  # noqa: F401
+import w2vprof.models.pretraining  # noqa: F401
 
 
 def _die_with_parent() -> None:
