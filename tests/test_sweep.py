@@ -77,8 +77,9 @@ def test_mem_limit_records_oom_and_goes_on(tmp_path):
 
 def test_timeout_is_recorded(tmp_path):
     out = tmp_path / "r.csv"
-    result = run_cli("sweep", "--model", "tiny", "--seconds", "1", "--batch", "1", "--precision", "fp32",
-                     "--timeout", "0.3", "--out", str(out))
+    # tiny at batch 8 x 30 s: about a second per step, so 6 steps cannot finish in 1 s
+    result = run_cli("sweep", "--model", "tiny", "--seconds", "30", "--batch", "8", "--precision", "fp32",
+                     "--timeout", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr
     (row,) = _rows(out)
     assert row.status == "timeout" and row.sec_per_batch_median is None
