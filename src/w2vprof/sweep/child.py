@@ -68,10 +68,32 @@ def measure(config_json: str, result_path: str) -> int:
     return 0
 
 
-def forked_entry(config_json: str, result_path: str, stderr_path: str) -> None:
+def _exit_when_gone(sweep_pid: int, interval_s: float = 1.0) -> None:
+    """A daemon thread that ends this child when the sweep process is gone (killed with kill -9, say).
+
+    Our parent is the fork server, which can outlive a killed sweep, so PDEATHSIG alone is not enough.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            try:
+                os.kill(sweep_pid, 0)
+            except ProcessLookupError:
+                os._exit(137)
+            except PermissionError:  # pragma: no cover - alive, owned by someone else
+                pass
+
+    threading.Thread(target=watch, name="w2vprof-sweep-watch", daemon=True).start()
+
+
+def forked_entry(config_json: str, result_path: str, stderr_path: str, sweep_pid: int) -> None:
     """Entry point in a process forked from the fork server."""
     os.setsid()  # its own process group: the sweep can stop it and anything it started
     _die_with_parent()
+    _exit_when_gone(sweep_pid)
     err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(err, 2)
     null = os.open(os.devnull, os.O_WRONLY)

@@ -107,7 +107,9 @@ def _start_child(config: ProfileConfig, result_path: str, stderr_path: str):
         _CONTEXT.set_forkserver_preload(["w2vprof.sweep.child"])
     from w2vprof.sweep.child import forked_entry
 
-    process = _CONTEXT.Process(target=forked_entry, args=(config.to_json(), result_path, stderr_path), daemon=True)
+    process = _CONTEXT.Process(
+        target=forked_entry, args=(config.to_json(), result_path, stderr_path, os.getpid()), daemon=True
+    )
     process.start()
     return process
 
