@@ -1,0 +1,1 @@
+"""Federated pretraining on Flower (optional extra `w2vprof[fl]`)."""
