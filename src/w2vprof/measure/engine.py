@@ -356,9 +356,6 @@ def _measure(config: ProfileConfig, device: str, result: ProfileResult) -> None:
 
 
 def _telemetry_sampler(device: str):
-    """The device's telemetry sampler, or None where this build has no telemetry module yet."""
-    try:
-        from w2vprof.devices.telemetry import TelemetrySampler
-    except ImportError:
-        return None
+    from w2vprof.devices.telemetry import TelemetrySampler
+
     return TelemetrySampler(torch_device=device)
