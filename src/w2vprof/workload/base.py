@@ -1,16 +1,26 @@
-"""Batches and the synthetic fixed-length workload (the default: every utterance exactly --seconds long)."""
+"""Batches, the synthetic fixed-length workload (the default) and the choice of workload from CLI options."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 
 from w2vprof.errors import BadInput
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import torch
 
-__all__ = ["SAMPLE_RATE", "Batch", "Workload", "SyntheticWorkload", "length_stats", "make_workload"]
+__all__ = [
+    "SAMPLE_RATE",
+    "Batch",
+    "Workload",
+    "SyntheticWorkload",
+    "collate",
+    "length_stats",
+    "make_workload",
+    "workload_name",
+]
 
 SAMPLE_RATE = 16_000
 
@@ -24,11 +34,25 @@ class Batch:
     def size(self) -> int:
         return int(self.waveforms.shape[0])
 
+    def attention_mask(self) -> "torch.Tensor":
+        """(batch, samples) bool: True on real audio, False on padding (what the model's mask is built from)."""
+        import torch
+
+        positions = torch.arange(self.waveforms.shape[1], device=self.lengths.device)
+        return positions.unsqueeze(0) < self.lengths.unsqueeze(1)
+
 
 class Workload:
-    """An endless stream of batches; subclasses decide where the audio comes from."""
+    """An endless stream of batches; subclasses decide where the audio comes from.
+
+    `warnings` holds at most a few lines for the user (skipped files); libraries never print them.
+    """
 
     name: str = "synthetic"
+
+    @property
+    def warnings(self) -> list[str]:
+        return []
 
     def batches(self, batch_size: int, seed: int) -> Iterator[Batch]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -61,6 +85,20 @@ class SyntheticWorkload(Workload):
             index += 1
 
 
+def collate(waveforms: Sequence[Union["np.ndarray", "torch.Tensor"]]) -> Batch:
+    """Stack 1-D utterances into a Batch, zero-padded to the longest (as a trainer's collater does)."""
+    import torch
+
+    tensors = [torch.as_tensor(w, dtype=torch.float32).reshape(-1) for w in waveforms]
+    if not tensors:
+        raise ValueError("collate needs at least one utterance")
+    lengths = torch.tensor([t.numel() for t in tensors], dtype=torch.long)
+    padded = torch.zeros(len(tensors), int(lengths.max()), dtype=torch.float32)
+    for row, tensor in enumerate(tensors):
+        padded[row, : tensor.numel()] = tensor
+    return Batch(waveforms=padded, lengths=lengths)
+
+
 def length_stats(batches: list[Batch]) -> dict[str, float]:
     """Length distribution of the utterances in `batches` (seconds) and the padded share of all samples."""
     import torch
@@ -70,11 +108,23 @@ def length_stats(batches: list[Batch]) -> dict[str, float]:
     real = sum(int(b.lengths.sum()) for b in batches)
     return {
         "utt_sec_mean": float(lengths.mean()),
+        # NB: torch's median of an even count is the lower middle value, not the average of the two.
         "utt_sec_median": float(lengths.median()),
         "utt_sec_p90": float(torch.quantile(lengths, 0.9)),
         "utt_sec_max": float(lengths.max()),
         "padding_fraction": (padded - real) / padded if padded else 0.0,
     }
+
+
+def workload_name(audio: Optional[Union[str, Path]] = None, length_dist: Optional[str] = None) -> str:
+    """The `workload` column a configuration will get, without reading any audio (sweep's resume key)."""
+    if audio is not None:
+        return f"audio:{Path(audio).resolve().name}"
+    if length_dist is not None:
+        from w2vprof.workload.lengths import parse_length_dist
+
+        return f"synthetic:{parse_length_dist(length_dist).label}"
+    return "synthetic"
 
 
 def make_workload(
@@ -84,7 +134,28 @@ def make_workload(
     max_seconds: Optional[float] = None,
     length_dist: Optional[str] = None,
 ) -> Workload:
-    """The workload the user asked for: synthetic fixed length unless audio or a length distribution is given."""
-    if audio is not None or length_dist is not None:
-        raise BadInput("--audio and --length-dist are not available yet")
+    """The workload the user asked for: synthetic fixed length unless audio or a length distribution is given.
+
+    Reading a folder probes every file's header (cheap); audio is decoded only when a batch needs it.
+    """
+    if max_seconds is not None and not float(max_seconds) > 0:
+        raise BadInput(f"--max-seconds must be a positive number, got {max_seconds!r}")
+    if audio is not None and length_dist is not None:
+        raise BadInput("--audio and --length-dist cannot be combined: real audio has its own lengths")
+    if clips_dir is not None and audio is None:
+        raise BadInput("--clips-dir needs --audio MANIFEST.tsv")
+    if audio is not None:
+        from w2vprof.workload.audio import AudioWorkload
+
+        return AudioWorkload(audio, clips_dir=clips_dir, max_seconds=max_seconds)
+    if length_dist is not None:
+        from w2vprof.workload.lengths import LengthDistributionWorkload, parse_length_dist
+
+        return LengthDistributionWorkload(parse_length_dist(length_dist), max_seconds=max_seconds)
+    if max_seconds is not None and float(max_seconds) < float(seconds):
+        # Cropping every fixed-length utterance would silently profile a different --seconds than recorded.
+        raise BadInput(
+            f"--max-seconds {float(max_seconds):g} is shorter than --seconds {float(seconds):g}: "
+            "for fixed-length batches set --seconds instead"
+        )
     return SyntheticWorkload(seconds)
