@@ -1,8 +1,56 @@
-"""`w2vprof partition`: not yet built (placeholder so the app can register every planned command)."""
+"""`w2vprof partition`: per-client manifests with no shared speaker and about equal speech (paper Sec. 4.2)."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from w2vprof.cli.options import parse_positive_int
+
+__all__ = ["register"]
+
+
+def partition(
+    manifest: Path = typer.Argument(..., help="Common Voice style TSV (client_id, path, sentence, ...)."),
+    clients: str = typer.Option("10", "--clients", "-n", help="How many clients (e.g. 10 or 100)."),
+    by: str = typer.Option("speaker", "--by", help="What no two clients may share: speaker (client_id)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for client_NNN.tsv files and summary.csv."),
+    clips_dir: Optional[Path] = typer.Option(None, "--clips-dir", help="Where the clips are (default: the manifest's clips/)."),
+    seed: int = typer.Option(0, "--seed", help="Orders speakers with equal speech (reproducible splits)."),
+) -> None:
+    """Split MANIFEST into speaker-disjoint client manifests with about the same hours of speech each."""
+    from w2vprof.workload.partition import partition_manifest, write_partition
+
+    result = partition_manifest(manifest, parse_positive_int(clients, "--clients"), clips_dir=clips_dir, by=by, seed=seed)
+    write_partition(result, out)
+    for warning in result.warnings:
+        typer.echo(f"w2vprof: warning: {warning}", err=True)
+    _print_summary(result)
+    typer.echo(f"Client manifests: {out}/{result.clients[0].manifest} .. {result.clients[-1].manifest}; summary: {out / 'summary.csv'}")
+
+
+def _print_summary(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    total_sec = sum(c.seconds for c in result.clients)
+    table = Table(
+        title=f"{result.source.name}: {len(result.clients)} clients by speaker",
+        caption=f"speech per client within {100 * result.spread:.1f} % of the mean; no speaker in two clients",
+    )
+    for name in ("client", "speakers", "utterances", "speech (h)", "mean utt (s)"):
+        table.add_column(name, justify="left" if name == "client" else "right")
+    for c in result.clients:
+        mean = c.seconds / c.utterances if c.utterances else 0.0
+        table.add_row(str(c.client), str(len(c.speakers)), str(c.utterances), f"{c.hours:.4f}", f"{mean:.2f}")
+    utterances = sum(c.utterances for c in result.clients)
+    table.add_row(
+        "total", str(sum(len(c.speakers) for c in result.clients)), str(utterances), f"{total_sec / 3600:.4f}",
+        f"{total_sec / utterances:.2f}" if utterances else "-", style="bold",
+    )
+    Console().print(table)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("partition")(partition)

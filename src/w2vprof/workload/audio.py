@@ -1,137 +1,271 @@
-"""Real audio: a folder of audio files or a Common Voice style TSV manifest drives the batches.
+"""Real audio as a workload: a folder of audio files, one file, or a Common Voice style TSV manifest.
 
-Files are decoded with soundfile (whatever libsndfile reads: wav, flac, ogg, mp3 with libsndfile >= 1.1),
-mixed down to mono and resampled to 16 kHz with torchaudio. Lengths come from the file headers (cheap); audio
-is decoded only for the utterances a batch uses, and kept (a profile uses a handful of batches).
+Every file is probed up front (header, plus one short read at the end to catch truncation); audio is decoded
+only when a batch needs it and kept in a bounded cache. Decoded audio is mixed down to mono and resampled
+to 16 kHz with torchaudio. Batches are random (seeded) epochs of utterances, as a trainer draws them,
+zero-padded to the longest, with an optional fairseq-style random crop to --max-seconds.
 """
 from __future__ import annotations
 
-import csv
-import random
+import os
+import struct
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional, Union
 
 from w2vprof.errors import BadInput
-from w2vprof.workload.base import SAMPLE_RATE, Batch, Workload
+from w2vprof.workload.base import SAMPLE_RATE, Batch, Workload, collate
 
-__all__ = ["Clip", "AudioWorkload", "list_clips", "read_manifest", "decode_mono_16k", "AUDIO_SUFFIXES"]
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au")
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "AudioError",
+    "AudioInfo",
+    "probe_audio",
+    "load_audio",
+    "find_audio_files",
+    "skipped_warning",
+    "AudioWorkload",
+]
+
+#: What a folder scan picks up: the containers libsndfile reads. Other files (transcripts, TSVs) are ignored.
+AUDIO_SUFFIXES = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
+     ".w64", ".rf64", ".caf"}
+)
+#: How many skipped files a warning names before "and N more".
+WARNING_NAMES = 10
+_TAIL_FRAMES = 1024
+
+
+class AudioError(Exception):
+    """A file we cannot use; the message is the reason shown in the skipped-files warning."""
 
 
 @dataclass(frozen=True)
-class Clip:
+class AudioInfo:
     path: Path
-    seconds: float
-    speaker: str = ""
-    sentence: str = ""
+    frames: int  # at the file's own sample rate
+    sample_rate: int
+    channels: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
 
 
-def _probe(path: Path) -> Optional[float]:
-    """Duration in seconds from the header, or None for an unreadable/empty file."""
-    import soundfile
+def _wav_truncation(path: Path) -> Optional[str]:
+    """For RIFF/WAVE: the reason if the data chunk is shorter than its header says (libsndfile hides it)."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk_id, size = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
+        if chunk_id == b"data":
+            present = os.path.getsize(path) - (offset + 8)
+            # 0 and 0xFFFFFFFF are what streaming writers leave when they cannot seek back to fill the size.
+            if size not in (0, 0xFFFFFFFF) and present < size:
+                return f"truncated: {present} of {size} data bytes"
+            return None
+        offset += 8 + size + (size & 1)  # chunks are word-aligned
+    return None
+
+
+def probe_audio(path: Union[str, Path]) -> AudioInfo:
+    """Header facts of one file; AudioError(reason) if it is missing, empty, not audio, or truncated."""
+    import soundfile as sf
+
+    path = Path(path)
+    try:
+        if os.path.getsize(path) == 0:
+            raise AudioError("empty file")
+        truncated = _wav_truncation(path)
+        if truncated:
+            raise AudioError(truncated)
+        with sf.SoundFile(str(path)) as handle:
+            frames, rate, channels = handle.frames, handle.samplerate, handle.channels
+            if frames <= 0:
+                raise AudioError("no audio samples")
+            if handle.seekable():
+                # A cut-off FLAC/MP3 still reports its full length in the header; reading its end exposes it.
+                handle.seek(max(frames - _TAIL_FRAMES, 0))
+                wanted = min(_TAIL_FRAMES, frames)
+                if len(handle.read(wanted, dtype="float32")) < wanted:
+                    raise AudioError("truncated: ends before its header's length")
+    except FileNotFoundError:
+        raise AudioError("missing") from None
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioError(_short_reason(exc)) from None
+    return AudioInfo(path=path, frames=int(frames), sample_rate=int(rate), channels=int(channels))
+
+
+def _short_reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    if "Format not recognised" in text or "unknown format" in text.lower():
+        return "not a sound file"
+    if "psf_fseek" in text or "lost sync" in text:
+        return "corrupt or truncated"
+    return f"unreadable: {text[:80]}"
+
+
+def load_audio(path: Union[str, Path], sample_rate: int = SAMPLE_RATE) -> "np.ndarray":
+    """Decode one file to mono float32 at `sample_rate` (channels averaged, torchaudio sinc resampling).
+
+    A file of n frames at rate r comes back with ceil(n * sample_rate / r) samples.
+    """
+    import numpy as np
+    import soundfile as sf
 
     try:
-        info = soundfile.info(str(path))
-    except (RuntimeError, OSError, ValueError, TypeError):
-        return None
-    if info.frames <= 0 or info.samplerate <= 0:
-        return None
-    return info.frames / info.samplerate
+        data, rate = sf.read(str(Path(path)), dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        raise AudioError("missing") from None
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioError(_short_reason(exc)) from None
+    if data.shape[0] == 0:
+        raise AudioError("no audio samples")
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if rate != sample_rate:
+        import torch
+        import torchaudio.functional as AF
+
+        mono = AF.resample(torch.from_numpy(np.ascontiguousarray(mono)), int(rate), sample_rate).numpy()
+    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def read_manifest(manifest: Path, clips_dir: Optional[Path] = None) -> list[tuple[Path, str, str]]:
-    """(clip path, speaker, sentence) rows of a Common Voice style TSV (client_id, path, sentence columns)."""
-    clips_dir = clips_dir or manifest.parent / "clips"
+def find_audio_files(folder: Union[str, Path]) -> list[Path]:
+    """Audio files under `folder` (recursively, sorted), by suffix; hidden files are left out."""
+    folder = Path(folder)
+    return sorted(
+        p for p in folder.rglob("*")
+        # Dot files are editor/OS litter (macOS "._x.wav" resource forks look like audio but are not).
+        if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+
+
+def skipped_warning(skipped: list[tuple[str, str]], total: int, what: str = "audio files") -> str:
+    """One line for the user: how many of `total` were skipped, and which (name (reason), ...)."""
+    named = ", ".join(f"{name} ({reason})" for name, reason in skipped[:WARNING_NAMES])
+    more = f" and {len(skipped) - WARNING_NAMES} more" if len(skipped) > WARNING_NAMES else ""
+    return f"skipped {len(skipped)} of {total} {what} (unreadable, empty or corrupt): {named}{more}"
+
+
+def _display_name(path: Path, root: Path) -> str:
     try:
-        with open(manifest, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-            missing = {"client_id", "path"} - set(reader.fieldnames or [])
-            if missing:
-                raise BadInput(f"{manifest}: not a Common Voice style manifest (missing columns: {', '.join(sorted(missing))})")
-            return [(clips_dir / row["path"], row["client_id"], row.get("sentence") or "") for row in reader]
-    except UnicodeDecodeError:
-        raise BadInput(f"{manifest}: not a text TSV manifest") from None
-    except OSError as exc:
-        raise BadInput(f"{manifest}: cannot read ({exc.strerror})") from None
-
-
-def list_clips(source: Path, clips_dir: Optional[Path] = None) -> tuple[list[Clip], list[str]]:
-    """Every readable clip of a folder (recursively) or a manifest, and the names of the unreadable ones."""
-    source = Path(source)
-    if source.is_dir():
-        entries = [(p, p.parent.name if p.parent != source else "", "") for p in sorted(source.rglob("*"))
-                   if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES]
-    elif source.is_file():
-        entries = read_manifest(source, clips_dir)
-    else:
-        raise BadInput(f"--audio {source}: no such file or folder")
-    clips, skipped = [], []
-    for path, speaker, sentence in entries:
-        seconds = _probe(path)
-        if seconds is None:
-            skipped.append(path.name)
-        else:
-            clips.append(Clip(path, seconds, speaker, sentence))
-    if not clips:
-        raise BadInput(f"--audio {source}: no readable audio file" + (f" ({len(skipped)} unreadable)" if skipped else ""))
-    return clips, skipped
-
-
-def decode_mono_16k(path: Path) -> "torch.Tensor":  # noqa: F821
-    """Decode, average the channels, resample to 16 kHz: a float32 tensor of samples."""
-    import soundfile
-    import torch
-    import torchaudio
-
-    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    mono = torch.from_numpy(data.mean(axis=1))
-    if rate != SAMPLE_RATE:
-        mono = torchaudio.functional.resample(mono, rate, SAMPLE_RATE)
-    return mono.contiguous()
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 class AudioWorkload(Workload):
-    """Seeded random batches of real utterances, zero-padded to the longest, optionally cropped (fairseq)."""
+    """Batches of real utterances from a folder, a single file, or a TSV manifest (see module docstring)."""
 
-    def __init__(self, source: Path, clips_dir: Optional[Path] = None, max_seconds: Optional[float] = None) -> None:
-        self.source = Path(source)
-        self.clips, skipped = list_clips(self.source, clips_dir)
-        self.max_seconds = max_seconds
-        self.name = f"audio:{self.source.stem if self.source.is_file() else self.source.name}"
-        self.warnings: list[str] = []
-        if skipped:
-            shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
-            self.warnings.append(f"skipped {len(skipped)} unreadable or empty audio file(s): {shown}")
-        self._decoded: dict[Path, "torch.Tensor"] = {}  # noqa: F821
+    def __init__(
+        self,
+        source: Union[str, Path],
+        clips_dir: Optional[Union[str, Path]] = None,
+        max_seconds: Optional[float] = None,
+        cache_bytes: int = 256 << 20,
+    ) -> None:
+        source = Path(source)
+        self.source = source
+        self.max_seconds = float(max_seconds) if max_seconds is not None else None
+        self.name = f"audio:{source.resolve().name}"
+        self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._cache_bytes = int(cache_bytes)
+        self._cached = 0
 
-    def _audio(self, clip: Clip):
-        if clip.path not in self._decoded:
-            self._decoded[clip.path] = decode_mono_16k(clip.path)
-        return self._decoded[clip.path]
+        if source.is_dir():
+            if clips_dir is not None:
+                raise BadInput("--clips-dir applies to a TSV manifest, not to a folder of audio files")
+            root, candidates = source, find_audio_files(source)
+            if not candidates:
+                raise BadInput(f"{source}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in this folder")
+        elif source.is_file() and source.suffix.lower() in (".tsv", ".txt"):
+            from w2vprof.workload.manifest import read_manifest
+
+            manifest = read_manifest(source, clips_dir)
+            root, candidates = manifest.clips_dir, [manifest.clip_path(row) for row in manifest.rows]
+            if not candidates:
+                raise BadInput(f"{source}: the manifest lists no clips")
+            if not manifest.clips_dir.is_dir():
+                raise BadInput(f"{source}: clips folder {manifest.clips_dir} does not exist (set --clips-dir)")
+        elif source.is_file():
+            root, candidates = source.parent, [source]
+        else:
+            raise BadInput(f"--audio {source}: no such file or folder")
+
+        self.utterances: list[AudioInfo] = []
+        self.skipped: list[tuple[str, str]] = []  # (name relative to the folder, reason)
+        self._root = root
+        for path in candidates:
+            try:
+                self.utterances.append(probe_audio(path))
+            except AudioError as exc:
+                self.skipped.append((_display_name(path, root), str(exc)))
+        self.total_files = len(candidates)
+        if not self.utterances:
+            raise BadInput(f"--audio {source}: no readable audio; " + skipped_warning(self.skipped, self.total_files))
+        self._usable = [True] * len(self.utterances)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line naming every skipped file (also those that failed later, while decoding a batch)."""
+        return [skipped_warning(self.skipped, self.total_files)] if self.skipped else []
+
+    @property
+    def seconds(self) -> list[float]:
+        """Header length of every usable utterance, seconds (before any --max-seconds crop)."""
+        return [u.seconds for u, ok in zip(self.utterances, self._usable) if ok]
+
+    def load(self, index: int) -> "np.ndarray":
+        """Utterance `index` as mono float32 16 kHz, through a bounded LRU cache of decoded audio."""
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        wave = load_audio(self.utterances[index].path)
+        self._cache[index] = wave
+        self._cached += wave.nbytes
+        while self._cached > self._cache_bytes and len(self._cache) > 1:
+            _, evicted = self._cache.popitem(last=False)
+            self._cached -= evicted.nbytes
+        return wave
 
     def batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
-        import torch
+        """Endless seeded batches: shuffled epochs of the corpus, `batch_size` utterances at a time."""
+        import numpy as np
 
-        rng = random.Random(seed)
+        rng = np.random.default_rng(seed)
+        crop = int(round(self.max_seconds * SAMPLE_RATE)) if self.max_seconds else None
         order: list[int] = []
         while True:
-            if len(order) < batch_size:  # a fresh shuffled pass over the corpus, like a trainer's epoch
-                order.extend(rng.sample(range(len(self.clips)), len(self.clips)))
-            picked = [order.pop(0) for _ in range(batch_size)] if len(self.clips) >= batch_size else [
-                rng.randrange(len(self.clips)) for _ in range(batch_size)]
             waves = []
-            for index in picked:
-                wave = self._audio(self.clips[index])
-                if self.max_seconds is not None:
-                    limit = int(self.max_seconds * SAMPLE_RATE)
-                    if wave.numel() > limit:  # random crop, as fairseq's pretraining does
-                        start = rng.randrange(wave.numel() - limit + 1)
-                        wave = wave[start:start + limit]
+            while len(waves) < batch_size:
+                if not order:
+                    usable = [i for i, ok in enumerate(self._usable) if ok]
+                    if not usable:
+                        raise BadInput(
+                            f"--audio {self.source}: no readable audio; " + skipped_warning(self.skipped, self.total_files)
+                        )
+                    order = [usable[i] for i in rng.permutation(len(usable))]
+                index = order.pop()
+                if not self._usable[index]:
+                    continue
+                try:
+                    wave = self.load(index)
+                except AudioError as exc:
+                    # Passed the probe but failed to decode: skip it for the rest of the run, like the others.
+                    self._usable[index] = False
+                    self.skipped.append((_display_name(self.utterances[index].path, self._root), str(exc)))
+                    continue
+                if crop is not None and len(wave) > crop:
+                    # fairseq RawAudioDataset.crop_to_max_size: a uniformly random window of the maximum size.
+                    start = int(rng.integers(0, len(wave) - crop + 1))
+                    wave = wave[start:start + crop]
                 waves.append(wave)
-            longest = max(w.numel() for w in waves)
-            padded = torch.zeros(batch_size, longest)
-            for row, wave in enumerate(waves):
-                padded[row, : wave.numel()] = wave
-            yield Batch(padded, torch.tensor([w.numel() for w in waves], dtype=torch.long))
+            yield collate(waves)
