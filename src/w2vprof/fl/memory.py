@@ -1,0 +1,81 @@
+"""Peak memory of one client round: the process's resident high-water mark, reset at the start of the round.
+
+Simulation reuses one process (a Ray actor) for many clients and rounds, and a deployed SuperNode may reuse its
+ClientApp process too, so the lifetime peak would carry over. On Linux writing "5" to /proc/self/clear_refs resets
+VmHWM (the peak resident set) to the current resident set; VmHWM read at the end of the round is then the
+round's peak. It includes everything resident in the client process: the Python interpreter, torch and
+Flower libraries (a few hundred MB before the model exists), the decoded audio, the received and the outgoing
+weights, the model, AdamW state, activations and gradients. `start_rss_bytes` (resident set at the start of
+the round) is recorded beside it, so peak - start is what the round added.
+
+Readers take a /proc/<pid> root so tests feed them fake trees.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["MemorySources", "PeakMemory", "reset_peak", "read_status_kib", "read_peak"]
+
+PROC_SELF = Path("/proc/self")
+
+
+class MemorySources:
+    RESET = "vmhwm-reset"  # VmHWM after a per-round reset: the round's peak
+    PROCESS = "vmhwm-process"  # reset refused (e.g. a locked-down /proc): the process-lifetime peak
+    RUSAGE = "ru_maxrss-process"  # no /proc (macOS, Windows): the process-lifetime peak from getrusage
+    NONE = ""
+
+
+@dataclass
+class PeakMemory:
+    peak_rss_bytes: Optional[int]
+    start_rss_bytes: Optional[int]
+    source: str
+
+
+def read_status_kib(status_text: str, field: str) -> Optional[int]:
+    """`VmHWM:\t  123456 kB` -> 123456; None when the line is missing or malformed."""
+    for line in status_text.splitlines():
+        if line.startswith(field + ":"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return int(parts[1])
+    return None
+
+
+def _status(proc_root: Path) -> Optional[str]:
+    try:
+        return (proc_root / "status").read_text()
+    except OSError:
+        return None
+
+
+def reset_peak(proc_root: Path = PROC_SELF) -> tuple[bool, Optional[int]]:
+    """Reset the resident high-water mark; returns (reset worked, resident set now in bytes)."""
+    try:
+        (proc_root / "clear_refs").write_text("5")
+        reset = True
+    except OSError:
+        reset = False
+    status = _status(proc_root)
+    rss_kib = read_status_kib(status, "VmRSS") if status else None
+    return reset, rss_kib * 1024 if rss_kib is not None else None
+
+
+def read_peak(reset_worked: bool, start_rss_bytes: Optional[int], proc_root: Path = PROC_SELF) -> PeakMemory:
+    status = _status(proc_root)
+    hwm_kib = read_status_kib(status, "VmHWM") if status else None
+    if hwm_kib is not None:
+        source = MemorySources.RESET if reset_worked else MemorySources.PROCESS
+        return PeakMemory(hwm_kib * 1024, start_rss_bytes, source)
+    try:
+        import resource
+        import sys
+
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # NB: ru_maxrss is KiB on Linux and bytes on macOS.
+        return PeakMemory(maxrss if sys.platform == "darwin" else maxrss * 1024, start_rss_bytes, MemorySources.RUSAGE)
+    except (ImportError, OSError):
+        return PeakMemory(None, start_rss_bytes, MemorySources.NONE)

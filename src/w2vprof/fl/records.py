@@ -1,0 +1,125 @@
+"""rounds.csv and clients.csv: one row per round, one row per client per round, appended durably.
+
+Each row goes down in one write() of whole lines followed by fsync, the moment its round ends, so a run killed
+at round 57 of 150 keeps 56 rounds of results (the header is written and synced before the first round).
+Columns carry their units (seconds, bytes, joules); docs/federated.md describes every one.
+
+Schema history:
+  1 - first release.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from w2vprof.errors import BadInput
+from w2vprof.records import _read_rows, rows_to_csv_text
+from w2vprof.sweep.writer import ResultsWriter, _fsync_dir
+
+__all__ = [
+    "FL_SCHEMA_VERSION",
+    "RoundRecord",
+    "ClientRoundRecord",
+    "ROUND_COLUMNS",
+    "CLIENT_COLUMNS",
+    "DurableCsv",
+    "read_rounds_csv",
+    "read_clients_csv",
+]
+
+FL_SCHEMA_VERSION = 1
+
+
+@dataclass
+class RoundRecord:
+    """One federated round, as the server saw it. Round 0 is the initial model (validation only)."""
+
+    round: int = 0
+    aggregation: str = ""  # fedavg | loss:exp(T=1) | loss:inverse
+    participants: int = 0  # clients whose update was aggregated
+    failures: int = 0  # sampled clients that replied with an error (or not at all)
+    train_loss: Optional[float] = None  # example-weighted mean of the participants' mean training loss
+    validation_loss: Optional[float] = None  # full objective of the aggregated model on the held-out set
+    validation_contrastive_loss: Optional[float] = None
+    validation_utterances: int = 0
+    round_sec: Optional[float] = None  # wall seconds from sending the model to the end of validation
+    train_phase_sec: Optional[float] = None  # wall seconds from sending the model to aggregating the updates
+    validation_sec: Optional[float] = None
+    client_sec_max: Optional[float] = None  # the slowest participant's client_sec: what a round waits for
+    payload_bytes: Optional[int] = None  # weights sent to and received from all participants this round
+    schema_version: int = FL_SCHEMA_VERSION
+
+
+@dataclass
+class ClientRoundRecord:
+    """One client in one round: what its local training cost where it ran."""
+
+    round: int = 0
+    client: str = ""  # client-name from --node-config, else partition-<id>, else node-<id>
+    node_id: str = ""  # Flower's node id (random per SuperNode)
+    partition_id: Optional[int] = None
+    status: str = "ok"  # ok | error
+    error: str = ""
+    aggregation_weight: Optional[float] = None  # normalised weight of this update in the aggregate (sums to 1)
+    train_loss: Optional[float] = None  # mean full objective over the local steps of the round
+    train_contrastive_loss: Optional[float] = None
+    examples: Optional[int] = None  # utterances trained on this round (local epochs x partition size)
+    steps: Optional[int] = None  # optimizer steps this round
+    audio_sec: Optional[float] = None  # seconds of audio trained on this round (after cropping)
+    load_sec: Optional[float] = None  # wall seconds decoding the partition's audio this round
+    train_sec: Optional[float] = None  # wall seconds of the local epochs (forward, backward, AdamW)
+    client_sec: Optional[float] = None  # wall seconds of the whole reply: load data + weights, train, pack
+    cpu_sec: Optional[float] = None  # CPU seconds of the client process (all threads) during client_sec
+    peak_rss_bytes: Optional[int] = None  # resident high-water mark of the client process in this round
+    start_rss_bytes: Optional[int] = None  # resident set when the round started (peak - start = round's own)
+    peak_mem_source: str = ""  # vmhwm-reset | vmhwm-process | ru_maxrss-process
+    peak_device_mem_bytes: Optional[int] = None  # torch.cuda.max_memory_allocated of the round (cuda only)
+    payload_received_bytes: Optional[int] = None  # serialised weights received from the server
+    payload_sent_bytes: Optional[int] = None  # serialised weights sent back
+    energy_j: Optional[float] = None  # energy of the round where device telemetry exists
+    energy_source: str = ""  # where energy_j came from (nvml, rapl, jetson rail, ...); empty: no sensor
+    device: str = ""  # torch device kind the client trained on
+    threads: Optional[int] = None  # torch intra-op threads
+    schema_version: int = FL_SCHEMA_VERSION
+
+
+ROUND_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RoundRecord))
+CLIENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ClientRoundRecord))
+
+
+class DurableCsv(ResultsWriter):
+    """The sweep's durable appender (one write + fsync per call, header synced on creation) for other columns."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...]) -> None:  # noqa: D107 - replaces the results header
+        self.path = Path(path)
+        self.columns = columns
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            self._append(rows_to_csv_text([], columns, header=True))
+            _fsync_dir(self.path.parent)
+
+    def append(self, record: Any) -> None:
+        self.extend([record])
+
+    def extend(self, records: list[Any]) -> None:
+        """All of a round's rows in one write: a kill leaves the round whole or absent."""
+        if records:
+            self._append(rows_to_csv_text(records, self.columns, header=False))
+
+
+def _check_version(path: Path, rows: list[Any]) -> list[Any]:
+    for row in rows:
+        if row.schema_version > FL_SCHEMA_VERSION:
+            raise BadInput(
+                f"{path}: written by a newer w2vprof (schema {row.schema_version} > {FL_SCHEMA_VERSION}); "
+                "upgrade w2vprof"
+            )
+    return rows
+
+
+def read_rounds_csv(path: Path) -> list[RoundRecord]:
+    return _check_version(Path(path), _read_rows(path, RoundRecord, ("round", "aggregation", "validation_loss")))
+
+
+def read_clients_csv(path: Path) -> list[ClientRoundRecord]:
+    return _check_version(Path(path), _read_rows(path, ClientRoundRecord, ("round", "client", "client_sec")))

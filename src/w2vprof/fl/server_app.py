@@ -1,0 +1,97 @@
+"""The Flower ServerApp: sample clients, aggregate their updates, validate, write rounds.csv and clients.csv.
+
+`app` is the component a deployment names (`w2vprof.fl.server_app:app`); it reads its settings from the Flower
+app's run config (the pyproject `w2vprof fl deploy-config` writes). `make_server_app` bakes settings in for the
+simulation engine, which runs the ServerApp in this process.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Optional
+
+from w2vprof.fl import flwr_version, require_flwr
+
+require_flwr()
+
+from flwr.app import ArrayRecord, ConfigRecord, Context  # noqa: E402
+from flwr.serverapp import Grid, ServerApp  # noqa: E402
+
+from w2vprof.fl.records import RoundRecord  # noqa: E402
+from w2vprof.fl.settings import FlSettings  # noqa: E402
+
+__all__ = ["app", "make_server_app", "run_federation", "RESULT_FILES"]
+
+RESULT_FILES = ("rounds.csv", "clients.csv")
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    run_federation(grid, FlSettings.from_config(context.run_config))
+
+
+def make_server_app(settings: FlSettings, on_round: Optional[Callable[[RoundRecord], None]] = None) -> ServerApp:
+    server = ServerApp()
+
+    @server.main()
+    def _main(grid: Grid, context: Context) -> None:
+        run_federation(grid, settings, on_round)
+
+    return server
+
+
+def run_federation(
+    grid: Grid, settings: FlSettings, on_round: Optional[Callable[[RoundRecord], None]] = None
+) -> Path:
+    """All rounds of one run; results go to settings.out_dir (created; existing results are never overwritten)."""
+    import torch
+
+    from w2vprof.fl.data import validation_utterances
+    from w2vprof.fl.strategy import W2vprofStrategy
+    from w2vprof.fl.task import build_fl_model, torch_device, validation_batches
+
+    out = Path(settings.out_dir or ".").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    existing = [name for name in RESULT_FILES if (out / name).exists()]
+    if existing:
+        raise RuntimeError(f"{out} already holds {', '.join(existing)} of another run; give the run a new out-dir")
+    # Client sampling uses Python's random (flwr's sample_nodes): seeded for a reproducible schedule.
+    random.seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    model = build_fl_model(settings).to(torch_device(settings.device))
+    validation = validation_batches(validation_utterances(settings), settings)
+    write_run_json(out, settings)
+    strategy = W2vprofStrategy(settings, out, model, validation, on_round)
+    strategy.start(
+        grid=grid,
+        initial_arrays=ArrayRecord({k: v.detach().cpu() for k, v in model.state_dict().items()}),
+        num_rounds=settings.rounds,
+        timeout=settings.round_timeout,
+        train_config=ConfigRecord(settings.to_config()),
+        evaluate_fn=strategy.evaluate,
+    )
+    return out
+
+
+def write_run_json(out: Path, settings: FlSettings) -> None:
+    import torch
+
+    run = {
+        "command": "fl",
+        "settings": asdict(settings),
+        "flwr_version": flwr_version(),
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "machine": platform.machine(),
+        "started_unix": time.time(),
+    }
+    tmp = out / "run.json.tmp"
+    tmp.write_text(json.dumps(run, indent=2) + "\n")
+    tmp.replace(out / "run.json")

@@ -1,0 +1,231 @@
+"""Flower FedAvg with w2vprof's aggregation rule, validation each round and the per-round/per-client CSVs.
+
+Flower's FedAvg samples clients and runs the rounds (Strategy.start); this subclass only changes what happens
+to the replies: it weights them (aggregation.py), averages them in float64, records every client's measurements
+in clients.csv, and after the server-side validation writes the round to rounds.csv.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+
+from w2vprof.fl import require_flwr
+
+require_flwr()
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord  # noqa: E402
+from flwr.serverapp import Grid  # noqa: E402
+from flwr.serverapp.strategy import FedAvg  # noqa: E402
+
+from w2vprof.fl.aggregation import aggregation_label, aggregation_weights, average_arrays  # noqa: E402
+from w2vprof.fl.records import (  # noqa: E402
+    CLIENT_COLUMNS,
+    ROUND_COLUMNS,
+    ClientRoundRecord,
+    DurableCsv,
+    RoundRecord,
+)
+from w2vprof.fl.settings import FlSettings  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.models.pretraining import Wav2Vec2ForPretraining
+    from w2vprof.workload import Batch
+
+__all__ = ["ARRAYS_KEY", "METRICS_KEY", "MEASUREMENTS_KEY", "CONFIG_KEY", "W2vprofStrategy", "payload_bytes"]
+
+ARRAYS_KEY = "arrays"
+METRICS_KEY = "metrics"
+MEASUREMENTS_KEY = "measurements"  # a ConfigRecord: may hold strings and may lack keys (MetricRecords may not)
+CONFIG_KEY = "config"
+
+logger = logging.getLogger("flwr")
+
+
+def payload_bytes(arrays: ArrayRecord) -> int:
+    """Serialised size of the weights in a message (numpy .npy bytes per tensor, the bulk of the message)."""
+    return sum(len(array.data) for array in arrays.values())
+
+
+@dataclass
+class _RoundInProgress:
+    started: float
+    sampled: list[int] = field(default_factory=list)
+    aggregated_at: Optional[float] = None
+    participants: int = 0
+    failures: int = 0
+    train_loss: Optional[float] = None
+    client_sec_max: Optional[float] = None
+    payload_bytes: int = 0
+
+
+class W2vprofStrategy(FedAvg):
+    def __init__(
+        self,
+        settings: FlSettings,
+        out_dir: Path,
+        model: "Wav2Vec2ForPretraining",
+        validation: list["Batch"],
+        on_round: Optional[Callable[[RoundRecord], None]] = None,
+    ) -> None:
+        sampled = settings.sampled_per_round
+        # fraction * clients truncates to at most `sampled`; min_train_nodes lifts it to exactly `sampled`.
+        super().__init__(
+            fraction_train=sampled / settings.clients,
+            fraction_evaluate=0.0,  # validation runs on the server, on the held-out set
+            min_train_nodes=sampled,
+            min_evaluate_nodes=0,
+            min_available_nodes=settings.clients,
+            arrayrecord_key=ARRAYS_KEY,
+            configrecord_key=CONFIG_KEY,
+        )
+        self.settings = settings
+        self.label = aggregation_label(settings.aggregation, settings.loss_weighting, settings.temperature)
+        self.model = model
+        self.validation = validation
+        self.on_round = on_round
+        self.rounds_csv = DurableCsv(Path(out_dir) / "rounds.csv", ROUND_COLUMNS)
+        self.clients_csv = DurableCsv(Path(out_dir) / "clients.csv", CLIENT_COLUMNS)
+        self._round: Optional[_RoundInProgress] = None
+
+    # -- sampling: remember who was asked, so silence is recorded too ------------------------------------------
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        started = time.perf_counter()
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        self._round = _RoundInProgress(started=started, sampled=[m.metadata.dst_node_id for m in messages])
+        self._round.payload_bytes = payload_bytes(arrays) * len(messages)
+        return messages
+
+    # -- aggregation --------------------------------------------------------------------------------------------
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[Optional[ArrayRecord], Optional[MetricRecord]]:
+        progress = self._round or _RoundInProgress(started=time.perf_counter())
+        replies = list(replies)
+        rows: list[ClientRoundRecord] = []
+        updates, examples, losses, used_rows = [], [], [], []
+        expected_keys = None
+        for message in replies:
+            node = message.metadata.src_node_id
+            if message.has_error():
+                rows.append(ClientRoundRecord(
+                    round=server_round, client=f"node-{node}", node_id=str(node), status="error",
+                    error=_one_line(message.error.reason),
+                ))
+                continue
+            row, update = _client_row(server_round, message)
+            if expected_keys is None:
+                expected_keys = list(update)
+            if list(update) != expected_keys:
+                row.status, row.error = "error", "update has different tensors than the global model"
+                rows.append(row)
+                continue
+            rows.append(row)
+            updates.append(update)
+            examples.append(row.examples or 0)
+            losses.append(row.train_loss if row.train_loss is not None else float("nan"))
+            used_rows.append(row)
+            progress.payload_bytes += row.payload_sent_bytes or 0
+        replied = {int(r.node_id) for r in rows}
+        for node in progress.sampled:
+            if node not in replied:
+                rows.append(ClientRoundRecord(
+                    round=server_round, client=f"node-{node}", node_id=str(node), status="error",
+                    error=f"no reply within {self.settings.round_timeout:g} s",
+                ))
+
+        weights: Optional[list[float]] = None
+        if updates:
+            try:
+                weights = aggregation_weights(
+                    examples, losses, self.settings.aggregation, self.settings.loss_weighting,
+                    self.settings.temperature,
+                )
+            except ValueError as exc:
+                logger.warning("round %d: nothing aggregated (%s); the global model stays as it was", server_round, exc)
+        if weights is not None:
+            for row, weight in zip(used_rows, weights):
+                row.aggregation_weight = weight
+            usable = [(n, l) for n, l, w in zip(examples, losses, weights) if w > 0]
+            total = sum(n for n, _ in usable)
+            progress.train_loss = sum(n * l for n, l in usable) / total if total else None
+            progress.participants = sum(1 for w in weights if w > 0)
+        progress.failures = sum(1 for r in rows if r.status != "ok")
+        seconds = [r.client_sec for r in used_rows if r.client_sec is not None]
+        progress.client_sec_max = max(seconds) if seconds else None
+        # Written before the averaging: a round that fails later still leaves what each client measured.
+        self.clients_csv.extend(sorted(rows, key=_client_order))
+
+        arrays: Optional[ArrayRecord] = None
+        metrics: Optional[MetricRecord] = None
+        if weights is not None:
+            averaged = average_arrays(updates, weights)
+            arrays = ArrayRecord({key: Array(value) for key, value in averaged.items()})
+            metrics = MetricRecord({"train-loss": progress.train_loss or 0.0, "participants": progress.participants})
+        progress.aggregated_at = time.perf_counter()
+        self._round = progress
+        return arrays, metrics
+
+    # -- server-side validation (Strategy.start's evaluate_fn): closes the round ---------------------------------
+    def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        from w2vprof.fl.task import validation_loss
+
+        started = time.perf_counter()
+        device = next(self.model.parameters()).device
+        state = arrays.to_torch_state_dict()
+        self.model.load_state_dict({k: v.to(device) for k, v in state.items()})
+        loss, contrastive = validation_loss(self.model, self.validation, seed=self.settings.seed)
+        finished = time.perf_counter()
+        progress = self._round if server_round > 0 else None
+        record = RoundRecord(
+            round=server_round, aggregation=self.label, validation_loss=loss, validation_contrastive_loss=contrastive,
+            validation_utterances=sum(b.size for b in self.validation), validation_sec=finished - started,
+        )
+        if progress is not None:
+            record.participants = progress.participants
+            record.failures = progress.failures
+            record.train_loss = progress.train_loss
+            record.round_sec = finished - progress.started
+            record.train_phase_sec = (progress.aggregated_at or finished) - progress.started
+            record.client_sec_max = progress.client_sec_max
+            record.payload_bytes = progress.payload_bytes
+        self.rounds_csv.append(record)
+        self._round = None
+        if self.on_round is not None:
+            self.on_round(record)
+        logger.info(
+            "w2vprof round %d: validation loss %.4f (%s, %d participants)", server_round, loss, self.label,
+            record.participants,
+        )
+        return MetricRecord({"validation-loss": loss, "validation-contrastive-loss": contrastive})
+
+
+def _one_line(text: Any) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _client_order(row: ClientRoundRecord) -> tuple:
+    return (row.partition_id is None, row.partition_id or 0, row.client)
+
+
+def _client_row(server_round: int, message: Message) -> tuple[ClientRoundRecord, dict[str, Any]]:
+    content = message.content
+    metrics = content.metric_records.get(METRICS_KEY) or next(iter(content.metric_records.values()), {})
+    measured = dict(content.config_records.get(MEASUREMENTS_KEY, {}))
+    arrays = content.array_records.get(ARRAYS_KEY) or next(iter(content.array_records.values()))
+    node = message.metadata.src_node_id
+    row = ClientRoundRecord(round=server_round, node_id=str(node))
+    for name in CLIENT_COLUMNS:
+        if name in measured and name not in ("round", "node_id", "schema_version"):
+            setattr(row, name, measured[name])
+    row.client = str(measured.get("client") or f"node-{node}")
+    row.examples = int(metrics.get("num-examples", 0))
+    row.train_loss = float(metrics.get("train-loss", float("nan")))
+    row.payload_sent_bytes = payload_bytes(arrays)  # what the server received: the client's upload
+    update = {key: array.numpy() for key, array in arrays.items()}
+    return row, update
