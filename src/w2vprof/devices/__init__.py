@@ -1,118 +1,150 @@
 """Device detection and identity, and which telemetry sources this machine offers (and why not the others).
 
-Readers take a filesystem root (and NVML an injectable backend) so tests run on any machine with fake trees.
+Every reader takes a filesystem root (a fake tree in tests), NVML an injectable `Nvml`, and `vcgencmd` an
+injectable runner. Telemetry during timed steps: `w2vprof.devices.telemetry.TelemetrySampler`.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import platform
+import platform as platform_module
 import socket
 from typing import Any, Optional
 
-__all__ = ["identify", "available_sources", "cpu_model"]
+from w2vprof.devices import cpu, jetson, sensors
+from w2vprof.devices.detect import detect_platform
+from w2vprof.devices.nvml import Nvml, load_nvml
+
+__all__ = ["identify", "available_sources", "detect_platform"]
 
 
-def cpu_model(root: str = "/") -> str:
-    try:
-        with open(os.path.join(root, "proc/cpuinfo"), encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.lower().startswith(("model name", "hardware")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def _real_root(root: str) -> bool:
+    return os.path.abspath(root) == "/"
 
 
-def _machine_name(root: str) -> tuple[str, dict[str, Any]]:
-    """A human name for the board and extra identity details (Jetson release, Pi model)."""
-    from w2vprof.devices import jetson, sensors
-
-    identity = jetson.jetson_identity(root)
-    if identity is not None:
-        details = f"JetPack {identity['jetpack']}" if identity["jetpack"] else f"L4T {identity['l4t']}"
-        if identity["power_mode"]:
-            details += f", power mode {identity['power_mode']}"
-        return f"{identity['model']} ({details})", {"jetson": identity}
-    pi = sensors.raspberry_pi_model(root)
-    if pi:
-        return pi, {"raspberry_pi": pi}
+def _board(platform: str, root: str) -> tuple[str, dict[str, str]]:
+    """The board's name as shown to users, and its identity details (Jetson release and power mode, Pi model)."""
+    if platform == "jetson":
+        details = jetson.jetson_identity(root) or {}
+        parts = [f"JetPack {details['jetpack']}" if details.get("jetpack") else "", f"L4T {details['l4t']}"
+                 if details.get("l4t") else "", f"power mode {details['power_mode']}" if details.get("power_mode") else ""]
+        described = ", ".join(p for p in parts if p)
+        return (f"{details['model']} ({described})" if described else details.get("model", "")), details
+    if platform == "raspberrypi":
+        model = sensors.raspberry_pi_model(root) or ""
+        return model, {"model": model}
     return "", {}
 
 
-def identify(torch_device: str, root: str = "/", nvml=None) -> dict[str, Any]:
-    """Identity fields of a ResultRecord for this machine and torch device kind (cpu | cuda | mps)."""
-    import psutil
+def identify(torch_device: str, root: str = "/", nvml: Optional[Nvml] = None) -> dict[str, Any]:
+    """Identity of this machine for a torch device kind (cpu | cuda | mps): the ResultRecord identity fields
+    (device_name, device_fingerprint, cpu_model, cpu_cores, total_mem_bytes, gpu_name, memory_ceiling_bytes,
+    memory_ceiling_source, hostname) plus details for run.json (platform, board, l4t, jetpack, power_mode,
+    gpu_driver).
+    """
+    platform = detect_platform(root, torch_device)
+    board, details = _board(platform, root)
+    cpu_model = cpu.read_cpu_model(root)
+    if not cpu_model and platform == "apple":
+        from w2vprof.devices.mps import apple_chip_name
 
-    from w2vprof.devices import jetson
-
-    cpu = cpu_model(root)
-    total = int(psutil.virtual_memory().total)
-    board, _details = _machine_name(root)
-    gpu_name = ""
+        cpu_model = apple_chip_name()
+    if not cpu_model and _real_root(root):
+        cpu_model = platform_module.processor() or platform_module.machine()
+    total, available = cpu.read_os_memory(root)
+    gpu_name, gpu_driver = "", ""
     ceiling, ceiling_source = total, "os_total"
-    unified = jetson.jetson_identity(root) is not None or torch_device == "mps"
     if torch_device == "cuda":
         import torch
 
         props = torch.cuda.get_device_properties(0)
         gpu_name = props.name
         ceiling, ceiling_source = int(props.total_memory), "cuda_total"
-    if unified:
-        # Jetson and Apple share memory between CPU and GPU: what the OS leaves available is the real ceiling
-        # (torch.cuda.mem_get_info reports MemFree on Jetson, which undercounts).
-        ceiling, ceiling_source = int(psutil.virtual_memory().available), "os_available"
-    name = board or gpu_name or cpu
-    if board and gpu_name and gpu_name not in board:
-        name = f"{board} / {gpu_name}"
-    fingerprint_text = "|".join([socket.gethostname(), cpu, str(os.cpu_count()), str(total), gpu_name, board, torch_device])
+        if platform != "jetson":
+            gpu = nvml if nvml is not None else load_nvml()[0]
+            gpu_driver = gpu.driver_version() if gpu is not None else ""
+    elif torch_device == "mps":
+        gpu_name = f"{cpu_model} GPU (MPS)" if cpu_model else "Apple GPU (MPS)"
+    if platform in ("jetson", "apple"):
+        # Unified memory: the GPU allocates from the OS's RAM, so what the OS has available is the ceiling
+        # (on Jetson torch.cuda.mem_get_info reports MemFree, which undercounts reclaimable cache).
+        ceiling, ceiling_source = available, "os_available"
+    hostname = socket.gethostname()
+    fingerprint_parts = [hostname, cpu_model, str(os.cpu_count()), str(total), gpu_name, torch_device]
+    if board:  # the same board in another power mode is another device (clocks and power differ)
+        fingerprint_parts.append(board)
     return {
-        "device_name": name,
-        "device_fingerprint": hashlib.sha1(fingerprint_text.encode()).hexdigest()[:12],
-        "cpu_model": cpu,
+        "device_name": board or gpu_name or cpu_model,
+        "device_fingerprint": hashlib.sha1("|".join(fingerprint_parts).encode()).hexdigest()[:12],
+        "cpu_model": cpu_model,
         "cpu_cores": os.cpu_count(),
         "total_mem_bytes": total,
         "gpu_name": gpu_name,
         "memory_ceiling_bytes": ceiling,
         "memory_ceiling_source": ceiling_source,
-        "hostname": socket.gethostname(),
+        "hostname": hostname,
+        "platform": platform,
+        "board": board,
+        "l4t": details.get("l4t", ""),
+        "jetpack": details.get("jetpack", ""),
+        "power_mode": details.get("power_mode", ""),
+        "gpu_driver": gpu_driver,
     }
 
 
-def available_sources(torch_device: str, root: str = "/", nvml=None, vcgencmd=None) -> list[tuple[str, bool, str]]:
-    """(source, available, why) for every telemetry source w2vprof knows."""
-    from w2vprof.devices import jetson, sensors
-    from w2vprof.devices.nvml import open_nvml
+def available_sources(
+    torch_device: str, root: str = "/", nvml: Optional[Nvml] = None, vcgencmd: Optional[sensors.CommandRunner] = None
+) -> list[tuple[str, bool, str]]:
+    """(source, available, what it reads or why not) for every telemetry source w2vprof knows, on this machine."""
+    platform = detect_platform(root, torch_device)
+    is_jetson, is_pi = platform == "jetson", platform == "raspberrypi"
+    rows: list[tuple[str, bool, str]] = []
 
-    sources: list[tuple[str, bool, str]] = []
-    domains, why = sensors.rapl_domains(root)
-    sources.append(("rapl", bool(domains), f"{len(domains)} domain(s): " + ", ".join(d.name for d in domains) if domains else why))
+    domains, why_not = sensors.rapl_domains(root)
+    rows.append(("rapl", bool(domains), "energy: CPU " + ", ".join(d.name for d in domains) if domains else why_not))
 
-    is_jetson = jetson.jetson_identity(root) is not None
-    if nvml is None and not is_jetson:
-        nvml, nvml_why = open_nvml()
+    if is_jetson:
+        rows.append(("nvml", False, "NVML does not work on Jetson (before JetPack 7; NotSupported for most calls on 7)"))
     else:
-        nvml_why = "NVML is not supported on Jetson before JetPack 7" if is_jetson and nvml is None else ""
-    if nvml is not None:
-        energy = nvml.energy_mj() is not None
-        sources.append(("nvml", True, f"{nvml.name()}, driver {nvml.driver_version()}; "
-                        + ("energy counter" if energy else "power sampling (no energy counter)")))
-    else:
-        sources.append(("nvml", False, nvml_why))
+        gpu, why_not = (nvml, "") if nvml is not None else load_nvml()
+        if gpu is None:
+            rows.append(("nvml", False, why_not))
+        else:
+            reads = "energy counter" if gpu.energy_mj() is not None else "power sampling (no energy counter)"
+            rows.append(("nvml", True, f"{gpu.name()}, driver {gpu.driver_version()}: {reads}, temperature, SM clock"))
 
     rails = jetson.read_ina3221_mw(root)
-    sources.append(("ina3221", bool(rails), ", ".join(f"{k} {v:.0f} mW" for k, v in rails.items()) if rails
-                    else "no INA3221 power monitor in sysfs (not a Jetson)"))
-    sources.append(("tegrastats", is_jetson, "Jetson: parse lines with w2vprof.devices.jetson.parse_tegrastats"
-                    if is_jetson else "not a Jetson"))
-    pi = sensors.raspberry_pi_model(root)
-    pmic = sensors.run_vcgencmd("pmic_read_adc", runner=vcgencmd) if pi else None
-    sources.append(("pmic", bool(pmic and sensors.parse_pmic_read_adc(pmic) is not None),
-                    "Raspberry Pi 5 PMIC via vcgencmd" if pmic else ("no power sensor on this Pi (Pi 4 has none)" if pi else "not a Raspberry Pi")))
-    temp = sensors.max_thermal_c(root)
-    sources.append(("thermal_zone", temp is not None, f"hottest zone {temp:.1f} C" if temp is not None else "no readable thermal zones"))
+    if rails:
+        listed = ", ".join(f"{name} {mw:.0f} mW" for name, mw in rails.items())
+        rows.append(("ina3221", True, f"board power ({jetson.ina3221_layout(root)} layout): {listed}"))
+    else:
+        rows.append(("ina3221", False, "no readable INA3221 rails in sysfs" if is_jetson else "not a Jetson"))
+
+    if is_jetson:
+        binary = os.path.exists(os.path.join(root, "usr/bin/tegrastats"))
+        rows.append(("tegrastats", True, "Jetson: lines parsed by w2vprof.devices.jetson.parse_tegrastats; "
+                     + ("used for power when INA3221 is unreadable" if binary else "no /usr/bin/tegrastats here")))
+    else:
+        rows.append(("tegrastats", False, "not a Jetson"))
+
+    pmic_w = sensors.parse_pmic_read_adc(sensors.run_vcgencmd("pmic_read_adc", runner=vcgencmd) or "") if is_pi else None
+    rows.append(("pmic", pmic_w is not None, f"Pi 5 PMIC rails: {pmic_w:.2f} W now" if pmic_w is not None
+                 else "no power sensor on this Pi (only the Pi 5 has one)" if is_pi else "not a Raspberry Pi"))
+    throttle = sensors.parse_throttled(sensors.run_vcgencmd("get_throttled", runner=vcgencmd) or "") if is_pi else None
+    rows.append(("vcgencmd", throttle is not None, f"throttle bits {throttle.value:#x}" if throttle is not None
+                 else "vcgencmd get_throttled failed" if is_pi else "not a Raspberry Pi"))
+
+    temps, temp_source = sensors.read_temperatures_c(root)
+    rows.append(("thermal_zone" if temp_source != "hwmon" else "hwmon", bool(temps),
+                 f"hottest {max(temps.values()):.1f} C of {len(temps)} sensor(s)" if temps
+                 else "no readable /sys/class/thermal zones or hwmon temperature sensors"))
     clock = sensors.cpu_freq_mhz(root)
-    sources.append(("cpufreq", clock is not None, f"mean {clock:.0f} MHz" if clock is not None else "no cpufreq in sysfs (e.g. a VM)"))
+    rows.append(("cpufreq", clock is not None, f"mean CPU clock {clock:.0f} MHz" if clock is not None
+                 else "no cpufreq in /sys/devices/system/cpu (virtual machines usually hide it)"))
+    if is_jetson:
+        gpu_clock = jetson.read_gpu_clock_mhz(root)
+        rows.append(("devfreq", gpu_clock is not None, f"GPU clock {gpu_clock:.0f} MHz" if gpu_clock is not None
+                     else "no GPU devfreq node found"))
     if torch_device == "mps":
-        sources.append(("mps", True, "memory sampled with torch.mps.driver_allocated_memory"))
-    return sources
+        rows.append(("mps", True, "memory sampled with torch.mps.driver_allocated_memory after each step"))
+    return rows

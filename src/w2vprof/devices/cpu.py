@@ -1,26 +1,11 @@
-"""Generic Linux readers: CPU model, memory, cpufreq clocks and thermal sensors (x86, Jetson and Pi alike)."""
+"""CPU and memory identity from /proc (x86, Jetson and Pi alike)."""
 from __future__ import annotations
 
 import os
 import re
-from typing import Optional
+from w2vprof.devices._fs import read_text
 
-from w2vprof.devices._fs import glob_under, read_number, read_text
-
-__all__ = [
-    "parse_cpu_model",
-    "parse_cpu_vendor",
-    "parse_meminfo",
-    "read_cpu_model",
-    "read_os_memory",
-    "read_cpu_clock_mhz",
-    "read_temperatures_c",
-    "OFFLINE_BELOW_C",
-]
-
-#: Readings below this are "sensor offline" markers (tegrastats prints -256C; sysfs zones -40000 or less),
-#: not temperatures a running board can have.
-OFFLINE_BELOW_C = -40.0
+__all__ = ["parse_cpu_model", "parse_cpu_vendor", "parse_meminfo", "read_cpu_model", "read_os_memory"]
 
 
 def parse_cpu_model(cpuinfo: str) -> str:
@@ -29,12 +14,9 @@ def parse_cpu_model(cpuinfo: str) -> str:
     for line in cpuinfo.splitlines():
         key, sep, value = line.partition(":")
         key = key.strip().lower()
-        if sep and value.strip() and key in ("model name", "hardware", "model", "cpu model") and key not in found:
+        if sep and value.strip() and key not in found:
             found[key] = value.strip()
-    for key in ("model name", "cpu model", "hardware", "model"):
-        if key in found:
-            return found[key]
-    return ""
+    return next((found[key] for key in ("model name", "cpu model", "hardware", "model") if key in found), "")
 
 
 def parse_cpu_vendor(cpuinfo: str) -> str:
@@ -57,45 +39,16 @@ def parse_meminfo(text: str) -> dict[str, int]:
     return values
 
 
-def read_os_memory(root: str = "/") -> tuple[Optional[int], Optional[int]]:
-    """(total, available) bytes. On the real root psutil (it also works on macOS); in a fake tree /proc/meminfo."""
-    if os.path.abspath(root) == "/":
-        import psutil
+def read_os_memory(root: str = "/") -> tuple[int, int]:
+    """(total, available) bytes: /proc/meminfo under a fake root that has one, else psutil (also on macOS).
 
-        memory = psutil.virtual_memory()
-        return int(memory.total), int(memory.available)
-    info = parse_meminfo(read_text(root, "/proc/meminfo") or "")
-    return info.get("MemTotal"), info.get("MemAvailable")
-
-
-def read_cpu_clock_mhz(root: str = "/") -> Optional[float]:
-    """Mean current clock over all CPUs from cpufreq `scaling_cur_freq` (kHz), in MHz; None without cpufreq."""
-    clocks = [
-        value
-        for path in glob_under(root, "/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq")
-        if (value := read_number(root, path)) is not None
-    ]
-    return sum(clocks) / len(clocks) / 1000.0 if clocks else None
-
-
-def read_temperatures_c(root: str = "/") -> tuple[dict[str, float], str]:
-    """All readable temperatures in degrees C and their source: thermal zones, else hwmon sensors.
-
-    Both are millidegrees in sysfs. Offline sensors (below OFFLINE_BELOW_C) are dropped.
+    psutil's `available` on Linux is MemAvailable, so both paths agree on a real machine.
     """
-    zones: dict[str, float] = {}
-    for path in glob_under(root, "/sys/class/thermal/thermal_zone*/temp"):
-        millidegrees = read_number(root, path)
-        zone = os.path.dirname(path)
-        name = (read_text(root, zone + "/type") or os.path.basename(zone)).strip()
-        if millidegrees is not None and millidegrees / 1000.0 > OFFLINE_BELOW_C:
-            zones[name] = millidegrees / 1000.0
-    if zones:
-        return zones, "thermal_zone"
-    sensors: dict[str, float] = {}
-    for path in glob_under(root, "/sys/class/hwmon/hwmon*/temp*_input"):
-        millidegrees = read_number(root, path)
-        chip = (read_text(root, os.path.dirname(path) + "/name") or "hwmon").strip()
-        if millidegrees is not None and millidegrees / 1000.0 > OFFLINE_BELOW_C:
-            sensors[f"{chip}/{os.path.basename(path)[:-len('_input')]}"] = millidegrees / 1000.0
-    return sensors, ("hwmon" if sensors else "")
+    if os.path.abspath(root) != "/":
+        info = parse_meminfo(read_text(root, "/proc/meminfo") or "")
+        if "MemTotal" in info and "MemAvailable" in info:
+            return info["MemTotal"], info["MemAvailable"]
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return int(memory.total), int(memory.available)

@@ -9,20 +9,21 @@ import re
 from typing import Any, Optional
 
 from w2vprof.devices._fs import glob_under, read_number, read_text
-from w2vprof.devices.cpu import OFFLINE_BELOW_C
+from w2vprof.devices.sensors import OFFLINE_BELOW_C, parse_device_tree_model
 
 __all__ = [
     "MIB",
     "BOARD_RAILS",
     "parse_tegrastats",
     "board_power_mw",
-    "parse_l4t_release",
-    "parse_device_tree_model",
+    "parse_nv_tegra_release",
+    "jetpack_for_l4t",
     "parse_nvpmodel_status",
     "parse_nvpmodel_conf",
     "is_jetson",
     "read_power_mode",
-    "read_ina3221_rails_mw",
+    "read_ina3221_mw",
+    "ina3221_layout",
     "read_gpu_load_pct",
     "read_gpu_clock_mhz",
     "jetson_identity",
@@ -48,7 +49,7 @@ _RAIL = re.compile(r"(?<![\w@])([A-Za-z]\w*) (\d+)(?:mW)?/(\d+)(?:mW)?(?:/(\d+)(
 def parse_tegrastats(line: str) -> dict[str, Any]:
     """One tegrastats line (JetPack 4 to 7) as numbers; fields it does not know are ignored, never an error.
 
-    Returns ram_used_bytes, ram_total_bytes (None when absent), gpu_load_pct and gpu_clock_mhz (None when absent),
+    Returns ram_used_bytes, ram_total_bytes (None when absent), gpu_load_pct and gpu_freq_mhz (None when absent),
     rails_mw (rail -> current mW), board_power_mw (VDD_IN or POM_5V_IN, else the sum of rails; None without rails:
     tegrastats run without root prints none on some releases) and temps_c (sensor -> degrees C, offline dropped).
     """
@@ -64,7 +65,7 @@ def parse_tegrastats(line: str) -> dict[str, Any]:
         "ram_used_bytes": int(ram.group(1)) * MIB if ram else None,
         "ram_total_bytes": int(ram.group(2)) * MIB if ram else None,
         "gpu_load_pct": float(gpu.group(1)) if gpu else None,
-        "gpu_clock_mhz": float(gpu.group(2)) if gpu and gpu.group(2) else None,
+        "gpu_freq_mhz": float(gpu.group(2)) if gpu and gpu.group(2) else None,
         "rails_mw": rails,
         "board_power_mw": board_power_mw(rails),
         "temps_c": temps,
@@ -83,28 +84,23 @@ def board_power_mw(rails_mw: dict[str, float]) -> Optional[float]:
     return sum(rails_mw.values()) if rails_mw else None
 
 
-def parse_l4t_release(text: str) -> tuple[str, Optional[int]]:
-    """/etc/nv_tegra_release -> (L4T version like '35.4.1', JetPack major version or None).
-
-    `# R35 (release), REVISION: 4.1, ...`: R32 = JetPack 4, R35 = 5, R36 = 6, R38 and later = 7.
-    """
-    match = re.search(r"R(\d+)\s*\(\w+\),\s*REVISION:\s*([\d.]+)", text)
-    if not match:
-        return "", None
-    major = int(match.group(1))
-    jetpack = {32: 4, 35: 5, 36: 6}.get(major, 7 if major >= 38 else None)
-    return f"{major}.{match.group(2).rstrip('.')}", jetpack
+def parse_nv_tegra_release(text: str) -> str:
+    """/etc/nv_tegra_release (`# R35 (release), REVISION: 4.1, ...`) -> the L4T version '35.4.1' ('' if unknown)."""
+    match = re.search(r"R(\d+)\s*\(\w+\),\s*REVISION:\s*(\d+(?:\.\d+)*)", text)
+    return f"{match.group(1)}.{match.group(2)}" if match else ""
 
 
-def parse_device_tree_model(raw: str) -> str:
-    """/proc/device-tree/model is NUL-terminated: 'NVIDIA Jetson Xavier NX Developer Kit\\x00'."""
-    return raw.split("\x00", 1)[0].strip()
+def jetpack_for_l4t(l4t: str) -> str:
+    """The JetPack major version of an L4T release: R32 = 4, R35 = 5, R36 = 6, R38 and later = 7 ('' if unknown)."""
+    major = l4t.split(".")[0]
+    number = int(major) if major.isdigit() else 0
+    return {32: "4", 35: "5", 36: "6"}.get(number, "7" if number >= 38 else "")
 
 
-def parse_nvpmodel_status(text: str) -> Optional[int]:
-    """/var/lib/nvpmodel/status (`pmode:0002 fmode:quiet`) -> the power mode ID."""
+def parse_nvpmodel_status(text: str) -> str:
+    """/var/lib/nvpmodel/status (`pmode:0002 fmode:quiet`) -> the power mode ID as written ('0002'), or ''."""
     match = re.search(r"pmode:\s*(\d+)", text)
-    return int(match.group(1)) if match else None
+    return match.group(1) if match else ""
 
 
 def parse_nvpmodel_conf(text: str) -> dict[int, str]:
@@ -117,21 +113,20 @@ def is_jetson(root: str = "/") -> bool:
 
 
 def read_power_mode(root: str = "/") -> str:
-    """The nvpmodel power mode as 'NAME (ID n)', 'ID n' without the config, or '' where it is not readable."""
-    status = read_text(root, "/var/lib/nvpmodel/status")
-    mode = parse_nvpmodel_status(status) if status else None
-    if mode is None:
+    """nvpmodel's mode: 'MODE_15W_6CORE (0002)' given /etc/nvpmodel.conf, else the ID '0002'; '' if unreadable."""
+    mode = parse_nvpmodel_status(read_text(root, "/var/lib/nvpmodel/status") or "")
+    if not mode:
         return ""
     names = parse_nvpmodel_conf(read_text(root, "/etc/nvpmodel.conf") or "")
-    return f"{names[mode]} (ID {mode})" if mode in names else f"ID {mode}"
+    return f"{names[int(mode)]} ({mode})" if int(mode) in names else mode
 
 
 def _not_connected(label: str) -> bool:
     return re.search(r"(?:^|[^A-Z0-9])NC(?:$|[^A-Z0-9])", label.upper()) is not None
 
 
-def read_ina3221_rails_mw(root: str = "/") -> tuple[dict[str, float], str]:
-    """Current power of each INA3221 rail in mW, and the layout found ('jetpack4' | 'jetpack5' | '').
+def read_ina3221_mw(root: str = "/") -> dict[str, float]:
+    """Current power of each INA3221 rail in mW ({} where there is no readable INA3221).
 
     JetPack 4: ina3221x iio devices with `rail_name_K` and `in_powerK_input` (mW).
     JetPack 5+: ina3221 hwmon with `inK_label`, `inK_input` (mV) and `currK_input` (mA): mW = mV * mA / 1000.
@@ -145,7 +140,7 @@ def read_ina3221_rails_mw(root: str = "/") -> tuple[dict[str, float], str]:
         if label and not _not_connected(label) and power is not None:
             rails[label] = power
     if rails:
-        return rails, "jetpack4"
+        return rails
     for label_path in glob_under(root, "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in*_label"):
         channel = os.path.basename(label_path)[2:-len("_label")]
         label = (read_text(root, label_path) or "").strip()
@@ -156,7 +151,16 @@ def read_ina3221_rails_mw(root: str = "/") -> tuple[dict[str, float], str]:
         milliamps = read_number(root, f"{folder}/curr{channel}_input")
         if millivolts is not None and milliamps is not None:
             rails[label] = millivolts * milliamps / 1000.0
-    return rails, ("jetpack5" if rails else "")
+    return rails
+
+
+def ina3221_layout(root: str = "/") -> str:
+    """Which INA3221 sysfs layout this board has: 'JetPack 4 iio', 'JetPack 5+ hwmon', or ''."""
+    if glob_under(root, "/sys/bus/i2c/drivers/ina3221x/*/iio:device*/rail_name_*"):
+        return "JetPack 4 iio"
+    if glob_under(root, "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in*_label"):
+        return "JetPack 5+ hwmon"
+    return ""
 
 
 def read_gpu_load_pct(root: str = "/") -> Optional[float]:
@@ -179,15 +183,15 @@ def read_gpu_clock_mhz(root: str = "/") -> Optional[float]:
     return None
 
 
-def jetson_identity(root: str = "/") -> Optional[dict[str, Any]]:
-    """{'model', 'l4t', 'jetpack', 'power_mode'} for a Jetson, or None when this is not one."""
+def jetson_identity(root: str = "/") -> Optional[dict[str, str]]:
+    """{'model', 'l4t', 'jetpack', 'power_mode'} for a Jetson ('' for what is unreadable), or None for other devices."""
     release = read_text(root, "/etc/nv_tegra_release")
     if release is None:
         return None
-    l4t, jetpack = parse_l4t_release(release)
+    l4t = parse_nv_tegra_release(release)
     return {
         "model": parse_device_tree_model(read_text(root, "/proc/device-tree/model") or "") or "NVIDIA Jetson",
         "l4t": l4t,
-        "jetpack": jetpack,
+        "jetpack": jetpack_for_l4t(l4t),
         "power_mode": read_power_mode(root),
     }

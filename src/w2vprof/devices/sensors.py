@@ -1,36 +1,74 @@
-"""Raspberry Pi (vcgencmd, throttle bits, PMIC), RAPL powercap, thermal zones and cpufreq.
+"""Sensors outside NVML and Jetson: Raspberry Pi (`vcgencmd`: temperature, throttle bits, Pi 5 PMIC power),
+RAPL energy counters (wraparound included), thermal zones / hwmon and cpufreq clocks.
 
-Pure functions of strings or of a filesystem root; commands go through an injectable runner.
+Pure functions of a string or of a filesystem root; `vcgencmd` goes through an injectable runner
+(argv -> stdout text), so tests need no binary. Facts: ../shared/reference/device-telemetry.md.
 """
 from __future__ import annotations
 
-import glob
 import os
 import re
 import subprocess
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
+
+from w2vprof.devices._fs import glob_under, read_number, read_text, under
 
 __all__ = [
+    "CommandRunner",
+    "run_command",
+    "run_vcgencmd",
+    "raspberry_pi_model",
+    "parse_device_tree_model",
+    "THROTTLE_BITS",
     "ThrottleState",
     "parse_throttled",
+    "throttled_during",
     "parse_measure_temp",
+    "parse_pmic_rails",
     "parse_pmic_read_adc",
-    "run_vcgencmd",
     "RaplDomain",
     "rapl_domains",
+    "energy_delta_uj",
     "RaplCounter",
+    "OFFLINE_BELOW_C",
+    "read_temperatures_c",
     "max_thermal_c",
     "cpu_freq_mhz",
-    "raspberry_pi_model",
 ]
 
-_THROTTLE_BITS = {
-    0: "under-voltage",
-    1: "ARM frequency capped",
-    2: "throttled",
-    3: "soft temperature limit",
-}
+#: argv -> stdout; raises OSError / subprocess.SubprocessError when the command cannot run.
+CommandRunner = Callable[[Sequence[str]], str]
+
+
+def run_command(argv: Sequence[str]) -> str:
+    """The real runner: stdout of argv, with a short timeout (a hung vcgencmd must not hang a profile)."""
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=5, check=True).stdout
+
+
+def run_vcgencmd(*args: str, runner: Optional[CommandRunner] = None) -> Optional[str]:
+    """Output of `vcgencmd ARGS`, or None where the command is missing, fails or is unknown to the firmware."""
+    try:
+        return (runner or run_command)(["vcgencmd", *args])
+    except Exception:  # OSError (no binary), CalledProcessError, TimeoutExpired, or whatever a runner raises
+        return None
+
+
+# -- Raspberry Pi -----------------------------------------------------------------------------------------------
+
+def parse_device_tree_model(raw: str) -> str:
+    """/proc/device-tree/model is NUL-terminated: 'Raspberry Pi 4 Model B Rev 1.4\\x00'."""
+    return raw.split("\x00", 1)[0].strip()
+
+
+def raspberry_pi_model(root: str = "/") -> Optional[str]:
+    """'Raspberry Pi 4 Model B Rev 1.4', or None when this is not a Pi."""
+    model = parse_device_tree_model(read_text(root, "/proc/device-tree/model") or "")
+    return model if model.startswith("Raspberry Pi") else None
+
+
+#: `vcgencmd get_throttled` bits 0-3 are "now"; bits 16-19 are the same conditions "occurred since boot".
+THROTTLE_BITS = {0: "under-voltage", 1: "ARM frequency capped", 2: "throttled", 3: "soft temperature limit"}
 
 
 @dataclass(frozen=True)
@@ -39,144 +77,195 @@ class ThrottleState:
     now: list[str]  # conditions active now (bits 0-3)
     since_boot: list[str]  # conditions that occurred since boot (bits 16-19)
 
-    @property
-    def throttling_now(self) -> bool:
-        return bool(self.now)
-
 
 def parse_throttled(text: str) -> Optional[ThrottleState]:
-    """'throttled=0x50005' -> now: under-voltage, throttled; since boot: under-voltage, throttled."""
+    """`throttled=0x50005` -> now: under-voltage, throttled; since boot: the same (bits 0, 2, 16, 18)."""
     match = re.search(r"throttled=(0x[0-9a-fA-F]+|\d+)", text)
     if not match:
         return None
     value = int(match.group(1), 0)
-    now = [name for bit, name in _THROTTLE_BITS.items() if value & (1 << bit)]
-    since = [name for bit, name in _THROTTLE_BITS.items() if value & (1 << (bit + 16))]
-    return ThrottleState(value, now, since)
+    now = [name for bit, name in THROTTLE_BITS.items() if value >> bit & 1]
+    since_boot = [name for bit, name in THROTTLE_BITS.items() if value >> (bit + 16) & 1]
+    return ThrottleState(value, now, since_boot)
+
+
+def throttled_during(before: ThrottleState, after: ThrottleState) -> list[str]:
+    """Why the Pi was throttled while a configuration ran between two readings ([] when it was not).
+
+    A condition counts when it is set "now" at either reading, or its sticky since-boot bit was set during the
+    run (clear before, set after). A sticky bit already set before the run says nothing about this run.
+    """
+    new = [name for name in after.since_boot if name not in before.since_boot]
+    return list(dict.fromkeys(before.now + after.now + [f"{name} (occurred during the run)" for name in new]))
 
 
 def parse_measure_temp(text: str) -> Optional[float]:
-    """"temp=39.5'C" -> 39.5."""
+    """`temp=39.5'C` -> 39.5."""
     match = re.search(r"temp=(-?\d+(?:\.\d+)?)", text)
     return float(match.group(1)) if match else None
 
 
-def parse_pmic_read_adc(text: str) -> Optional[float]:
-    """Pi 5 `vcgencmd pmic_read_adc`: sum over rails of current x voltage, paired by rail name (watts)."""
-    currents: dict[str, float] = {}
+def parse_pmic_rails(text: str) -> dict[str, float]:
+    """Pi 5 `vcgencmd pmic_read_adc` -> {rail: watts}, pairing `RAIL_A current(N)=...A` with `RAIL_V volt(M)=...V`.
+
+    Rails with a voltage but no current (EXT5V_V, BATT_V) have no power and are left out.
+    """
+    amps: dict[str, float] = {}
     volts: dict[str, float] = {}
-    for name, kind, value in re.findall(r"^\s*(\S+?)_([AV]) \w+\(\d+\)=(-?[\d.]+)[AV]", text, re.MULTILINE):
-        (currents if kind == "A" else volts)[name] = float(value)
-    paired = [currents[name] * volts[name] for name in currents if name in volts]
-    return sum(paired) if paired else None
+    for name, kind, value in re.findall(r"(\S+)_([AV])\s+(?:current|volt)\(\d+\)=(-?[\d.]+)[AV]", text):
+        (amps if kind == "A" else volts)[name] = float(value)
+    return {name: volts[name] * amps[name] for name in amps if name in volts}
 
 
-def run_vcgencmd(*args: str, runner: Optional[Callable[[list[str]], str]] = None) -> Optional[str]:
-    """Output of `vcgencmd ARGS`, or None where the command is missing or fails."""
-    command = ["vcgencmd", *args]
-    if runner is not None:
-        return runner(command)
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=5, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
+def parse_pmic_read_adc(text: str) -> Optional[float]:
+    """Total power of the PMIC rails in watts; None when the output has no paired rails (not a Pi 5).
+
+    NB: the PMIC sees the SoC, memory and 3V3/1V8 rails, not USB devices, the fan or the supply's losses: it
+    reads below a wall meter (by about 1-2 W on an idle Pi 5, as the Pi community reports).
+    """
+    rails = parse_pmic_rails(text)
+    return sum(rails.values()) if rails else None
 
 
-# -- RAPL -----------------------------------------------------------------------------------------------
+# -- RAPL -------------------------------------------------------------------------------------------------------
+
+POWERCAP = "/sys/class/powercap"
+
+
 @dataclass(frozen=True)
 class RaplDomain:
-    name: str
-    energy_path: str
-    max_energy_uj: int
+    name: str  # package-0
+    energy_path: str  # the energy_uj file on disk (under the root it was found in)
+    max_energy_range_uj: int
 
 
 def rapl_domains(root: str = "/") -> tuple[list[RaplDomain], str]:
-    """Top-level RAPL domains (package-N, psys) readable by this process, and why none are when none are."""
-    paths = sorted(glob.glob(os.path.join(root, "sys/class/powercap/intel-rapl:[0-9]*")))
-    paths = [p for p in paths if p.count(":") == 1]  # intel-rapl:0, not the subdomains intel-rapl:0:0
-    if not paths:
-        return [], "no RAPL in /sys/class/powercap (a virtual machine, a non-x86 CPU, or the intel_rapl driver not loaded)"
+    """The CPU package domains whose counters this process can read and '', or ([], why not).
+
+    Only top-level `package-N` domains are summed: core/uncore/dram are sub-domains (`intel-rapl:0:0`) inside a
+    package or outside the CPU, and psys overlaps the packages.
+    """
+    folders = [p for p in glob_under(root, POWERCAP + "/intel-rapl:*") if p.count(":") == 1]
+    if not folders:
+        return [], (
+            f"no RAPL in {POWERCAP} (a virtual machine, a non-x86 CPU, or the intel_rapl driver not loaded)"
+        )
     domains = []
-    unreadable = False
-    for path in paths:
-        energy = os.path.join(path, "energy_uj")
-        try:
-            with open(energy) as handle:
-                int(handle.read())
-            with open(os.path.join(path, "max_energy_range_uj")) as handle:
-                max_range = int(handle.read())
-            with open(os.path.join(path, "name")) as handle:
-                name = handle.read().strip()
-        except PermissionError:
-            unreadable = True
-            continue
-        except (OSError, ValueError):
-            continue
-        domains.append(RaplDomain(name, energy, max_range))
-    if domains:
-        return domains, ""
-    if unreadable:
-        return [], "RAPL energy_uj is root-only since Linux 5.10: run as root or grant read access to energy_uj"
-    return [], "RAPL domains present but unreadable"
+    for folder in folders:
+        name = (read_text(root, folder + "/name") or "").strip()
+        max_range = read_number(root, folder + "/max_energy_range_uj")
+        if name.startswith("package") and max_range is not None:
+            domains.append(RaplDomain(name, under(root, folder + "/energy_uj"), int(max_range)))
+    if not domains:
+        return [], f"RAPL in {POWERCAP} has no package domain"
+    try:
+        for domain in domains:
+            RaplCounter.read(domain)
+    except PermissionError:
+        return [], (
+            "RAPL energy_uj is readable by root only (Linux 5.10+, against a power side channel): run as root, "
+            "or have an administrator grant read access to /sys/class/powercap/intel-rapl:*/energy_uj"
+        )
+    except (OSError, ValueError) as exc:
+        return [], f"RAPL energy_uj cannot be read ({exc})"
+    return domains, ""
+
+
+def energy_delta_uj(before: int, after: int, max_energy_range_uj: int) -> int:
+    """Energy between two readings of a counter that wraps to 0 after max_energy_range_uj.
+
+    A reading lower than the previous one means one wrap: add the range. (Two wraps between readings cannot be
+    seen: poll more often than range / power, 43 min at 100 W for the example range 262143328850 uJ.)
+    """
+    return after - before if after >= before else after + max_energy_range_uj - before
 
 
 class RaplCounter:
-    """Energy of the package domains between start and now, with wraparound (add max_energy_range_uj)."""
+    """Package energy since construction (or the last start()), summed over domains across wraps.
+
+    Poll at least once per wrap period; `energy_uj` is None once a counter could not be read (no partial sums).
+    """
 
     def __init__(self, domains: list[RaplDomain]) -> None:
-        # psys covers the whole SoC on laptops; otherwise sum the packages.
-        psys = [d for d in domains if d.name == "psys"]
-        self.domains = psys or [d for d in domains if d.name.startswith("package")] or domains
-        self._last = [self._read(d) for d in self.domains]
-        self.energy_uj = 0
+        self._domains = domains
+        self.start()
 
     @staticmethod
-    def _read(domain: RaplDomain) -> int:
-        with open(domain.energy_path) as handle:
-            return int(handle.read())
+    def read(domain: RaplDomain) -> int:
+        with open(domain.energy_path, encoding="ascii") as handle:
+            return int(handle.read().strip())
+
+    def start(self) -> None:
+        self._total_uj: Optional[int] = 0
+        try:
+            self._last = [self.read(d) for d in self._domains]
+        except (OSError, ValueError):
+            self._total_uj = None
 
     def poll(self) -> None:
-        """Call more often than the counter wraps (minutes at full load)."""
-        for index, domain in enumerate(self.domains):
-            value = self._read(domain)
-            delta = value - self._last[index]
-            if delta < 0:
-                delta += domain.max_energy_uj
-            self.energy_uj += delta
-            self._last[index] = value
-
-
-# -- thermal, clocks, identity --------------------------------------------------------------------------
-def max_thermal_c(root: str = "/") -> Optional[float]:
-    """Hottest thermal zone (millidegrees in sysfs)."""
-    hottest = None
-    for path in glob.glob(os.path.join(root, "sys/class/thermal/thermal_zone*/temp")):
+        if self._total_uj is None:
+            return
         try:
-            with open(path) as handle:
-                value = int(handle.read()) / 1000.0
+            current = [self.read(d) for d in self._domains]
         except (OSError, ValueError):
-            continue
-        if value > -200 and (hottest is None or value > hottest):
-            hottest = value
-    return hottest
+            self._total_uj = None
+            return
+        for domain, before, after in zip(self._domains, self._last, current):
+            self._total_uj += energy_delta_uj(before, after, domain.max_energy_range_uj)
+        self._last = current
+
+    @property
+    def energy_uj(self) -> Optional[int]:
+        return self._total_uj
+
+
+# -- thermal zones, hwmon, cpufreq ------------------------------------------------------------------------------
+
+#: Readings below this are "sensor offline" markers (tegrastats prints -256C; sysfs zones -40000 or less),
+#: not temperatures a running board can have.
+OFFLINE_BELOW_C = -40.0
+
+
+def _millidegrees(root: str, paths: list[str], name_of: Callable[[str], str]) -> dict[str, float]:
+    readings = {}
+    for path in paths:
+        value = read_number(root, path)
+        if value is not None and value / 1000.0 > OFFLINE_BELOW_C:
+            readings[name_of(path)] = value / 1000.0
+    return readings
+
+
+def read_temperatures_c(root: str = "/") -> tuple[dict[str, float], str]:
+    """Readable temperatures in degrees C (sensor -> value) and their source: thermal zones, else hwmon.
+
+    Both are millidegrees in sysfs; offline sensors are dropped.
+    """
+    zones = _millidegrees(
+        root,
+        glob_under(root, "/sys/class/thermal/thermal_zone*/temp"),
+        lambda p: (read_text(root, os.path.dirname(p) + "/type") or os.path.basename(os.path.dirname(p))).strip(),
+    )
+    if zones:
+        return zones, "thermal_zone"
+    sensors = _millidegrees(
+        root,
+        glob_under(root, "/sys/class/hwmon/hwmon*/temp*_input"),
+        lambda p: (read_text(root, os.path.dirname(p) + "/name") or "hwmon").strip() + "/" + os.path.basename(p)[:-6],
+    )
+    return sensors, ("hwmon" if sensors else "")
+
+
+def max_thermal_c(root: str = "/") -> Optional[float]:
+    """The hottest readable sensor in degrees C, or None."""
+    readings = read_temperatures_c(root)[0]
+    return max(readings.values()) if readings else None
 
 
 def cpu_freq_mhz(root: str = "/") -> Optional[float]:
-    """Mean current clock of all CPUs (cpufreq, kHz in sysfs)."""
-    values = []
-    for path in glob.glob(os.path.join(root, "sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq")):
-        try:
-            with open(path) as handle:
-                values.append(int(handle.read()) / 1000.0)
-        except (OSError, ValueError):
-            continue
-    return sum(values) / len(values) if values else None
-
-
-def raspberry_pi_model(root: str = "/") -> Optional[str]:
-    try:
-        with open(os.path.join(root, "proc/device-tree/model"), encoding="utf-8", errors="replace") as handle:
-            model = handle.read().strip("\x00").strip()
-    except OSError:
-        return None
-    return model if model.startswith("Raspberry Pi") else None
+    """Mean current clock over all CPUs from cpufreq `scaling_cur_freq` (kHz), in MHz; None without cpufreq."""
+    clocks = [
+        value
+        for path in glob_under(root, "/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq")
+        if (value := read_number(root, path)) is not None
+    ]
+    return sum(clocks) / len(clocks) / 1000.0 if clocks else None

@@ -1,177 +1,486 @@
-"""Telemetry during the timed steps: energy, power, temperature, clocks and throttling, each with its source.
+"""Telemetry over the timed steps of one configuration: energy, power, temperature, clocks and throttling.
 
-A background thread polls the sources that need it (power rails, RAPL wrap-around, temperatures) every
-`interval_s`; it only reads small sysfs files, so it does not disturb the timed steps (benchmarks/
-telemetry_overhead.py measures this). Where a source is missing the value stays empty with an empty source:
-never a guess.
+    sampler = TelemetrySampler(torch_device="cpu", root="/")
+    sampler.start()                      # right before the timed steps
+    ...                                  # timed steps
+    fields = sampler.stop(steps=5)       # the ResultRecord telemetry fields
+
+What is read depends on the device (facts in ../shared/reference/device-telemetry.md):
+
+    device              energy                          temperature        clock              throttle
+    x86 / Linux CPU     rapl (package counters)         thermal_zone|hwmon cpufreq            clock fell
+    NVIDIA GPU (cuda)   nvml (energy counter, else      nvml               nvml_sm            nvml clock-event
+                        integrated power)                                                     reasons, clock fell
+    Jetson              ina3221 (board rail, polled),   thermal_zone       devfreq (GPU) for  clock fell
+                        else tegrastats                                    cuda, else cpufreq
+    Raspberry Pi        pmic (Pi 5, polled each 1 s)    thermal_zone       cpufreq            vcgencmd bits,
+                                                                                              clock fell
+    Apple (mps)         none: powermetrics needs sudo   none               none               none
+
+A value that cannot be read stays None with an empty source: never a guess. A background thread runs only where
+something must be polled (integrated power, temperature maximum, NVML throttle reasons); each poll reads a few
+small sysfs files or one NVML call, so it costs microseconds per interval.
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
-from typing import Any, Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol, Sequence
 
 from w2vprof.devices import jetson, sensors
-from w2vprof.devices.nvml import THROTTLE_REASONS, Nvml, open_nvml
+from w2vprof.devices._fs import under
+from w2vprof.devices.detect import detect_platform
+from w2vprof.devices.nvml import Nvml, decode_throttle_bits, load_nvml
 
-__all__ = ["TelemetrySampler", "EMPTY_FIELDS"]
+__all__ = [
+    "TELEMETRY_FIELDS",
+    "CLOCK_DROP_FRACTION",
+    "PMIC_MIN_INTERVAL_S",
+    "EnergyMeter",
+    "SampledPower",
+    "trapezoid_j",
+    "NvmlEnergyCounter",
+    "RaplEnergy",
+    "TegrastatsPower",
+    "TelemetrySampler",
+    "empty_fields",
+]
 
-EMPTY_FIELDS: dict[str, Any] = {
-    "energy_j_per_batch": None, "avg_power_w": None, "energy_source": "",
-    "max_temp_c": None, "temp_source": "",
-    "clock_mhz_before": None, "clock_mhz_after": None, "clock_source": "",
-    "throttled": None, "throttle_reason": "",
-}
+#: The ResultRecord fields stop() fills, in record order.
+TELEMETRY_FIELDS = (
+    "energy_j_per_batch",
+    "avg_power_w",
+    "energy_source",
+    "max_temp_c",
+    "temp_source",
+    "clock_mhz_before",
+    "clock_mhz_after",
+    "clock_source",
+    "throttled",
+    "throttle_reason",
+)
 
-#: a clock this much lower after the run than before it counts as throttling
-_CLOCK_DROP = 0.9
+#: A clock that ends more than this fraction below where it started counts as throttled. Governors move clocks
+#: by a few percent under a steady load; a 10 % fall is a cap (thermal, power, under-voltage).
+CLOCK_DROP_FRACTION = 0.10
+
+#: `vcgencmd pmic_read_adc` forks a process (a few ms of CPU on a Pi): once a second keeps it under 1 %.
+PMIC_MIN_INTERVAL_S = 1.0
+
+
+def empty_fields() -> dict[str, object]:
+    """Every telemetry field unavailable: None for numbers, '' for sources and reasons."""
+    return {name: ("" if name.endswith(("_source", "_reason")) else None) for name in TELEMETRY_FIELDS}
+
+
+class EnergyMeter(Protocol):
+    source: str
+    needs_polling: bool
+
+    def start(self) -> None: ...
+    def poll(self) -> None: ...
+    def stop(self) -> Optional[float]: ...  # joules over the window, None when it could not be measured
+
+
+class SampledPower:
+    """Energy from a power reading (watts) sampled at start, on every poll and at stop: trapezoids between samples.
+
+    NB: power changes faster than the sampling interval are averaged out; over many steps the error is small,
+    over a window of only a few intervals it can be large (the samples are few).
+    """
+
+    needs_polling = True
+
+    def __init__(
+        self,
+        source: str,
+        read_watts: Callable[[], Optional[float]],
+        min_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self._read_watts = read_watts
+        self._min_interval_s = min_interval_s
+        self._clock = clock
+        self._samples: list[tuple[float, float]] = []
+
+    def _sample(self, force: bool = False) -> None:
+        now = self._clock()
+        if not force and self._samples and now - self._samples[-1][0] < self._min_interval_s:
+            return
+        watts = self._read_watts()
+        if watts is not None:
+            self._samples.append((now, float(watts)))
+
+    def start(self) -> None:
+        self._samples = []
+        self._sample(force=True)
+
+    def poll(self) -> None:
+        self._sample()
+
+    def stop(self) -> Optional[float]:
+        """Joules between the first and last sample; None with fewer than two samples (nothing to integrate)."""
+        self._sample(force=True)
+        return trapezoid_j(self._samples) if len(self._samples) >= 2 else None
+
+
+def trapezoid_j(samples: Sequence[tuple[float, float]]) -> float:
+    """Energy of (time s, watts) samples joined by straight lines: 10 W at t=1 and t=2 -> 10 J."""
+    return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(samples, samples[1:]))
+
+
+class NvmlEnergyCounter:
+    """NVML's total-energy counter (mJ since driver load): read at start and stop, no polling needed.
+
+    NB: the counter updates every 20-100 ms, so a window of a few short steps can be off by one update.
+    """
+
+    source = "nvml"
+    needs_polling = False
+
+    def __init__(self, gpu: Nvml) -> None:
+        self._gpu = gpu
+        self._before: Optional[int] = None
+
+    def start(self) -> None:
+        self._before = self._gpu.energy_mj()
+
+    def poll(self) -> None:
+        pass
+
+    def stop(self) -> Optional[float]:
+        after = self._gpu.energy_mj()
+        if self._before is None or after is None or after < self._before:
+            return None
+        return (after - self._before) / 1000.0
+
+
+class RaplEnergy:
+    """CPU package energy from RAPL counters; polled only to see every wrap (one small file read per package)."""
+
+    source = "rapl"
+    needs_polling = True
+
+    def __init__(self, domains: list[sensors.RaplDomain]) -> None:
+        self._counter = sensors.RaplCounter(domains)
+
+    def start(self) -> None:
+        self._counter.start()
+
+    def poll(self) -> None:
+        self._counter.poll()
+
+    def stop(self) -> Optional[float]:
+        self._counter.poll()
+        energy_uj = self._counter.energy_uj
+        return None if energy_uj is None else energy_uj / 1e6
+
+
+class TegrastatsPower:
+    """Board power from a running `tegrastats --interval MS`, for Jetsons whose INA3221 sysfs is not readable.
+
+    Each printed line's board power is a sample, collected by a reader thread of its own. Lines do not line up
+    with the window's edges, so energy = time-weighted mean power x window.
+    """
+
+    source = "tegrastats"
+    needs_polling = False
+
+    def __init__(self, command: Sequence[str], clock: Callable[[], float] = time.monotonic) -> None:
+        self._command = list(command)
+        self._clock = clock
+        self._samples: list[tuple[float, float]] = []
+        self._process: Optional[subprocess.Popen] = None
+        self._reader: Optional[threading.Thread] = None
+        self._window_start = 0.0
+
+    def _read_lines(self, process: subprocess.Popen) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            milliwatts = jetson.parse_tegrastats(line)["board_power_mw"]
+            if milliwatts is not None:
+                self._samples.append((self._clock(), milliwatts / 1000.0))
+
+    def start(self) -> None:
+        self._samples = []
+        self._window_start = self._clock()
+        try:
+            self._process = subprocess.Popen(
+                self._command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            )
+        except OSError:
+            self._process = None
+            return
+        self._reader = threading.Thread(target=self._read_lines, args=(self._process,), daemon=True)
+        self._reader.start()
+
+    def poll(self) -> None:
+        pass
+
+    def stop(self) -> Optional[float]:
+        window_s = self._clock() - self._window_start
+        if self._process is None:
+            return None
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+        samples = self._samples
+        if not samples:
+            return None
+        span = samples[-1][0] - samples[0][0]
+        mean_w = trapezoid_j(samples) / span if span > 0 else sum(w for _, w in samples) / len(samples)
+        return mean_w * window_s
+
+
+@dataclass
+class _Choice:
+    """What a measure is read from, or why it is not read (source '')."""
+
+    source: str
+    reason: str
 
 
 class TelemetrySampler:
+    """Telemetry over one window of timed steps; see the module docstring for the sources per device.
+
+    root: filesystem root (a fake tree in tests). nvml: an `Nvml` GPU (a FakeNvml in tests); None loads pynvml
+    when torch_device is cuda on a discrete GPU. vcgencmd: runner for `vcgencmd` (argv -> stdout) on a Pi.
+    tegrastats_command: what prints tegrastats lines (the Jetson fallback when INA3221 is unreadable).
+    clock: seconds, monotonic (a fake in tests).
+    """
+
     def __init__(
         self,
-        torch_device: str,
+        torch_device: str = "cpu",
         root: str = "/",
         nvml: Optional[Nvml] = None,
         interval_s: float = 0.1,
-        vcgencmd: Optional[Callable[[list[str]], str]] = None,
+        vcgencmd: Optional[sensors.CommandRunner] = None,
+        tegrastats_command: Optional[Sequence[str]] = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.torch_device = torch_device
         self.root = root
         self.interval_s = interval_s
-        self._vcgencmd = vcgencmd
         self._clock = clock
-        self._nvml = nvml
-        if self._nvml is None and torch_device == "cuda" and jetson.jetson_identity(root) is None:
-            self._nvml, _ = open_nvml()
-        self._stop = threading.Event()
+        self.platform = detect_platform(root, torch_device)
+        self._vcgencmd = vcgencmd
+        self._gpu: Optional[Nvml] = None
+        self._gpu_reason = ""
+        if torch_device == "cuda" and self.platform != "jetson":
+            self._gpu, self._gpu_reason = (nvml, "") if nvml is not None else load_nvml()
+
+        self.energy: Optional[EnergyMeter] = None
+        self.choices: dict[str, _Choice] = {}
+        self.choices["energy"] = self._choose_energy(tegrastats_command)
+        self._read_temp, self.choices["temperature"] = self._choose_temperature()
+        self._read_clock, self.choices["clock"] = self._choose_clock()
+        self._watch_gpu_throttle = self._gpu is not None and self._gpu.throttle_bits() is not None
+        self.choices["throttle"] = self._choose_throttle()
+
         self._thread: Optional[threading.Thread] = None
-        self._power_samples: list[tuple[float, float]] = []  # (time, watts) for integrated sources
-        self._temps: list[float] = []
-        self._rapl: Optional[sensors.RaplCounter] = None
-        self._energy_source = ""
-        self._nvml_energy_start: Optional[int] = None
-        self._start_time = 0.0
+        self._stop_event = threading.Event()
+        self._started = False
+        self._window_start = 0.0
+        self._max_temp: Optional[float] = None
         self._clock_before: Optional[float] = None
+        self._throttle_bits_seen = 0
         self._pi_throttle_before: Optional[sensors.ThrottleState] = None
-        self._power_reader: Optional[Callable[[], Optional[float]]] = None
-        self._temp_source = ""
 
-    # -- what to read on this device ----------------------------------------------------------------
-    def _choose_sources(self) -> None:
-        if self._nvml is not None:
-            start = self._nvml.energy_mj()
-            if start is not None:
-                self._nvml_energy_start, self._energy_source = start, "nvml"
-            elif self._nvml.power_mw() is not None:
-                self._power_reader, self._energy_source = lambda: (self._nvml.power_mw() or 0) / 1000.0, "nvml"
-        elif jetson.jetson_identity(self.root) is not None:
-            if jetson.read_ina3221_mw(self.root):
-                self._power_reader = lambda: (jetson.board_power_mw(jetson.read_ina3221_mw(self.root)) or 0) / 1000.0
-                self._energy_source = "ina3221"
-        elif sensors.raspberry_pi_model(self.root):
-            text = sensors.run_vcgencmd("pmic_read_adc", runner=self._vcgencmd)
-            if text and sensors.parse_pmic_read_adc(text) is not None:
-                self._power_reader = lambda: sensors.parse_pmic_read_adc(
-                    sensors.run_vcgencmd("pmic_read_adc", runner=self._vcgencmd) or "") or 0.0
-                self._energy_source = "pmic"
+    # -- choosing sources (at construction: probes are cheap and come before any timing) -------------------
+    def _choose_energy(self, tegrastats_command: Optional[Sequence[str]]) -> _Choice:
+        if self.platform == "apple":
+            reason = "macOS reports power only through `powermetrics`, which needs sudo"
+        elif self.platform == "jetson":
+            reason = self._choose_jetson_energy(tegrastats_command)
+        elif self.platform == "raspberrypi":
+            reason = self._choose_pi_energy()
+        elif self.torch_device == "cuda":
+            reason = self._choose_nvml_energy()
         else:
-            domains, _why = sensors.rapl_domains(self.root)
+            domains, why_not = sensors.rapl_domains(self.root)
             if domains:
-                self._rapl, self._energy_source = sensors.RaplCounter(domains), "rapl"
+                self.energy = RaplEnergy(domains)
+            reason = "CPU package counters: " + ", ".join(d.name for d in domains) if domains else why_not
+        return _Choice(self.energy.source if self.energy else "", reason)
 
-    def _read_temp(self) -> Optional[float]:
-        if self._nvml is not None:
-            value = self._nvml.temperature_c()
-            if value is not None:
-                self._temp_source = "nvml"
-                return float(value)
-        value = sensors.max_thermal_c(self.root)
-        if value is not None:
-            self._temp_source = "thermal_zone"
-        return value
+    def _choose_jetson_energy(self, tegrastats_command: Optional[Sequence[str]]) -> str:
+        rails = jetson.read_ina3221_mw(self.root)
+        if rails:
+            self.energy = SampledPower("ina3221", self._ina3221_watts, clock=self._clock)
+            board = next((name for name in jetson.BOARD_RAILS if name in rails), "the sum of " + ", ".join(rails))
+            return f"board power = {board} (INA3221 sysfs, {jetson.ina3221_layout(self.root)} layout), integrated"
+        command = list(tegrastats_command) if tegrastats_command else None
+        if command is None and os.path.exists(under(self.root, "/usr/bin/tegrastats")):
+            command = ["tegrastats", "--interval", str(max(int(self.interval_s * 1000), 100))]
+        if command is None:
+            return "no readable INA3221 rails in sysfs and no tegrastats binary"
+        self.energy = TegrastatsPower(command, clock=self._clock)
+        return "board power from tegrastats lines (INA3221 sysfs unreadable; some releases print rails only to root)"
 
-    def _read_clock(self) -> tuple[Optional[float], str]:
-        if self._nvml is not None:
-            value = self._nvml.sm_clock_mhz()
-            if value is not None:
-                return float(value), "nvml_sm"
-        value = sensors.cpu_freq_mhz(self.root)
-        return (value, "cpufreq") if value is not None else (None, "")
+    def _ina3221_watts(self) -> Optional[float]:
+        milliwatts = jetson.board_power_mw(jetson.read_ina3221_mw(self.root))
+        return None if milliwatts is None else milliwatts / 1000.0
 
-    # -- sampling -----------------------------------------------------------------------------------
-    def _sample(self) -> None:
-        now = self._clock()
-        if self._power_reader is not None:
-            watts = self._power_reader()
-            if watts is not None:
-                self._power_samples.append((now, watts))
-        if self._rapl is not None:
-            self._rapl.poll()
-        temp = self._read_temp()
-        if temp is not None:
-            self._temps.append(temp)
+    def _choose_pi_energy(self) -> str:
+        if self._pmic_watts() is None:
+            return "no power sensor: only the Pi 5 has one (`vcgencmd pmic_read_adc` gives no rails here)"
+        self.energy = SampledPower(
+            "pmic", self._pmic_watts, min_interval_s=max(PMIC_MIN_INTERVAL_S, self.interval_s), clock=self._clock
+        )
+        return "sum of the PMIC rails (`vcgencmd pmic_read_adc`, once a second; USB devices not included)"
+
+    def _pmic_watts(self) -> Optional[float]:
+        return sensors.parse_pmic_read_adc(sensors.run_vcgencmd("pmic_read_adc", runner=self._vcgencmd) or "")
+
+    def _choose_nvml_energy(self) -> str:
+        gpu = self._gpu
+        if gpu is None:
+            return self._gpu_reason
+        if gpu.energy_mj() is not None:
+            self.energy = NvmlEnergyCounter(gpu)
+            return f"{gpu.name()}: total-energy counter (the GPU board only, not the CPU)"
+        if gpu.power_mw() is not None:
+            self.energy = SampledPower("nvml", lambda: _milli(gpu.power_mw()), clock=self._clock)
+            return f"{gpu.name()}: power integrated over time (no energy counter before Volta)"
+        return f"{gpu.name()} reports neither energy nor power through NVML"
+
+    def _choose_temperature(self) -> tuple[Optional[Callable[[], Optional[float]]], _Choice]:
+        if self._gpu is not None:
+            if self._gpu.temperature_c() is not None:
+                return self._gpu.temperature_c, _Choice("nvml", "GPU core temperature")
+            return None, _Choice("", "NVML reports no GPU temperature")
+        if self.platform == "apple":
+            return None, _Choice("", "macOS gives temperatures only to privileged tools")
+        temps, source = sensors.read_temperatures_c(self.root)
+        if not temps:
+            return None, _Choice("", "no readable /sys/class/thermal zones or hwmon temperature sensors")
+        return (lambda: sensors.max_thermal_c(self.root)), _Choice(source, "hottest of " + ", ".join(temps))
+
+    def _choose_clock(self) -> tuple[Optional[Callable[[], Optional[float]]], _Choice]:
+        if self._gpu is not None:
+            if self._gpu.sm_clock_mhz() is not None:
+                return self._gpu.sm_clock_mhz, _Choice("nvml_sm", "GPU SM clock")
+            return None, _Choice("", "NVML reports no SM clock")
+        if self.platform == "jetson" and self.torch_device == "cuda" and jetson.read_gpu_clock_mhz(self.root):
+            return (lambda: jetson.read_gpu_clock_mhz(self.root)), _Choice("devfreq", "integrated GPU clock")
+        if sensors.cpu_freq_mhz(self.root) is not None:
+            return (lambda: sensors.cpu_freq_mhz(self.root)), _Choice("cpufreq", "mean current clock of all CPUs")
+        return None, _Choice("", "no cpufreq in /sys/devices/system/cpu (virtual machines usually hide it)")
+
+    def _choose_throttle(self) -> _Choice:
+        signals = []
+        if self._read_clock is not None:
+            signals.append(("clock", f"a clock fall of more than {CLOCK_DROP_FRACTION:.0%}"))
+        if self._watch_gpu_throttle:
+            signals.append(("nvml", "NVML clock-event reasons"))
+        if self.platform == "raspberrypi" and self._pi_throttle_state() is not None:
+            signals.append(("vcgencmd", "vcgencmd get_throttled bits"))
+        if not signals:
+            return _Choice("", "no throttle bits and no clock to watch")
+        return _Choice("+".join(s for s, _ in signals), "flags " + ", ".join(w for _, w in signals))
+
+    def _pi_throttle_state(self) -> Optional[sensors.ThrottleState]:
+        return sensors.parse_throttled(sensors.run_vcgencmd("get_throttled", runner=self._vcgencmd) or "")
+
+    def describe(self) -> dict[str, tuple[str, str]]:
+        """{measure: (source or '', what is read or why nothing is)} for energy, temperature, clock, throttle."""
+        return {name: (choice.source, choice.reason) for name, choice in self.choices.items()}
+
+    # -- the window -------------------------------------------------------------------------------------------
+    def _poll_readings(self) -> None:
+        """Temperature and GPU throttle bits (the energy meter is polled separately)."""
+        if self._read_temp is not None:
+            temp = self._read_temp()
+            if temp is not None:
+                self._max_temp = temp if self._max_temp is None else max(self._max_temp, temp)
+        if self._watch_gpu_throttle:
+            bits = self._gpu.throttle_bits()
+            if bits is not None:
+                self._throttle_bits_seen |= bits
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._sample()
+        while not self._stop_event.wait(self.interval_s):
+            if self.energy is not None and self.energy.needs_polling:
+                self.energy.poll()
+            self._poll_readings()
+
+    def _needs_thread(self) -> bool:
+        polled_energy = self.energy is not None and self.energy.needs_polling
+        return polled_energy or self._read_temp is not None or self._watch_gpu_throttle
 
     def start(self) -> None:
-        self._choose_sources()
-        self._clock_before, _ = self._read_clock()
-        if sensors.raspberry_pi_model(self.root):
-            self._pi_throttle_before = sensors.parse_throttled(
-                sensors.run_vcgencmd("get_throttled", runner=self._vcgencmd) or "")
-        self._start_time = self._clock()
-        self._sample()
-        self._thread = threading.Thread(target=self._run, name="w2vprof-telemetry", daemon=True)
-        self._thread.start()
+        """Take the 'before' readings and start polling where a source needs it. Call right before timing."""
+        self._max_temp = None
+        self._throttle_bits_seen = 0
+        self._clock_before = self._read_clock() if self._read_clock else None
+        self._pi_throttle_before = self._pi_throttle_state() if "vcgencmd" in self.choices["throttle"].source else None
+        self._poll_readings()
+        self._window_start = self._clock()
+        if self.energy is not None:
+            self.energy.start()
+        self._stop_event.clear()
+        if self._needs_thread():
+            self._thread = threading.Thread(target=self._run, name="w2vprof-telemetry", daemon=True)
+            self._thread.start()
+        self._started = True
 
-    def stop(self, steps: int) -> dict[str, Any]:
-        """Stop sampling; the record's telemetry fields for `steps` timed steps."""
-        self._stop.set()
+    def stop(self, steps: int) -> dict[str, object]:
+        """The telemetry fields of the window since start(); energy per batch = window energy / steps."""
+        fields = empty_fields()
+        if not self._started:
+            return fields
+        self._started = False
+        self._stop_event.set()
         if self._thread is not None:
             self._thread.join()
-        self._sample()
-        elapsed = max(self._clock() - self._start_time, 1e-9)
-        fields = dict(EMPTY_FIELDS)
-
-        energy_j = None
-        if self._nvml_energy_start is not None:
-            end = self._nvml.energy_mj()
-            if end is not None:
-                energy_j = (end - self._nvml_energy_start) / 1000.0
-        elif self._rapl is not None:
-            energy_j = self._rapl.energy_uj / 1e6
-        elif len(self._power_samples) >= 2:
-            # trapezoids over the samples
-            energy_j = sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(self._power_samples, self._power_samples[1:]))
-        if energy_j is not None and steps > 0:
-            fields.update(energy_j_per_batch=energy_j / steps, avg_power_w=energy_j / elapsed, energy_source=self._energy_source)
-
-        if self._temps:
-            fields.update(max_temp_c=max(self._temps), temp_source=self._temp_source)
-
-        after, clock_source = self._read_clock()
-        reasons = []
-        if self._clock_before is not None and after is not None:
-            fields.update(clock_mhz_before=self._clock_before, clock_mhz_after=after, clock_source=clock_source)
-            if after < _CLOCK_DROP * self._clock_before:
-                reasons.append(f"clock fell from {self._clock_before:.0f} to {after:.0f} MHz")
-        throttle_known = fields["clock_source"] != ""
-        if self._nvml is not None:
-            bits = self._nvml.throttle_bits()
-            if bits is not None:
-                throttle_known = True
-                reasons += [name for bit, name in THROTTLE_REASONS.items() if bits & bit]
-        if self._pi_throttle_before is not None:
-            state = sensors.parse_throttled(sensors.run_vcgencmd("get_throttled", runner=self._vcgencmd) or "")
-            if state is not None:
-                throttle_known = True
-                reasons += state.now
-                new = set(state.since_boot) - set(self._pi_throttle_before.since_boot)
-                reasons += [f"{name} (occurred during the run)" for name in sorted(new)]
-        if throttle_known:
-            fields.update(throttled=bool(reasons), throttle_reason="; ".join(dict.fromkeys(reasons)))
+            self._thread = None
+        joules = self.energy.stop() if self.energy is not None else None
+        window_s = self._clock() - self._window_start
+        self._poll_readings()
+        if joules is not None and steps > 0 and window_s > 0:
+            fields.update(
+                energy_j_per_batch=joules / steps, avg_power_w=joules / window_s, energy_source=self.energy.source
+            )
+        if self._max_temp is not None:
+            fields.update(max_temp_c=self._max_temp, temp_source=self.choices["temperature"].source)
+        clock_after = self._read_clock() if self._read_clock else None
+        if self._clock_before is not None or clock_after is not None:
+            fields.update(
+                clock_mhz_before=self._clock_before, clock_mhz_after=clock_after, clock_source=self.choices["clock"].source
+            )
+        fields.update(self._throttle(clock_after))
         return fields
+
+    def _throttle(self, clock_after: Optional[float]) -> dict[str, object]:
+        """throttled: True with reasons, False when watched and nothing happened, None when nothing was watched."""
+        watched = False
+        reasons: list[str] = []
+        if self._clock_before is not None and clock_after is not None:
+            watched = True
+            if clock_after < self._clock_before * (1 - CLOCK_DROP_FRACTION):
+                reasons.append(f"clock fell from {self._clock_before:.0f} to {clock_after:.0f} MHz")
+        if self._watch_gpu_throttle:
+            watched = True
+            reasons += decode_throttle_bits(self._throttle_bits_seen)
+        if self._pi_throttle_before is not None:
+            after = self._pi_throttle_state()
+            if after is not None:
+                watched = True
+                reasons += sensors.throttled_during(self._pi_throttle_before, after)
+        if not watched:
+            return {"throttled": None, "throttle_reason": ""}
+        return {"throttled": bool(reasons), "throttle_reason": "; ".join(dict.fromkeys(reasons))}
+
+
+def _milli(value: Optional[float]) -> Optional[float]:
+    return None if value is None else value / 1000.0
