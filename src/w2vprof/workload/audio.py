@@ -113,10 +113,13 @@ def _short_reason(exc: Exception) -> str:
     return f"unreadable: {text[:80]}"
 
 
-def load_audio(path: Union[str, Path], sample_rate: int = SAMPLE_RATE) -> "np.ndarray":
+def load_audio(
+    path: Union[str, Path], sample_rate: int = SAMPLE_RATE, resamplers: Optional[dict] = None
+) -> "np.ndarray":
     """Decode one file to mono float32 at `sample_rate` (channels averaged, torchaudio sinc resampling).
 
-    A file of n frames at rate r comes back with ceil(n * sample_rate / r) samples.
+    A file of n frames at rate r comes back with ceil(n * sample_rate / r) samples. `resamplers`, a dict the
+    caller keeps, holds one torchaudio Resample per source rate, so its sinc kernel is built once per rate.
     """
     import numpy as np
     import soundfile as sf
@@ -132,9 +135,13 @@ def load_audio(path: Union[str, Path], sample_rate: int = SAMPLE_RATE) -> "np.nd
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if rate != sample_rate:
         import torch
-        import torchaudio.functional as AF
+        import torchaudio
 
-        mono = AF.resample(torch.from_numpy(np.ascontiguousarray(mono)), int(rate), sample_rate).numpy()
+        resamplers = {} if resamplers is None else resamplers
+        if rate not in resamplers:
+            resamplers[rate] = torchaudio.transforms.Resample(int(rate), sample_rate)
+        with torch.no_grad():
+            mono = resamplers[rate](torch.from_numpy(np.ascontiguousarray(mono))).numpy()
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
@@ -179,6 +186,7 @@ class AudioWorkload(Workload):
         self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
         self._cache_bytes = int(cache_bytes)
         self._cached = 0
+        self._resamplers: dict = {}
 
         if source.is_dir():
             if clips_dir is not None:
@@ -228,7 +236,7 @@ class AudioWorkload(Workload):
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        wave = load_audio(self.utterances[index].path)
+        wave = load_audio(self.utterances[index].path, resamplers=self._resamplers)
         self._cache[index] = wave
         self._cached += wave.nbytes
         while self._cached > self._cache_bytes and len(self._cache) > 1:
