@@ -2,60 +2,127 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-from w2vprof.analysis.compare import compare
 from w2vprof.analysis.data import paper_results
-from w2vprof.records import read_results_csv
+from w2vprof.cli.main import run
+from w2vprof.records import RESULT_COLUMNS, read_layers_csv, read_results_csv, replace, write_records_csv
+from w2vprof.report import plots
 from w2vprof.report.build import build_report, load_inputs
-from w2vprof.report.render import comparison_markdown, table2, table_csv, table_html, table_latex, table_markdown
+from w2vprof.report.render import Table, table_csv, table_html, table_latex, table_markdown, table_terminal
+from w2vprof.report.tables import environment_table, results_table, table1, table2
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = Path(__file__).parent / "golden"
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _golden(name: str, text: str) -> None:
     path = GOLDEN / name
     if os.environ.get("W2VPROF_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} differs from its golden file (W2VPROF_UPDATE_GOLDEN=1 to accept)"
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file (W2VPROF_UPDATE_GOLDEN=1)"
 
 
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`w2vprof ARGS` in this process, through the real entry point (one-line errors, exit codes)."""
+    with pytest.raises(SystemExit) as stop:
+        run(list(args))
+    out, err = capsys.readouterr()
+    return stop.value.code, out, err
+
+
+# -- tables -------------------------------------------------------------------------------------------------
 def test_table2_of_the_paper_matches_golden():
     table = table2(paper_results(), 5.5)
     _golden("paper_table2.md", table_markdown(table))
     _golden("paper_table2.csv", table_csv(table))
     _golden("paper_table2.tex", table_latex(table))
-    assert "<table>" in table_html(table)
-    _golden("paper_compare.md", comparison_markdown(compare(paper_results(), baseline="NVIDIA A40")))
+    assert table.rows[4] == ["Raspberry Pi 4", "1", "16.60", "-", "OOM", "-"]  # the paper's own notation
+    assert "<td>OOM</td>" in table_html(table)
+    assert "Raspberry Pi 4" in table_terminal(table, width=120)
 
 
-def test_report_writes_every_table_and_plot(tmp_path):
-    summary = tmp_path / "summary.csv"
-    assert run_cli("summary", "--model", "tiny", "--seconds", "1", "--format", "csv", "--out", str(summary)).returncode == 0
+def test_table1_results_and_environment_match_golden():
+    from w2vprof.report.build import _read_summary
+
+    _golden("table1_summary.md", table_markdown(table1(_read_summary(DATA / "summary_tiny.csv"))))
+    rows = read_results_csv(DATA / "small.csv")
+    _golden("small_results.md", table_markdown(results_table(rows)))
+    _golden("small_environment.md", table_markdown(environment_table(rows)))
+
+
+def test_latex_escapes_what_latex_would_misread():
+    text = table_latex(Table("50% of a_b & c", ["x#", "y"], [["{1}", "$2"]], caption="~^"))
+    assert r"50\% of a\_b \& c" in text and r"x\#" in text and r"\{1\} & \$2" in text
+    assert r"\textasciitilde{}\textasciicircum{}" in text
+
+
+# -- plots --------------------------------------------------------------------------------------------------
+def test_every_plot_draws_and_degrades_without_data():
+    layers = read_layers_csv(DATA / "small.layers" / "base_b4_s1.csv")
+    assert plots.layer_memory_png(layers, "t")[:8] == PNG
+    assert plots.layer_flops_png(layers, "t")[:8] == PNG
+    assert plots.versus_seconds_png({"a": [(1, 1.0), (2, 2.0)], "single": [(1, 3.0)]}, "GB", "t", "GB")[:8] == PNG
+    assert plots.fp32_vs_mixed_png({"fp32": {1: 2e9, 2: 3e9}, "mixed": {1: 1.9e9}}, "t")[:8] == PNG
+    assert plots.layer_memory_png([], "t") is None and plots.layer_flops_png([], "t") is None
+    assert plots.versus_seconds_png({}, "GB", "t") is None
+    assert plots.fp32_vs_mixed_png({"fp32": {1: 2e9}}, "t") is None  # one precision: nothing to compare
+
+
+# -- the command --------------------------------------------------------------------------------------------
+def test_report_writes_every_table_and_plot(tmp_path, capsys):
     out = tmp_path / "report"
-    result = run_cli("report", str(DATA / "small.csv"), str(summary), "--out", str(out), "--format", "latex")
-    assert result.returncode == 0, result.stderr
+    code, stdout, err = _cli(capsys, "report", str(DATA / "small.csv"), str(DATA / "summary_tiny.csv"),
+                             "--out", str(out), "--format", "latex")
+    assert code == 0, err
     names = {p.name for p in out.iterdir()}
-    assert {"report.md", "report.html", "table1.csv", "table2.csv", "table1.tex", "table2.tex",
-            "fig2_activation_memory.png", "fig2_flops.png", "fig3_memory_vs_seconds.png", "fig3_flops_vs_seconds.png",
-            "time_vs_seconds.png", "fig4_base_fp32_vs_mixed.png"} <= names
+    tables = {"table1", "table2", "results", "environment"}
+    figures = {"fig2_activation_memory.png", "fig2_flops.png", "fig3_memory_vs_seconds.png",
+               "fig3_flops_vs_seconds.png", "time_vs_seconds.png", "fig4_base_fp32_vs_mixed.png"}
+    assert names == {"report.md", "report.html"} | {f"{t}.csv" for t in tables} | {f"{t}.tex" for t in tables} | figures
     for png in out.glob("*.png"):
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.read_bytes()[:8] == PNG
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(list(out.glob("*.png")))  # self-contained
-    assert "Test Board" in (out / "table2.csv").read_text()
-    assert "OOM" in (out / "table2.csv").read_text()
-    assert "Training time" in result.stdout  # the Table 2 view printed to the terminal
+    # self-contained: every image is a data URI, nothing is fetched
+    assert html.count("data:image/png;base64,") == len(figures)
+    assert not re.search(r"src='(?!data:)", html) and "<link" not in html
+    md = (out / "report.md").read_text()
+    assert all(f"]({name})" in md for name in figures) and "(table2.csv)" in md
+    assert "Test Board,8,OOM,-" in (out / "table2.csv").read_text()  # 4 s: the length measured most often
+    assert ",oom," in (out / "results.csv").read_text()
+    assert "Training time" in stdout and "Test Board" in stdout  # the Table 2 view on the terminal
 
 
-def test_report_skips_plots_without_data(tmp_path):
+def test_report_with_the_paper_puts_your_device_in_table2(tmp_path, capsys):
+    rows = [replace(r, seconds=5.5) for r in read_results_csv(DATA / "small.csv") if r.seconds == 1.0]
+    path = tmp_path / "mine.csv"
+    write_records_csv(path, rows, RESULT_COLUMNS)
+    code, stdout, err = _cli(capsys, "report", str(path), "--reference", "paper", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    table = (tmp_path / "r" / "table2.csv").read_text().splitlines()
+    assert table[0] == "device,batch,base FP32,base Mixed,large FP32,large Mixed"
+    assert "NVIDIA A40,1,0.12,0.11,0.23,0.21" in table and "Test Board,4,0.50,0.50,-,-" in table
+
+
+def test_report_skips_plots_it_has_no_data_for():
     report = build_report(load_inputs([DATA / "old_schema.csv"]))
     assert "table2" in report.tables and not report.figures
     assert any("Fig. 2 plots skipped" in note for note in report.notes)
+    assert any("Figs. 3-4" in note for note in report.notes)
+
+
+def test_report_notes_a_missing_layers_file_and_one_precision(tmp_path):
+    rows = [r for r in read_results_csv(DATA / "small.csv") if r.precision == "fp32"]
+    path = tmp_path / "fp32.csv"  # the layers file is relative to the results file: not beside this copy
+    write_records_csv(path, rows, RESULT_COLUMNS)
+    report = build_report(load_inputs([path]))
+    assert "fig2_flops.png" not in report.figures and "fig3_memory_vs_seconds.png" in report.figures
+    assert any("small.layers/base_b4_s1.csv is missing" in note for note in report.notes)
+    assert any("Fig. 4 skipped" in note for note in report.notes)
 
 
 def test_older_schema_still_loads():
@@ -63,8 +130,34 @@ def test_older_schema_still_loads():
     assert row.sec_per_batch_median == 3.5 and row.act_mem_bytes is None and row.workload == "synthetic"
 
 
-def test_not_w2vprof_output_is_one_line_exit_2(tmp_path):
-    result = run_cli("report", str(DATA / "not_w2vprof.csv"), "--out", str(tmp_path / "r"))
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and "not_w2vprof.csv" in result.stderr
-    assert not (tmp_path / "r").exists()
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ([str(DATA / "not_w2vprof.csv")], "not_w2vprof.csv: not a w2vprof"),
+        ([str(DATA / "no_such.csv")], "no_such.csv: no such file"),
+        ([str(DATA / "small.csv"), "--seconds", "3"], "--seconds 3: no results at that length"),
+        ([str(DATA / "small.csv"), "--format", "pdf"], "unknown --format 'pdf'"),
+        ([], "give at least one results CSV"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, fragment):
+    code, _, err = _cli(capsys, "report", *args, "--out", str(tmp_path / "r"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_reference_data_is_packaged_with_the_code():
+    """pyproject lists packages by hand (to map devices/ into the package): every package must be in the list."""
+    import tomllib
+
+    root = Path(__file__).parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    src = root / "src"
+    on_disk = {".".join(p.parent.relative_to(src).parts) for p in (src / "w2vprof").rglob("__init__.py")}
+    assert on_disk <= set(config["packages"]), f"add to [tool.setuptools] packages: {on_disk - set(config['packages'])}"
+    assert config["package-dir"]["w2vprof.reference_data"] == "devices"
+    shipped = {p.name for p in (root / "devices").iterdir()}
+    assert {"paper_table2.csv", "profiles.csv"} <= shipped
+    assert {"*.csv", "*.md"} <= set(config["package-data"]["w2vprof.reference_data"])
+    header = (root / "devices" / "paper_table2.csv").read_text().splitlines()[0]
+    assert tuple(header.split(",")) == RESULT_COLUMNS  # written with the records helpers

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from w2vprof.analysis.data import device_label, latest_by_config
+from w2vprof.analysis.data import latest_by_config, sec_per_batch
 from w2vprof.errors import BadInput
 from w2vprof.records import ResultRecord
 
@@ -65,10 +65,6 @@ class Comparison:
         return [r for r in self.rows if r.status == "oom"]
 
 
-def _time(record: ResultRecord) -> Optional[float]:
-    return record.sec_per_batch_median if record.sec_per_batch_median is not None else record.sec_per_batch_mean
-
-
 def compare(rows: list[ResultRecord], baseline: Optional[str] = None, seconds: Optional[float] = None) -> Comparison:
     if not rows:
         raise BadInput("no results to compare: give results files or --reference paper")
@@ -82,11 +78,11 @@ def compare(rows: list[ResultRecord], baseline: Optional[str] = None, seconds: O
         raise BadInput(f"unknown --baseline device {baseline!r}; devices in the data: {', '.join(devices)}")
 
     baseline_time = {
-        key[1:]: _time(record) for key, record in latest.items() if key[0] == baseline and record.status == "ok"
+        key[1:]: sec_per_batch(record) for key, record in latest.items() if key[0] == baseline and record.status == "ok"
     }
     compare_rows = []
     for key, record in latest.items():
-        time = _time(record) if record.status == "ok" else None
+        time = sec_per_batch(record) if record.status == "ok" else None
         base = baseline_time.get(key[1:])
         compare_rows.append(
             CompareRow(

@@ -1,10 +1,15 @@
-"""Inputs of the read-only commands: results files, the paper's reference results, device profiles."""
+"""Inputs of the read-only commands: results files, the paper's reference results, device profiles.
+
+The reference data lives in the repo-root `devices/` folder and is installed as the package
+`w2vprof.reference_data` (see pyproject.toml), so it is read through importlib.resources and works the same
+from a source checkout, an editable install and a wheel.
+"""
 from __future__ import annotations
 
 import csv
 import io
 from dataclasses import dataclass
-from importlib.resources import files
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -13,106 +18,116 @@ from w2vprof.records import ResultRecord, read_results_csv
 
 __all__ = [
     "DeviceProfile",
+    "REFERENCES",
     "load_results",
     "paper_results",
+    "reference_results",
     "load_profiles",
     "device_label",
+    "sec_per_batch",
     "find_profile",
     "latest_by_config",
 ]
 
 REFERENCE_PACKAGE = "w2vprof.reference_data"
+#: --reference NAME -> shipped results file.
+REFERENCES = {"paper": "paper_table2.csv"}
 
 
 @dataclass(frozen=True)
 class DeviceProfile:
     name: str
     device_class: str
-    memory_gb: Optional[float]
-    unified_memory: bool
+    memory_gb: Optional[float]  # GB = 1e9 bytes, as vendors state it
+    unified_memory: bool  # CPU and accelerator share it (Jetson, Pi, Apple)
     peak_fp32_tflops: Optional[float]
     peak_fp16_tflops: Optional[float]
-    mixed_precision: bool
+    mixed_precision: bool  # the device can train with FP16/BF16 autocast
     source: str
 
 
 def paper_results() -> list[ResultRecord]:
-    """The paper's Table 2, shipped with the package (works from an installed wheel)."""
-    text = files(REFERENCE_PACKAGE).joinpath("paper_table2.csv").read_text(encoding="utf-8")
-    return _read_results_text(text, "paper_table2.csv (shipped)")
+    """The paper's Table 2 (source=paper), shipped with the package."""
+    return reference_results("paper")
 
 
-def _read_results_text(text: str, name: str) -> list[ResultRecord]:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / name.split(" ")[0]
-        path.write_text(text, encoding="utf-8")
+def reference_results(name: str) -> list[ResultRecord]:
+    """A shipped reference results file by its --reference name."""
+    if name not in REFERENCES:
+        raise BadInput(f"unknown --reference {name!r}; choose from {', '.join(REFERENCES)}")
+    # as_file gives a real path even when the package is imported from a zip.
+    with as_file(files(REFERENCE_PACKAGE).joinpath(REFERENCES[name])) as path:
         return read_results_csv(path)
 
 
 def load_results(paths: Iterable[Path], reference: Optional[str] = None) -> list[ResultRecord]:
-    """Rows of every results file given, plus the paper's when reference == 'paper'."""
+    """Rows of every results file given, plus a shipped reference ('paper') when asked for."""
     rows: list[ResultRecord] = []
     for path in paths:
         rows.extend(read_results_csv(Path(path)))
     if reference is not None:
-        if reference != "paper":
-            raise BadInput(f"unknown --reference {reference!r}; the only reference is 'paper'")
-        rows.extend(paper_results())
+        rows.extend(reference_results(reference))
     return rows
 
 
 def device_label(record: ResultRecord) -> str:
+    """The name a row's device goes by in every table: device_name, else the host, else the torch device."""
     return record.device_name or record.hostname or record.device or "unknown device"
 
 
+def sec_per_batch(record: ResultRecord) -> Optional[float]:
+    """Median seconds per batch; the mean where only that is known (the paper publishes averages)."""
+    return record.sec_per_batch_median if record.sec_per_batch_median is not None else record.sec_per_batch_mean
+
+
 def latest_by_config(rows: Iterable[ResultRecord]) -> dict[tuple, ResultRecord]:
-    """One row per (device, model, batch, seconds, precision): the last one wins (a later rerun)."""
+    """One row per (device, model, batch, seconds, precision): the last one wins (a later rerun or --resume)."""
     chosen: dict[tuple, ResultRecord] = {}
     for row in rows:
         chosen[(device_label(row), row.model, row.batch, round(row.seconds, 3), row.precision)] = row
     return chosen
 
 
-def _float(text: str) -> Optional[float]:
+def _float(text: Optional[str]) -> Optional[float]:
     text = (text or "").strip()
     return float(text) if text else None
 
 
 def load_profiles(path: Optional[Path] = None) -> list[DeviceProfile]:
-    """Device profiles: the shipped ones, or a CSV (or a folder holding profiles.csv) of the same columns."""
+    """Device profiles: the shipped ones, or a CSV (or a folder holding profiles.csv) with the same columns."""
     if path is None:
-        text, name = files(REFERENCE_PACKAGE).joinpath("profiles.csv").read_text(encoding="utf-8"), "profiles.csv"
+        text = files(REFERENCE_PACKAGE).joinpath("profiles.csv").read_text(encoding="utf-8")
+        name = "profiles.csv (shipped)"
     else:
         path = Path(path)
         if path.is_dir():
             path = path / "profiles.csv"
         try:
             text, name = path.read_text(encoding="utf-8"), str(path)
-        except OSError as exc:
-            raise BadInput(f"{path}: cannot read device profiles ({exc.strerror})") from None
+        except FileNotFoundError:
+            raise BadInput(f"{path}: no such device profiles file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{path}: cannot read device profiles ({getattr(exc, 'strerror', None) or exc})") from None
     reader = csv.DictReader(io.StringIO(text))
-    required = {"name", "memory_gb"}
-    if not required <= set(reader.fieldnames or []):
+    if not {"name", "memory_gb"} <= set(reader.fieldnames or []):
         raise BadInput(f"{name}: not a device profiles file (needs columns name, memory_gb)")
     profiles = []
-    for row in reader:
+    for line_no, row in enumerate(reader, start=2):
         try:
             profiles.append(
                 DeviceProfile(
                     name=row["name"],
-                    device_class=row.get("class", ""),
-                    memory_gb=_float(row.get("memory_gb", "")),
-                    unified_memory=row.get("unified_memory", "").lower() == "true",
-                    peak_fp32_tflops=_float(row.get("peak_fp32_tflops", "")),
-                    peak_fp16_tflops=_float(row.get("peak_fp16_tflops", "")),
-                    mixed_precision=row.get("mixed_precision", "true").lower() != "false",
-                    source=row.get("source", ""),
+                    device_class=row.get("class") or "",
+                    memory_gb=_float(row.get("memory_gb")),
+                    unified_memory=(row.get("unified_memory") or "").strip().lower() == "true",
+                    peak_fp32_tflops=_float(row.get("peak_fp32_tflops")),
+                    peak_fp16_tflops=_float(row.get("peak_fp16_tflops")),
+                    mixed_precision=(row.get("mixed_precision") or "true").strip().lower() != "false",
+                    source=row.get("source") or "",
                 )
             )
-        except ValueError as exc:
-            raise BadInput(f"{name}: bad number in row {row.get('name')!r} ({exc})") from None
+        except ValueError:
+            raise BadInput(f"{name}: line {line_no} ({row.get('name')!r}) has a value that is not a number") from None
     return profiles
 
 

@@ -9,116 +9,126 @@ import typer
 __all__ = ["register"]
 
 
+def _emit(fmt: str, records: list, table_text, out: Optional[Path]) -> None:
+    """csv/json of the result dataclasses, or the human view (`table_text()`), to stdout or --out."""
+    from w2vprof.cli.output import emit, records_as_csv, records_as_json
+
+    if fmt == "csv":
+        emit(records_as_csv(records), out)
+    elif fmt == "json":
+        emit(records_as_json(records), out)
+    else:
+        emit(table_text(), out)
+
+
 def feasibility_command(
     results: list[Path] = typer.Argument(..., help="w2vprof results CSVs with measured memory (e.g. --preset lengths)."),
-    devices: Optional[Path] = typer.Option(None, "--devices", help="Device profiles CSV or folder (default: shipped)."),
+    devices: Optional[Path] = typer.Option(None, "--devices", help="Device profiles CSV, or a folder holding "
+                                                                   "profiles.csv (default: the shipped profiles)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Only these profiles (comma list of names)."),
     usable_fraction: str = typer.Option("0.7", "--usable-fraction", help="Share of a device's memory training may use."),
-    batch: str = typer.Option("1,4", "--batch", help="Batch sizes to decide for."),
-    seconds: str = typer.Option("5.5", "--seconds", help="Utterance length a device must reach to count as fit."),
+    batch: str = typer.Option("1,4", "--batch", help="Batch sizes to decide for (comma list)."),
+    seconds: str = typer.Option("5.5", "--seconds", help="Utterance length (s) a configuration must reach to fit."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
-    """Fit memory = a + b x (batch x seconds) and say which devices can train which model, and how long a clip."""
+    """Fit memory = a + b x (batch x seconds); say which devices can train which model, and how long a clip."""
     from w2vprof.analysis.data import load_profiles, load_results
     from w2vprof.analysis.estimates import feasibility, fit_memory
     from w2vprof.cli.options import parse_int_list, parse_positive_float
-    from w2vprof.cli.output import check_format, emit, records_as_csv, records_as_json
-    from w2vprof.report.render import print_feasibility
+    from w2vprof.cli.output import check_format
+    from w2vprof.report.render import table_terminal
+    from w2vprof.report.tables import feasibility_tables
 
     check_format(fmt)
-    fraction = parse_positive_float(usable_fraction, "--usable-fraction")
-    fits = fit_memory(load_results(results))
-    rows = feasibility(fits, load_profiles(devices), fraction, tuple(parse_int_list(batch, "--batch")),
-                       parse_positive_float(seconds, "--seconds"))
-    if fmt == "csv":
-        emit(records_as_csv(rows), out)
-    elif fmt == "json":
-        emit(records_as_json(rows), out)
-    else:
-        print_feasibility(fits, rows)
+    names = [n.strip() for n in device.split(",") if n.strip()] if device else None
+    result = feasibility(
+        fit_memory(load_results(results)), load_profiles(devices), parse_positive_float(usable_fraction, "--usable-fraction"),
+        tuple(parse_int_list(batch, "--batch")), parse_positive_float(seconds, "--seconds"), names,
+    )
+
+    def text() -> str:
+        return "".join(table_terminal(t) for t in feasibility_tables(result)) + "".join(f"{n}\n" for n in result.notes)
+
+    _emit(fmt, result.rows, text, out)
 
 
 def fl_estimate_command(
-    results: list[Path] = typer.Argument(None, help="w2vprof results CSVs."),
+    results: Optional[list[Path]] = typer.Argument(None, help="w2vprof results CSVs."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Add the paper's devices: 'paper'."),
-    clients: int = typer.Option(10, "--clients"),
-    samples_per_client: int = typer.Option(19_500, "--samples-per-client"),
-    batch: int = typer.Option(4, "--batch"),
-    rounds: int = typer.Option(150, "--rounds"),
-    local_epochs: float = typer.Option(1.0, "--local-epochs"),
-    clients_per_round: Optional[int] = typer.Option(None, "--clients-per-round"),
+    clients: int = typer.Option(10, "--clients", help="Clients in the federation."),
+    samples_per_client: int = typer.Option(19_500, "--samples-per-client", help="Utterances each client holds."),
+    batch: int = typer.Option(4, "--batch", help="Local batch size (a measured batch)."),
+    rounds: int = typer.Option(150, "--rounds", help="Federated rounds."),
+    local_epochs: float = typer.Option(1.0, "--local-epochs", help="Local epochs per round."),
+    clients_per_round: Optional[int] = typer.Option(None, "--clients-per-round", help="Clients sampled per round "
+                                                                                      "(default: all)."),
     model: str = typer.Option("base", "--model"),
-    precision: str = typer.Option("fp32", "--precision"),
-    seconds: Optional[float] = typer.Option(None, "--seconds", help="Only rows at this utterance length."),
-    bandwidth: Optional[float] = typer.Option(None, "--bandwidth", help="Client link in Mbit/s: adds model transfers."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or mixed."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Only rows at this utterance length (s)."),
+    bandwidth: Optional[float] = typer.Option(None, "--bandwidth", help="Client link in Mbit/s each way: adds a model "
+                                                                        "download and upload per round."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Per device: one local epoch and the whole federated training (clients train concurrently)."""
     from w2vprof.analysis.data import load_results
     from w2vprof.analysis.estimates import FlSetting, fl_estimate
-    from w2vprof.cli.output import check_format, emit, records_as_csv, records_as_json
+    from w2vprof.cli.output import check_format
     from w2vprof.errors import BadInput
-    from w2vprof.report.render import print_fl_estimate
+    from w2vprof.report.render import table_terminal
+    from w2vprof.report.tables import fl_estimate_table
 
     check_format(fmt)
-    if bandwidth is not None and bandwidth <= 0:
+    if bandwidth is not None and not bandwidth > 0:
         raise BadInput(f"--bandwidth must be positive, got {bandwidth:g}")
     setting = FlSetting(clients, samples_per_client, batch, rounds, local_epochs, clients_per_round, model,
-                        precision, seconds, bandwidth, _model_bytes(model) if bandwidth else None)
-    rows = fl_estimate(load_results(results or [], reference), setting)
-    if fmt == "csv":
-        emit(records_as_csv(rows), out)
-    elif fmt == "json":
-        emit(records_as_json(rows), out)
-    else:
-        print_fl_estimate(setting, rows)
+                        precision, seconds, bandwidth, None)
+    rows = load_results(results or [], reference)
+    estimates = fl_estimate(rows, setting)
+    if bandwidth is not None and any(r.communication_hours_per_round is None for r in estimates):
+        # The paper's rows carry no parameter bytes: count them on the meta device (no memory, no weights).
+        setting = FlSetting(**{**setting.__dict__, "model_bytes": _model_bytes(model)})
+        estimates = fl_estimate(rows, setting)
+    _emit(fmt, estimates, lambda: table_terminal(fl_estimate_table(setting, estimates)), out)
 
 
 def _model_bytes(model: str) -> int:
-    """fp32 size of the model, counted on the meta device (no memory, no weights)."""
+    """FP32 size of the model's parameters; NB: mixed precision still sends FP32 master weights."""
     import torch
 
     from w2vprof.models import build_model, get_config
 
-    get_config(model)
+    get_config(model)  # BadInput for an unknown model, before building anything
     with torch.device("meta"):
         return sum(p.numel() * 4 for p in build_model(model).parameters())
 
 
 def forecast_command(
-    results: list[Path] = typer.Argument(None, help="w2vprof results CSVs (the paper's devices are always included)."),
+    results: Optional[list[Path]] = typer.Argument(None, help="w2vprof results CSVs (the paper's devices are "
+                                                              "always included)."),
     device: str = typer.Option(..., "--device", help="Device to forecast, e.g. 'Jetson Xavier NX'."),
     target: str = typer.Option("NVIDIA A40", "--target", help="Device whose speed it should reach."),
     model: str = typer.Option("base", "--model"),
     batch: int = typer.Option(4, "--batch"),
     precision: str = typer.Option("fp32", "--precision"),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Utterance length to compare at (default: 5.5 "
+                                                                    "if both have it, else the longest shared)."),
     doubling_months: float = typer.Option(18.0, "--doubling-months", help="Compute doubles every N months."),
     from_year: float = typer.Option(2022.0, "--from-year", help="Year the measurements stand for."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Years until a device's seconds per batch matches the target's under a doubling law."""
     from w2vprof.analysis.data import load_results
     from w2vprof.analysis.estimates import forecast
-    from w2vprof.cli.output import check_format, emit, records_as_csv, records_as_json
+    from w2vprof.cli.output import check_format
+    from w2vprof.report.tables import forecast_text
 
     check_format(fmt)
     result = forecast(load_results(results or [], "paper"), device, target, model, batch, precision,
-                      doubling_months, from_year)
-    if fmt == "csv":
-        emit(records_as_csv([result]), out)
-    elif fmt == "json":
-        emit(records_as_json([result]), out)
-    else:
-        typer.echo(
-            f"{result.device} takes {result.device_sec_per_batch:g} s per batch, {result.target} "
-            f"{result.target_sec_per_batch:g} s ({result.model}, batch {result.batch}, {result.precision}): "
-            f"ratio {result.ratio:.2f}.\n"
-            f"Doubling law: compute doubles every {result.doubling_months:g} months, so closing a {result.ratio:.2f}x gap "
-            f"takes log2({result.ratio:.2f}) x {result.doubling_months:g} / 12 = {result.years:.1f} years: "
-            f"{result.from_year:g} + {result.years:.1f} = {result.year:.1f}."
-        )
+                      doubling_months, from_year, seconds)
+    _emit(fmt, [result], lambda: forecast_text(result), out)
 
 
 def register(app: typer.Typer) -> None:

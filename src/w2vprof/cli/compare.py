@@ -12,10 +12,10 @@ FORMATS = ("table", "md", "csv", "json")
 
 
 def compare_command(
-    results: list[Path] = typer.Argument(None, help="w2vprof results CSVs (sweep or profile output)."),
+    results: Optional[list[Path]] = typer.Argument(None, help="w2vprof results CSVs (sweep or profile output)."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Add the paper's devices: 'paper'."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Device to compare against, e.g. 'NVIDIA A40'."),
-    seconds: Optional[str] = typer.Option(None, "--seconds", help="Only rows at this utterance length."),
+    seconds: Optional[str] = typer.Option(None, "--seconds", help="Only rows at this utterance length (s)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
@@ -24,19 +24,21 @@ def compare_command(
     from w2vprof.analysis.data import load_results
     from w2vprof.cli.options import parse_positive_float
     from w2vprof.cli.output import check_format, emit
-    from w2vprof.report.render import comparison_csv, comparison_json, comparison_markdown, print_comparison
+    from w2vprof.report.render import table_markdown, table_terminal
+    from w2vprof.report.tables import comparison_csv, comparison_json, comparison_tables
 
     check_format(fmt, FORMATS)
-    rows = load_results(results or [], reference)
-    comparison = compare(rows, baseline, parse_positive_float(seconds, "--seconds") if seconds else None)
+    length = parse_positive_float(seconds, "--seconds") if seconds is not None else None
+    comparison = compare(load_results(results or [], reference), baseline, length)
     if fmt == "csv":
-        emit(comparison_csv(comparison), out)
+        text = comparison_csv(comparison)
     elif fmt == "json":
-        emit(comparison_json(comparison), out)
+        text = comparison_json(comparison)
     elif fmt == "md":
-        emit(comparison_markdown(comparison), out)
+        text = "\n".join(table_markdown(t) for t in comparison_tables(comparison))
     else:
-        print_comparison(comparison)
+        text = "".join(table_terminal(t) for t in comparison_tables(comparison))
+    emit(text, out)
 
 
 def register(app: typer.Typer) -> None:

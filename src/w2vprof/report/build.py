@@ -1,19 +1,29 @@
-"""A report from results files: tables and plots as data (name -> bytes), never measuring anything."""
+"""A report from results files: tables and plots as data (file name -> bytes), never measuring anything.
+
+`load_inputs` reads results CSVs (with the per-layer files they point to) and `w2vprof summary` CSVs;
+`build_report` turns them into tables and PNGs, skipping (with a note) every plot its data cannot support.
+"""
 from __future__ import annotations
 
 import base64
+import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from w2vprof.analysis.data import device_label, latest_by_config
+from w2vprof.analysis.data import device_label, latest_by_config, reference_results, sec_per_batch
 from w2vprof.errors import BadInput
 from w2vprof.records import LayerRecord, ModuleSummaryRow, ResultRecord, read_layers_csv, read_results_csv
 from w2vprof.report import plots
-from w2vprof.report.render import Table, table1, table2, table_csv, table_html, table_latex, table_markdown
+from w2vprof.report.render import Table, table_csv, table_html, table_latex, table_markdown
+from w2vprof.report.tables import environment_table, results_table, table1, table2
 
 __all__ = ["ReportInputs", "Report", "load_inputs", "build_report"]
+
+SUMMARY_COLUMNS = ("model", "module", "params", "inference_flops", "seconds", "batch")
+#: Fig. 2 of the paper: base, batch 4, 5.5 s, FP32.
+FIG2_CONFIG = ("base", 4, 5.5, "fp32")
 
 
 @dataclass
@@ -22,15 +32,18 @@ class ReportInputs:
     layers: dict[int, list[LayerRecord]] = field(default_factory=dict)  # index in results -> its layer rows
     summaries: list[ModuleSummaryRow] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Report:
     tables: dict[str, Table] = field(default_factory=dict)
     figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
+    captions: dict[str, str] = field(default_factory=dict)  # figure file name -> what it shows
     notes: list[str] = field(default_factory=list)
 
     def files(self, latex: bool = False) -> dict[str, bytes]:
+        """Everything the report folder holds, by file name."""
         out = {f"{name}.csv": table_csv(t).encode() for name, t in self.tables.items()}
         if latex:
             out.update({f"{name}.tex": table_latex(t).encode() for name, t in self.tables.items()})
@@ -40,55 +53,64 @@ class Report:
         return out
 
     def markdown(self) -> str:
-        parts = ["# w2vprof report", ""]
-        parts += [f"- {note}" for note in self.notes] + [""]
+        parts = ["# w2vprof report", ""] + [f"- {note}" for note in self.notes] + ["", "## Tables", ""]
         for name, table in self.tables.items():
             parts += [table_markdown(table), f"([{name}.csv]({name}.csv))", ""]
+        if self.figures:
+            parts += ["## Figures", ""]
         for name in self.figures:
-            parts += [f"![{name}]({name})", ""]
+            parts += [f"![{self.captions.get(name, name)}]({name})", "", f"*{self.captions.get(name, name)}*", ""]
         return "\n".join(parts)
 
     def html(self) -> str:
+        """One file, nothing external: the PNGs are embedded as base64 data URIs."""
         from html import escape
 
-        style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-                 "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-                 "text-align:right}td:first-child,th:first-child{text-align:left}.caption{color:#666;font-size:90%}"
-                 "img{max-width:100%;margin:1em 0}")
-        body = ["<h1>w2vprof report</h1><ul>" + "".join(f"<li>{escape(n)}</li>" for n in self.notes) + "</ul>"]
+        style = ("body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
+                 "table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;"
+                 "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+                 ".caption{color:#555;font-size:90%}img{max-width:100%;margin:1em 0 .2em}")
+        body = ["<h1>w2vprof report</h1><ul>" + "".join(f"<li>{escape(n)}</li>" for n in self.notes) + "</ul>",
+                "<h2>Tables</h2>"]
         body += [table_html(t) for t in self.tables.values()]
-        body += [f"<h3>{escape(name)}</h3><img alt='{escape(name)}' src='data:image/png;base64,"
-                 f"{base64.b64encode(png).decode()}'/>" for name, png in self.figures.items()]
-        return f"<!doctype html><html><head><meta charset='utf-8'><title>w2vprof report</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+        if self.figures:
+            body.append("<h2>Figures</h2>")
+        for name, png in self.figures.items():
+            caption = escape(self.captions.get(name, name))
+            body.append(f"<figure><img alt='{caption}' src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"
+                        f"<figcaption class='caption'>{caption} ({escape(name)})</figcaption></figure>")
+        return ("<!doctype html><html><head><meta charset='utf-8'><title>w2vprof report</title>"
+                f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
 def _is_summary(path: Path) -> bool:
+    """A `w2vprof summary --format csv` file, recognised by its columns."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            header = handle.readline().strip().split(",")
-    except (OSError, UnicodeDecodeError):
+        with open(path, encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
         return False
-    return header == ["model", "module", "params", "inference_flops", "seconds", "batch"]
+    return set(SUMMARY_COLUMNS) <= set(header) and "status" not in header
 
 
 def _read_summary(path: Path) -> list[ModuleSummaryRow]:
-    import csv
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = []
+        for line_no, r in enumerate(csv.DictReader(handle), start=2):
+            try:
+                rows.append(ModuleSummaryRow(r["model"], r["module"], int(r["params"]), int(r["inference_flops"]),
+                                             float(r["seconds"]), int(r["batch"])))
+            except (ValueError, TypeError):
+                raise BadInput(f"{path}: line {line_no} of this summary CSV is not a number where one belongs") from None
+    return rows
 
-    with open(path, encoding="utf-8") as handle:
-        try:
-            return [ModuleSummaryRow(r["model"], r["module"], int(r["params"]), int(r["inference_flops"]),
-                                     float(r["seconds"]), int(r["batch"])) for r in csv.DictReader(handle)]
-        except (ValueError, KeyError, TypeError):
-            raise BadInput(f"{path}: a summary CSV with a bad row") from None
 
-
-def load_inputs(paths: list[Path]) -> ReportInputs:
+def load_inputs(paths: list[Path], reference: Optional[str] = None) -> ReportInputs:
     """Results files (with their per-layer files) and summary CSVs; anything else is BadInput naming it."""
-    if not paths:
-        raise BadInput("give at least one results CSV (from w2vprof sweep or profile)")
+    if not paths and reference is None:
+        raise BadInput("give at least one results CSV (from w2vprof sweep or profile), or --reference paper")
     inputs = ReportInputs()
-    for path in paths:
-        path = Path(path)
+    for path in map(Path, paths):
         inputs.sources.append(str(path))
         if _is_summary(path):
             inputs.summaries.extend(_read_summary(path))
@@ -98,81 +120,133 @@ def load_inputs(paths: list[Path]) -> ReportInputs:
                 layer_path = path.parent / record.layers_file
                 if layer_path.is_file():
                     inputs.layers[len(inputs.results)] = read_layers_csv(layer_path)
+                else:
+                    inputs.notes.append(f"{path}: per-layer file {record.layers_file} is missing")
             inputs.results.append(record)
+    if reference is not None:
+        inputs.results.extend(reference_results(reference))
+        inputs.sources.append(f"--reference {reference} (shipped)")
     return inputs
 
 
 def _pick_layer_config(inputs: ReportInputs) -> Optional[int]:
-    """The configuration for Fig. 2: base, batch 4, 5.5 s, fp32 if measured, else the largest one measured."""
+    """The configuration for Fig. 2: the paper's (base, batch 4, 5.5 s, FP32) if measured, else the largest."""
     candidates = [i for i in inputs.layers if inputs.results[i].status == "ok"]
     if not candidates:
         return None
     for index in candidates:
         r = inputs.results[index]
-        if (r.model, r.batch, r.seconds, r.precision) == ("base", 4, 5.5, "fp32"):
+        if (r.model, r.batch, round(r.seconds, 3), r.precision) == FIG2_CONFIG:
             return index
-    return max(candidates, key=lambda i: (inputs.results[i].model != "tiny", inputs.results[i].batch * inputs.results[i].seconds))
+    return max(candidates, key=lambda i: (inputs.results[i].model != "tiny",
+                                          inputs.results[i].batch * inputs.results[i].seconds))
+
+
+def _table_seconds(results: list[ResultRecord], requested: Optional[float]) -> tuple[float, Counter]:
+    counts = Counter(round(r.seconds, 3) for r in results)
+    if requested is not None:
+        if round(requested, 3) not in counts:
+            raise BadInput(f"--seconds {requested:g}: no results at that length; the data has "
+                           + ", ".join(f"{s:g}" for s in sorted(counts)))
+        return requested, counts
+    measured = Counter(round(r.seconds, 3) for r in results if r.source != "paper")
+    # The paper's length when the data has it; else the length measured most often.
+    return (5.5 if 5.5 in counts else (measured or counts).most_common(1)[0][0]), counts
 
 
 def build_report(inputs: ReportInputs, table_seconds: Optional[float] = None) -> Report:
     report = Report()
     report.notes.append("Inputs: " + ", ".join(inputs.sources))
-    measured = inputs.results
+    report.notes += inputs.notes
     if inputs.summaries:
         report.tables["table1"] = table1(inputs.summaries)
-    if measured:
-        seconds_counts = Counter(round(r.seconds, 3) for r in measured)
-        seconds = table_seconds if table_seconds is not None else (5.5 if 5.5 in seconds_counts else seconds_counts.most_common(1)[0][0])
-        report.tables["table2"] = table2(measured, seconds)
-        report.notes.append(f"Table 2 at {seconds:g} s utterances (the lengths in the data: "
-                            + ", ".join(f"{s:g}" for s in sorted(seconds_counts)) + ")")
-
-    index = _pick_layer_config(inputs)
-    if index is not None:
-        r = inputs.results[index]
-        label = f"{r.model}, batch {r.batch}, {r.seconds:g} s, {r.precision}, {device_label(r)}"
-        layers = inputs.layers[index]
-        report.figures["fig2_activation_memory.png"] = plots.layer_memory_png(layers, f"Activation memory per layer ({label})")
-        report.figures["fig2_flops.png"] = plots.layer_flops_png(layers, f"FLOPs per layer ({label})")
-    else:
-        report.notes.append("No per-layer files: Fig. 2 plots skipped")
-
-    ok = [r for r in latest_by_config(measured).values() if r.status == "ok" and r.source == "measured"]
-    batch_counts = Counter(r.batch for r in ok)
-    if batch_counts:
-        batch = 4 if batch_counts.get(4, 0) >= 2 else batch_counts.most_common(1)[0][0]
-        at_batch = [r for r in ok if r.batch == batch]
-        memory, flops, times = {}, {}, {}
-        for r in at_batch:
-            name = f"{r.model} {r.precision}"
-            if r.act_mem_bytes is not None:
-                memory.setdefault(name + " activations", []).append((r.seconds, r.act_mem_bytes / 1e9))
-            if r.peak_mem_bytes is not None:
-                memory.setdefault(name + f" peak ({r.peak_mem_source})", []).append((r.seconds, r.peak_mem_bytes / 1e9))
-            if r.train_flops is not None:
-                flops.setdefault(name, []).append((r.seconds, r.train_flops / 1e12))
-            if r.sec_per_batch_median is not None:
-                times.setdefault(f"{name} {device_label(r)}", []).append((r.seconds, r.sec_per_batch_median))
-        if len({r.seconds for r in at_batch}) >= 2:
-            report.figures["fig3_memory_vs_seconds.png"] = plots.versus_seconds_png(
-                memory, "memory (GB)", f"Training memory vs utterance length (batch {batch})")
-            report.figures["fig3_flops_vs_seconds.png"] = plots.versus_seconds_png(
-                flops, "TFLOPs per training step", f"Training FLOPs vs utterance length (batch {batch})")
-            report.figures["time_vs_seconds.png"] = plots.versus_seconds_png(
-                times, "seconds per batch", f"Seconds per batch vs utterance length (batch {batch})")
-            for model in sorted({r.model for r in at_batch}):
-                by_precision: dict[str, dict[float, float]] = {}
-                for r in at_batch:
-                    if r.model == model and r.act_mem_bytes is not None:
-                        total = r.act_mem_bytes + (r.param_bytes or 0) + (r.grad_bytes or 0) + (r.optim_state_bytes or 0)
-                        by_precision.setdefault(r.precision, {})[r.seconds] = total
-                png = plots.fp32_vs_mixed_png(by_precision, f"{model}: FP32 vs mixed precision memory (activations + "
-                                                            f"params + grads + optimizer), batch {batch}")
-                if png:
-                    report.figures[f"fig4_{model}_fp32_vs_mixed.png"] = png
-                else:
-                    report.notes.append(f"{model}: no FP32 and mixed pair at batch {batch}: Fig. 4 skipped")
-        else:
-            report.notes.append(f"Fewer than two lengths at batch {batch}: Fig. 3 plots skipped")
-    report.figures = {name: png for name, png in report.figures.items() if png}
+    measured = [r for r in inputs.results if r.source != "paper"]
+    if inputs.results:
+        seconds, counts = _table_seconds(inputs.results, table_seconds)
+        report.tables["table2"] = table2(inputs.results, seconds)
+        report.notes.append(f"Table 2 at {seconds:g} s utterances (lengths in the data: "
+                            + ", ".join(f"{s:g}" for s in sorted(counts)) + " s; choose with --seconds)")
+        report.tables["results"] = results_table(measured or inputs.results)
+        report.tables["environment"] = environment_table(inputs.results)
+    _figure2(inputs, report)
+    _length_figures(measured, report)
     return report
+
+
+def _add(report: Report, name: str, png: Optional[bytes], caption: str) -> None:
+    if png:
+        report.figures[name] = png
+        report.captions[name] = caption
+
+
+def _figure2(inputs: ReportInputs, report: Report) -> None:
+    index = _pick_layer_config(inputs)
+    if index is None:
+        report.notes.append("No per-layer files among the inputs: Fig. 2 plots skipped")
+        return
+    r = inputs.results[index]
+    label = f"{r.model}, batch {r.batch}, {r.seconds:g} s, {r.precision}, {device_label(r)}"
+    layers = inputs.layers[index]
+    _add(report, "fig2_activation_memory.png", plots.layer_memory_png(layers, f"Activation memory per layer ({label})"),
+         f"Fig. 2 left: activation memory saved for backward by each layer (bars, MB) and its running total "
+         f"through the forward pass (line, GB), {label}")
+    _add(report, "fig2_flops.png", plots.layer_flops_png(layers, f"FLOPs per layer ({label})"),
+         f"Fig. 2 right: forward and backward GFLOPs per layer in one training step, {label}")
+
+
+def _length_figures(measured: list[ResultRecord], report: Report) -> None:
+    """Fig. 3 (memory and FLOPs vs length), Fig. 4 (FP32 vs mixed memory) and seconds per batch vs length."""
+    ok = [r for r in latest_by_config(measured).values() if r.status == "ok"]
+    if not ok:
+        report.notes.append("No measured ok rows: Figs. 3-4 and the time plot skipped")
+        return
+    # The paper plots batch 4; otherwise the batch measured at the most lengths.
+    lengths_at = {b: len({r.seconds for r in ok if r.batch == b}) for b in {r.batch for r in ok}}
+    batch = 4 if lengths_at.get(4, 0) >= 2 else max(lengths_at, key=lambda b: (lengths_at[b], b))
+    at_batch = [r for r in ok if r.batch == batch]
+    if lengths_at[batch] < 2:
+        report.notes.append("Fewer than two utterance lengths at any batch: Figs. 3-4 and the time plot skipped")
+        return
+    memory: dict[str, list] = {}
+    flops: dict[str, list] = {}
+    times: dict[str, list] = {}
+    several_devices = len({device_label(r) for r in at_batch}) > 1
+    for r in at_batch:
+        name = f"{r.model} {r.precision}" + (f" {device_label(r)}" if several_devices else "")
+        if r.act_mem_bytes is not None:
+            memory.setdefault(name + " activations", []).append((r.seconds, r.act_mem_bytes / 1e9))
+        if r.peak_mem_bytes is not None:
+            memory.setdefault(name + f" peak ({r.peak_mem_source or 'peak'})", []).append((r.seconds, r.peak_mem_bytes / 1e9))
+        if r.train_flops is not None:
+            flops.setdefault(f"{r.model} {r.precision}", []).append((r.seconds, r.train_flops / 1e12))
+        if sec_per_batch(r) is not None:
+            times.setdefault(f"{r.model} {r.precision} {device_label(r)}", []).append((r.seconds, sec_per_batch(r)))
+    # FLOPs do not depend on the device: one point per model, precision and length.
+    flops = {k: sorted(set(v)) for k, v in flops.items()}
+    for name, series, png_name, ylabel, unit, title, what in (
+        ("memory", memory, "fig3_memory_vs_seconds.png", "memory (GB)", "GB", "Training memory vs utterance length",
+         "Fig. 3: training memory against utterance length (activations saved for backward, and the measured peak)"),
+        ("FLOPs", flops, "fig3_flops_vs_seconds.png", "TFLOPs per training step", "TFLOPs",
+         "Training FLOPs vs utterance length",
+         "Fig. 3: FLOPs of one training step (forward + backward + optimizer) against utterance length"),
+        ("time", times, "time_vs_seconds.png", "seconds per batch", "s", "Seconds per batch vs utterance length",
+         "Seconds per training step against utterance length"),
+    ):
+        png = plots.versus_seconds_png(series, ylabel, f"{title} (batch {batch})", unit)
+        if png:
+            _add(report, png_name, png, f"{what}, batch {batch}, with least-squares lines")
+        else:
+            report.notes.append(f"No {name} in the measured rows at batch {batch}: {png_name} skipped")
+    for model in sorted({r.model for r in at_batch}):
+        by_precision: dict[str, dict[float, float]] = {}
+        for r in at_batch:
+            parts = (r.act_mem_bytes, r.param_bytes, r.grad_bytes, r.optim_state_bytes)
+            if r.model == model and all(p is not None for p in parts):
+                by_precision.setdefault(r.precision, {})[r.seconds] = sum(parts)
+        png = plots.fp32_vs_mixed_png(by_precision, f"{model}: FP32 vs mixed precision memory, batch {batch}")
+        if png:
+            _add(report, f"fig4_{model}_fp32_vs_mixed.png", png,
+                 f"Fig. 4: {model}, memory per utterance length with FP32 and mixed precision (activations + "
+                 f"parameters + gradients + optimizer state), batch {batch}")
+        else:
+            report.notes.append(f"{model}: no FP32 and mixed pair at batch {batch}: Fig. 4 skipped")

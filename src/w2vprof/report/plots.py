@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 from typing import Optional, Sequence
 
-__all__ = ["layer_memory_png", "layer_flops_png", "versus_seconds_png", "fp32_vs_mixed_png", "linear_fit"]
+from w2vprof.analysis.fit import linear_fit
+
+__all__ = ["layer_memory_png", "layer_flops_png", "versus_seconds_png", "fp32_vs_mixed_png"]
 
 
 def _figure(width: float = 9, height: float = 4.5):
@@ -28,18 +30,6 @@ def _png(plt, fig) -> bytes:
     return buffer.getvalue()
 
 
-def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float]:
-    """Least squares y = a + b x: (a, b, R^2)."""
-    n = len(xs)
-    mean_x, mean_y = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mean_x) ** 2 for x in xs)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
-    intercept = mean_y - slope * mean_x
-    ss_tot = sum((y - mean_y) ** 2 for y in ys)
-    ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
-    return intercept, slope, (1 - ss_res / ss_tot) if ss_tot else 1.0
-
-
 def layer_memory_png(layers: Sequence, title: str) -> Optional[bytes]:
     """Fig. 2 left: activation memory saved by each layer (bars) and its running total (line)."""
     if not layers:
@@ -53,7 +43,7 @@ def layer_memory_png(layers: Sequence, title: str) -> Optional[bytes]:
     twin.plot(range(len(names)), cumulative, color="#C44E52", marker=".", label="cumulative")
     twin.plot([len(names) - 1], [cumulative[-1]], "x", color="red", markersize=12, mew=3)
     twin.annotate(f"peak {cumulative[-1]:.2f} GB", (len(names) - 1, cumulative[-1]), textcoords="offset points",
-                  xytext=(-80, -15))
+                  xytext=(-95, -22), color="red")
     twin.set_ylabel("cumulative through forward (GB)")
     twin.set_ylim(bottom=0)
     ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
@@ -79,8 +69,13 @@ def layer_flops_png(layers: Sequence, title: str) -> Optional[bytes]:
     return _png(plt, fig)
 
 
-def versus_seconds_png(series: dict[str, list[tuple[float, float]]], ylabel: str, title: str) -> Optional[bytes]:
-    """Fig. 3: one line per series (e.g. 'base fp32') of (seconds, value) points, with its least-squares fit."""
+def versus_seconds_png(
+    series: dict[str, list[tuple[float, float]]], ylabel: str, title: str, unit: str = ""
+) -> Optional[bytes]:
+    """Fig. 3: one line per series (e.g. 'base fp32') of (seconds, value) points, with its least-squares fit.
+
+    `unit` is the y unit, so the legend can say what the slope is (e.g. '+0.44 GB per s').
+    """
     series = {name: sorted(points) for name, points in series.items() if len(points) >= 1}
     if not series:
         return None
@@ -91,7 +86,7 @@ def versus_seconds_png(series: dict[str, list[tuple[float, float]]], ylabel: str
         if len(set(xs)) >= 2:
             a, b, r2 = linear_fit(xs, ys)
             ax.plot([min(xs), max(xs)], [a + b * min(xs), a + b * max(xs)], "--", color=line.get_color(),
-                    label=f"fit {name}: {b:.3g}/s, R² {r2:.3f}")
+                    label=f"fit: {a:.3g} {unit} + {b:.3g} {unit} per s, R² {r2:.3f}")
     ax.set_xlabel("utterance length (s)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
