@@ -1,43 +1,89 @@
-"""`w2vprof devices`: what this machine is, and which telemetry sources work here (and why others do not)."""
+"""`w2vprof devices`: what this machine is, which telemetry sources work here and why the others do not."""
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import typer
 
-__all__ = ["register"]
+__all__ = ["register", "gather"]
+
+
+def gather(device: str, root: str = "/") -> dict[str, Any]:
+    """Everything the command shows, as data: identity, sources, and what a profile would record."""
+    from w2vprof.devices import available_sources, identify
+    from w2vprof.devices._fs import read_text
+    from w2vprof.devices.telemetry import TelemetrySampler
+    from w2vprof.measure.engine import cpu_has_native_bf16
+
+    identity = identify(device, root=root)
+    identity["bf16_native"] = cpu_has_native_bf16(read_text(root, "/proc/cpuinfo") or "")
+    sources = [{"source": s, "available": ok, "details": why} for s, ok, why in available_sources(device, root=root)]
+    recorded = TelemetrySampler(torch_device=device, root=root).describe()
+    return {
+        "torch_device": device,
+        "identity": identity,
+        "sources": sources,
+        "recorded": {measure: {"source": source, "details": why} for measure, (source, why) in recorded.items()},
+    }
 
 
 def devices_command(
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps: the device a profile would use."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+    root: str = typer.Option("/", "--root", hidden=True, help="Read a fake filesystem tree (for tests)."),
 ) -> None:
-    """Detected device, memory ceiling and telemetry sources (energy, power, temperature, clocks)."""
+    """Detected device, memory ceiling and telemetry sources (energy, temperature, clocks, throttling)."""
+    from w2vprof.cli.output import check_format
+    from w2vprof.measure.engine import resolve_device
+
+    check_format(fmt, ("table", "json"))
+    info = gather(resolve_device(device), root=root)
+    if fmt == "json":
+        typer.echo(json.dumps(info, indent=2))
+    else:
+        _print_tables(info)
+
+
+def _print_tables(info: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from w2vprof.devices import available_sources, identify
-    from w2vprof.measure.engine import _read_cpuinfo, cpu_has_native_bf16, resolve_device
-
-    resolved = resolve_device(device)
-    identity = identify(resolved)
-    console = Console()
-    table = Table(title="This device")
-    table.add_column("field")
-    table.add_column("value")
-    table.add_row("device", f"{identity['device_name']} (torch device: {resolved})")
-    table.add_row("CPU", f"{identity['cpu_model']}, {identity['cpu_cores']} cores"
-                  + (", native bfloat16" if cpu_has_native_bf16(_read_cpuinfo()) else ", no native bfloat16"))
-    table.add_row("memory", f"{identity['total_mem_bytes'] / 2**30:.1f} GiB")
+    identity = info["identity"]
+    gib = 2**30
+    this = Table(title="This device", show_header=False)
+    this.add_column("field", style="bold")
+    this.add_column("value")
+    this.add_row("device", f"{identity['device_name']} (torch device: {info['torch_device']}, {identity['platform']})")
+    if identity["board"]:
+        this.add_row("board", identity["board"])
+    native = "native bfloat16" if identity["bf16_native"] else "no native bfloat16"
+    this.add_row("CPU", f"{identity['cpu_model']}, {identity['cpu_cores']} cores, {native}")
+    this.add_row("memory", f"{identity['total_mem_bytes'] / gib:.1f} GiB")
     if identity["gpu_name"]:
-        table.add_row("GPU", identity["gpu_name"])
-    table.add_row("memory ceiling", f"{identity['memory_ceiling_bytes'] / 2**30:.1f} GiB ({identity['memory_ceiling_source']})")
-    table.add_row("fingerprint", identity["device_fingerprint"])
-    console.print(table)
+        driver = f", driver {identity['gpu_driver']}" if identity["gpu_driver"] else ""
+        this.add_row("GPU", identity["gpu_name"] + driver)
+    ceiling = identity["memory_ceiling_bytes"]
+    this.add_row("memory ceiling", f"{ceiling / gib:.1f} GiB ({identity['memory_ceiling_source']})")
+    this.add_row("fingerprint", identity["device_fingerprint"])
+
     sources = Table(title="Telemetry sources")
     sources.add_column("source")
     sources.add_column("available")
     sources.add_column("details / why not")
-    for name, ok, why in available_sources(resolved):
-        sources.add_row(name, "yes" if ok else "no", why)
-    console.print(sources)
+    for row in info["sources"]:
+        sources.add_row(row["source"], "yes" if row["available"] else "no", row["details"])
+
+    recorded = Table(title=f"What a profile on {info['torch_device']} records here")
+    recorded.add_column("measure")
+    recorded.add_column("source")
+    recorded.add_column("details / why empty")
+    for measure, choice in info["recorded"].items():
+        recorded.add_row(measure, choice["source"] or "(empty)", choice["details"])
+
+    console = Console()
+    for table in (this, sources, recorded):
+        console.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -225,20 +225,23 @@ class TegrastatsPower:
         window_s = self._clock() - self._window_start
         if self._process is None:
             return None
+        samples = list(self._samples)  # lines after this instant are outside the window
         self._process.terminate()
-        try:
-            self._process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        if self._reader is not None:
-            self._reader.join(timeout=2)
-        samples = self._samples
+        # Reaped in the background: stop() returns now, so the caller's window is not stretched by the exit.
+        threading.Thread(target=_reap, args=(self._process,), daemon=True).start()
         if not samples:
             return None
         span = samples[-1][0] - samples[0][0]
         mean_w = trapezoid_j(samples) / span if span > 0 else sum(w for _, w in samples) / len(samples)
         return mean_w * window_s
+
+
+def _reap(process: subprocess.Popen) -> None:
+    try:
+        process.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @dataclass
