@@ -5,13 +5,13 @@ run folders (rounds.csv + clients.csv) and writes the files. matplotlib with the
 """
 from __future__ import annotations
 
-import io
 import statistics
 from pathlib import Path
 from typing import Optional, Sequence
 
 from w2vprof.errors import BadInput
 from w2vprof.fl.records import ClientRoundRecord, RoundRecord, read_clients_csv, read_rounds_csv
+from w2vprof.report.plots import _png
 
 __all__ = ["RunCurves", "load_run", "validation_loss_png", "client_cost_png", "write_plots"]
 
@@ -44,14 +44,6 @@ def _figure(rows: int = 1, width: float = 8.0, height: float = 4.2):
 
     fig, axes = plt.subplots(rows, 1, figsize=(width, height * rows), dpi=110, squeeze=False)
     return plt, fig, [row[0] for row in axes]
-
-
-def _png(plt, fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def validation_loss_png(runs: Sequence[RunCurves], title: str = "Validation loss per round") -> Optional[bytes]:
