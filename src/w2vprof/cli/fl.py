@@ -40,6 +40,17 @@ SEED = typer.Option(0, "--seed", help="Seed of weights, sampling, data order, ma
 ROUND_TIMEOUT = typer.Option(3600.0, "--round-timeout", help="Seconds to wait for a round's replies.")
 
 
+#: the parameters above, by name: every run command hands them on unchanged
+TRAINING_OPTIONS = (
+    "model", "rounds", "clients_per_round", "aggregation", "loss_weighting", "temperature", "local_epochs", "batch",
+    "lr", "max_seconds", "validation_utterances", "device", "precision", "threads", "seed", "round_timeout",
+)
+
+
+def _training(values: dict) -> dict:
+    return {name: values[name] for name in TRAINING_OPTIONS}
+
+
 def _settings(**values):
     from w2vprof.fl.settings import FlSettings
 
@@ -87,15 +98,13 @@ def simulate_command(
     """Train federated on this machine with Flower's simulation engine; every client measured every round."""
     from w2vprof.errors import BadInput
 
+    training = _training(locals())
     _check_new_out(out)
     if parallel < 1:
         raise BadInput(f"--parallel must be at least 1, got {parallel}")
     settings = _settings(
-        model=model, clients=clients, rounds=rounds, clients_per_round=clients_per_round, aggregation=aggregation,
-        loss_weighting=loss_weighting, temperature=temperature, local_epochs=local_epochs, batch=batch, lr=lr,
-        max_seconds=max_seconds, partitions=partitions, clips_dir=clips_dir, validation=validation,
-        utterances_per_client=utterances_per_client, validation_utterances=validation_utterances, device=device,
-        precision=precision, threads=threads, seed=seed, round_timeout=round_timeout, out_dir=str(out.resolve()),
+        clients=clients, partitions=partitions, clips_dir=clips_dir, validation=validation,
+        utterances_per_client=utterances_per_client, out_dir=str(out.resolve()), **training,
     )
     from w2vprof.fl.simulate import SimulationOptions, simulate
 
@@ -106,7 +115,7 @@ def simulate_command(
     typer.echo(f"wrote {folder / 'rounds.csv'} and {folder / 'clients.csv'}")
 
 
-def _deploy_settings(nodes, validation: str, out: Path, **values):
+def _deploy_settings(nodes, validation: str, **values):
     from w2vprof.fl.deploy import deployment_settings
 
     return deployment_settings(_settings(clients=max(1, len(nodes)), **values), nodes, validation)
@@ -127,13 +136,9 @@ def deploy_config_command(
     """Write the Flower app and print the commands: a SuperLink, one SuperNode per device, then flwr run."""
     from w2vprof.fl.deploy import parse_node, write_deployment
 
+    training = _training(locals())
     nodes = [parse_node(text) for text in node]
-    settings = _deploy_settings(
-        nodes, validation, out, model=model, rounds=rounds, clients_per_round=clients_per_round,
-        aggregation=aggregation, loss_weighting=loss_weighting, temperature=temperature, local_epochs=local_epochs,
-        batch=batch, lr=lr, max_seconds=max_seconds, validation_utterances=validation_utterances, device=device,
-        precision=precision, threads=threads, seed=seed, round_timeout=round_timeout,
-    )
+    settings = _deploy_settings(nodes, validation, **training)
     plan = write_deployment(settings, out, superlink, nodes)
     typer.echo((plan.out_dir / "commands.sh").read_text(), nl=False)
     typer.echo(f"# written: {plan.app_dir}/pyproject.toml, {plan.flwr_home}/config.toml, {plan.out_dir}/commands.sh")
@@ -160,15 +165,13 @@ def deploy_local_command(
     from w2vprof.fl.data import client_entries, prepare_synthetic, validation_source
     from w2vprof.fl.deploy import NodeSpec, free_port, run_local, write_deployment
 
+    training = _training(locals())
     require_flwr()
     out = out.resolve()
     _check_new_out(out / "results")
     base = _settings(
-        model=model, clients=nodes, rounds=rounds, clients_per_round=clients_per_round, aggregation=aggregation,
-        loss_weighting=loss_weighting, temperature=temperature, local_epochs=local_epochs, batch=batch, lr=lr,
-        max_seconds=max_seconds, partitions=partitions, clips_dir=clips_dir, validation=validation,
-        utterances_per_client=utterances_per_client, validation_utterances=validation_utterances, device=device,
-        precision=precision, threads=threads, seed=seed, round_timeout=round_timeout, out_dir=str(out),
+        clients=nodes, partitions=partitions, clips_dir=clips_dir, validation=validation,
+        utterances_per_client=utterances_per_client, out_dir=str(out), **training,
     )
     if base.synthetic:
         base = prepare_synthetic(base)
@@ -179,12 +182,7 @@ def deploy_local_command(
         NodeSpec(name=f"node-{i}", partition_path=str(entries[i].resolve()), clips_dir=base.clips_dir, port=free_port())
         for i in range(nodes)
     ]
-    settings = _deploy_settings(
-        specs, str(validation_source(base)), out, model=model, rounds=rounds, clients_per_round=clients_per_round,
-        aggregation=aggregation, loss_weighting=loss_weighting, temperature=temperature, local_epochs=local_epochs,
-        batch=batch, lr=lr, max_seconds=max_seconds, validation_utterances=validation_utterances, device=device,
-        precision=precision, threads=threads, seed=seed, round_timeout=round_timeout,
-    ).replace(clips_dir=base.clips_dir)
+    settings = _deploy_settings(specs, str(validation_source(base)), **training).replace(clips_dir=base.clips_dir)
     plan = write_deployment(settings, out, f"127.0.0.1:{free_port()}", specs)
     result = run_local(plan, timeout_s=timeout)
     typer.echo(f"started and stopped pids {', '.join(map(str, result.pids))}; logs in {result.logs_dir}")
