@@ -59,7 +59,8 @@ def table_latex(table: Table) -> str:
     lines += [" & ".join(_latex_escape(cell) for cell in row) + r" \\" for row in table.rows]
     lines += [r"\hline", r"\end{tabular}"]
     if table.caption:
-        lines += [rf"\\[2pt]{{\footnotesize {_latex_escape(table.caption)}}}"]
+        # \par, not \\: after the tabular LaTeX is in vertical mode, where \\ is "no line here to end"
+        lines += [r"\par\smallskip", rf"{{\footnotesize {_latex_escape(table.caption)}\par}}"]
     lines += [r"\end{table}"]
     return "\n".join(lines) + "\n"
 
