@@ -98,3 +98,16 @@ def test_bad_input_is_one_line_and_exit_2(args, fragment):
     result = run_cli("compare", *args)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, \
         result.stderr
+
+
+def test_two_machines_with_one_device_name_stay_apart(tmp_path):
+    from w2vprof.analysis.data import load_results
+    from w2vprof.records import RESULT_COLUMNS, read_results_csv, replace, write_records_csv
+
+    rows = read_results_csv(DATA / "small.csv")
+    for host in ("pi-a", "pi-b"):
+        write_records_csv(tmp_path / f"{host}.csv", [replace(r, hostname=host, device_fingerprint=host) for r in rows],
+                          RESULT_COLUMNS)
+    names = {r.device_name for r in load_results([tmp_path / "pi-a.csv", tmp_path / "pi-b.csv"])}
+    assert names == {"Test Board (pi-a)", "Test Board (pi-b)"}
+    assert {r.device_name for r in load_results([DATA / "small.csv"])} == {"Test Board"}  # one machine: as is

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from w2vprof.errors import BadInput
-from w2vprof.records import ResultRecord, read_results_csv
+from w2vprof.records import ResultRecord, read_results_csv, replace
 
 __all__ = [
     "DeviceProfile",
@@ -24,6 +24,7 @@ __all__ = [
     "reference_results",
     "load_profiles",
     "device_label",
+    "distinct_device_names",
     "sec_per_batch",
     "find_profile",
     "latest_by_config",
@@ -67,7 +68,24 @@ def load_results(paths: Iterable[Path], reference: Optional[str] = None) -> list
         rows.extend(read_results_csv(Path(path)))
     if reference is not None:
         rows.extend(reference_results(reference))
-    return rows
+    return distinct_device_names(rows)
+
+
+def distinct_device_names(rows: list[ResultRecord]) -> list[ResultRecord]:
+    """Two machines that report the same device_name (two Raspberry Pi 4s) stay two devices in every table:
+    the name gets the host (or the fingerprint) in brackets."""
+    machines: dict[str, set[str]] = {}
+    for row in rows:
+        if row.device_name:
+            machines.setdefault(row.device_name, set()).add(row.device_fingerprint or row.hostname)
+    shared = {name for name, ids in machines.items() if len(ids) > 1}
+    if not shared:
+        return rows
+    return [
+        replace(row, device_name=f"{row.device_name} ({row.hostname or row.device_fingerprint[:8]})")
+        if row.device_name in shared else row
+        for row in rows
+    ]
 
 
 def device_label(record: ResultRecord) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from w2vprof.analysis.data import device_label, latest_by_config, reference_results, sec_per_batch
+from w2vprof.analysis.data import device_label, distinct_device_names, latest_by_config, reference_results, sec_per_batch
 from w2vprof.errors import BadInput
 from w2vprof.records import LayerRecord, ModuleSummaryRow, ResultRecord, read_layers_csv, read_results_csv
 from w2vprof.report import plots
@@ -126,6 +126,8 @@ def load_inputs(paths: list[Path], reference: Optional[str] = None) -> ReportInp
     if reference is not None:
         inputs.results.extend(reference_results(reference))
         inputs.sources.append(f"--reference {reference} (shipped)")
+    # Same order and length: the per-layer index above still holds.
+    inputs.results = distinct_device_names(inputs.results)
     return inputs
 
 
