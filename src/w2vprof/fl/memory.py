@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["MemorySources", "PeakMemory", "reset_peak", "read_status_kib", "read_peak"]
+__all__ = ["MemorySources", "PeakMemory", "release_free_memory", "reset_peak", "read_status_kib", "read_peak"]
 
 PROC_SELF = Path("/proc/self")
 
@@ -50,6 +50,26 @@ def _status(proc_root: Path) -> Optional[str]:
         return (proc_root / "status").read_text()
     except OSError:
         return None
+
+
+def release_free_memory() -> bool:
+    """Hand memory freed by earlier rounds back to the OS (gc, then glibc's malloc_trim) before the reset.
+
+    Without it the allocator keeps last round's tensors' pages resident, the reset peak starts from there, and
+    peak - start shows almost nothing of what the round needs. Best effort: False where there is no glibc.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0))
+    except (OSError, AttributeError):  # musl, macOS: no malloc_trim
+        return False
 
 
 def reset_peak(proc_root: Path = PROC_SELF) -> tuple[bool, Optional[int]]:

@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from w2vprof.fl.memory import PeakMemory, read_peak, reset_peak
+from w2vprof.fl.memory import PeakMemory, read_peak, release_free_memory, reset_peak
 from w2vprof.fl.settings import FlSettings
 from w2vprof.workload import SAMPLE_RATE
 
@@ -64,6 +64,7 @@ class RoundMeter:
         self._telemetry: Any = None
 
     def start(self) -> "RoundMeter":
+        release_free_memory()
         self._reset_worked, self._start_rss = reset_peak()
         if self.device_kind == "cuda":
             import torch
