@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from w2vprof.devices._fs import glob_under, read_number, read_text
@@ -22,6 +23,9 @@ __all__ = [
     "parse_nvpmodel_conf",
     "is_jetson",
     "read_power_mode",
+    "Ina3221Channel",
+    "ina3221_channels",
+    "read_rails_mw",
     "read_ina3221_mw",
     "ina3221_layout",
     "read_gpu_load_pct",
@@ -125,33 +129,57 @@ def _not_connected(label: str) -> bool:
     return re.search(r"(?:^|[^A-Z0-9])NC(?:$|[^A-Z0-9])", label.upper()) is not None
 
 
-def read_ina3221_mw(root: str = "/") -> dict[str, float]:
-    """Current power of each INA3221 rail in mW ({} where there is no readable INA3221).
+@dataclass(frozen=True)
+class Ina3221Channel:
+    """One connected rail: its label and the files that give its power (device paths, read under a root)."""
+
+    label: str
+    power_mw_path: str = ""  # JetPack 4: power directly, mW
+    millivolts_path: str = ""  # JetPack 5+: mV x mA / 1000
+    milliamps_path: str = ""
+
+    def read_mw(self, root: str) -> Optional[float]:
+        if self.power_mw_path:
+            return read_number(root, self.power_mw_path)
+        millivolts = read_number(root, self.millivolts_path)
+        milliamps = read_number(root, self.milliamps_path)
+        return None if millivolts is None or milliamps is None else millivolts * milliamps / 1000.0
+
+
+def ina3221_channels(root: str = "/") -> list[Ina3221Channel]:
+    """The connected INA3221 rails, found once (the sampler then reads only their files, never globs again).
 
     JetPack 4: ina3221x iio devices with `rail_name_K` and `in_powerK_input` (mW).
     JetPack 5+: ina3221 hwmon with `inK_label`, `inK_input` (mV) and `currK_input` (mA): mW = mV * mA / 1000.
     Channel 7 (the shunt-voltage sum) and channels labelled NC (not connected) are skipped.
     """
-    rails: dict[str, float] = {}
+    channels = []
     for name_path in glob_under(root, "/sys/bus/i2c/drivers/ina3221x/*/iio:device*/rail_name_*"):
-        channel = name_path.rsplit("_", 1)[1]
         label = (read_text(root, name_path) or "").strip()
-        power = read_number(root, f"{os.path.dirname(name_path)}/in_power{channel}_input")
-        if label and not _not_connected(label) and power is not None:
-            rails[label] = power
-    if rails:
-        return rails
+        if label and not _not_connected(label):
+            folder, channel = os.path.dirname(name_path), name_path.rsplit("_", 1)[1]
+            channels.append(Ina3221Channel(label, power_mw_path=f"{folder}/in_power{channel}_input"))
+    if channels:
+        return channels
     for label_path in glob_under(root, "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in*_label"):
         channel = os.path.basename(label_path)[2:-len("_label")]
         label = (read_text(root, label_path) or "").strip()
-        if channel == "7" or not label or _not_connected(label):
-            continue
-        folder = os.path.dirname(label_path)
-        millivolts = read_number(root, f"{folder}/in{channel}_input")
-        milliamps = read_number(root, f"{folder}/curr{channel}_input")
-        if millivolts is not None and milliamps is not None:
-            rails[label] = millivolts * milliamps / 1000.0
-    return rails
+        if channel != "7" and label and not _not_connected(label):
+            folder = os.path.dirname(label_path)
+            channels.append(
+                Ina3221Channel(label, millivolts_path=f"{folder}/in{channel}_input", milliamps_path=f"{folder}/curr{channel}_input")
+            )
+    return channels
+
+
+def read_rails_mw(root: str, channels: list[Ina3221Channel]) -> dict[str, float]:
+    """{rail label: mW} of the channels that could be read now."""
+    return {c.label: mw for c in channels if (mw := c.read_mw(root)) is not None}
+
+
+def read_ina3221_mw(root: str = "/") -> dict[str, float]:
+    """Current power of each INA3221 rail in mW ({} where there is no readable INA3221)."""
+    return read_rails_mw(root, ina3221_channels(root))
 
 
 def ina3221_layout(root: str = "/") -> str:

@@ -32,6 +32,8 @@ __all__ = [
     "energy_delta_uj",
     "RaplCounter",
     "OFFLINE_BELOW_C",
+    "temperature_files",
+    "read_temperature_files",
     "read_temperatures_c",
     "max_thermal_c",
     "cpu_freq_mhz",
@@ -226,33 +228,36 @@ class RaplCounter:
 OFFLINE_BELOW_C = -40.0
 
 
-def _millidegrees(root: str, paths: list[str], name_of: Callable[[str], str]) -> dict[str, float]:
+def temperature_files(root: str = "/") -> tuple[dict[str, str], str]:
+    """{sensor name: its millidegree file} and the source: thermal zones where there are any, else hwmon."""
+    zones = {
+        (read_text(root, os.path.dirname(p) + "/type") or os.path.basename(os.path.dirname(p))).strip(): p
+        for p in glob_under(root, "/sys/class/thermal/thermal_zone*/temp")
+    }
+    if zones:
+        return zones, "thermal_zone"
+    sensors = {
+        (read_text(root, os.path.dirname(p) + "/name") or "hwmon").strip() + "/" + os.path.basename(p)[:-6]: p
+        for p in glob_under(root, "/sys/class/hwmon/hwmon*/temp*_input")
+    }
+    return sensors, ("hwmon" if sensors else "")
+
+
+def read_temperature_files(root: str, files: dict[str, str]) -> dict[str, float]:
+    """Degrees C of each sensor file (millidegrees in sysfs); unreadable and offline sensors dropped."""
     readings = {}
-    for path in paths:
+    for name, path in files.items():
         value = read_number(root, path)
         if value is not None and value / 1000.0 > OFFLINE_BELOW_C:
-            readings[name_of(path)] = value / 1000.0
+            readings[name] = value / 1000.0
     return readings
 
 
 def read_temperatures_c(root: str = "/") -> tuple[dict[str, float], str]:
-    """Readable temperatures in degrees C (sensor -> value) and their source: thermal zones, else hwmon.
-
-    Both are millidegrees in sysfs; offline sensors are dropped.
-    """
-    zones = _millidegrees(
-        root,
-        glob_under(root, "/sys/class/thermal/thermal_zone*/temp"),
-        lambda p: (read_text(root, os.path.dirname(p) + "/type") or os.path.basename(os.path.dirname(p))).strip(),
-    )
-    if zones:
-        return zones, "thermal_zone"
-    sensors = _millidegrees(
-        root,
-        glob_under(root, "/sys/class/hwmon/hwmon*/temp*_input"),
-        lambda p: (read_text(root, os.path.dirname(p) + "/name") or "hwmon").strip() + "/" + os.path.basename(p)[:-6],
-    )
-    return sensors, ("hwmon" if sensors else "")
+    """Readable temperatures in degrees C (sensor -> value) and their source (thermal_zone | hwmon | '')."""
+    files, source = temperature_files(root)
+    readings = read_temperature_files(root, files)
+    return readings, (source if readings else "")
 
 
 def max_thermal_c(root: str = "/") -> Optional[float]:

@@ -317,7 +317,8 @@ class TelemetrySampler:
         return _Choice(self.energy.source if self.energy else "", reason)
 
     def _choose_jetson_energy(self, tegrastats_command: Optional[Sequence[str]]) -> str:
-        rails = jetson.read_ina3221_mw(self.root)
+        self._ina3221 = jetson.ina3221_channels(self.root)
+        rails = jetson.read_rails_mw(self.root, self._ina3221)
         if rails:
             self.energy = SampledPower("ina3221", self._ina3221_watts, clock=self._clock)
             board = next((name for name in jetson.BOARD_RAILS if name in rails), "the sum of " + ", ".join(rails))
@@ -331,7 +332,7 @@ class TelemetrySampler:
         return "board power from tegrastats lines (INA3221 sysfs unreadable; some releases print rails only to root)"
 
     def _ina3221_watts(self) -> Optional[float]:
-        milliwatts = jetson.board_power_mw(jetson.read_ina3221_mw(self.root))
+        milliwatts = jetson.board_power_mw(jetson.read_rails_mw(self.root, self._ina3221))
         return None if milliwatts is None else milliwatts / 1000.0
 
     def _choose_pi_energy(self) -> str:
@@ -364,10 +365,17 @@ class TelemetrySampler:
             return None, _Choice("", "NVML reports no GPU temperature")
         if self.platform == "apple":
             return None, _Choice("", "macOS gives temperatures only to privileged tools")
-        temps, source = sensors.read_temperatures_c(self.root)
+        files, source = sensors.temperature_files(self.root)
+        temps = sensors.read_temperature_files(self.root, files)
         if not temps:
             return None, _Choice("", "no readable /sys/class/thermal zones or hwmon temperature sensors")
-        return (lambda: sensors.max_thermal_c(self.root)), _Choice(source, "hottest of " + ", ".join(temps))
+        files = {name: files[name] for name in temps}  # found once: a poll reads these files, never globs
+
+        def hottest() -> Optional[float]:
+            readings = sensors.read_temperature_files(self.root, files)
+            return max(readings.values()) if readings else None
+
+        return hottest, _Choice(source, "hottest of " + ", ".join(temps))
 
     def _choose_clock(self) -> tuple[Optional[Callable[[], Optional[float]]], _Choice]:
         if self._gpu is not None:
