@@ -237,7 +237,6 @@ def _measure(config: ProfileConfig, device: str, result: ProfileResult) -> None:
         max_seconds=config.max_seconds,
         length_dist=config.length_dist,
     )
-    result.warnings.extend(getattr(workload, "warnings", []) or [])
     record.workload = workload.name
     stream = workload.batches(config.batch, config.seed)
     # Every batch the run uses, on the device before anything is timed.
@@ -246,6 +245,10 @@ def _measure(config: ProfileConfig, device: str, result: ProfileResult) -> None:
     to_device = lambda b: type(b)(b.waveforms.to(device), b.lengths.to(device))  # noqa: E731
     timed_batches = [to_device(b) for b in timed_batches]
     measure_batch = to_device(measure_batch)
+    # after drawing the batches: a file that fails to decode only then joins the workload's warning
+    result.warnings.extend(workload.warnings)
+    if workload.warnings:
+        record.notes = "; ".join(filter(None, [record.notes, *workload.warnings]))
     record.__dict__.update(length_stats(timed_batches))
     if workload.name != "synthetic":
         record.seconds = round(record.utt_sec_mean, 3)

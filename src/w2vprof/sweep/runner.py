@@ -51,9 +51,10 @@ def resume_key(model: str, batch: int, seconds: float, precision: str, device: s
 
 
 def _workload_name(config: ProfileConfig) -> str:
-    if config.audio:
-        return f"audio:{Path(config.audio).name}"
-    return "synthetic" if not config.length_dist else f"synthetic:{config.length_dist}"
+    """The name the record will carry (reads no audio), so resume matches finished rows."""
+    from w2vprof.workload import workload_name
+
+    return workload_name(config.audio, config.length_dist)
 
 
 def layers_folder(out: Path) -> Path:
@@ -176,8 +177,6 @@ def measure_in_child(config: ProfileConfig, options: SweepOptions) -> tuple[Resu
             record = ResultRecord(**payload["record"])
             record.mem_limit_bytes = options.mem_limit_bytes
             layers = [LayerRecord(**layer) for layer in payload["layers"]]
-            if payload.get("warnings"):
-                record.notes = "; ".join(filter(None, [record.notes, *payload["warnings"]]))
             return record, layers
         if returncode == -signal.SIGKILL:
             return _empty_record(
