@@ -300,6 +300,6 @@ def forecast_text(result) -> str:
         verdict = (f"Doubling law: compute doubles every {result.doubling_months:g} months, so closing a "
                    f"{result.ratio:.2f}x gap takes log2({result.ratio:.2f}) x {result.doubling_months:g} / 12 = "
                    f"{result.years:.1f} years: {result.from_year:g} + {result.years:.1f} = {result.year:.1f}.")
-    return (f"{result.device} takes {result.device_sec_per_batch:g} s per batch, {result.target} "
-            f"{result.target_sec_per_batch:g} s ({result.model}, batch {result.batch}, {result.precision}, "
+    return (f"{result.device} takes {result.device_sec_per_batch:.3g} s per batch, {result.target} "
+            f"{result.target_sec_per_batch:.3g} s ({result.model}, batch {result.batch}, {result.precision}, "
             f"{result.seconds:g} s utterances): ratio {result.ratio:.2f}.\n{verdict}\n")
