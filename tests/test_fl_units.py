@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from conftest import run_cli
 from w2vprof.errors import BadInput
 from w2vprof.fl.aggregation import aggregation_label, aggregation_weights, average_arrays
 from w2vprof.fl.memory import MemorySources, read_peak, read_status_kib, reset_peak

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -71,9 +72,6 @@ def simulate(
     check_partitions(settings)
     import flwr.simulation
 
-    from w2vprof.fl.client_app import app as client_app
-    from w2vprof.fl.server_app import make_server_app
-
     if not settings.threads:
         # Each actor would otherwise start torch with every core of the machine, oversubscribing them.
         cpus = options.cpus or os.cpu_count() or 1
@@ -81,15 +79,27 @@ def simulate(
     flwr_logger = logging.getLogger("flwr")
     previous_level = flwr_logger.level
     if not options.verbose:
-        flwr_logger.setLevel(logging.WARNING)
+        # Flower's round logs, its note that client-side evaluation is off (validation runs on the server) and
+        # run_simulation's deprecation notice would bury our one line per round.
+        flwr_logger.setLevel(logging.ERROR)
     try:
-        flwr.simulation.run_simulation(
-            server_app=make_server_app(settings, on_round),
-            client_app=client_app,
-            num_supernodes=settings.clients,
-            backend_config=backend_config(settings, options),
-            verbose_logging=options.verbose,
-        )
+        with warnings.catch_warnings():
+            if not options.verbose:
+                warnings.simplefilter("ignore", FutureWarning)  # Ray's notes on future defaults
+            _run(flwr, settings, options, on_round)
     finally:
         flwr_logger.setLevel(previous_level)
     return Path(settings.out_dir)
+
+
+def _run(flwr, settings: FlSettings, options: SimulationOptions, on_round) -> None:
+    from w2vprof.fl.client_app import app as client_app
+    from w2vprof.fl.server_app import make_server_app
+
+    flwr.simulation.run_simulation(
+        server_app=make_server_app(settings, on_round),
+        client_app=client_app,
+        num_supernodes=settings.clients,
+        backend_config=backend_config(settings, options),
+        verbose_logging=options.verbose,
+    )
