@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import run_cli
+from conftest import run_cli
 
 
 def test_help_and_version_do_not_import_torch():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import run_cli
+from conftest import run_cli
 from w2vprof.measure.activations import ActivationTracker
 from w2vprof.measure.engine import ProfileConfig, profile_configuration
 from w2vprof.measure.layers import LayerSpec

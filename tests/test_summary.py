@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from conftest import run_cli
 from w2vprof.measure.summary import summarize
 
 # The paper's Table 1 (5.5 s, batch 1): params in M, GFLOPs. Quantization GFLOPs are not compared:

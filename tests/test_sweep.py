@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from conftest import run_cli
 from w2vprof.measure.engine import ProfileConfig
 from w2vprof.records import ResultRecord, read_results_csv
 from w2vprof.sweep.grid import GridSpec, expand
@@ -176,3 +176,20 @@ def test_torn_last_line_is_dropped_on_resume(tmp_path):
     rows = load_existing(out)
     assert len(rows) == 1
     assert out.read_text().endswith("\n")
+
+
+def test_sigterm_stops_cleanly_with_the_resume_command(tmp_path):
+    out = tmp_path / "r.csv"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "w2vprof.cli.main", "sweep", "--model", "tiny", "--seconds", "0.5,30",
+         "--batch", "1,8", "--precision", "fp32", "--repeats", "3", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out.exists() and len(out.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Interrupted" in stderr and "--resume" in stderr
+    assert 1 <= len(_rows(out)) < 4

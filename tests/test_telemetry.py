@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from conftest import run_cli
 from w2vprof.devices import available_sources, identify
 from w2vprof.devices.jetson import jetpack_for_l4t, jetson_identity, parse_nv_tegra_release, parse_tegrastats, read_ina3221_mw
 from w2vprof.devices.sensors import RaplCounter, parse_measure_temp, parse_pmic_read_adc, parse_throttled, rapl_domains
