@@ -56,6 +56,7 @@ def validation_loss_png(runs: Sequence[RunCurves], title: str = "Validation loss
         points = [(r.round, r.validation_loss) for r in run.rounds if r.validation_loss is not None]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=run.label)
     ax.set_xlabel("round")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("validation loss (wav2vec 2.0 objective)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -85,6 +86,8 @@ def client_cost_png(run: RunCurves) -> Optional[bytes]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     memory_ax.set_xlabel("round")
+    for ax in (seconds_ax, memory_ax):
+        ax.xaxis.get_major_locator().set_params(integer=True)
     seconds_ax.set_title(f"Client cost per round: {run.label}")
     return _png(plt, fig)
 
