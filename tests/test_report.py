@@ -161,3 +161,29 @@ def test_reference_data_is_packaged_with_the_code():
     assert {"*.csv", "*.md"} <= set(config["package-data"]["w2vprof.reference_data"])
     header = (root / "devices" / "paper_table2.csv").read_text().splitlines()[0]
     assert tuple(header.split(",")) == RESULT_COLUMNS  # written with the records helpers
+
+
+def test_report_plots_federated_runs(tmp_path):
+    """Fig. 5 top: validation loss per round, one curve per aggregation; and each run's per-client cost."""
+    from conftest import run_cli
+    from w2vprof.fl.records import ClientRoundRecord, RoundRecord
+    from w2vprof.records import rows_to_csv_text
+    from dataclasses import fields
+
+    runs = []
+    for aggregation in ("fedavg", "loss:exp(T=1)"):
+        folder = tmp_path / aggregation.replace(":", "-").replace("(", "").replace(")", "")
+        folder.mkdir()
+        rounds = [RoundRecord(round=r, aggregation=aggregation, participants=2, validation_loss=5.0 - 0.1 * r)
+                  for r in range(4)]
+        clients = [ClientRoundRecord(round=r, client=f"c{c}", client_sec=1.0 + c, peak_rss_bytes=10**9)
+                   for r in range(1, 4) for c in range(2)]
+        (folder / "rounds.csv").write_text(rows_to_csv_text(rounds, [f.name for f in fields(RoundRecord)]))
+        (folder / "clients.csv").write_text(rows_to_csv_text(clients, [f.name for f in fields(ClientRoundRecord)]))
+        runs.append(str(folder))
+    out = tmp_path / "report"
+    result = run_cli("report", *runs, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    names = {p.name for p in out.iterdir()}
+    assert "fl_validation_loss.png" in names
+    assert sum(name.startswith("fl_client_cost_") for name in names) == 2

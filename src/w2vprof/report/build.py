@@ -33,6 +33,7 @@ class ReportInputs:
     summaries: list[ModuleSummaryRow] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    fl_runs: list = field(default_factory=list)  # w2vprof.fl.plots.RunCurves, one per federated run folder
 
 
 @dataclass
@@ -112,6 +113,11 @@ def load_inputs(paths: list[Path], reference: Optional[str] = None) -> ReportInp
     inputs = ReportInputs()
     for path in map(Path, paths):
         inputs.sources.append(str(path))
+        if path.is_dir():  # a federated run folder (w2vprof fl simulate): rounds.csv + clients.csv
+            from w2vprof.fl.plots import load_run
+
+            inputs.fl_runs.append(load_run(path))
+            continue
         if _is_summary(path):
             inputs.summaries.extend(_read_summary(path))
             continue
@@ -172,7 +178,22 @@ def build_report(inputs: ReportInputs, table_seconds: Optional[float] = None) ->
         report.tables["environment"] = environment_table(inputs.results)
     _figure2(inputs, report)
     _length_figures(measured, report)
+    _federated_figures(inputs, report)
     return report
+
+
+def _federated_figures(inputs: ReportInputs, report: Report) -> None:
+    """Fig. 5 top (validation loss per round, one curve per run/aggregation) and each run's client cost."""
+    if not inputs.fl_runs:
+        return
+    from w2vprof.fl.plots import client_cost_png, validation_loss_png
+
+    _add(report, "fl_validation_loss.png", validation_loss_png(inputs.fl_runs),
+         "Validation loss of the aggregated model after each federated round, one curve per run (aggregation)")
+    for run in inputs.fl_runs:
+        name = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in run.folder.name)
+        _add(report, f"fl_client_cost_{name}.png", client_cost_png(run),
+             f"{run.label}: seconds and peak resident memory of every client in every round (dots), median (line)")
 
 
 def _add(report: Report, name: str, png: Optional[bytes], caption: str) -> None:
