@@ -69,7 +69,7 @@ def _print_round(record) -> None:
 
 def _check_new_out(out: Path) -> None:
     from w2vprof.errors import BadInput
-    from w2vprof.fl.server_app import RESULT_FILES
+    from w2vprof.fl.records import RESULT_FILES
 
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} exists and is not a folder")

@@ -31,6 +31,10 @@ __all__ = [
 FL_SCHEMA_VERSION = 1
 
 
+#: The files a federated run writes (rounds.csv, then one row per client and round in clients.csv).
+RESULT_FILES = ("rounds.csv", "clients.csv")
+
+
 @dataclass
 class RoundRecord:
     """One federated round, as the server saw it. Round 0 is the initial model (validation only)."""

@@ -26,7 +26,7 @@ from w2vprof.fl.settings import FlSettings  # noqa: E402
 
 __all__ = ["app", "make_server_app", "run_federation", "RESULT_FILES"]
 
-RESULT_FILES = ("rounds.csv", "clients.csv")
+from w2vprof.fl.records import RESULT_FILES  # noqa: E402 - re-exported
 
 app = ServerApp()
 
