@@ -91,11 +91,11 @@ def sweep(
 
     # -- the device decides the default grid ---------------------------------------------------------
     from w2vprof.devices import identify
-    from w2vprof.measure.engine import resolve_device
+    from w2vprof.measure.engine import _read_cpuinfo, cpu_has_native_bf16, resolve_device
 
     resolved = resolve_device(device)
     if spec is None:
-        spec = default_spec(resolved)
+        spec = default_spec(resolved, cpu_has_native_bf16(_read_cpuinfo()) if resolved == "cpu" else None)
     spec = with_overrides(
         spec, models=models, seconds=seconds_list, batches=batches, precisions=precisions,
         warmup=warmup_value, repeats=repeats_value,
@@ -126,7 +126,7 @@ def sweep(
             err=True,
         )
         raise typer.Exit(130)
-    _print_summary(existing + written, out, len(configs))
+    _print_summary(written, out, len(configs))
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
@@ -215,16 +215,17 @@ def _make_reporter(quiet: bool) -> _Reporter:
     return _Reporter(quiet)
 
 
-def _print_summary(records, out: Path, total: int) -> None:
+def _print_summary(written, out: Path, total: int) -> None:
     from collections import Counter
 
-    counts = Counter(r.status for r in records)
+    counts = Counter(r.status for r in written)
+    already = total - len(written)
     typer.echo(
-        f"Results: {out} ({len(records)} of {total} configurations: "
-        + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        f"Results: {out} (ran {len(written)} of {total} configurations"
+        + (": " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if written else "")
+        + (f"; {already} were already in the file" if already else "")
         + ")"
     )
-
 
 def register(app: typer.Typer) -> None:
     app.command("sweep")(sweep)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Optional
 
 from w2vprof.errors import BadInput
 from w2vprof.measure.engine import ProfileConfig
@@ -36,16 +37,16 @@ def preset_spec(name: str) -> GridSpec:
         raise BadInput(f"unknown --preset {name!r}; choose from {', '.join(PRESETS)}") from None
 
 
-def default_spec(device: str) -> GridSpec:
-    """`w2vprof sweep` with no grid flags: Table 2 on a GPU; base at 5.5 s, batch 1 and 4, FP32 on a CPU.
+def default_spec(device: str, bf16_native: Optional[bool] = None) -> GridSpec:
+    """`w2vprof sweep` with no grid flags: Table 2 on a GPU; base at 5.5 s, batch 1 and 4, on a CPU.
 
-    NB: no mixed precision by default on a CPU: torch's bfloat16 convolutions on CPU can be tens of times
-    slower than FP32 (seen here even with native bf16: tiny model 2.0 s vs 0.03 s a step), which would turn a
-    two-minute default into hours. `--precision fp32,mixed` measures it.
+    Mixed precision joins on a CPU only with native bfloat16 (AVX512-BF16/AMX, Arm BF16): there base trains
+    faster in bf16 (seen here: 0.84 s vs 2.10 s a step, batch 1, 5.5 s); without it torch emulates bf16, which
+    can be many times slower than FP32 and would turn a two-minute default into hours.
     """
     if device in ("cuda", "mps"):
         return PRESETS["paper"]
-    return GridSpec(("base",), (5.5,), (1, 4), ("fp32",))
+    return GridSpec(("base",), (5.5,), (1, 4), ("fp32", "mixed") if bf16_native else ("fp32",))
 
 
 def expand(spec: GridSpec, device: str, common: dict) -> list[ProfileConfig]:
