@@ -32,9 +32,9 @@ __all__ = [
     "record_to_row",
     "rows_to_csv_text",
     "write_records_csv",
+    "write_text_atomic",
     "read_results_csv",
     "read_layers_csv",
-    "config_key",
 ]
 
 SCHEMA_VERSION = 1
@@ -166,23 +166,6 @@ class ModuleSummaryRow:
 RESULT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRecord))
 LAYER_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LayerRecord))
 
-#: The fields that name a configuration: two rows with equal keys measured the same thing.
-CONFIG_FIELDS = ("model", "batch", "seconds", "precision", "device", "workload")
-
-
-def config_key(record: ResultRecord) -> tuple:
-    """The identity of a configuration (device fingerprint included), used by sweep --resume."""
-    return (
-        record.model,
-        int(record.batch),
-        round(float(record.seconds), 6),
-        record.precision,
-        record.device,
-        record.workload,
-        record.device_fingerprint,
-    )
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -207,15 +190,19 @@ def rows_to_csv_text(records: Iterable[Any], columns: Iterable[str], header: boo
     return buffer.getvalue()
 
 
-def write_records_csv(path: Path, records: Iterable[Any], columns: Iterable[str]) -> None:
-    """Write a whole CSV file atomically (temp file + rename), so a reader never sees half a file."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a whole file atomically (synced temp file + rename), so a reader never sees half a file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        handle.write(rows_to_csv_text(records, columns))
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_records_csv(path: Path, records: Iterable[Any], columns: Iterable[str]) -> None:
+    write_text_atomic(path, rows_to_csv_text(records, columns))
 
 
 def _parse(value: str, annotation: Any) -> Any:
@@ -239,10 +226,11 @@ def _default_empty(type_text: str) -> Any:
     return ""
 
 
-def _read_rows(path: Path, cls: type, required: tuple[str, ...]) -> list:
+def _read_rows(path: Path, cls: type, required: tuple[str, ...], text: Optional[str] = None) -> list:
+    """Rows of `path` (or of `text`, named `path` in messages) as `cls`; BadInput for anything else."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with (io.StringIO(text, newline="") if text is not None else open(path, newline="", encoding="utf-8")) as handle:
             reader = csv.DictReader(handle)
             header = reader.fieldnames or []
             missing = [c for c in required if c not in header]
@@ -276,9 +264,9 @@ def _read_rows(path: Path, cls: type, required: tuple[str, ...]) -> list:
         raise BadInput(f"{path}: not a readable CSV file ({exc})") from None
 
 
-def read_results_csv(path: Path) -> list[ResultRecord]:
-    """Read a results file of any schema version; BadInput for anything that is not one."""
-    rows = _read_rows(path, ResultRecord, ("model", "batch", "seconds", "precision", "status"))
+def read_results_csv(path: Path, text: Optional[str] = None) -> list[ResultRecord]:
+    """Read a results file of any schema version (or its `text`); BadInput for anything that is not one."""
+    rows = _read_rows(path, ResultRecord, ("model", "batch", "seconds", "precision", "status"), text)
     for row in rows:
         if row.schema_version > SCHEMA_VERSION:
             raise BadInput(

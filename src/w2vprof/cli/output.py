@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from w2vprof.errors import BadInput
-from w2vprof.records import rows_to_csv_text
+from w2vprof.records import rows_to_csv_text, write_text_atomic
 
 __all__ = ["FORMATS", "check_format", "records_as_csv", "records_as_json", "emit"]
 
@@ -39,12 +38,7 @@ def emit(text: str, out: Optional[Path]) -> None:
     out = Path(out)
     if out.parent and not out.parent.is_dir():
         raise BadInput(f"--out {out}: folder {out.parent} does not exist")
-    tmp = out.with_name(out.name + ".tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
+        write_text_atomic(out, text)
     except OSError as exc:
         raise BadInput(f"--out {out}: cannot write ({exc.strerror})") from None

@@ -1,22 +1,12 @@
 """Writing one profile's files: results.csv (one row), layers.csv, run.json; each written atomically."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from w2vprof.errors import BadInput
-from w2vprof.records import LAYER_COLUMNS, RESULT_COLUMNS, write_records_csv
+from w2vprof.records import LAYER_COLUMNS, RESULT_COLUMNS, write_records_csv, write_text_atomic
 
-__all__ = ["write_profile", "write_text_atomic"]
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+__all__ = ["write_profile"]
 
 
 def write_profile(out: Path, config, result) -> None:

@@ -14,6 +14,7 @@ import os
 import sys
 import traceback
 from dataclasses import asdict
+from pathlib import Path
 
 # Preloaded by the fork server, so children start with them imported. torch._dynamo (with sympy and
 # triton) is imported lazily by the optimizer's first step and the FLOP counter: ~1 s a child otherwise.
@@ -46,6 +47,7 @@ def _die_with_parent() -> None:
 def measure(config_json: str, result_path: str) -> int:
     from w2vprof.errors import BadInput
     from w2vprof.measure.engine import ProfileConfig, profile_configuration
+    from w2vprof.records import write_text_atomic
 
     config = ProfileConfig.from_json(config_json)
     try:
@@ -59,12 +61,7 @@ def measure(config_json: str, result_path: str) -> int:
         "step_times_s": result.step_times,
         "warnings": result.warnings,
     }
-    tmp = result_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, result_path)
+    write_text_atomic(Path(result_path), json.dumps(payload))
     return 0
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from w2vprof.errors import BadInput
-from w2vprof.records import RESULT_COLUMNS, ResultRecord, read_results_csv, rows_to_csv_text
+from w2vprof.records import RESULT_COLUMNS, ResultRecord, read_results_csv, rows_to_csv_text, write_text_atomic
 
 __all__ = ["ResultsWriter", "load_existing"]
 
@@ -55,24 +54,10 @@ def load_existing(path: Path) -> list[ResultRecord]:
     path = Path(path)
     raw = path.read_bytes()
     if raw and not raw.endswith(b"\n"):
-        # A torn last line from a power cut mid-write: drop it (its configuration runs again).
-        cut = raw.rfind(b"\n") + 1
-        records = read_results_csv_bytes(path, raw[:cut])
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(raw[:cut])
-        os.replace(tmp, path)
+        # A torn last line from a power cut mid-write: drop it (its configuration runs again), but only after
+        # the rest has read as a results file.
+        text = raw[: raw.rfind(b"\n") + 1].decode("utf-8", errors="replace")
+        records = read_results_csv(path, text)
+        write_text_atomic(path, text)
         return records
     return read_results_csv(path)
-
-
-def read_results_csv_bytes(path: Path, data: bytes) -> list[ResultRecord]:
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as handle:
-        handle.write(data)
-    try:
-        return read_results_csv(Path(handle.name))
-    except BadInput as exc:
-        raise BadInput(str(exc).replace(handle.name, str(path))) from None
-    finally:
-        os.unlink(handle.name)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import heapq
 import io
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from w2vprof.errors import BadInput
+from w2vprof.records import write_text_atomic
 
 __all__ = [
     "BY",
@@ -148,15 +148,6 @@ def summary_csv_text(partition: Partition) -> str:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def write_partition(partition: Partition, out_dir: Union[str, Path]) -> list[Path]:
     """Write one manifest per client and summary.csv into `out_dir` (created); return the paths written.
 
@@ -173,10 +164,10 @@ def write_partition(partition: Partition, out_dir: Union[str, Path]) -> list[Pat
         written = []
         for share in partition.clients:
             path = out / share.manifest
-            _write_atomic(path, manifest_text(partition.columns, share.rows))
+            write_text_atomic(path, manifest_text(partition.columns, share.rows))
             written.append(path)
         summary = out / "summary.csv"
-        _write_atomic(summary, summary_csv_text(partition))
+        write_text_atomic(summary, summary_csv_text(partition))
         written.append(summary)
         names = {p.name for p in written}
         for stale in out.iterdir():
