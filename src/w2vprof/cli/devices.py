@@ -12,12 +12,11 @@ __all__ = ["register", "gather"]
 def gather(device: str, root: str = "/") -> dict[str, Any]:
     """Everything the command shows, as data: identity, sources, and what a profile would record."""
     from w2vprof.devices import available_sources, identify
-    from w2vprof.devices._fs import read_text
+    from w2vprof.devices.cpu import read_native_bf16
     from w2vprof.devices.telemetry import TelemetrySampler
-    from w2vprof.measure.engine import cpu_has_native_bf16
 
     identity = identify(device, root=root)
-    identity["bf16_native"] = cpu_has_native_bf16(read_text(root, "/proc/cpuinfo") or "")
+    identity["bf16_native"] = read_native_bf16(root)
     sources = [{"source": s, "available": ok, "details": why} for s, ok, why in available_sources(device, root=root)]
     recorded = TelemetrySampler(torch_device=device, root=root).describe()
     return {

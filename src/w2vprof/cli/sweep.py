@@ -91,11 +91,12 @@ def sweep(
 
     # -- the device decides the default grid ---------------------------------------------------------
     from w2vprof.devices import identify
-    from w2vprof.measure.engine import _read_cpuinfo, cpu_has_native_bf16, resolve_device
+    from w2vprof.devices.cpu import read_native_bf16
+    from w2vprof.measure.engine import resolve_device
 
     resolved = resolve_device(device)
     if spec is None:
-        spec = default_spec(resolved, cpu_has_native_bf16(_read_cpuinfo()) if resolved == "cpu" else None)
+        spec = default_spec(resolved, read_native_bf16() if resolved == "cpu" else None)
     spec = with_overrides(
         spec, models=models, seconds=seconds_list, batches=batches, precisions=precisions,
         warmup=warmup_value, repeats=repeats_value,

@@ -5,7 +5,10 @@ import os
 import re
 from w2vprof.devices._fs import read_text
 
-__all__ = ["parse_cpu_model", "parse_cpu_vendor", "parse_meminfo", "read_cpu_model", "read_os_memory"]
+__all__ = [
+    "parse_cpu_model", "parse_cpu_vendor", "has_native_bf16", "read_native_bf16", "parse_meminfo", "read_cpu_model",
+    "read_os_memory",
+]
 
 
 def parse_cpu_model(cpuinfo: str) -> str:
@@ -23,6 +26,19 @@ def parse_cpu_vendor(cpuinfo: str) -> str:
     """`vendor_id` of /proc/cpuinfo (GenuineIntel, AuthenticAMD, ...): present on x86 only."""
     match = re.search(r"^vendor_id\s*:\s*(\S+)", cpuinfo, re.MULTILINE)
     return match.group(1) if match else ""
+
+
+def has_native_bf16(cpuinfo: str) -> bool:
+    """x86 AVX512-BF16 / AMX or Arm BF16 ('bf16' in the flags): otherwise torch emulates bfloat16."""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def read_native_bf16(root: str = "/") -> bool:
+    return has_native_bf16(read_text(root, "/proc/cpuinfo") or "")
 
 
 def read_cpu_model(root: str = "/") -> str:

@@ -95,22 +95,6 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def cpu_has_native_bf16(cpuinfo: str) -> bool:
-    """x86 AVX512-BF16 / AMX or Arm BF16 ('bf16' in the flags): otherwise torch emulates bfloat16."""
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.lower().startswith(("flags", "features")):
-            flags.update(line.split(":", 1)[1].split())
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-
-
-def _read_cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return ""
-
-
 def _synchronize(device: str) -> None:
     import torch
 
@@ -170,6 +154,7 @@ def profile_configuration(config: ProfileConfig) -> ProfileResult:
     """Measure one configuration. Raises BadInput for bad input; OOM/unsupported are returned as records."""
     import torch
 
+    from w2vprof.devices.cpu import read_native_bf16
     from w2vprof.measure.step import PRECISIONS
     from w2vprof.models import get_config
 
@@ -185,7 +170,7 @@ def profile_configuration(config: ProfileConfig) -> ProfileResult:
     record = _base_record(config, device, env)
     result = ProfileResult(record=record, environment=env)
     if device == "cpu":
-        record.bf16_native = cpu_has_native_bf16(_read_cpuinfo())
+        record.bf16_native = read_native_bf16()
         if config.precision == "mixed" and not record.bf16_native:
             record.notes = "CPU has no native bfloat16: autocast bf16 is emulated (often slower than fp32)"
 
@@ -271,7 +256,6 @@ def _measure(config: ProfileConfig, device: str, result: ProfileResult) -> None:
         after_backward = counter.snapshot()
         grad_bytes = tensor_bytes(p.grad for p in model.parameters() if p.grad is not None)
         step.update()
-    forward_count = after_forward
     backward_count = after_backward.minus(after_forward)
     record.loss = float(output.loss.detach())
     record.masked_fraction = output.num_masked / max(output.num_frames, 1)
@@ -283,14 +267,14 @@ def _measure(config: ProfileConfig, device: str, result: ProfileResult) -> None:
     record.optim_state_bytes = tensor_bytes(
         value for state in step.optimizer.state.values() for value in state.values() if torch.is_tensor(value)
     )
-    record.fwd_flops = forward_count.total
+    record.fwd_flops = after_forward.total
     record.bwd_flops = backward_count.total
     record.optim_flops = ADAMW_FLOPS_PER_PARAM * param_count
     record.train_flops = record.fwd_flops + record.bwd_flops + record.optim_flops
     record.flops_source = FLOPS_SOURCE
     record.act_mem_bytes = tracker.total_bytes
 
-    fwd_by_layer = flops_per_layer(forward_count, prefix, layers)
+    fwd_by_layer = flops_per_layer(after_forward, prefix, layers)
     del labeler
     cumulative = 0
     for layer in layers:
