@@ -142,14 +142,9 @@ def test_cuda_request_without_cuda_is_bad_input(tmp_path):
 
 
 def _r_squared(xs, ys):
-    n = len(xs)
-    mean_x, mean_y = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mean_x) ** 2 for x in xs)
-    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
-    slope = sxy / sxx
-    residual = sum((y - mean_y - slope * (x - mean_x)) ** 2 for x, y in zip(xs, ys))
-    total = sum((y - mean_y) ** 2 for y in ys)
-    return 1 - residual / total
+    from w2vprof.analysis.fit import linear_fit
+
+    return linear_fit(xs, ys)[2]
 
 
 def test_activation_memory_and_flops_grow_linearly_with_length():

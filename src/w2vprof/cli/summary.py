@@ -72,9 +72,11 @@ def _print_table(rows) -> None:
 
 
 def _render_table(rows) -> str:
+    import io
+
     from rich.console import Console
 
-    console = Console(record=True, width=100, file=open("/dev/null", "w"))  # noqa: SIM115 - render only
+    console = Console(record=True, width=100, file=io.StringIO())  # render only: nothing goes to the terminal
     console.print(_table(rows))
     return console.export_text()
 
