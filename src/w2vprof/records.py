@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from w2vprof.errors import BadInput
+from w2vprof.files import write_text_atomic
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -33,6 +34,7 @@ __all__ = [
     "rows_to_csv_text",
     "write_records_csv",
     "write_text_atomic",
+    "length_key",
     "read_results_csv",
     "read_layers_csv",
 ]
@@ -163,6 +165,15 @@ class ModuleSummaryRow:
     batch: int
 
 
+def length_key(seconds: float) -> float:
+    """The one definition of "the same utterance length": equal to the millisecond.
+
+    Audio workloads record their mean length rounded to 3 decimals, and tables select configurations by a
+    typed length (5.5), so every comparison of two lengths goes through this key.
+    """
+    return round(float(seconds), 3)
+
+
 RESULT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRecord))
 LAYER_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LayerRecord))
 
@@ -188,17 +199,6 @@ def rows_to_csv_text(records: Iterable[Any], columns: Iterable[str], header: boo
     for record in records:
         writer.writerow(record_to_row(record))
     return buffer.getvalue()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a whole file atomically (synced temp file + rename), so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def write_records_csv(path: Path, records: Iterable[Any], columns: Iterable[str]) -> None:
