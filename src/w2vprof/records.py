@@ -11,20 +11,19 @@ w2vprof output raises BadInput naming the file.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import os
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from w2vprof.errors import BadInput
-from w2vprof.files import write_text_atomic
+from w2vprof.files import DurableCsv, csv_text, read_csv_rows, write_text_atomic
 
 __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
+    "PRECISIONS",
     "ResultRecord",
     "LayerRecord",
     "ModuleSummaryRow",
@@ -34,6 +33,11 @@ __all__ = [
     "rows_to_csv_text",
     "write_records_csv",
     "write_text_atomic",
+    "RecordCsv",
+    "RowRules",
+    "RESULT_RULES",
+    "LAYER_RULES",
+    "read_records",
     "length_key",
     "read_results_csv",
     "read_layers_csv",
@@ -44,6 +48,8 @@ SCHEMA_VERSION = 1
 #: ok - measured; oom - out of memory (real, or over --mem-limit, or pruned: see skipped_because);
 #: timeout - over --timeout; unsupported - the device cannot run this precision; error - anything else.
 STATUSES = ("ok", "oom", "timeout", "unsupported", "error")
+#: fp32 - full precision; mixed - autocast (bf16 on CPU, fp16 on CUDA).
+PRECISIONS = ("fp32", "mixed")
 
 
 @dataclass
@@ -177,6 +183,7 @@ def length_key(seconds: float) -> float:
 RESULT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRecord))
 LAYER_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LayerRecord))
 
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -192,91 +199,171 @@ def record_to_row(record: Any) -> list[str]:
 
 
 def rows_to_csv_text(records: Iterable[Any], columns: Iterable[str], header: bool = True) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if header:
-        writer.writerow(list(columns))
-    for record in records:
-        writer.writerow(record_to_row(record))
-    return buffer.getvalue()
+    return csv_text((record_to_row(r) for r in records), tuple(columns) if header else None)
 
 
 def write_records_csv(path: Path, records: Iterable[Any], columns: Iterable[str]) -> None:
     write_text_atomic(path, rows_to_csv_text(records, columns))
 
 
-def _parse(value: str, annotation: Any) -> Any:
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    if value == "":
-        return None if "Optional" in text else _default_empty(text)
-    if "bool" in text:
-        return value.strip().lower() in ("true", "1", "yes")
-    if "int" in text:
-        return int(float(value))
-    if "float" in text:
-        return float(value)
-    return value
+class RecordCsv:
+    """A `DurableCsv` of records (one dataclass per row): `append` / `extend` write durably, all rows in one write."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
+        self.csv = DurableCsv(path, columns)
+        self.path = self.csv.path
+        self.columns = self.csv.columns
+
+    def append(self, record: Any) -> None:
+        self.extend([record])
+
+    def extend(self, records: Iterable[Any]) -> None:
+        """All `records` in one write + fsync: a kill leaves them whole or absent."""
+        self.csv.append_rows(record_to_row(r) for r in records)
+
+    def replace_all(self, records: Iterable[Any]) -> None:
+        """Rewrite the file atomically with `records` as its only rows."""
+        self.csv.replace_rows(record_to_row(r) for r in records)
 
 
-def _default_empty(type_text: str) -> Any:
-    if "int" in type_text:
-        return 0
-    if "float" in type_text:
-        return 0.0
-    return ""
+@dataclass(frozen=True)
+class RowRules:
+    """What a row of one record type must hold before anything uses it.
+
+    Every number is finite and >= 0 unless named here: `positive` ones are > 0 (batch, utterance seconds, seconds
+    per batch: things a table divides by), `signed` ones may be negative (a temperature, a seed), `any_float` ones
+    may also be NaN or infinite (a diverged loss is a measurement). `choices` lists the allowed texts of a column;
+    other text columns hold anything (a model name w2vprof does not know is fine).
+    """
+
+    what: str  # names the kind of file in messages: "not a w2vprof <what> file"
+    required: tuple[str, ...]
+    positive: frozenset[str] = frozenset()
+    signed: frozenset[str] = frozenset()
+    any_float: frozenset[str] = frozenset()
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    schema_version: int = SCHEMA_VERSION
 
 
-def _read_rows(path: Path, cls: type, required: tuple[str, ...], text: Optional[str] = None) -> list:
-    """Rows of `path` (or of `text`, named `path` in messages) as `cls`; BadInput for anything else."""
-    path = Path(path)
+RESULT_RULES = RowRules(
+    what="results",
+    required=("model", "batch", "seconds", "precision", "status"),
+    positive=frozenset({"batch", "seconds", "sec_per_batch_median", "sec_per_batch_mean", "sec_per_batch_min",
+                        "sec_per_batch_max", "sec_per_sequence"}),
+    signed=frozenset({"max_temp_c", "seed"}),
+    any_float=frozenset({"loss"}),
+    choices=(("status", STATUSES), ("precision", PRECISIONS)),
+)
+LAYER_RULES = RowRules(what="per-layer", required=("layer", "kind", "act_mem_bytes"))
+
+
+def _number(value: str, is_int: bool) -> Any:
+    """The number in a cell, or the reason it is not one (a str)."""
     try:
-        with (io.StringIO(text, newline="") if text is not None else open(path, newline="", encoding="utf-8")) as handle:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise BadInput(
-                    f"{path}: not a w2vprof {cls.__name__} file (missing columns: {', '.join(missing)})"
-                )
-            known = {f.name: f for f in fields(cls)}
-            rows = []
-            for line_no, raw in enumerate(reader, start=2):
-                if None in raw:  # more cells than header: a torn or foreign line
-                    raise BadInput(f"{path}: line {line_no} has more cells than the header")
-                values = {}
-                for name, value in raw.items():
-                    if name in known and value is not None:
-                        try:
-                            values[name] = _parse(value, known[name].type)
-                        except ValueError:
-                            raise BadInput(
-                                f"{path}: line {line_no}: column {name} has {value!r}, not a number"
-                            ) from None
-                rows.append(cls(**values))
-            return rows
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a folder, not a CSV file") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: not a text CSV file") from None
-    except csv.Error as exc:
-        raise BadInput(f"{path}: not a readable CSV file ({exc})") from None
+        number = float(value)
+    except ValueError:
+        return "not a number"
+    if is_int:
+        try:
+            return int(value)
+        except ValueError:
+            return int(number) if number.is_integer() else "not a whole number"
+    return number
 
 
-def read_results_csv(path: Path, text: Optional[str] = None) -> list[ResultRecord]:
-    """Read a results file of any schema version (or its `text`); BadInput for anything that is not one."""
-    rows = _read_rows(path, ResultRecord, ("model", "batch", "seconds", "precision", "status"), text)
-    for row in rows:
-        if row.schema_version > SCHEMA_VERSION:
-            raise BadInput(
-                f"{path}: written by a newer w2vprof (schema {row.schema_version} > {SCHEMA_VERSION}); upgrade w2vprof"
-            )
-    return rows
+def _bool(value: str) -> Any:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    return "not true or false"
+
+
+def _check_number(name: str, number: Any, rules: RowRules) -> Optional[str]:
+    """Why `number` cannot be in column `name` (None when it can)."""
+    if name in rules.any_float:
+        return None
+    if not math.isfinite(number):
+        return "not a finite number"
+    if name in rules.positive and number <= 0:
+        return "must be > 0"
+    if name not in rules.signed and name not in rules.positive and number < 0:
+        return "must be >= 0"
+    return None
+
+
+def _parse_cell(name: str, value: str, type_text: str, rules: RowRules) -> Any:
+    """The typed value of one cell, or the reason it breaks the rules (a str, returned as `_Invalid`)."""
+    if value == "":
+        if "Optional" in type_text:
+            return None
+        if name in rules.positive:
+            return _Invalid("must be a number > 0")
+        return 0 if "int" in type_text else 0.0 if "float" in type_text else ""  # an older file left it empty
+    if "bool" in type_text:
+        parsed = _bool(value)
+    elif "int" in type_text or "float" in type_text:
+        parsed = _number(value, "int" in type_text)
+        if not isinstance(parsed, str):
+            reason = _check_number(name, parsed, rules)
+            parsed = reason if reason else parsed
+    else:
+        allowed = dict(rules.choices).get(name)
+        return _Invalid("not one of " + ", ".join(allowed)) if allowed and value not in allowed else value
+    return _Invalid(parsed) if isinstance(parsed, str) else parsed
+
+
+class _Invalid(str):
+    """A cell's reason for breaking the rules (kept apart from text values by its type)."""
+
+
+def read_records(
+    path: Path, cls: type, rules: RowRules, text: Optional[str] = None, require_rows: bool = True
+) -> list:
+    """Rows of the CSV file `path` (or of `text`, named `path` in messages) as `cls`, each checked against `rules`.
+
+    Columns `cls` does not have are ignored and columns it has but the file lacks take their defaults (files of
+    older schema versions); a cell that breaks the rules is BadInput "<file>: line N: column C has 'X', <why>".
+    A file with a header and no rows is BadInput "no rows" when `require_rows`.
+    """
+    header, rows = read_csv_rows(path, text, rules.what)
+    missing = [c for c in rules.required if c not in header]
+    if missing:
+        raise BadInput(f"{path}: not a w2vprof {rules.what} file (missing columns: {', '.join(missing)})")
+    if require_rows and not rows:
+        raise BadInput(f"{path}: no rows")
+    types = {f.name: f.type if isinstance(f.type, str) else str(f.type) for f in fields(cls)}
+    records = []
+    for line_no, raw in rows:
+        _check_schema(path, line_no, raw.get("schema_version", ""), rules.schema_version)
+        values = {}
+        for name, value in raw.items():
+            if name in types:
+                parsed = _parse_cell(name, value, types[name], rules)
+                if isinstance(parsed, _Invalid):
+                    raise BadInput(f"{path}: line {line_no}: column {name} has {value!r}, {parsed}")
+                values[name] = parsed
+        records.append(cls(**values))
+    return records
+
+
+def _check_schema(path: Path, line_no: int, value: str, newest: int) -> None:
+    """A row of a newer schema may mean other things by the same columns: refuse it before reading it."""
+    version = _number(value, True) if value else newest
+    if isinstance(version, int) and version > newest:
+        raise BadInput(f"{path}: written by a newer w2vprof (schema {version} > {newest}); upgrade w2vprof")
+
+
+def read_results_csv(path: Path, text: Optional[str] = None, require_rows: bool = True) -> list[ResultRecord]:
+    """Read a results file of any schema version (or its `text`), every row checked; BadInput for anything that
+    is not one, breaks a rule (see RESULT_RULES), or (when `require_rows`) holds no rows."""
+    return read_records(path, ResultRecord, RESULT_RULES, text, require_rows)
 
 
 def read_layers_csv(path: Path) -> list[LayerRecord]:
-    return _read_rows(path, LayerRecord, ("layer", "kind", "act_mem_bytes"))
+    """Read a per-layer file (layers.csv of a profile, <slug>.csv of a sweep); every number >= 0."""
+    return read_records(path, LayerRecord, LAYER_RULES)
 
 
 def replace(record: Any, **changes: Any) -> Any:

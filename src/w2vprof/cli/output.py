@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from w2vprof.errors import BadInput
-from w2vprof.records import rows_to_csv_text, write_text_atomic
+from w2vprof.files import write_text_atomic
+from w2vprof.records import rows_to_csv_text
 
 __all__ = ["FORMATS", "check_format", "records_as_csv", "records_as_json", "emit"]
 
@@ -38,7 +39,4 @@ def emit(text: str, out: Optional[Path]) -> None:
     out = Path(out)
     if out.parent and not out.parent.is_dir():
         raise BadInput(f"--out {out}: folder {out.parent} does not exist")
-    try:
-        write_text_atomic(out, text)
-    except OSError as exc:
-        raise BadInput(f"--out {out}: cannot write ({exc.strerror})") from None
+    write_text_atomic(out, text)  # a failed write is DiskWriteError: "<out>: <cause>", exit 2

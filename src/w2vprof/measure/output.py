@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from w2vprof.errors import BadInput
-from w2vprof.records import LAYER_COLUMNS, RESULT_COLUMNS, write_records_csv, write_text_atomic
+from w2vprof.files import write_text_atomic
+from w2vprof.records import LAYER_COLUMNS, RESULT_COLUMNS, write_records_csv
 
 __all__ = ["write_profile"]
 

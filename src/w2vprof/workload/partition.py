@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from w2vprof.errors import BadInput
-from w2vprof.records import write_text_atomic
+from w2vprof.files import write_text_atomic
 
 __all__ = [
     "BY",
