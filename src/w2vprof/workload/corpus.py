@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from w2vprof.errors import BadInput
+from w2vprof.files import write_text_atomic
 from w2vprof.workload.manifest import manifest_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,7 +103,7 @@ def generate_corpus(
                 "down_votes": "0", "age": "", "gender": "female" if voice.female else "male",
                 "accents": "", "locale": "xx", "segment": "",
             })
-    corpus.manifest.write_text(manifest_text(CV_COLUMNS, rows), encoding="utf-8")
+    write_text_atomic(corpus.manifest, manifest_text(CV_COLUMNS, rows))
     return corpus
 
 
