@@ -267,6 +267,8 @@ def _number(value: str, is_int: bool) -> Any:
         try:
             return int(value)
         except ValueError:
+            if not math.isfinite(number):
+                return "not a finite number"
             return int(number) if number.is_integer() else "not a whole number"
     return number
 
