@@ -70,6 +70,13 @@ def fl_estimate_command(
                                                                         "download and upload per round."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
+    fleet: Optional[Path] = typer.Option(None, "--fleet", help="Fleet CSV (device,count[,availability,uplink_mbps,"
+                                                               "downlink_mbps]): rounds on this mixed fleet."),
+    deadline: Optional[float] = typer.Option(None, "--deadline", help="With --fleet: a round closes after S seconds; "
+                                                                      "later updates are lost."),
+    over_commit: float = typer.Option(1.0, "--over-commit", help="With --fleet: sample K x F clients, keep the first "
+                                                                 "K updates."),
+    seed: int = typer.Option(0, "--seed", help="With --fleet: seed of the Monte Carlo sampling."),
 ) -> None:
     """Per device: one local epoch and the whole federated training (clients train concurrently)."""
     from w2vprof.analysis.data import load_results
@@ -85,6 +92,17 @@ def fl_estimate_command(
     setting = FlSetting(clients, samples_per_client, batch, rounds, local_epochs, clients_per_round, model,
                         precision, seconds, bandwidth, None)
     rows = load_results(results or [], reference)
+    if fleet is not None:  # a mixed fleet: docs/analysis.md, "Fleets"
+        from w2vprof.analysis.fleet import fl_estimate_fleet
+        from w2vprof.analysis.fleet_io import fleet_records, read_fleet
+        from w2vprof.report.fleet_tables import fleet_text
+
+        result = fl_estimate_fleet(rows, read_fleet(fleet, rows), setting, clients_per_round, deadline, over_commit,
+                                   seed=seed)
+        _emit(fmt, fleet_records(result), lambda: fleet_text(result), out)
+        return
+    if deadline is not None or over_commit != 1.0:
+        raise BadInput("--deadline and --over-commit need --fleet")
     estimates = fl_estimate(rows, setting)
     if bandwidth is not None and any(r.communication_hours_per_round is None for r in estimates):
         # The paper's rows carry no parameter bytes: count them on the meta device (no memory, no weights).
@@ -95,13 +113,9 @@ def fl_estimate_command(
 
 def _model_bytes(model: str) -> int:
     """FP32 size of the model's parameters; NB: mixed precision still sends FP32 master weights."""
-    import torch
+    from w2vprof.analysis.fleet import model_update_bytes
 
-    from w2vprof.models import build_model, get_config
-
-    get_config(model)  # BadInput for an unknown model, before building anything
-    with torch.device("meta"):
-        return sum(p.numel() * 4 for p in build_model(model).parameters())
+    return model_update_bytes(model)
 
 
 def forecast_command(
