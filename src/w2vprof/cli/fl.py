@@ -106,8 +106,10 @@ def simulate_command(
         clients=clients, partitions=partitions, clips_dir=clips_dir, validation=validation,
         utterances_per_client=utterances_per_client, out_dir=str(out.resolve()), **training,
     )
+    from w2vprof.compat import check_model_support
     from w2vprof.fl.simulate import SimulationOptions, simulate
 
+    check_model_support()  # before Ray starts clients: a broken torch/torchaudio pair is one line, exit 2
     folder = simulate(
         settings, SimulationOptions(parallel=parallel, verbose=verbose), on_round=_print_round,
         corpus_engine=corpus_engine,

@@ -50,9 +50,10 @@ from w2vprof.cli import (  # noqa: E402
     devices,
     partition,
     fl,
+    doctor,
 )
 
-for _module in (summary, profile, sweep, report, compare, analysis, devices, partition, fl):
+for _module in (summary, profile, sweep, report, compare, analysis, devices, partition, fl, doctor):
     _module.register(app)
 
 

@@ -90,10 +90,12 @@ def sweep(
         raise BadInput(f"--out {out}: folder {out.parent} is not writable")
 
     # -- the device decides the default grid ---------------------------------------------------------
+    from w2vprof.compat import check_model_support
     from w2vprof.devices import identify
     from w2vprof.devices.cpu import read_native_bf16
     from w2vprof.measure.engine import resolve_device
 
+    check_model_support()  # before any child starts: a broken torch/torchaudio pair is one line, not an error row each
     resolved = resolve_device(device)
     if spec is None:
         spec = default_spec(resolved, read_native_bf16() if resolved == "cpu" else None)

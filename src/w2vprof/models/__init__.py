@@ -8,6 +8,9 @@ __all__ = ["MODEL_NAMES", "ModelConfig", "frames_for_samples", "get_config", "bu
 
 def build_model(name: str, **overrides):
     """Build a randomly initialised pretraining model (imports torch on first use)."""
+    from w2vprof.compat import check_model_support
+
+    check_model_support()  # a torch/torchaudio pair that cannot build it: one line naming both, exit 2
     from w2vprof.models.pretraining import build_model as _build
 
     return _build(name, **overrides)

@@ -1,0 +1,196 @@
+"""What the installed torch and torchaudio can do here: build wav2vec 2.0, and train in each precision.
+
+`check_model_support()` runs before any model is built (w2vprof.models.build_model calls it; so do the commands
+that start other processes to build one). A torch/torchaudio pair that cannot build the model then ends the
+command with one line naming both versions (exit 2) instead of a traceback from deep inside torchaudio.
+
+Which pairs work (docs.pytorch.org/audio/2.11.0/installation.html, "Compatibility Matrix"): up to 2.10 each
+torchaudio release holds C++ extensions linked against one torch release (torchaudio 2.X <-> torch 2.X, 0.X <->
+torch 1.X; a mismatch shows as an `undefined symbol` when torchaudio is imported, or later). From 2.11 on,
+torchaudio is built against torch's stable ABI and works with that torch release and every later one (its wheel
+declares `torch>=2.11`).
+
+`training_problem()` is the one probe for "can this device train in this precision": forward (under autocast
+for mixed precision), backward, gradient-scaler step and update, on one small layer. It imports nothing from the
+rest of w2vprof, so the measurement engine can adopt it as its mixed-precision check.
+
+Written for Python 3.8 (NVIDIA's torch for JetPack 5 runs there): no `match`, no `functools.cache`.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import inspect
+import re
+from importlib import metadata
+from typing import Any
+
+from w2vprof.errors import BadInput
+
+__all__ = [
+    "STABLE_ABI_TORCHAUDIO",
+    "IncompatibleInstall",
+    "check_model_support",
+    "grad_scaler",
+    "installed_version",
+    "major_minor",
+    "model_support_problem",
+    "one_line",
+    "training_problem",
+    "version_pair_problem",
+]
+
+#: The first torchaudio built against torch's stable ABI (works with its own and every later torch release).
+STABLE_ABI_TORCHAUDIO = (2, 11)
+
+#: What w2vprof.models.pretraining takes from torchaudio: the builder's keyword arguments and the components.
+BUILDER_ARGUMENTS = (
+    "extractor_mode", "extractor_conv_layer_config", "extractor_conv_bias", "encoder_embed_dim",
+    "encoder_projection_dropout", "encoder_pos_conv_kernel", "encoder_pos_conv_groups", "encoder_num_layers",
+    "encoder_num_heads", "encoder_attention_dropout", "encoder_ff_interm_features", "encoder_ff_interm_dropout",
+    "encoder_dropout", "encoder_layer_norm_first", "encoder_layer_drop", "aux_num_out",
+)
+COMPONENTS = ("FeatureExtractor", "FeatureProjection", "Transformer")
+
+HOW_TO_FIX = "install a matching pair (see docs/install.md, or 'Installing' in the README)"
+
+
+class IncompatibleInstall(BadInput):
+    """The installed torch/torchaudio cannot do what was asked (exit 2: the user's install, not a w2vprof bug)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: first non-empty line of the message` - how every probe failure is reported."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def installed_version(distribution: str) -> str | None:
+    """The version pip installed (read from its metadata, without importing the package), or None."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def major_minor(version: str) -> tuple[int, int] | None:
+    """'2.1.0a0+41361538.nv23.06' -> (2, 1); None for a string that does not start with two numbers."""
+    found = re.match(r"\s*(\d+)\.(\d+)", version or "")
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def version_pair_problem(torch_version: str, torchaudio_version: str) -> str | None:
+    """Why this torchaudio release cannot work with this torch release, or None (also when a version is unreadable:
+    then importing and building decide)."""
+    torch_mm, audio_mm = major_minor(torch_version), major_minor(torchaudio_version)
+    if torch_mm is None or audio_mm is None:
+        return None
+    if audio_mm >= STABLE_ABI_TORCHAUDIO:
+        if torch_mm < audio_mm:
+            return f"torchaudio {audio_mm[0]}.{audio_mm[1]} needs torch {audio_mm[0]}.{audio_mm[1]} or later"
+        return None
+    wanted = (1, audio_mm[1]) if audio_mm[0] == 0 else audio_mm  # torchaudio 0.13 was torch 1.13's
+    if torch_mm != wanted:
+        return f"torchaudio {audio_mm[0]}.{audio_mm[1]} is built for torch {wanted[0]}.{wanted[1]} only"
+    return None
+
+
+def _builder_problem(torchaudio: Any) -> str | None:
+    """What w2vprof needs from torchaudio.models and this torchaudio lacks, or None."""
+    builder = getattr(getattr(torchaudio, "models", None), "wav2vec2_model", None)
+    if builder is None:
+        return "torchaudio.models has no wav2vec2_model"
+    try:
+        accepted = set(inspect.signature(builder).parameters)
+    except (TypeError, ValueError):  # a builder without a readable signature: building will tell
+        accepted = set(BUILDER_ARGUMENTS)
+    missing = [name for name in BUILDER_ARGUMENTS if name not in accepted]
+    if missing:
+        return f"torchaudio.models.wav2vec2_model takes no {', '.join(missing)}"
+    components = importlib.import_module("torchaudio.models.wav2vec2.components")
+    absent = [name for name in COMPONENTS if not hasattr(components, name)]
+    return f"torchaudio.models.wav2vec2.components lacks {', '.join(absent)}" if absent else None
+
+
+@functools.lru_cache(maxsize=None)  # noqa: UP033 - functools.cache is Python 3.9+
+def model_support_problem() -> str | None:
+    """Why the installed torch/torchaudio cannot build wav2vec 2.0 here (one line naming both versions), or None.
+
+    Cached: the answer cannot change within a process (call `model_support_problem.cache_clear()` in tests).
+    """
+    audio_version = installed_version("torchaudio") or "(not installed)"
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - any failure to import is the answer
+        pair = f"torch {installed_version('torch') or '(not installed)'} with torchaudio {audio_version}"
+        return f"{pair}: torch cannot be imported: {one_line(exc)}; {HOW_TO_FIX}"
+    try:
+        import torchaudio
+    except Exception as exc:  # noqa: BLE001 - an ABI mismatch raises OSError/ImportError ("undefined symbol")
+        reason: str | None = f"importing torchaudio failed: {one_line(exc)}"
+    else:
+        audio_version = getattr(torchaudio, "__version__", audio_version)
+        reason = version_pair_problem(torch.__version__, audio_version)
+        try:
+            reason = reason or _builder_problem(torchaudio)
+        except Exception as exc:  # noqa: BLE001 - a torchaudio.models that fails to import or inspect
+            reason = f"torchaudio.models: {one_line(exc)}"
+    if reason is None:
+        return None
+    pair = f"torch {torch.__version__} with torchaudio {audio_version}"
+    return f"{pair} cannot build wav2vec 2.0 here: {reason}; {HOW_TO_FIX}"
+
+
+def check_model_support() -> None:
+    """Raise IncompatibleInstall (exit 2, one line) when the installed torch/torchaudio cannot build the model."""
+    problem = model_support_problem()
+    if problem:
+        raise IncompatibleInstall(problem)
+
+
+def grad_scaler(device: str) -> Any:
+    """A gradient scaler for float16 training on `device` (cuda or mps), on every torch that has one.
+
+    torch.amp.GradScaler(device) exists from torch 2.3; before that only CUDA has one (torch.cuda.amp.GradScaler).
+    Raises IncompatibleInstall where this torch has none for the device.
+    """
+    import torch
+
+    amp_scaler = getattr(getattr(torch, "amp", None), "GradScaler", None)
+    if amp_scaler is not None:
+        return amp_scaler(device)
+    if device == "cuda":
+        return torch.cuda.amp.GradScaler()
+    raise IncompatibleInstall(f"torch {torch.__version__} has no gradient scaler for {device} (torch.amp.GradScaler "
+                              "needs torch 2.3 or later)")
+
+
+def training_problem(device: str, autocast_dtype: Any = None, scaled: bool = False) -> str | None:
+    """Why one small training step fails on `device`, or None when it works.
+
+    The step: a Linear layer's forward (under torch.autocast with `autocast_dtype` when one is given), backward,
+    an AdamW step through a gradient scaler when `scaled` (float16 on cuda/mps), the scaler's update, and a check
+    that the weights stayed finite. Any exception becomes its one-line reason.
+    """
+    try:
+        import torch
+
+        layer = torch.nn.Linear(16, 16).to(device)
+        optimizer = torch.optim.AdamW(layer.parameters(), lr=1e-3)
+        scaler = grad_scaler(device) if scaled else None
+        autocast = (torch.autocast(device_type=device, dtype=autocast_dtype) if autocast_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            loss = layer(torch.randn(8, 16, device=device)).float().pow(2).mean()
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if not bool(torch.isfinite(layer.weight).all()):
+            return "the weights are not finite after one step"
+    except Exception as exc:  # noqa: BLE001 - the probe's answer is the failure itself
+        return one_line(exc)
+    return None
