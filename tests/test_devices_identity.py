@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from fake_nvml import FakeBoard, FakeCudaProperties, FakeNvml, FakePynvml
 from w2vprof.cli.main import app, run
 from w2vprof.devices import available_sources, detect_platform, identify
-from w2vprof.devices.nvml import FakeNvml
+from w2vprof.devices.cpu import read_cpu_model
+from w2vprof.devices.nvml import load_nvml
 
 IDENTITY_KEYS = {
     "device_name", "device_fingerprint", "cpu_model", "cpu_cores", "total_mem_bytes", "gpu_name",
@@ -62,22 +64,84 @@ def test_identify_power_mode_changes_the_fingerprint(jetson_root):
     assert identify("cpu", root=str(jetson_root))["power_mode"] == "0002"  # no name for mode 2 in the conf
 
 
-def test_identify_raspberry_pi_and_x86(tmp_path):
-    pi = tmp_path / "pi"
-    _write(pi / "proc/device-tree/model", "Raspberry Pi 4 Model B Rev 1.4\x00")
-    _write(pi / "proc/cpuinfo", "processor\t: 0\nHardware\t: BCM2835\nModel\t: Raspberry Pi 4 Model B Rev 1.4\n")
-    _meminfo(pi)
-    identity = identify("cpu", root=str(pi))
-    assert (identity["platform"], identity["device_name"], identity["cpu_model"]) == (
-        "raspberrypi", "Raspberry Pi 4 Model B Rev 1.4", "BCM2835"
-    )
+# /proc/cpuinfo of a Raspberry Pi 4 on its 64-bit kernel: `Hardware` names the BCM2835 family, not the BCM2711.
+PI4_CPUINFO = "".join(
+    f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n"
+    f"CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n"
+    for n in range(4)
+) + "Hardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 100000001234abcd\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+
+# /proc/cpuinfo of a Jetson Xavier NX (JetPack 5): neither `model name` nor `Hardware`, only part numbers.
+XAVIER_NX_CPUINFO = "".join(
+    f"processor\t: {n}\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp "
+    f"asimdhp cpuid asimdrdm dcpop\nCPU implementer\t: 0x4e\nCPU architecture: 8\nCPU variant\t: 0x0\n"
+    f"CPU part\t: 0x004\nCPU revision\t: 0\n\n"
+    for n in range(6)
+)
+
+
+def test_identify_raspberry_pi_4_by_its_device_tree(tmp_path):
+    _write(tmp_path / "proc/device-tree/model", "Raspberry Pi 4 Model B Rev 1.4\x00")
+    _write(tmp_path / "proc/device-tree/compatible", "raspberrypi,4-model-b\x00brcm,bcm2711\x00")
+    _write(tmp_path / "proc/cpuinfo", PI4_CPUINFO)
+    _meminfo(tmp_path)
+    identity = identify("cpu", root=str(tmp_path))
+    assert (identity["platform"], identity["device_name"]) == ("raspberrypi", "Raspberry Pi 4 Model B Rev 1.4")
+    assert identity["cpu_model"] == "Broadcom BCM2711, 4x Cortex-A72"  # not the kernel's `Hardware: BCM2835`
     assert (identity["memory_ceiling_bytes"], identity["memory_ceiling_source"]) == (7772000 * 1024, "os_total")
 
-    x86 = tmp_path / "x86"
-    _write(x86 / "proc/cpuinfo", "vendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz\n")
-    _meminfo(x86)
-    identity = identify("cpu", root=str(x86))
+
+def test_identify_jetson_whose_cpuinfo_names_nothing(tmp_path):
+    _write(tmp_path / "etc/nv_tegra_release", "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref\n")
+    _write(tmp_path / "proc/device-tree/model", "NVIDIA Jetson Xavier NX Developer Kit\x00")
+    _write(tmp_path / "proc/device-tree/compatible", "nvidia,p3509-0000+p3668-0001\x00nvidia,jetson-xavier-nx\x00"
+           "nvidia,tegra194\x00")
+    _write(tmp_path / "proc/cpuinfo", XAVIER_NX_CPUINFO)
+    _meminfo(tmp_path)
+    identity = identify("cpu", root=str(tmp_path))
+    assert identity["device_name"] == "NVIDIA Jetson Xavier NX Developer Kit (JetPack 5, L4T 35.4.1)"
+    assert identity["cpu_model"] == "NVIDIA Tegra194, 6x Carmel"
+
+
+def test_board_name_from_the_firmware_device_tree_then_compatible(tmp_path):
+    """/proc/device-tree is a link to /sys/firmware/devicetree/base; containers often have only the latter."""
+    firmware = tmp_path / "fw" / "sys/firmware/devicetree/base"
+    _write(firmware / "model", "Raspberry Pi 5 Model B Rev 1.0\x00")
+    _write(firmware / "compatible", "raspberrypi,5-model-b\x00brcm,bcm2712\x00")
+    _meminfo(tmp_path / "fw")
+    identity = identify("cpu", root=str(tmp_path / "fw"))
+    assert (identity["platform"], identity["device_name"]) == ("raspberrypi", "Raspberry Pi 5 Model B Rev 1.0")
+    assert identity["cpu_model"] == "Broadcom BCM2712"  # no cpuinfo in this tree: the SoC alone
+
+    other = tmp_path / "rock5b"  # another Arm board: its own model names it; no model file: its compatible does
+    _write(other / "proc/device-tree/model", "Radxa ROCK 5B\x00")
+    _write(other / "proc/device-tree/compatible", "radxa,rock-5b\x00rockchip,rk3588\x00")
+    _write(other / "proc/cpuinfo", "processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd05\n\n"
+           "processor\t: 1\nCPU implementer\t: 0x41\nCPU part\t: 0xd0b\n")
+    _meminfo(other)
+    identity = identify("cpu", root=str(other))
+    assert (identity["platform"], identity["device_name"]) == ("linux", "Radxa ROCK 5B")
+    assert identity["cpu_model"] == "Rockchip RK3588, 1x Cortex-A55 + 1x Cortex-A76"
+    (other / "proc/device-tree/model").unlink()
+    assert identify("cpu", root=str(other))["device_name"] == "radxa,rock-5b"
+
+
+def test_arm_cpu_model_falls_back_to_what_cpuinfo_has(tmp_path):
+    _write(tmp_path / "proc/cpuinfo", "processor\t: 0\nmodel name\t: ARMv7 Processor rev 4 (v7l)\n"
+           "Hardware\t: BCM2835\n")
+    assert read_cpu_model(str(tmp_path)) == "ARMv7 Processor rev 4 (v7l)"  # no device tree, no part number
+    _write(tmp_path / "proc/cpuinfo", "processor\t: 0\nCPU implementer\t: 0x99\nCPU part\t: 0x001\n"
+           "Hardware\t: Some SoC\n")
+    assert read_cpu_model(str(tmp_path)) == "Some SoC"  # an unknown core says nothing; Hardware is all there is
+
+
+def test_identify_x86(tmp_path):
+    _write(tmp_path / "proc/cpuinfo",
+           "vendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz\n")
+    _meminfo(tmp_path)
+    identity = identify("cpu", root=str(tmp_path))
     assert identity["platform"] == "x86" and identity["device_name"] == "Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz"
+    assert identity["cpu_model"] == "Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz"
 
 
 def test_detect_platform(tmp_path, jetson_root):
@@ -134,3 +198,41 @@ def test_devices_command_bad_format_is_one_line_and_exit_2(capsys):
         run(["devices", "--device", "cpu", "--format", "xml"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == "w2vprof: error: unknown --format 'xml'; choose from table, json"
+
+
+# -- which NVML device is torch's cuda:0 ---------------------------------------------------------------------------
+# NVML numbers GPUs by PCI bus; CUDA puts the fastest first. Here the H100 is cuda:0 and NVML's device 1.
+A100 = FakeBoard("NVIDIA A100-PCIE-40GB", "GPU-11111111-2222-3333-4444-555555555555", "00000000:3B:00.0")
+H100 = FakeBoard("NVIDIA H100 PCIe", "GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "00000000:86:00.0")
+
+
+def test_nvml_follows_cuda0_by_uuid_not_by_index():
+    cuda0 = FakeCudaProperties("NVIDIA H100 PCIe", uuid="aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+    gpu, why_not = load_nvml(pynvml_module=FakePynvml([A100, H100]), properties=cuda0, environ={})
+    assert why_not == "" and gpu.name() == "NVIDIA H100 PCIe"
+
+
+def test_nvml_follows_cuda0_by_pci_bus_when_there_is_no_uuid():
+    cuda0 = FakeCudaProperties("NVIDIA H100 PCIe", pci_domain_id=0, pci_bus_id=0x86, pci_device_id=0)
+    gpu, why_not = load_nvml(pynvml_module=FakePynvml([A100, H100]), properties=cuda0, environ={})
+    assert why_not == "" and gpu.name() == "NVIDIA H100 PCIe"
+
+
+def test_nvml_without_torch_properties_reads_cuda_visible_devices():
+    boards = FakePynvml([A100, H100])
+    by_uuid = {"CUDA_VISIBLE_DEVICES": H100.uuid}
+    assert load_nvml(pynvml_module=boards, properties=None, environ=by_uuid)[0].name() == "NVIDIA H100 PCIe"
+    in_bus_order = {"CUDA_VISIBLE_DEVICES": "1,0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    assert load_nvml(pynvml_module=boards, properties=None, environ=in_bus_order)[0].name() == "NVIDIA H100 PCIe"
+    # CUDA's default order is fastest first: index 1 there need not be NVML's 1, so no guess.
+    gpu, why_not = load_nvml(pynvml_module=boards, properties=None, environ={"CUDA_VISIBLE_DEVICES": "1"})
+    assert gpu is None and "which NVML device" in why_not
+    assert load_nvml(pynvml_module=FakePynvml([A100]), properties=None, environ={})[0].name() == A100.name
+
+
+def test_nvml_unavailable_says_why():
+    gpu, why_not = load_nvml(pynvml_module=FakePynvml([A100], fail_init=True), properties=None, environ={})
+    assert gpu is None and "no NVIDIA driver" in why_not
+    cuda0 = FakeCudaProperties("NVIDIA H100 PCIe", uuid="99999999-0000-0000-0000-000000000000")
+    gpu, why_not = load_nvml(pynvml_module=FakePynvml([A100]), properties=cuda0, environ={})
+    assert gpu is None and "cuda:0" in why_not  # torch's GPU is not among NVML's: never another card

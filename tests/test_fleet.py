@@ -222,6 +222,7 @@ def test_unknown_device_lists_the_devices_of_the_results():
         ({"deadline_s": 0}, "--deadline must be positive"),
         ({"clients_per_round": 11}, "--clients-per-round must be between 1 and the fleet's 10 clients"),
         ({"rounds": -3}, "--rounds must be positive"),
+        ({"rounds": 0}, "--rounds must be positive"),
     ],
 )
 def test_bad_options_are_bad_input(options, fragment):
@@ -280,3 +281,6 @@ def test_cli_bad_fleet_is_one_line_and_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         run(["fl-estimate", "--reference", "paper", "--fleet", str(DATA / "fleet_pi_nx.csv"), "--over-commit", "0.5"])
     assert exited.value.code == 2 and "--over-commit must be 1 or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        run(["fl-estimate", "--reference", "paper", "--deadline", "100"])
+    assert exited.value.code == 2 and "--deadline and --over-commit need --fleet" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 TelemetrySampler over them, with a fake NVML, a fake vcgencmd and a fake clock."""
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from fake_nvml import FakeNvml
 from w2vprof.devices import jetson, sensors
-from w2vprof.devices.nvml import FakeNvml
+from w2vprof.devices.sysmem import MemAvailableSampler, read_mem_available_bytes, read_vm_hwm_bytes
 from w2vprof.devices.telemetry import TELEMETRY_FIELDS, TelemetrySampler, empty_fields
 
 FIXTURES = Path(__file__).parent / "fixtures" / "telemetry"
@@ -22,8 +24,8 @@ def _write(path: Path, text: str) -> None:
 
 
 def _ticks(start: int = 0):
-    """A fake monotonic clock: 0, 1, 2, ... seconds, one tick per call."""
-    counter = iter(range(start, 10_000))
+    """A fake monotonic clock: 0, 1, 2, ... seconds, one tick per call (safe to call from several threads)."""
+    counter = itertools.count(start)
     return lambda: float(next(counter))
 
 
@@ -161,21 +163,12 @@ def test_sampler_nvml_energy_counter_clock_fall_and_throttle_bits():
     assert fields["throttle_reason"] == "clock fell from 1800 to 1500 MHz; software thermal slowdown"
 
 
-def test_sampler_nvml_without_energy_counter_integrates_power():
-    gpu = FakeNvml(power_mw_values=[250_000.0], throttle_bit_values=[0])
-    sampler = TelemetrySampler("cuda", root="/nonexistent", nvml=gpu, interval_s=3600, clock=_ticks())
-    sampler.start()  # window opens at t=0, first power sample at t=1
-    fields = sampler.stop(steps=4)  # last sample at t=2: 250 W for 1 s = 250 J
-    assert fields["energy_j_per_batch"] == pytest.approx(62.5)  # 250 J / 4
-    assert fields["throttled"] is False and fields["throttle_reason"] == ""
-
-
 def test_sampler_jetson_ina3221_integrates_board_power(tmp_path):
     _jetpack5_ina3221(_jetson(tmp_path))
     _write(tmp_path / "sys/class/thermal/thermal_zone0/temp", "48500\n")
     sampler = TelemetrySampler("cuda", root=str(tmp_path), interval_s=3600, clock=_ticks())
-    sampler.start()  # the first sample (VDD_IN 10 W) at t=1
-    fields = sampler.stop(steps=2)  # the last at t=2: 10 W x 1 s = 10 J
+    sampler.start()  # the first sample (VDD_IN 10 W) at t=0
+    fields = sampler.stop(steps=2)  # the last at t=1: 10 W x 1 s = 10 J
     assert fields["energy_source"] == "ina3221" and fields["energy_j_per_batch"] == pytest.approx(5.0)
     assert (fields["max_temp_c"], fields["temp_source"]) == (48.5, "thermal_zone")
     assert fields["clock_source"] == "" and fields["throttled"] is None  # no clock to watch in this tree
@@ -183,12 +176,35 @@ def test_sampler_jetson_ina3221_integrates_board_power(tmp_path):
 
 def test_sampler_polls_in_the_background(tmp_path):
     folder = _jetpack5_ina3221(_jetson(tmp_path))
-    sampler = TelemetrySampler("cpu", root=str(tmp_path), interval_s=0.01)
-    sampler.start()
+    sampler = TelemetrySampler("cpu", root=str(tmp_path), interval_s=0.001, clock=_ticks())
+    sampler.start()  # 10 W sampled at t=0
     (folder / "curr1_input").write_text("4000\n")  # 20 W from now on: only polls see the change before stop
-    _wait_until(lambda: sampler.energy._samples[-1][1] == 20.0)  # one poll (every 10 ms) saw 20 W
+    _wait_until(lambda: sampler.energy._samples[-1][1] == 20.0)  # the thread polled and saw 20 W
     fields = sampler.stop(steps=1)
-    assert 10.0 < fields["avg_power_w"] <= 20.0  # between the two levels: the first sample was 10 W
+    assert 10.0 < fields["avg_power_w"] < 20.0  # between the two levels: the first sample was 10 W
+
+
+def test_sampler_power_and_energy_share_one_window(tmp_path):
+    """A constant 250 W reads 250 W, and energy per batch x steps / window is that power exactly."""
+    gpu = FakeNvml(power_mw_values=[250_000.0], throttle_bit_values=[0])  # no energy counter: power integrated
+    clock = _ticks()
+    sampler = TelemetrySampler("cuda", root=str(tmp_path), nvml=gpu, interval_s=3600, clock=clock)
+    sampler.start()  # the window opens with the first power sample at t=0
+    for _ in range(5):
+        clock()  # the timed steps take time: the fake clock moves on to t=5
+    fields = sampler.stop(steps=4)  # the window closes with the last sample at t=6
+    assert fields["avg_power_w"] == pytest.approx(250.0, rel=1e-12)
+    assert fields["energy_j_per_batch"] * 4 == pytest.approx(250.0 * 6, rel=1e-12)  # 6 s at 250 W over 4 steps
+    assert fields["throttled"] is False and fields["throttle_reason"] == ""
+
+
+def test_sampler_ina3221_window_is_the_meters_window(tmp_path):
+    _jetpack5_ina3221(_jetson(tmp_path))  # VDD_IN 10 W
+    sampler = TelemetrySampler("cuda", root=str(tmp_path), interval_s=3600, clock=_ticks(100))
+    sampler.start()
+    fields = sampler.stop(steps=3)
+    assert fields["avg_power_w"] == pytest.approx(10.0, rel=1e-12)  # not diluted by the sampler's own work
+    assert fields["energy_j_per_batch"] * 3 / fields["avg_power_w"] == pytest.approx(1.0)  # the 1 s window
 
 
 def test_sampler_rapl_counts_the_window_across_a_wrap(tmp_path):
@@ -233,13 +249,33 @@ def test_sampler_tegrastats_fallback_reads_a_live_process(tmp_path):
     _jetson(tmp_path)  # no INA3221 in sysfs: tegrastats lines instead
     line = (FIXTURES / "tegrastats.txt").read_text().splitlines()[3].split("\t", 1)[1]  # JetPack 5, VDD_IN 2763 mW
     script = f"import time\nfor _ in range(200):\n    print({line!r}, flush=True)\n    time.sleep(0.01)\n"
-    sampler = TelemetrySampler("cpu", root=str(tmp_path), tegrastats_command=[sys.executable, "-c", script])
+    sampler = TelemetrySampler(
+        "cpu", root=str(tmp_path), tegrastats_command=[sys.executable, "-c", script], clock=_ticks()
+    )
     assert sampler.describe()["energy"][0] == "tegrastats"
     sampler.start()
     _wait_until(lambda: len(sampler.energy._samples) >= 3)  # three lines arrived
     fields = sampler.stop(steps=1)
     assert fields["energy_source"] == "tegrastats"
-    assert fields["avg_power_w"] == pytest.approx(2.763, rel=0.05)  # every line says 2763 mW
+    # Every line says 2763 mW: exactly that, however long stopping the process and its reader takes.
+    assert fields["avg_power_w"] == pytest.approx(2.763, rel=1e-12)
+
+
+def test_jetson_pmic_die_zone_is_not_a_temperature(tmp_path):
+    """Nano / Xavier NX: the PMIC-Die zone always reads 100 C; the hottest zone must be a real sensor."""
+    _jetson(tmp_path)
+    zones = [("AO-therm", "41500"), ("CPU-therm", "45500"), ("GPU-therm", "44000"), ("PLL-therm", "42000"),
+             ("PMIC-Die", "100000"), ("thermal-fan-est", "44800")]
+    for index, (name, millidegrees) in enumerate(zones):
+        _write(tmp_path / f"sys/class/thermal/thermal_zone{index}/type", name + "\n")
+        _write(tmp_path / f"sys/class/thermal/thermal_zone{index}/temp", millidegrees + "\n")
+    readings, source = sensors.read_temperatures_c(str(tmp_path))
+    assert "PMIC-Die" not in readings and source == "thermal_zone"
+    assert sensors.max_thermal_c(str(tmp_path)) == 45.5
+    sampler = TelemetrySampler("cpu", root=str(tmp_path), interval_s=3600, clock=_ticks())
+    assert "PMIC-Die" not in sampler.describe()["temperature"][1]
+    sampler.start()
+    assert sampler.stop(steps=1)["max_temp_c"] == 45.5  # CPU-therm
 
 
 def test_sampler_on_a_bare_machine_invents_nothing(tmp_path):
@@ -261,3 +297,53 @@ def test_mps_has_no_power_source_and_says_why(tmp_path):
     choices = TelemetrySampler("mps", root=str(tmp_path)).describe()
     assert choices["energy"] == ("", "macOS reports power only through `powermetrics`, which needs sudo")
     assert os.path.isdir(tmp_path)
+
+
+# -- system memory on unified-memory devices (fake /proc trees) -------------------------------------------------
+
+def _mem_available(root: Path, kib: int) -> None:
+    _write(root / "proc/meminfo", f"MemTotal: 7772000 kB\nMemFree: 500000 kB\nMemAvailable: {kib} kB\n")
+
+
+def test_mem_available_drop_is_the_lowest_reading_of_the_window(tmp_path):
+    _mem_available(tmp_path, 3_000_000)
+    sampler = MemAvailableSampler(str(tmp_path), interval_s=3600)  # polled by hand here
+    sampler.start()  # baseline 3_000_000 KiB
+    _mem_available(tmp_path, 1_800_000)
+    sampler.poll()  # the lowest point of the window
+    _mem_available(tmp_path, 2_600_000)  # freed before the end: the drop is still the lowest point's
+    assert sampler.stop() == 1_200_000 * 1024
+    assert (sampler.baseline_bytes, sampler.lowest_bytes) == (3_000_000 * 1024, 1_800_000 * 1024)
+
+
+def test_mem_available_sampler_polls_in_the_background(tmp_path):
+    _mem_available(tmp_path, 3_000_000)
+    sampler = MemAvailableSampler(str(tmp_path), interval_s=0.001)
+    sampler.start()
+    _mem_available(tmp_path, 2_000_000)
+    _wait_until(lambda: sampler.lowest_bytes == 2_000_000 * 1024)
+    _mem_available(tmp_path, 3_100_000)  # more available than at the start: no negative drop
+    assert sampler.stop() == 1_000_000 * 1024
+
+
+def test_mem_available_missing_or_growing(tmp_path):
+    sampler = MemAvailableSampler(str(tmp_path / "nothing"), interval_s=3600)
+    sampler.start()
+    assert sampler.stop() is None  # no /proc/meminfo (macOS, or a kernel before 3.14 has no MemAvailable)
+    _mem_available(tmp_path, 1_000_000)
+    sampler = MemAvailableSampler(str(tmp_path), interval_s=3600)
+    sampler.start()
+    _mem_available(tmp_path, 1_500_000)
+    assert sampler.stop() == 0
+    assert MemAvailableSampler(str(tmp_path)).stop() is None  # never started
+
+
+def test_process_high_water_mark(tmp_path):
+    _write(tmp_path / "proc/self/status", "Name:\tpython\nVmPeak:\t 2000000 kB\nVmHWM:\t  523456 kB\n"
+           "VmRSS:\t  400000 kB\n")
+    _write(tmp_path / "proc/4242/status", "Name:\tpython\nVmHWM:\t  1000 kB\n")
+    assert read_vm_hwm_bytes(str(tmp_path)) == 523456 * 1024
+    assert read_vm_hwm_bytes(str(tmp_path), pid=4242) == 1000 * 1024
+    assert read_vm_hwm_bytes(str(tmp_path / "nothing")) is None
+    _mem_available(tmp_path, 2_000_000)
+    assert read_mem_available_bytes(str(tmp_path)) == 2_000_000 * 1024

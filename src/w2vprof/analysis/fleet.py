@@ -159,7 +159,7 @@ def fl_estimate_fleet(
     it are lost). `setting` gives the configuration and the local work (samples per client, batch, local
     epochs); `setting.bandwidth_mbps` is the link of lines without their own. `rounds` overrides setting.rounds.
     """
-    setting = replace(setting, rounds=rounds or setting.rounds)
+    setting = replace(setting, rounds=setting.rounds if rounds is None else rounds)
     _check_options(fleet, setting, deadline_s, over_commit, trials)
     length = _common_length(rows, fleet, setting)
     costs = _device_costs(rows, fleet, setting, length, profiles)

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from w2vprof.devices import cpu, jetson, sensors
 from w2vprof.devices.detect import detect_platform
+from w2vprof.devices.devicetree import board_name
 from w2vprof.devices.nvml import Nvml, load_nvml
 
 __all__ = ["identify", "available_sources", "detect_platform"]
@@ -33,6 +34,9 @@ def _board(platform: str, root: str) -> tuple[str, dict[str, str]]:
     if platform == "raspberrypi":
         model = sensors.raspberry_pi_model(root) or ""
         return model, {"model": model}
+    if platform in ("linux", "other"):  # another Arm board names itself in its device tree; servers do not
+        model = board_name(root)
+        return model, ({"model": model} if model else {})
     return "", {}
 
 

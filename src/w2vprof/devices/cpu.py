@@ -1,14 +1,30 @@
-"""CPU and memory identity from /proc (x86, Jetson and Pi alike)."""
+"""CPU and memory identity from /proc (x86, Jetson and Pi alike) and, for Arm boards, the device tree."""
 from __future__ import annotations
 
 import os
 import re
 from w2vprof.devices._fs import read_text
+from w2vprof.devices.devicetree import soc_name
 
 __all__ = [
-    "parse_cpu_model", "parse_cpu_vendor", "has_native_bf16", "read_native_bf16", "parse_meminfo", "read_cpu_model",
-    "read_os_memory",
+    "parse_cpu_model", "parse_cpu_vendor", "parse_arm_cores", "has_native_bf16", "read_native_bf16",
+    "parse_meminfo", "read_cpu_model", "read_os_memory", "ARM_CORES",
 ]
+
+#: (CPU implementer, CPU part) of /proc/cpuinfo -> core name, for the cores of boards w2vprof targets
+#: (Arm's and NVIDIA's ids as the Linux kernel's arch/arm64/include/asm/cputype.h lists them).
+ARM_CORES = {
+    (0x41, 0xC07): "Cortex-A7", (0x41, 0xC08): "Cortex-A8", (0x41, 0xC09): "Cortex-A9", (0x41, 0xC0F): "Cortex-A15",
+    (0x41, 0xD03): "Cortex-A53", (0x41, 0xD04): "Cortex-A35", (0x41, 0xD05): "Cortex-A55",
+    (0x41, 0xD07): "Cortex-A57", (0x41, 0xD08): "Cortex-A72", (0x41, 0xD09): "Cortex-A73",
+    (0x41, 0xD0A): "Cortex-A75", (0x41, 0xD0B): "Cortex-A76", (0x41, 0xD0C): "Neoverse-N1",
+    (0x41, 0xD0D): "Cortex-A77", (0x41, 0xD40): "Neoverse-V1", (0x41, 0xD41): "Cortex-A78",
+    (0x41, 0xD42): "Cortex-A78AE", (0x41, 0xD44): "Cortex-X1", (0x41, 0xD46): "Cortex-A510",
+    (0x41, 0xD47): "Cortex-A710", (0x41, 0xD48): "Cortex-X2", (0x41, 0xD49): "Neoverse-N2",
+    (0x41, 0xD4B): "Cortex-A78C", (0x41, 0xD4F): "Neoverse-V2", (0x41, 0xD80): "Cortex-A520",
+    (0x41, 0xD81): "Cortex-A720", (0x41, 0xD82): "Cortex-X4", (0x41, 0xD83): "Neoverse-V3AE",
+    (0x41, 0xD84): "Neoverse-V3", (0x4E, 0x000): "Denver", (0x4E, 0x003): "Denver 2", (0x4E, 0x004): "Carmel",
+}
 
 
 def parse_cpu_model(cpuinfo: str) -> str:
@@ -41,8 +57,30 @@ def read_native_bf16(root: str = "/") -> bool:
     return has_native_bf16(read_text(root, "/proc/cpuinfo") or "")
 
 
+def parse_arm_cores(cpuinfo: str) -> str:
+    """'4x Cortex-A72' (or '4x Cortex-A55 + 4x Cortex-A76') from the `CPU implementer` / `CPU part` of each
+    processor in /proc/cpuinfo; '' when there are none or one is not in ARM_CORES (a partial list would mislead)."""
+    counts: dict[str, int] = {}
+    for block in re.split(r"\n\s*\n", cpuinfo):
+        implementer = re.search(r"^CPU implementer\s*:\s*(0x[0-9a-fA-F]+)", block, re.MULTILINE)
+        part = re.search(r"^CPU part\s*:\s*(0x[0-9a-fA-F]+)", block, re.MULTILINE)
+        if implementer and part:
+            name = ARM_CORES.get((int(implementer.group(1), 16), int(part.group(1), 16)))
+            if name is None:
+                return ""
+            counts[name] = counts.get(name, 0) + 1
+    return " + ".join(f"{count}x {name}" for name, count in counts.items())
+
+
 def read_cpu_model(root: str = "/") -> str:
-    return parse_cpu_model(read_text(root, "/proc/cpuinfo") or "")
+    """x86: `model name`. Arm: the SoC from the device tree and the cores from their part numbers
+    ('Broadcom BCM2711, 4x Cortex-A72'), because Pi kernels name every Pi's SoC BCM2835 and a Jetson's
+    cpuinfo names nothing; else whatever /proc/cpuinfo names (parse_cpu_model), else ''."""
+    cpuinfo = read_text(root, "/proc/cpuinfo") or ""
+    if parse_cpu_vendor(cpuinfo):
+        return parse_cpu_model(cpuinfo)
+    described = ", ".join(part for part in (soc_name(root), parse_arm_cores(cpuinfo)) if part)
+    return described or parse_cpu_model(cpuinfo)
 
 
 def parse_meminfo(text: str) -> dict[str, int]:

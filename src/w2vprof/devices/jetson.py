@@ -1,6 +1,6 @@
 """NVIDIA Jetson: tegrastats lines of every JetPack format, INA3221 power rails, identity and power mode.
 
-Facts: ../shared/reference/device-telemetry.md. Every reader takes a string or a filesystem root.
+Every reader takes a string or a filesystem root.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from w2vprof.devices._fs import glob_under, read_number, read_text
-from w2vprof.devices.sensors import OFFLINE_BELOW_C, parse_device_tree_model
+from w2vprof.devices.devicetree import read_device_tree_model
+from w2vprof.devices.sensors import OFFLINE_BELOW_C
 
 __all__ = [
     "MIB",
@@ -218,7 +219,7 @@ def jetson_identity(root: str = "/") -> Optional[dict[str, str]]:
         return None
     l4t = parse_nv_tegra_release(release)
     return {
-        "model": parse_device_tree_model(read_text(root, "/proc/device-tree/model") or "") or "NVIDIA Jetson",
+        "model": read_device_tree_model(root) or "NVIDIA Jetson",
         "l4t": l4t,
         "jetpack": jetpack_for_l4t(l4t),
         "power_mode": read_power_mode(root),

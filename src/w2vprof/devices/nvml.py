@@ -1,18 +1,21 @@
 """NVIDIA discrete GPUs through NVML, behind a thin interface so tests (and machines without a driver) use a fake.
 
-pynvml (package nvidia-ml-py) is imported only by `load_nvml`, never at module import.
+pynvml (package nvidia-ml-py) is imported only by `load_nvml`, never at module import. NVML numbers GPUs by PCI
+bus; CUDA (and so torch) fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID, and only those in
+CUDA_VISIBLE_DEVICES. So torch's cuda:0 is found in NVML by its UUID or PCI bus id, never by its index.
 """
 from __future__ import annotations
 
+import importlib
 import os
-from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Any, Mapping, Optional, Protocol
 
 __all__ = [
     "Nvml",
-    "FakeNvml",
     "PynvmlDevice",
     "load_nvml",
+    "nvml_handle_for_cuda",
+    "cuda_device_identity",
     "THROTTLE_REASONS",
     "decode_throttle_bits",
 ]
@@ -26,6 +29,10 @@ THROTTLE_REASONS = {
     0x40: "hardware thermal slowdown",
     0x80: "hardware power brake",
 }
+
+
+#: load_nvml's default for `properties`: ask torch (None means "torch has none").
+_FROM_TORCH: Any = object()
 
 
 def decode_throttle_bits(bits: int) -> list[str]:
@@ -44,48 +51,6 @@ class Nvml(Protocol):
     def temperature_c(self) -> Optional[float]: ...
     def sm_clock_mhz(self) -> Optional[float]: ...
     def throttle_bits(self) -> Optional[int]: ...  # clock-event reasons, all bits
-
-
-@dataclass
-class FakeNvml:
-    """A scripted GPU: each reading pops the next value of its list (the last one repeats); None = unsupported."""
-
-    gpu_name: str = "Fake GPU"
-    driver: str = "000.00"
-    total_bytes: Optional[int] = 16 * 1024**3
-    energy_mj_values: list[Optional[int]] = field(default_factory=lambda: [None])
-    power_mw_values: list[Optional[float]] = field(default_factory=lambda: [None])
-    temperature_values: list[Optional[float]] = field(default_factory=lambda: [None])
-    sm_clock_values: list[Optional[float]] = field(default_factory=lambda: [None])
-    throttle_bit_values: list[Optional[int]] = field(default_factory=lambda: [None])
-
-    @staticmethod
-    def _next(values: list):
-        return values.pop(0) if len(values) > 1 else values[0]
-
-    def name(self) -> str:
-        return self.gpu_name
-
-    def driver_version(self) -> str:
-        return self.driver
-
-    def memory_total_bytes(self) -> Optional[int]:
-        return self.total_bytes
-
-    def energy_mj(self) -> Optional[int]:
-        return self._next(self.energy_mj_values)
-
-    def power_mw(self) -> Optional[float]:
-        return self._next(self.power_mw_values)
-
-    def temperature_c(self) -> Optional[float]:
-        return self._next(self.temperature_values)
-
-    def sm_clock_mhz(self) -> Optional[float]:
-        return self._next(self.sm_clock_values)
-
-    def throttle_bits(self) -> Optional[int]:
-        return self._next(self.throttle_bit_values)
 
 
 class PynvmlDevice:
@@ -137,32 +102,91 @@ class PynvmlDevice:
         return value if value is not None else self._call("nvmlDeviceGetCurrentClocksThrottleReasons")
 
 
-def _visible_device_selector() -> tuple[Optional[int], Optional[str]]:
-    """(NVML index, UUID) of torch's cuda:0, read from CUDA_VISIBLE_DEVICES (NVML ignores that variable)."""
-    first = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
-    if first.isdigit():
-        return int(first), None
+def cuda_device_identity(properties: Any) -> tuple[str, str]:
+    """(UUID as NVML spells it, PCI bus id as NVML spells it) of one torch CUDA device's properties; '' if absent.
+
+    torch prints the UUID without NVML's `GPU-` prefix; the PCI bus id is built from its three numbers, the
+    domain 8 hex digits wide as NVML writes it (`00000000:3B:00.0`).
+    """
+    uuid = str(getattr(properties, "uuid", None) or "")
+    if uuid and not uuid.startswith(("GPU-", "MIG-")):
+        uuid = "GPU-" + uuid
+    domain, bus, device = (getattr(properties, name, None) for name in ("pci_domain_id", "pci_bus_id", "pci_device_id"))
+    if isinstance(domain, int) and isinstance(bus, int) and isinstance(device, int):
+        return uuid, f"{domain:08X}:{bus:02X}:{device:02X}.0"
+    return uuid, ""
+
+
+def _environment_handle(pynvml: Any, environ: Mapping[str, str]) -> tuple[Any, str]:
+    """cuda:0 from CUDA_VISIBLE_DEVICES alone (torch's properties unavailable): only where it cannot be another GPU."""
+    first = environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
     if first.startswith(("GPU-", "MIG-")):
-        return None, first
-    return 0, None
+        return pynvml.nvmlDeviceGetHandleByUUID(first), ""
+    if pynvml.nvmlDeviceGetCount() == 1:
+        return pynvml.nvmlDeviceGetHandleByIndex(0), ""
+    if environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST") == "PCI_BUS_ID":  # CUDA counts as NVML does
+        return pynvml.nvmlDeviceGetHandleByIndex(int(first) if first.isdigit() else 0), ""
+    return None, (
+        "cannot tell which NVML device is cuda:0: CUDA orders GPUs fastest first, NVML by PCI bus, and torch "
+        "gave no UUID or PCI bus id (set CUDA_DEVICE_ORDER=PCI_BUS_ID)"
+    )
 
 
-def load_nvml() -> tuple[Optional[Nvml], str]:
-    """(the GPU torch calls cuda:0, '') or (None, why NVML is unavailable). Never raises."""
+def nvml_handle_for_cuda(pynvml: Any, properties: Any, environ: Mapping[str, str]) -> tuple[Any, str]:
+    """(NVML handle of the GPU torch calls cuda:0, '') or (None, why not). Raises pynvml's errors.
+
+    Matched by UUID, else PCI bus id: both name one physical GPU whatever CUDA_VISIBLE_DEVICES and
+    CUDA_DEVICE_ORDER say (NVML ignores both). A MIG instance falls back to its parent GPU's PCI bus id, whose
+    energy and temperature are the whole GPU's.
+    """
+    uuid, bus_id = cuda_device_identity(properties) if properties is not None else ("", "")
+    if uuid:
+        try:
+            return pynvml.nvmlDeviceGetHandleByUUID(uuid), ""
+        except pynvml.NVMLError:
+            if not bus_id:
+                raise
+    if bus_id:
+        return pynvml.nvmlDeviceGetHandleByPciBusId(bus_id), ""
+    return _environment_handle(pynvml, environ)
+
+
+def _torch_properties(torch_index: int) -> Any:
+    """torch.cuda.get_device_properties(torch_index), or None without torch or a usable CUDA device."""
     try:
-        import pynvml
-    except ImportError:
-        return None, "nvidia-ml-py (pynvml) is not installed"
+        import torch
+
+        return torch.cuda.get_device_properties(torch_index) if torch.cuda.is_available() else None
+    except Exception:  # no torch, a CPU build, an index out of range: fall back to the environment
+        return None
+
+
+def load_nvml(
+    torch_index: int = 0,
+    *,
+    pynvml_module: Any = None,
+    properties: Any = _FROM_TORCH,
+    environ: Optional[Mapping[str, str]] = None,
+) -> tuple[Optional[Nvml], str]:
+    """(the GPU torch calls cuda:TORCH_INDEX, '') or (None, why NVML is unavailable). Never raises.
+
+    pynvml_module, properties (torch's device properties, None for none) and environ are for tests; by default
+    pynvml is imported here, the properties come from torch and the environment is os.environ.
+    """
+    pynvml = pynvml_module
+    if pynvml is None:
+        try:
+            pynvml = importlib.import_module("pynvml")
+        except ImportError:
+            return None, "nvidia-ml-py (pynvml) is not installed"
     try:
         pynvml.nvmlInit()
     except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: pynvml raises many kinds
         return None, f"NVML cannot start ({exc}): no NVIDIA driver on this machine"
+    if properties is _FROM_TORCH:
+        properties = _torch_properties(torch_index)
     try:
-        index, uuid = _visible_device_selector()
-        if uuid is not None:
-            handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
-        else:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        handle, why_not = nvml_handle_for_cuda(pynvml, properties, os.environ if environ is None else environ)
     except Exception as exc:
-        return None, f"NVML has no GPU for cuda:0 ({exc})"
-    return PynvmlDevice(pynvml, handle), ""
+        return None, f"NVML has no GPU for cuda:{torch_index} ({exc})"
+    return (PynvmlDevice(pynvml, handle), "") if handle is not None else (None, why_not)

@@ -2,7 +2,7 @@
 RAPL energy counters (wraparound included), thermal zones / hwmon and cpufreq clocks.
 
 Pure functions of a string or of a filesystem root; `vcgencmd` goes through an injectable runner
-(argv -> stdout text), so tests need no binary. Facts: ../shared/reference/device-telemetry.md.
+(argv -> stdout text), so tests need no binary.
 """
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from w2vprof.devices._fs import glob_under, read_number, read_text, under
+from w2vprof.devices.devicetree import read_device_tree_model
 
 __all__ = [
     "CommandRunner",
     "run_command",
     "run_vcgencmd",
     "raspberry_pi_model",
-    "parse_device_tree_model",
     "THROTTLE_BITS",
     "ThrottleState",
     "parse_throttled",
@@ -32,6 +32,7 @@ __all__ = [
     "energy_delta_uj",
     "RaplCounter",
     "OFFLINE_BELOW_C",
+    "NOT_TEMPERATURE_ZONES",
     "temperature_files",
     "read_temperature_files",
     "read_temperatures_c",
@@ -58,14 +59,9 @@ def run_vcgencmd(*args: str, runner: Optional[CommandRunner] = None) -> Optional
 
 # -- Raspberry Pi -----------------------------------------------------------------------------------------------
 
-def parse_device_tree_model(raw: str) -> str:
-    """/proc/device-tree/model is NUL-terminated: 'Raspberry Pi 4 Model B Rev 1.4\\x00'."""
-    return raw.split("\x00", 1)[0].strip()
-
-
 def raspberry_pi_model(root: str = "/") -> Optional[str]:
-    """'Raspberry Pi 4 Model B Rev 1.4', or None when this is not a Pi."""
-    model = parse_device_tree_model(read_text(root, "/proc/device-tree/model") or "")
+    """'Raspberry Pi 4 Model B Rev 1.4' (the device tree's model), or None when this is not a Pi."""
+    model = read_device_tree_model(root)
     return model if model.startswith("Raspberry Pi") else None
 
 
@@ -228,12 +224,22 @@ class RaplCounter:
 OFFLINE_BELOW_C = -40.0
 
 
+#: Thermal zones whose reading is not a temperature of the chip. Jetson Nano, TX1 and Xavier NX have a `PMIC-Die`
+#: zone that always reads 100 C (a trip placeholder, not a sensor): counting it would make every run "100 C".
+NOT_TEMPERATURE_ZONES = frozenset({"PMIC-Die"})
+
+
 def temperature_files(root: str = "/") -> tuple[dict[str, str], str]:
-    """{sensor name: its millidegree file} and the source: thermal zones where there are any, else hwmon."""
+    """{sensor name: its millidegree file} and the source: thermal zones where there are any, else hwmon.
+
+    Every thermal zone counts (named by its `type`) except NOT_TEMPERATURE_ZONES; offline readings are dropped
+    when read (read_temperature_files).
+    """
     zones = {
         (read_text(root, os.path.dirname(p) + "/type") or os.path.basename(os.path.dirname(p))).strip(): p
         for p in glob_under(root, "/sys/class/thermal/thermal_zone*/temp")
     }
+    zones = {name: path for name, path in zones.items() if name not in NOT_TEMPERATURE_ZONES}
     if zones:
         return zones, "thermal_zone"
     sensors = {

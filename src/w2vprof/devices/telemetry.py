@@ -5,7 +5,7 @@
     ...                                  # timed steps
     fields = sampler.stop(steps=5)       # the ResultRecord telemetry fields
 
-What is read depends on the device (facts in ../shared/reference/device-telemetry.md):
+What is read depends on the device:
 
     device              energy                          temperature        clock              throttle
     x86 / Linux CPU     rapl (package counters)         thermal_zone|hwmon cpufreq            clock fell
@@ -20,6 +20,11 @@ What is read depends on the device (facts in ../shared/reference/device-telemetr
 A value that cannot be read stays None with an empty source: never a guess. A background thread runs only where
 something must be polled (integrated power, temperature maximum, NVML throttle reasons); each poll reads a few
 small sysfs files or one NVML call, so it costs microseconds per interval.
+
+One window for energy and power: each energy meter reports the joules of its own window and that window's length
+(`EnergyWindow`), its first reading in start() and its last in stop(), before the sampler stops its thread. So
+energy_j_per_batch x steps / window = avg_power_w exactly, and nothing the sampler does after the steps (joining
+its thread, stopping tegrastats) stretches the window.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ __all__ = [
     "CLOCK_DROP_FRACTION",
     "PMIC_MIN_INTERVAL_S",
     "EnergyMeter",
+    "EnergyWindow",
     "SampledPower",
     "trapezoid_j",
     "NvmlEnergyCounter",
@@ -76,13 +82,30 @@ def empty_fields() -> dict[str, object]:
     return {name: ("" if name.endswith(("_source", "_reason")) else None) for name in TELEMETRY_FIELDS}
 
 
+@dataclass(frozen=True)
+class EnergyWindow:
+    """Energy over one window and the window's length, both from the meter's own first and last readings."""
+
+    joules: float
+    seconds: float
+
+    @property
+    def watts(self) -> float:
+        return self.joules / self.seconds
+
+
 class EnergyMeter(Protocol):
     source: str
     needs_polling: bool
 
     def start(self) -> None: ...
     def poll(self) -> None: ...
-    def stop(self) -> Optional[float]: ...  # joules over the window, None when it could not be measured
+    def stop(self) -> Optional[EnergyWindow]: ...  # None when it could not be measured or the window is empty
+
+
+def _window(joules: Optional[float], seconds: float) -> Optional[EnergyWindow]:
+    """The window, or None when there is no energy or no time to divide it by."""
+    return EnergyWindow(joules, seconds) if joules is not None and seconds > 0 else None
 
 
 class SampledPower:
@@ -122,10 +145,12 @@ class SampledPower:
     def poll(self) -> None:
         self._sample()
 
-    def stop(self) -> Optional[float]:
-        """Joules between the first and last sample; None with fewer than two samples (nothing to integrate)."""
+    def stop(self) -> Optional[EnergyWindow]:
+        """Joules between the first and last sample over that span; None with fewer than two samples."""
         self._sample(force=True)
-        return trapezoid_j(self._samples) if len(self._samples) >= 2 else None
+        if len(self._samples) < 2:
+            return None
+        return _window(trapezoid_j(self._samples), self._samples[-1][0] - self._samples[0][0])
 
 
 def trapezoid_j(samples: Sequence[tuple[float, float]]) -> float:
@@ -142,21 +167,25 @@ class NvmlEnergyCounter:
     source = "nvml"
     needs_polling = False
 
-    def __init__(self, gpu: Nvml) -> None:
+    def __init__(self, gpu: Nvml, clock: Callable[[], float] = time.monotonic) -> None:
         self._gpu = gpu
+        self._clock = clock
         self._before: Optional[int] = None
+        self._started_at = 0.0
 
     def start(self) -> None:
         self._before = self._gpu.energy_mj()
+        self._started_at = self._clock()
 
     def poll(self) -> None:
         pass
 
-    def stop(self) -> Optional[float]:
+    def stop(self) -> Optional[EnergyWindow]:
         after = self._gpu.energy_mj()
+        seconds = self._clock() - self._started_at
         if self._before is None or after is None or after < self._before:
             return None
-        return (after - self._before) / 1000.0
+        return _window((after - self._before) / 1000.0, seconds)
 
 
 class RaplEnergy:
@@ -165,19 +194,23 @@ class RaplEnergy:
     source = "rapl"
     needs_polling = True
 
-    def __init__(self, domains: list[sensors.RaplDomain]) -> None:
+    def __init__(self, domains: list[sensors.RaplDomain], clock: Callable[[], float] = time.monotonic) -> None:
         self._counter = sensors.RaplCounter(domains)
+        self._clock = clock
+        self._started_at = 0.0
 
     def start(self) -> None:
         self._counter.start()
+        self._started_at = self._clock()
 
     def poll(self) -> None:
         self._counter.poll()
 
-    def stop(self) -> Optional[float]:
+    def stop(self) -> Optional[EnergyWindow]:
         self._counter.poll()
+        seconds = self._clock() - self._started_at
         energy_uj = self._counter.energy_uj
-        return None if energy_uj is None else energy_uj / 1e6
+        return None if energy_uj is None else _window(energy_uj / 1e6, seconds)
 
 
 class TegrastatsPower:
@@ -221,19 +254,20 @@ class TegrastatsPower:
     def poll(self) -> None:
         pass
 
-    def stop(self) -> Optional[float]:
+    def stop(self) -> Optional[EnergyWindow]:
+        """The lines' time-weighted mean power over the window from start() to this call (the exit comes after)."""
         window_s = self._clock() - self._window_start
         if self._process is None:
             return None
         samples = list(self._samples)  # lines after this instant are outside the window
         self._process.terminate()
-        # Reaped in the background: stop() returns now, so the caller's window is not stretched by the exit.
+        # Reaped in the background: the process's exit is outside the window and does not delay the caller.
         threading.Thread(target=_reap, args=(self._process,), daemon=True).start()
         if not samples:
             return None
         span = samples[-1][0] - samples[0][0]
         mean_w = trapezoid_j(samples) / span if span > 0 else sum(w for _, w in samples) / len(samples)
-        return mean_w * window_s
+        return _window(mean_w * window_s, window_s)
 
 
 def _reap(process: subprocess.Popen) -> None:
@@ -292,8 +326,8 @@ class TelemetrySampler:
 
         self._thread: Optional[threading.Thread] = None
         self._stop_event = threading.Event()
+        self._meter_lock = threading.Lock()  # the thread's polls and stop() never touch the meter at once
         self._started = False
-        self._window_start = 0.0
         self._max_temp: Optional[float] = None
         self._clock_before: Optional[float] = None
         self._throttle_bits_seen = 0
@@ -312,7 +346,7 @@ class TelemetrySampler:
         else:
             domains, why_not = sensors.rapl_domains(self.root)
             if domains:
-                self.energy = RaplEnergy(domains)
+                self.energy = RaplEnergy(domains, clock=self._clock)
             reason = "CPU package counters: " + ", ".join(d.name for d in domains) if domains else why_not
         return _Choice(self.energy.source if self.energy else "", reason)
 
@@ -351,7 +385,7 @@ class TelemetrySampler:
         if gpu is None:
             return self._gpu_reason
         if gpu.energy_mj() is not None:
-            self.energy = NvmlEnergyCounter(gpu)
+            self.energy = NvmlEnergyCounter(gpu, clock=self._clock)
             return f"{gpu.name()}: total-energy counter (the GPU board only, not the CPU)"
         if gpu.power_mw() is not None:
             self.energy = SampledPower("nvml", lambda: _milli(gpu.power_mw()), clock=self._clock)
@@ -414,7 +448,7 @@ class TelemetrySampler:
             temp = self._read_temp()
             if temp is not None:
                 self._max_temp = temp if self._max_temp is None else max(self._max_temp, temp)
-        if self._watch_gpu_throttle:
+        if self._watch_gpu_throttle and self._gpu is not None:
             bits = self._gpu.throttle_bits()
             if bits is not None:
                 self._throttle_bits_seen |= bits
@@ -422,7 +456,10 @@ class TelemetrySampler:
     def _run(self) -> None:
         while not self._stop_event.wait(self.interval_s):
             if self.energy is not None and self.energy.needs_polling:
-                self.energy.poll()
+                with self._meter_lock:
+                    if self._stop_event.is_set():  # stop() closed the meter's window while this poll waited
+                        return
+                    self.energy.poll()
             self._poll_readings()
 
     def _needs_thread(self) -> bool:
@@ -436,9 +473,8 @@ class TelemetrySampler:
         self._clock_before = self._read_clock() if self._read_clock else None
         self._pi_throttle_before = self._pi_throttle_state() if "vcgencmd" in self.choices["throttle"].source else None
         self._poll_readings()
-        self._window_start = self._clock()
         if self.energy is not None:
-            self.energy.start()
+            self.energy.start()  # the window opens with the meter's first reading
         self._stop_event.clear()
         if self._needs_thread():
             self._thread = threading.Thread(target=self._run, name="w2vprof-telemetry", daemon=True)
@@ -446,21 +482,23 @@ class TelemetrySampler:
         self._started = True
 
     def stop(self, steps: int) -> dict[str, object]:
-        """The telemetry fields of the window since start(); energy per batch = window energy / steps."""
+        """The telemetry fields of the window since start(): energy per batch = the window's joules / steps, and
+        average power = the same joules / the same window (see the module docstring). Call right after timing."""
         fields = empty_fields()
         if not self._started:
             return fields
         self._started = False
-        self._stop_event.set()
+        meter = self.energy
+        with self._meter_lock:  # first, so the window closes now: joining the thread comes after
+            self._stop_event.set()
+            window = meter.stop() if meter is not None else None
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        joules = self.energy.stop() if self.energy is not None else None
-        window_s = self._clock() - self._window_start
         self._poll_readings()
-        if joules is not None and steps > 0 and window_s > 0:
+        if meter is not None and window is not None and steps > 0:
             fields.update(
-                energy_j_per_batch=joules / steps, avg_power_w=joules / window_s, energy_source=self.energy.source
+                energy_j_per_batch=window.joules / steps, avg_power_w=window.watts, energy_source=meter.source
             )
         if self._max_temp is not None:
             fields.update(max_temp_c=self._max_temp, temp_source=self.choices["temperature"].source)

@@ -3,10 +3,14 @@
 The ServerApp runs in this process; ClientApps run in Ray actor processes, `parallel` at a time. By default one
 client trains at a time with every core, so a client's seconds are what one device alone would take (clients
 training side by side share cores and memory bandwidth and would each look slower).
+
+With --device cuda each client actor is given a share of a GPU: Ray sets an actor's CUDA_VISIBLE_DEVICES to the
+GPUs it was given, so an actor given none cannot see CUDA at all.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -17,14 +21,16 @@ from w2vprof.errors import BadInput
 from w2vprof.fl.records import RoundRecord
 from w2vprof.fl.settings import FlSettings
 
-__all__ = ["SimulationOptions", "check_partitions", "simulate", "backend_config"]
+__all__ = [
+    "SimulationOptions", "check_partitions", "simulate", "backend_config", "visible_cuda_gpus", "gpu_share",
+]
 
 
 @dataclass(frozen=True)
 class SimulationOptions:
     parallel: int = 1  # clients training at the same time (Ray actors)
     cpus: int = 0  # cores given to Ray; 0: all of this machine's
-    gpus_per_client: float = 0.0  # fraction of a GPU per client (with --device cuda)
+    gpus_per_client: float = 0.0  # share of a GPU per client with device cuda; 0: the GPUs split among `parallel`
     verbose: bool = False  # Flower's and Ray's own INFO logs
 
 
@@ -41,15 +47,48 @@ def check_partitions(settings: FlSettings) -> None:
         raise BadInput(f"--validation {validation_source(settings)}: no such file or folder")
 
 
-def backend_config(settings: FlSettings, options: SimulationOptions) -> dict:
+def visible_cuda_gpus() -> int:
+    """GPUs this process's CUDA sees (CUDA_VISIBLE_DEVICES applied), as Ray will hand them to actors."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def gpu_share(parallel: int, visible_gpus: int, requested: float = 0.0) -> float:
+    """The share of a GPU each client actor asks Ray for, so that `parallel` clients fit on the visible GPUs.
+
+    requested > 0 is the caller's choice (a fraction below 1, or whole GPUs). Otherwise one GPU each while there
+    are enough, else the clients split them evenly: 3 clients on 2 GPUs ask for 0.5 each (Ray places fractional
+    shares on one GPU, never across two).
+    """
+    if visible_gpus < 1:
+        raise BadInput("device cuda: no CUDA GPU is visible to this process")
+    if requested < 0 or (requested > 1 and requested != int(requested)):
+        raise BadInput(f"gpus_per_client must be a fraction of one GPU or a whole number of GPUs, got {requested}")
+    if requested > visible_gpus:
+        raise BadInput(f"gpus_per_client {requested} is more than the {visible_gpus} GPU(s) visible here")
+    if requested:
+        return float(requested)
+    return 1.0 if visible_gpus >= parallel else 1.0 / math.ceil(parallel / visible_gpus)
+
+
+def backend_config(settings: FlSettings, options: SimulationOptions, visible_gpus: Optional[int] = None) -> dict:
+    """Ray's resources: cores split among the `parallel` clients and, with device cuda, GPU shares (see gpu_share).
+
+    visible_gpus: CUDA GPUs this machine offers (None: ask torch, only when the device is cuda).
+    """
     cpus = options.cpus or os.cpu_count() or 1
     parallel = max(1, min(options.parallel, settings.clients))
     cpus_per_client = max(1, cpus // parallel)
+    gpus, gpus_per_client = 0, 0.0
+    if settings.device == "cuda":  # Ray schedules NVIDIA GPUs only: cpu and mps clients ask for none
+        gpus = visible_cuda_gpus() if visible_gpus is None else visible_gpus
+        gpus_per_client = gpu_share(parallel, gpus, options.gpus_per_client)
     return {
-        "client_resources": {"num_cpus": cpus_per_client, "num_gpus": options.gpus_per_client},
+        "client_resources": {"num_cpus": cpus_per_client, "num_gpus": gpus_per_client},
         "init_args": {
             "num_cpus": cpus_per_client * parallel,
-            "num_gpus": 1 if options.gpus_per_client else 0,
+            "num_gpus": gpus,
             "include_dashboard": False,  # no web server, no port opened
             "logging_level": logging.INFO if options.verbose else logging.ERROR,
             "log_to_driver": options.verbose,
@@ -65,6 +104,7 @@ def simulate(
     from w2vprof.fl import require_flwr
 
     require_flwr()
+    resources = backend_config(settings, options)  # first: no GPU for --device cuda fails before any work
     if settings.synthetic:
         from w2vprof.fl.data import prepare_synthetic
 
@@ -86,13 +126,13 @@ def simulate(
         with warnings.catch_warnings():
             if not options.verbose:
                 warnings.simplefilter("ignore", FutureWarning)  # Ray's notes on future defaults
-            _run(flwr, settings, options, on_round)
+            _run(flwr, settings, options, resources, on_round)
     finally:
         flwr_logger.setLevel(previous_level)
     return Path(settings.out_dir)
 
 
-def _run(flwr, settings: FlSettings, options: SimulationOptions, on_round) -> None:
+def _run(flwr, settings: FlSettings, options: SimulationOptions, resources: dict, on_round) -> None:
     from w2vprof.fl.client_app import app as client_app
     from w2vprof.fl.server_app import make_server_app
 
@@ -100,6 +140,6 @@ def _run(flwr, settings: FlSettings, options: SimulationOptions, on_round) -> No
         server_app=make_server_app(settings, on_round),
         client_app=client_app,
         num_supernodes=settings.clients,
-        backend_config=backend_config(settings, options),
+        backend_config=resources,
         verbose_logging=options.verbose,
     )
