@@ -123,9 +123,14 @@ def get_config(name: str) -> ModelConfig:
         raise BadInput(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}") from None
 
 
-def frames_for_samples(samples: int, conv_layers: tuple[tuple[int, int, int], ...] = _WAV2VEC2_CONV) -> int:
-    """Frames the conv stack produces for `samples` input samples (no padding in any conv)."""
+def frames_for_samples(samples: Any, conv_layers: tuple[tuple[int, int, int], ...] = _WAV2VEC2_CONV) -> Any:
+    """Frames the conv stack produces for `samples` input samples (no padding in any conv).
+
+    `samples` is an int, or a numpy integer array of per-utterance lengths (then an array comes back): the
+    same arithmetic as torchaudio's length computation, done on the host.
+    """
     length = samples
     for _, kernel, stride in conv_layers:
         length = (length - kernel) // stride + 1
-    return max(length, 0)
+    # NB: clamping once at the end equals torchaudio's clamp after every layer: a length <= 0 stays <= 0.
+    return length.clip(min=0) if hasattr(length, "clip") else max(length, 0)

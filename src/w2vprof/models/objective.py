@@ -4,9 +4,9 @@ All vectorised: no Python loop over frames or utterances, so the profiled step c
 """
 from __future__ import annotations
 
-import math
-from typing import Optional
+from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -15,6 +15,7 @@ __all__ = [
     "ContrastiveLoss",
     "GradMultiply",
     "compute_span_mask",
+    "host_lengths",
     "sample_negative_indices",
 ]
 
@@ -113,48 +114,56 @@ def sample_negative_indices(batch: int, masked: int, num_negatives: int, device:
     return draws + (draws >= own).long()
 
 
+def host_lengths(lengths: Union[Tensor, np.ndarray, Sequence[int]]) -> np.ndarray:
+    """Per-utterance lengths as a host int64 array.
+
+    NB: lengths that live on a GPU are read back here, which makes the host wait for the device; callers that
+    know them on the host (the workload does) pass them so: a CPU tensor, a numpy array or a list.
+    """
+    if isinstance(lengths, Tensor):
+        return lengths.detach().cpu().numpy().astype(np.int64)
+    return np.asarray(lengths, dtype=np.int64)
+
+
 def compute_span_mask(
-    frame_lengths: Tensor,
+    frame_lengths: Union[Tensor, np.ndarray, Sequence[int]],
     num_frames: int,
     mask_prob: float,
     span: int,
     min_spans: int,
     generator: Optional[torch.Generator] = None,
 ) -> Tensor:
-    """fairseq-style span masking: (B, T) bool, only real frames, the same masked count in every row.
+    """fairseq-style span masking: (B, T) bool on the CPU, only real frames, the same masked count in every row.
 
     Each row starts max(min_spans, floor(p * L / span + u)) spans uniformly in [0, L - span] (overlap allowed,
     so about 1 - exp(-p) = 48 % of frames at p = 0.65); then every row keeps a random subset of its masked
     frames of the size of the smallest row's, so the masked frames form a (B, M) block.
+
+    Computed on the host, as fairseq does: the draws come from the CPU generator (`generator` or the default)
+    and the shapes that depend on them (spans per row, masked frames per row) are known without waiting for a
+    device. The float64 arithmetic is numpy's: MPS has no float64, and no device tensor ever holds it.
     """
-    device = frame_lengths.device
-    lengths = frame_lengths.clamp(max=num_frames).long()
-    batch = lengths.shape[0]
-    uniform = torch.rand(batch, device=device, generator=generator)
-    spans_per_row = torch.floor(mask_prob * lengths.double() / span + uniform.double()).long()
-    spans_per_row = spans_per_row.clamp(min=min_spans)
+    lengths = np.minimum(host_lengths(frame_lengths), num_frames)
+    batch = len(lengths)
+    uniform = torch.rand(batch, generator=generator).numpy().astype(np.float64)
+    spans_per_row = np.floor(mask_prob * lengths.astype(np.float64) / span + uniform).astype(np.int64)
+    spans_per_row = np.maximum(spans_per_row, min_spans)
     max_spans = int(spans_per_row.max())
-    last_start = (lengths - span).clamp(min=0)  # inclusive
-    starts = torch.floor(
-        torch.rand(batch, max_spans, device=device, generator=generator) * (last_start + 1)[:, None].double()
-    ).long()
-    positions = starts[:, :, None] + torch.arange(span, device=device)  # (B, S, span)
-    in_use = (torch.arange(max_spans, device=device)[None, :] < spans_per_row[:, None])[:, :, None]
-    inside = positions < lengths[:, None, None]
+    last_start = np.maximum(lengths - span, 0)  # inclusive
+    draws = torch.rand(batch, max_spans, generator=generator).numpy().astype(np.float64)
+    starts = torch.from_numpy(np.floor(draws * (last_start + 1)[:, None].astype(np.float64)).astype(np.int64))
+    positions = starts[:, :, None] + torch.arange(span)  # (B, S, span)
+    in_use = torch.from_numpy(np.arange(max_spans)[None, :] < spans_per_row[:, None])[:, :, None]
+    inside = positions < torch.from_numpy(lengths)[:, None, None]
     # Invalid positions go to a spare column that is cut off afterwards.
     positions = torch.where(in_use & inside, positions, torch.full_like(positions, num_frames))
-    mask = torch.zeros(batch, num_frames + 1, dtype=torch.bool, device=device)
+    mask = torch.zeros(batch, num_frames + 1, dtype=torch.bool)
     mask.scatter_(1, positions.reshape(batch, -1), True)
     mask = mask[:, :num_frames]
 
-    per_row = int(mask.sum(dim=1).min())
-    scores = torch.rand(batch, num_frames, device=device, generator=generator).masked_fill(~mask, -1.0)
+    per_row = int(mask.numpy().sum(axis=1).min())
+    scores = torch.rand(batch, num_frames, generator=generator).masked_fill(~mask, -1.0)
     keep = scores.topk(per_row, dim=1).indices
     same_count = torch.zeros_like(mask)
     same_count.scatter_(1, keep, True)
     return same_count
-
-
-def expected_masked_fraction(mask_prob: float) -> float:
-    """Expected masked share with overlapping spans (Poisson approximation): 1 - exp(-p)."""
-    return 1.0 - math.exp(-mask_prob)

@@ -14,15 +14,25 @@ Module names make the per-layer structure obvious, because measure/ attributes m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from w2vprof.models.config import ModelConfig, get_config
-from w2vprof.models.objective import ContrastiveLoss, GradMultiply, GumbelVectorQuantizer, compute_span_mask
+from w2vprof.models.config import ModelConfig, frames_for_samples, get_config
+from w2vprof.models.objective import (
+    ContrastiveLoss,
+    GradMultiply,
+    GumbelVectorQuantizer,
+    compute_span_mask,
+    host_lengths,
+)
 
-__all__ = ["PretrainingOutput", "Wav2Vec2ForPretraining", "build_model"]
+__all__ = ["PretrainingOutput", "Wav2Vec2ForPretraining", "build_model", "NUM_UPDATES"]
+
+#: The state_dict entry holding the update count (an int64 scalar tensor).
+NUM_UPDATES = "num_updates"
 
 
 @dataclass
@@ -91,33 +101,63 @@ class Wav2Vec2ForPretraining(nn.Module):
         self.project_q = nn.Linear(config.final_dim, config.final_dim)
         self.final_proj = nn.Linear(config.embed_dim, config.final_dim)
         self.contrastive = ContrastiveLoss(config.num_negatives, config.logit_temperature)
-        # Updates taken so far: drives the Gumbel temperature schedule. A buffer, so it travels with state_dict.
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long), persistent=True)
+        # Updates taken so far: drives the Gumbel temperature schedule. A Python int, not a device buffer, so
+        # reading it never waits for the device; it still travels with state_dict (see _save_to_state_dict).
+        self.num_updates = 0
 
     # -- schedule -----------------------------------------------------------------------------------
     @property
     def temperature(self) -> float:
         c = self.config
-        return max(c.temperature_start * c.temperature_decay ** int(self.num_updates), c.temperature_end)
+        return max(c.temperature_start * c.temperature_decay ** self.num_updates, c.temperature_end)
 
     def step_schedule(self) -> None:
         """Call once per optimizer update (as fairseq's set_num_updates)."""
         self.num_updates += 1
 
+    # The update count is saved as the int64 tensor `num_updates`, in the place a buffer would take, so
+    # checkpoints and federated averaging (which averages every state entry) see it as before.
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + NUM_UPDATES] = torch.tensor(self.num_updates, dtype=torch.long)
+
+    def _load_from_state_dict(
+        self, state_dict: Any, prefix: str, local_metadata: Any, strict: bool, missing_keys: list[str],
+        unexpected_keys: list[str], error_msgs: list[str],
+    ) -> None:
+        key = prefix + NUM_UPDATES
+        if key in state_dict:
+            self.num_updates = int(state_dict[key])  # read once when loading, never inside a step
+            # the base class would report the entry as unexpected: it is no parameter or buffer
+            state_dict = {name: value for name, value in state_dict.items() if name != key}
+        elif strict:
+            missing_keys.append(key)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
     # -- shared front end ---------------------------------------------------------------------------
-    def _features(self, waveforms: Tensor, lengths: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """CNN features f (B, T, C), their frame lengths, and the real-frame mask (B, T)."""
-        features, frame_lengths = self.feature_extractor(waveforms, lengths)
+    def _features(self, waveforms: Tensor, lengths: Optional[Tensor]) -> tuple[Tensor, np.ndarray, Tensor]:
+        """CNN features f (B, T, C), their frame lengths on the host, and the real-frame mask (B, T).
+
+        Frame lengths follow from the sample lengths by the conv arithmetic, so they are computed on the host:
+        the step's decisions on them (padding, counts, masking) never wait for the device.
+        """
+        # NB: torchaudio would compute the frame lengths on the lengths' device; it only does that arithmetic.
+        features, _ = self.feature_extractor(waveforms, None)
         batch, frames, _ = features.shape
-        if frame_lengths is None:
-            frame_lengths = torch.full((batch,), frames, dtype=torch.long, device=features.device)
-        real = torch.arange(frames, device=features.device)[None, :] < frame_lengths[:, None]
-        return features, frame_lengths.long(), real
+        if lengths is None:
+            frame_lengths = np.full(batch, frames, dtype=np.int64)
+        else:
+            frame_lengths = frames_for_samples(host_lengths(lengths), self.config.conv_layers)
+        on_device = torch.from_numpy(frame_lengths).to(features.device, non_blocking=True)
+        real = torch.arange(frames, device=features.device)[None, :] < on_device[:, None]
+        return features, frame_lengths, real
 
     @staticmethod
-    def _attention_mask(real: Tensor, dtype: torch.dtype) -> Optional[Tensor]:
+    def _attention_mask(real: Tensor, dtype: torch.dtype, padded: bool) -> Optional[Tensor]:
         """Additive mask (B, 1, T, T) hiding padded keys; None for an unpadded batch (the faster kernel)."""
-        if bool(real.all()):
+        if not padded:
             return None
         batch, frames = real.shape
         mask = (~real)[:, None, None, :].to(dtype) * -10000.0
@@ -137,7 +177,7 @@ class Wav2Vec2ForPretraining(nn.Module):
         c = self.config
         features, frame_lengths, real = self._features(waveforms, lengths)
         real_f = real.unsqueeze(-1).to(features.dtype)
-        num_real = int(frame_lengths.sum())
+        num_real = int(frame_lengths.sum())  # host values: no device read
         feature_penalty = (features.float().pow(2) * real_f).sum() / (num_real * features.shape[-1])
         if c.feature_grad_mult != 1.0:
             features = GradMultiply.apply(features, c.feature_grad_mult)
@@ -145,12 +185,19 @@ class Wav2Vec2ForPretraining(nn.Module):
         normed, x = self.feature_projection(features)  # normed: the quantizer input ("unmasked features")
         x = x * real_f.to(x.dtype)  # padded frames carry nothing
 
-        mask = compute_span_mask(frame_lengths, x.shape[1], c.mask_prob, c.mask_length, c.min_masks)
+        frames = x.shape[1]
+        # Drawn on the host (as fairseq does) from host lengths, then copied over without waiting.
+        mask = compute_span_mask(frame_lengths, frames, c.mask_prob, c.mask_length, c.min_masks)
+        mask = mask.to(x.device, non_blocking=True)
         x = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(x.dtype), x)
 
-        context = self.transformer(x, attention_mask=self._attention_mask(real, x.dtype))
+        padded = bool((frame_lengths < frames).any())
+        context = self.transformer(x, attention_mask=self._attention_mask(real, x.dtype, padded))
 
         batch = x.shape[0]
+        # NB: boolean indexing (here and for normed below, and in its backward) makes a GPU wait: the output
+        # size comes from the mask. Integer indices from the host mask would avoid it, but autograd would then
+        # keep two int64 index tensors instead of the bool mask: another program, with other activation bytes.
         predictions = self.final_proj(context[mask].view(batch, -1, context.shape[-1]))
         masked_per_row = predictions.shape[1]
         codewords, prob_perplexity, code_perplexity = self.quantizer(normed[mask], self.temperature)
@@ -175,9 +222,10 @@ class Wav2Vec2ForPretraining(nn.Module):
 
     # -- inference (Table 1) ------------------------------------------------------------------------
     def _inference(self, waveforms: Tensor, lengths: Optional[Tensor]) -> Tensor:
-        features, _, real = self._features(waveforms, lengths)
+        features, frame_lengths, real = self._features(waveforms, lengths)
         normed, x = self.feature_projection(features)
-        context = self.transformer(x, attention_mask=self._attention_mask(real, x.dtype))
+        padded = bool((frame_lengths < x.shape[1]).any())
+        context = self.transformer(x, attention_mask=self._attention_mask(real, x.dtype, padded))
         codewords, _, _ = self.quantizer(normed.reshape(-1, normed.shape[-1]), self.temperature)
         targets = self.project_q(codewords.to(normed.dtype))
         predictions = self.final_proj(context)

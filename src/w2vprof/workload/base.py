@@ -100,18 +100,23 @@ def collate(waveforms: Sequence[Union["np.ndarray", "torch.Tensor"]]) -> Batch:
 
 
 def length_stats(batches: list[Batch]) -> dict[str, float]:
-    """Length distribution of the utterances in `batches` (seconds) and the padded share of all samples."""
-    import torch
+    """Length distribution of the utterances in `batches` (seconds) and the padded share of all samples.
 
-    lengths = torch.cat([b.lengths for b in batches]).double() / SAMPLE_RATE
+    Computed on the host from the integer sample counts (Python ints, no tensor arithmetic): exact, and free of
+    float64 device tensors, which MPS does not have. Lengths on a device are read back once, before any timing.
+    """
+    samples = sorted(length for b in batches for length in b.lengths.tolist())
     padded = sum(int(b.waveforms.shape[0] * b.waveforms.shape[1]) for b in batches)
-    real = sum(int(b.lengths.sum()) for b in batches)
+    real = sum(samples)
+    # Linear interpolation between order statistics at rank 0.9 * (n - 1), as torch.quantile and numpy.
+    rank = 0.9 * (len(samples) - 1)
+    low, high = samples[int(rank)], samples[min(int(rank) + 1, len(samples) - 1)]
     return {
-        "utt_sec_mean": float(lengths.mean()),
-        # NB: torch's median of an even count is the lower middle value, not the average of the two.
-        "utt_sec_median": float(lengths.median()),
-        "utt_sec_p90": float(torch.quantile(lengths, 0.9)),
-        "utt_sec_max": float(lengths.max()),
+        "utt_sec_mean": real / (len(samples) * SAMPLE_RATE),
+        # NB: the lower middle value of an even count (as torch's median), not the average of the two.
+        "utt_sec_median": samples[(len(samples) - 1) // 2] / SAMPLE_RATE,
+        "utt_sec_p90": (low + (high - low) * (rank - int(rank))) / SAMPLE_RATE,
+        "utt_sec_max": samples[-1] / SAMPLE_RATE,
         "padding_fraction": (padded - real) / padded if padded else 0.0,
     }
 
