@@ -121,7 +121,7 @@ def load_profiles(path: Optional[Path] = None) -> list[DeviceProfile]:
         if path.is_dir():
             path = path / "profiles.csv"
         try:
-            text, name = path.read_text(encoding="utf-8"), str(path)
+            text, name = path.read_text(encoding="utf-8-sig"), str(path)  # utf-8-sig: a BOM from Excel is fine
         except FileNotFoundError:
             raise BadInput(f"{path}: no such device profiles file") from None
         except (OSError, UnicodeDecodeError) as exc:
