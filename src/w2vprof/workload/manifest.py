@@ -32,7 +32,7 @@ def read_manifest(path: Union[str, Path], clips_dir: Optional[Union[str, Path]] 
     """Read a TSV manifest; BadInput naming the file when it has no `path` column or a torn line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (a manifest saved by Excel) is not part of client_id
     except FileNotFoundError:
         raise BadInput(f"{path}: no such file") from None
     except UnicodeDecodeError:
