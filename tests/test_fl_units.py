@@ -108,7 +108,7 @@ def test_settings_round_trip_through_a_flower_config():
         ({"rounds": 0}, "--rounds must be a positive whole number"),
         ({"temperature": 0.0}, "--temperature must be a positive number"),
         ({"model": "huge"}, "unknown model"),
-        ({"device": "tpu"}, "unknown --device"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
     ],
 )
 def test_bad_settings(changes, fragment):

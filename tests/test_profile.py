@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,7 +14,12 @@ from w2vprof.measure.activations import ActivationTracker
 from w2vprof.measure.engine import ProfileConfig, profile_configuration
 from w2vprof.measure.layers import LayerSpec
 from w2vprof.measure.stats import quantile, time_stats
-from w2vprof.records import LAYER_COLUMNS, RESULT_COLUMNS, read_layers_csv, read_results_csv
+from w2vprof.records import (
+    LAYER_COLUMNS,
+    RESULT_COLUMNS,
+    read_layers_csv,
+    read_results_csv,
+)
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +111,73 @@ def test_mixed_precision_on_cpu_runs_in_bfloat16():
     assert result.record.act_mem_bytes > 0
 
 
+def test_any_failure_while_measuring_is_a_one_line_record_not_a_traceback(monkeypatch):
+    import w2vprof.measure.engine as engine
+
+    def refuse_float64(*args, **kwargs):
+        raise TypeError("Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64.")
+
+    monkeypatch.setattr(engine, "measurement_pass", refuse_float64)
+    result = profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=0.5, repeats=1, telemetry=False))
+    assert result.record.status == "error"
+    assert result.record.error.startswith("TypeError: Cannot convert a MPS Tensor to float64")
+    assert result.record.workload == "synthetic" and result.record.utt_sec_mean == 0.5  # what ran before it stays
+    assert result.record.sec_per_batch_median is None and result.record.fwd_flops is None and result.layers == []
+
+
+def test_an_out_of_memory_while_measuring_is_an_oom_record(monkeypatch):
+    import w2vprof.measure.engine as engine
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+
+    monkeypatch.setattr(engine, "timed_steps", out_of_memory)
+    result = profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=0.5, repeats=1, telemetry=False))
+    assert (result.record.status, result.record.error) == (
+        "oom", "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"
+    )
+
+
+def test_bad_input_found_while_measuring_still_raises(tmp_path):
+    from w2vprof.errors import BadInput
+
+    with pytest.raises(BadInput):
+        profile_configuration(ProfileConfig(model="tiny", batch=1, repeats=1, audio=str(tmp_path / "missing.wav")))
+
+
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [({"precision": "fp8"}, "unknown precision 'fp8'"), ({"batch": 0}, "batch must be positive"),
+     ({"seconds": float("nan")}, "seconds must be positive"), ({"warmup": -1}, "warmup cannot be negative"),
+     ({"device": "tpu"}, "unknown device 'tpu'")],
+)
+def test_the_library_names_the_setting_not_a_flag(changes, fragment):
+    from w2vprof.errors import BadInput
+
+    with pytest.raises(BadInput, match=fragment) as caught:
+        profile_configuration(ProfileConfig(model="tiny", **changes))
+    assert "--" not in str(caught.value)
+
+
+def test_a_model_built_ahead_gives_the_same_numbers_and_is_measured_once():
+    from w2vprof.measure.engine import build_measured_model
+
+    config = ProfileConfig(model="tiny", batch=2, seconds=0.5, repeats=1, seed=5, device="cpu", telemetry=False)
+    built = build_measured_model(config, "cpu")
+    torch.rand(1000)  # whatever a caller does with the RNG in between must not change the masks drawn
+    ahead = profile_configuration(config, model=built)
+    here = profile_configuration(config)
+    for name in ("loss", "masked_fraction", "fwd_flops", "bwd_flops", "act_mem_bytes", "optim_state_bytes"):
+        assert getattr(ahead.record, name) == getattr(here.record, name), name
+    assert [(l.fwd_flops, l.bwd_flops, l.act_mem_bytes) for l in ahead.layers] == [
+        (l.fwd_flops, l.bwd_flops, l.act_mem_bytes) for l in here.layers
+    ]
+    with pytest.raises(ValueError, match="already measured"):
+        profile_configuration(config, model=built)
+    with pytest.raises(ValueError, match="built for tiny/seed 5"):
+        profile_configuration(replace(config, seed=6), model=build_measured_model(config, "cpu"))
+
+
 def test_deterministic_with_seed():
     first = profile_configuration(ProfileConfig(model="tiny", batch=2, seconds=0.5, repeats=1, seed=3))
     second = profile_configuration(ProfileConfig(model="tiny", batch=2, seconds=0.5, repeats=1, seed=3))
@@ -117,10 +190,10 @@ def test_deterministic_with_seed():
     [
         (["--batch", "0"], "--batch must be a positive whole number"),
         (["--seconds", "x"], "--seconds must be a positive number"),
-        (["--precision", "fp8"], "unknown --precision 'fp8'"),
+        (["--precision", "fp8"], "unknown precision 'fp8'"),
         (["--model", "huge"], "unknown model 'huge'"),
         (["--repeats", "0"], "--repeats must be a positive whole number"),
-        (["--device", "tpu"], "unknown --device 'tpu'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
 def test_profile_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):

@@ -1,5 +1,6 @@
 """Device detection and identity, and which telemetry sources this machine offers (and why not the others).
 
+Which torch device a setting means (auto, cpu, cuda, mps): `resolve_device` (w2vprof.devices.resolve).
 Every reader takes a filesystem root (a fake tree in tests), NVML an injectable `Nvml`, and `vcgencmd` an
 injectable runner. Telemetry during timed steps: `w2vprof.devices.telemetry.TelemetrySampler`.
 """
@@ -15,8 +16,9 @@ from w2vprof.devices import cpu, jetson, sensors
 from w2vprof.devices.detect import detect_platform
 from w2vprof.devices.devicetree import board_name
 from w2vprof.devices.nvml import Nvml, load_nvml
+from w2vprof.devices.resolve import resolve_device
 
-__all__ = ["identify", "available_sources", "detect_platform"]
+__all__ = ["identify", "available_sources", "detect_platform", "resolve_device"]
 
 
 def _real_root(root: str) -> bool:

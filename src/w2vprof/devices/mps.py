@@ -1,11 +1,9 @@
-"""Apple silicon: chip name and MPS memory sampling (MPS has no peak-memory API, so callers sample each step)."""
+"""Apple silicon: the chip's name. (MPS memory is sampled by w2vprof.measure.memory.StepPeakMemory.)"""
 from __future__ import annotations
-
-from typing import Any, Optional
 
 from w2vprof.devices.sensors import CommandRunner, run_command
 
-__all__ = ["apple_chip_name", "sample_mps_memory", "MpsPeakSampler"]
+__all__ = ["apple_chip_name"]
 
 
 def apple_chip_name(runner: CommandRunner = run_command) -> str:
@@ -15,31 +13,3 @@ def apple_chip_name(runner: CommandRunner = run_command) -> str:
     except Exception:  # OSError, a failing exit, a timeout: no name rather than no profile
         return ""
 
-
-def sample_mps_memory(torch_module: Any = None) -> dict[str, int]:
-    """{'current_allocated_bytes', 'driver_allocated_bytes'} of the MPS allocator right now.
-
-    driver_allocated includes Metal's own caches and is what the OS pays; current_allocated is tensors only.
-    """
-    if torch_module is None:
-        import torch as torch_module
-    return {
-        "current_allocated_bytes": int(torch_module.mps.current_allocated_memory()),
-        "driver_allocated_bytes": int(torch_module.mps.driver_allocated_memory()),
-    }
-
-
-class MpsPeakSampler:
-    """Highest driver-allocated MPS memory over the samples taken (call sample() after each step, off the clock).
-
-    NB: a peak inside a step, freed before its end, is missed; the error is at most one step's transient tensors.
-    """
-
-    def __init__(self, torch_module: Any = None) -> None:
-        self._torch = torch_module
-        self.peak_bytes: Optional[int] = None
-
-    def sample(self) -> int:
-        driver = sample_mps_memory(self._torch)["driver_allocated_bytes"]
-        self.peak_bytes = driver if self.peak_bytes is None else max(self.peak_bytes, driver)
-        return driver

@@ -8,7 +8,7 @@ Flower libraries (a few hundred MB before the model exists), the decoded audio, 
 weights, the model, AdamW state, activations and gradients. `start_rss_bytes` (resident set at the start of
 the round) is recorded beside it, so peak - start is what the round added.
 
-Readers take a /proc/<pid> root so tests feed them fake trees.
+Readers take a /proc/<pid> root so tests feed them fake trees; the reading itself is w2vprof.measure.memory's.
 """
 from __future__ import annotations
 
@@ -16,9 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["MemorySources", "PeakMemory", "release_free_memory", "reset_peak", "read_status_kib", "read_peak"]
+from w2vprof.measure.memory import (
+    PROC_SELF,
+    RSS_SOURCE_RUSAGE,
+    RSS_SOURCE_VMHWM,
+    read_status_kib,
+    reset_rss_peak,
+    rss_bytes,
+    rss_peak,
+)
 
-PROC_SELF = Path("/proc/self")
+__all__ = ["MemorySources", "PeakMemory", "release_free_memory", "reset_peak", "read_status_kib", "read_peak"]
 
 
 class MemorySources:
@@ -33,23 +41,6 @@ class PeakMemory:
     peak_rss_bytes: Optional[int]
     start_rss_bytes: Optional[int]
     source: str
-
-
-def read_status_kib(status_text: str, field: str) -> Optional[int]:
-    """`VmHWM:\t  123456 kB` -> 123456; None when the line is missing or malformed."""
-    for line in status_text.splitlines():
-        if line.startswith(field + ":"):
-            parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit():
-                return int(parts[1])
-    return None
-
-
-def _status(proc_root: Path) -> Optional[str]:
-    try:
-        return (proc_root / "status").read_text()
-    except OSError:
-        return None
 
 
 def release_free_memory() -> bool:
@@ -74,28 +65,13 @@ def release_free_memory() -> bool:
 
 def reset_peak(proc_root: Path = PROC_SELF) -> tuple[bool, Optional[int]]:
     """Reset the resident high-water mark; returns (reset worked, resident set now in bytes)."""
-    try:
-        (proc_root / "clear_refs").write_text("5")
-        reset = True
-    except OSError:
-        reset = False
-    status = _status(proc_root)
-    rss_kib = read_status_kib(status, "VmRSS") if status else None
-    return reset, rss_kib * 1024 if rss_kib is not None else None
+    return reset_rss_peak(proc_root), rss_bytes(proc_root)
 
 
 def read_peak(reset_worked: bool, start_rss_bytes: Optional[int], proc_root: Path = PROC_SELF) -> PeakMemory:
-    status = _status(proc_root)
-    hwm_kib = read_status_kib(status, "VmHWM") if status else None
-    if hwm_kib is not None:
+    peak, kind = rss_peak(proc_root)
+    if kind == RSS_SOURCE_VMHWM:
         source = MemorySources.RESET if reset_worked else MemorySources.PROCESS
-        return PeakMemory(hwm_kib * 1024, start_rss_bytes, source)
-    try:
-        import resource
-        import sys
-
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        # NB: ru_maxrss is KiB on Linux and bytes on macOS.
-        return PeakMemory(maxrss if sys.platform == "darwin" else maxrss * 1024, start_rss_bytes, MemorySources.RUSAGE)
-    except (ImportError, OSError):
-        return PeakMemory(None, start_rss_bytes, MemorySources.NONE)
+    else:
+        source = MemorySources.RUSAGE if kind == RSS_SOURCE_RUSAGE else MemorySources.NONE
+    return PeakMemory(peak, start_rss_bytes, source)

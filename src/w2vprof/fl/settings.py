@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from w2vprof.devices.resolve import check_device_name
 from w2vprof.errors import BadInput
 
 __all__ = ["AGGREGATIONS", "LOSS_WEIGHTINGS", "FlSettings"]
@@ -66,8 +67,7 @@ class FlSettings:
             raise BadInput("--lr and --threads cannot be negative")
         if self.precision not in ("fp32", "mixed"):
             raise BadInput(f"unknown --precision {self.precision!r}; choose from fp32, mixed")
-        if self.device not in ("cpu", "cuda", "mps"):
-            raise BadInput(f"unknown --device {self.device!r}; choose from cpu, cuda, mps")
+        check_device_name(self.device, allow_auto=False)  # availability is each participant's to check
 
     @property
     def sampled_per_round(self) -> int:

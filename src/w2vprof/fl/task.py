@@ -10,7 +10,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from w2vprof.fl.memory import PeakMemory, read_peak, release_free_memory, reset_peak
 from w2vprof.fl.settings import FlSettings
@@ -35,17 +35,12 @@ __all__ = [
 
 
 def torch_device(kind: str) -> "torch.device":
+    """The run's `device` setting as a torch device; one this machine lacks is bad input (w2vprof.devices.resolve)."""
     import torch
 
-    if kind == "cuda" and not torch.cuda.is_available():
-        from w2vprof.errors import BadInput
+    from w2vprof.devices.resolve import resolve_device
 
-        raise BadInput("--device cuda: torch sees no CUDA device here")
-    if kind == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        from w2vprof.errors import BadInput
-
-        raise BadInput("--device mps: torch sees no MPS device here")
-    return torch.device(kind)
+    return torch.device(resolve_device(kind))
 
 
 def build_fl_model(settings: FlSettings) -> "Wav2Vec2ForPretraining":

@@ -12,14 +12,14 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
+from w2vprof.measure.layers import OBJECTIVE
+
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from w2vprof.measure.layers import LayerSpec
 
-__all__ = ["ActivationTracker", "OUTSIDE_LAYERS"]
-
-OUTSIDE_LAYERS = "objective"
+__all__ = ["ActivationTracker"]
 
 
 class ActivationTracker:
@@ -40,7 +40,7 @@ class ActivationTracker:
         key = (storage.data_ptr(), tensor.device.type, tensor.device.index)
         if key not in self._seen and key not in self._parameter_keys and storage.nbytes() > 0:
             self._seen.add(key)
-            layer = self._stack[-1] if self._stack else OUTSIDE_LAYERS
+            layer = self._stack[-1] if self._stack else OBJECTIVE
             self.bytes_by_layer[layer] = self.bytes_by_layer.get(layer, 0) + storage.nbytes()
         return tensor
 

@@ -1,29 +1,58 @@
 """One training configuration -> one exact record (plus its per-layer rows and raw step times).
 
-Order of work, and why:
-1. Build the model and the batches (batches go to the device before any timing: decoding is not training).
-2. One instrumented, untimed measurement pass (a full step: forward, backward, AdamW, zero_grad) under the FLOP
-   counter and the saved-tensor tracker. It doubles as the first warmup step.
-3. warmup - 1 plain untimed steps.
-4. `repeats` timed steps: each timed alone, with the device synchronised before and after, and nothing else
-   in the loop (no hooks, no counters, no memory bookkeeping). Peak memory is the high-water mark of exactly
-   these steps (reset before them).
+`profile_configuration` reads top-down; each step is one function below it:
+1. check the settings and resolve the device (bad input is BadInput, naming the setting);
+2. start the record: environment, identity, and whether this device can run the precision at all;
+3. prepare the batches: every batch the run uses, on the device before anything is timed (decoding is not
+   training);
+4. the model: seeded and built (`build_measured_model`; a caller measuring many configurations may build it ahead);
+5. the measurement pass: one instrumented, untimed full step (forward, backward, AdamW, zero_grad) under the FLOP
+   counter and the saved-tensor tracker; it doubles as the first warmup step;
+6. layer rows: per-layer parameters, FLOPs and activation bytes from that pass;
+7. warmup: warmup - 1 plain untimed steps;
+8. timed steps: each timed alone, the device synchronised before and after, nothing else in the loop (no hooks,
+   no counters, no memory bookkeeping); peak memory is the high-water mark of exactly these steps (reset before);
+9. the record: counts, peak memory, timing and telemetry fields, by name.
+Any failure from 3 on is a record (`oom` or `error`, one line; w2vprof.measure.failures), never a traceback.
+
+Where later work plugs in: a training recipe (checkpointing, freezing, accumulation, optimizer, compile) changes
+how the model and its TrainingStep are made (`_make_step`), and every later step runs whatever step it is given;
+per-layer timing passes run after `timed_steps`, on the same step and batches, and add their own fields.
 """
 from __future__ import annotations
 
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from w2vprof import __version__
+from w2vprof.devices.resolve import resolve_device
 from w2vprof.errors import BadInput
+from w2vprof.measure.failures import classify_exception
 from w2vprof.records import LayerRecord, ResultRecord
 
-__all__ = ["ProfileConfig", "ProfileResult", "resolve_device", "profile_configuration", "ADAMW_FLOPS_PER_PARAM"]
+if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.measure.flops import FlopCount
+    from w2vprof.measure.layers import LayerSpec
+    from w2vprof.measure.memory import PeakReading
+    from w2vprof.measure.step import TrainingStep
+    from w2vprof.models.pretraining import Wav2Vec2ForPretraining
+    from w2vprof.workload import Batch
+
+__all__ = [
+    "ADAMW_FLOPS_PER_PARAM",
+    "BuiltModel",
+    "ProfileConfig",
+    "ProfileResult",
+    "build_measured_model",
+    "check_config",
+    "profile_configuration",
+    "resolve_device",  # NB: lives in w2vprof.devices.resolve; kept here until every caller imports it from there
+]
 
 #: NB: the optimizer update is elementwise, which FLOP counters do not count. AdamW per parameter element:
 #: decay 1, first moment (lerp) 3, second moment 4, denominator (sqrt, divide, add eps) 3, update 3.
@@ -78,30 +107,135 @@ class ProfileResult:
         )
 
 
-def resolve_device(requested: str) -> str:
-    """auto -> cuda, else mps, else cpu. Asking for a device this machine lacks is bad input."""
+@dataclass
+class BuiltModel:
+    """A model built for one (model, seed, device), not yet trained, with the RNG state its build left.
+
+    The measurement pass draws masks and negatives from the global RNG, so the measured loss and masked fraction
+    (and with them the objective's FLOPs) depend on that state: the engine restores it before measuring, whatever
+    the caller did with the RNG in between. A model is measured once (training changes its weights).
+    """
+
+    model: "Wav2Vec2ForPretraining"
+    name: str
+    seed: int
+    device: str
+    rng_state: Any  # torch.get_rng_state() right after the build
+    used: bool = False
+
+    def claim(self, config: ProfileConfig, device: str) -> None:
+        """Check it is this configuration's model and not measured before (a caller's mistake: ValueError)."""
+        if (self.name, self.seed, self.device) != (config.model, config.seed, device):
+            raise ValueError(f"model built for {self.name}/seed {self.seed}/{self.device}, asked for "
+                             f"{config.model}/seed {config.seed}/{device}")
+        if self.used:
+            raise ValueError("this model was already measured (its weights have trained): build another")
+        self.used = True
+
+    def fresh(self) -> "Wav2Vec2ForPretraining":
+        """The model, with the global RNG put back where its build left it."""
+        import torch
+
+        torch.manual_seed(self.seed)  # every device's generator, as a fresh build would leave them
+        torch.set_rng_state(self.rng_state)
+        return self.model
+
+
+def build_measured_model(config: ProfileConfig, device: str) -> BuiltModel:
+    """The model a configuration trains: seeded with `config.seed`, built, moved to `device`, in training mode.
+
+    Callers measuring many configurations may build it ahead (e.g. once in a process that forks) and pass it to
+    `profile_configuration`; the numbers are the same as for a model built there.
+    """
     import torch
 
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = bool(mps and mps.is_available())
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise BadInput("--device cuda: no CUDA device is available on this machine")
-    if requested == "mps" and not has_mps:
-        raise BadInput("--device mps: Apple MPS is not available on this machine")
-    if requested not in ("cpu", "cuda", "mps"):
-        raise BadInput(f"unknown --device {requested!r}; choose from auto, cpu, cuda, mps")
-    return requested
+    from w2vprof.models import build_model
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.model)
+    rng_state = torch.get_rng_state()
+    return BuiltModel(model.to(device).train(), config.model, config.seed, device, rng_state)
 
 
-def _synchronize(device: str) -> None:
+def check_config(config: ProfileConfig) -> str:
+    """BadInput naming the setting for anything this configuration cannot be; returns the resolved device."""
+    from w2vprof.measure.step import PRECISIONS
+    from w2vprof.models import get_config
+
+    get_config(config.model)
+    if config.precision not in PRECISIONS:
+        raise BadInput(f"unknown precision {config.precision!r}; choose from {', '.join(PRECISIONS)}")
+    for name in ("batch", "seconds", "repeats"):
+        if not getattr(config, name) > 0:
+            raise BadInput(f"{name} must be positive, got {getattr(config, name)!r}")
+    if config.warmup < 0:
+        raise BadInput(f"warmup cannot be negative, got {config.warmup!r}")
+    return resolve_device(config.device)
+
+
+def profile_configuration(config: ProfileConfig, model: Optional[BuiltModel] = None) -> ProfileResult:
+    """Measure one configuration. Raises BadInput for bad input; oom, unsupported and any other failure while
+    measuring come back as the record's status with one line in `error`.
+
+    `model`: one from `build_measured_model(config, device)`, built ahead by a caller measuring many
+    configurations; None builds it here.
+    """
+    device = check_config(config)
+    if model is not None:
+        model.claim(config, device)
+    result = _start_result(config, device)
+    if result.record.status == "unsupported":
+        return result
+    try:
+        _measure(config, device, model, result)
+    except BadInput:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure while measuring is a record, classified in one place
+        status, line = classify_exception(exc)
+        result.record = replace(result.record, status=status, error=line)
+    return result
+
+
+def _measure(config: ProfileConfig, device: str, built: Optional[BuiltModel], result: ProfileResult) -> None:
+    timed_batches, measure_batch = prepare_batches(config, device, result)
+    model = (built or build_measured_model(config, device)).fresh()
+    step = _make_step(model, device, config)
+    layers = _model_layers(model)
+    counts = measurement_pass(step, layers, measure_batch)
+    result.layers = layer_rows(model, layers, counts)
+    warm_up(step, measure_batch, config.warmup - 1)
+    timed = timed_steps(step, timed_batches, device, config.telemetry)
+    result.step_times = timed.times
+    result.record = replace(
+        result.record,
+        **count_fields(counts),
+        **peak_fields(timed.peak),
+        **timing_fields(timed.times, config.batch, counts.train_flops),
+        **timed.telemetry,
+        status="ok",
+    )
+
+
+# -- 2. the record's start ---------------------------------------------------------------------------------------
+def _start_result(config: ProfileConfig, device: str) -> ProfileResult:
+    """Identity and environment, the CPU's bf16 note, and `unsupported` where the device cannot run mixed."""
     import torch
 
-    if device == "cuda":
-        torch.cuda.synchronize()
-    elif device == "mps":
-        torch.mps.synchronize()
+    from w2vprof.devices.cpu import read_native_bf16
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    env = _environment(device, torch.get_num_threads())
+    record = _base_record(config, device, env)
+    if device == "cpu":
+        record.bf16_native = read_native_bf16()
+        if config.precision == "mixed" and not record.bf16_native:
+            record.notes = "CPU has no native bfloat16: autocast bf16 is emulated (often slower than fp32)"
+    if config.precision == "mixed":
+        problem = _mixed_precision_problem(device)
+        if problem:
+            record.status, record.error = "unsupported", problem
+    return ProfileResult(record=record, environment=env)
 
 
 def _environment(device: str, threads: int) -> dict[str, Any]:
@@ -150,71 +284,12 @@ def _mixed_precision_problem(device: str) -> Optional[str]:
     return None
 
 
-def profile_configuration(config: ProfileConfig) -> ProfileResult:
-    """Measure one configuration. Raises BadInput for bad input; OOM/unsupported are returned as records."""
-    import torch
-
-    from w2vprof.devices.cpu import read_native_bf16
-    from w2vprof.measure.step import PRECISIONS
-    from w2vprof.models import get_config
-
-    get_config(config.model)
-    if config.precision not in PRECISIONS:
-        raise BadInput(f"unknown --precision {config.precision!r}; choose from {', '.join(PRECISIONS)}")
-    if config.batch <= 0 or config.seconds <= 0 or config.repeats <= 0 or config.warmup < 0:
-        raise BadInput("--batch, --seconds and --repeats must be positive and --warmup not negative")
-    device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    env = _environment(device, torch.get_num_threads())
-    record = _base_record(config, device, env)
-    result = ProfileResult(record=record, environment=env)
-    if device == "cpu":
-        record.bf16_native = read_native_bf16()
-        if config.precision == "mixed" and not record.bf16_native:
-            record.notes = "CPU has no native bfloat16: autocast bf16 is emulated (often slower than fp32)"
-
-    if config.precision == "mixed":
-        problem = _mixed_precision_problem(device)
-        if problem:
-            record.status, record.error = "unsupported", problem
-            return result
-
-    try:
-        _measure(config, device, result)
-    except BadInput:
-        raise
-    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-        _mark_failed(record, "oom", exc)
-    except RuntimeError as exc:
-        # MPS and some older CUDA builds raise plain RuntimeErrors for OOM.
-        _mark_failed(record, "oom" if "out of memory" in str(exc).lower() else "error", exc)
-    return result
-
-
-def _mark_failed(record: ResultRecord, status: str, exc: BaseException) -> None:
-    text = str(exc).strip().splitlines()
-    record.status = status
-    record.error = f"{type(exc).__name__}: {text[-1] if text else ''}".strip()
-
-
-def _measure(config: ProfileConfig, device: str, result: ProfileResult) -> None:
-    import torch
-
-    from w2vprof.measure.activations import ActivationTracker
-    from w2vprof.measure.attribution import NodeLabeler, backward_flops_by_layer
-    from w2vprof.measure.layers import OBJECTIVE
-    from w2vprof.measure.flops import count_flops
-    from w2vprof.measure.layers import model_layers
-    from w2vprof.measure.memory import reset_rss_peak, rss_peak_bytes, tensor_bytes
-    from w2vprof.measure.stats import time_stats
-    from w2vprof.measure.step import TrainingStep
-    from w2vprof.measure.summary import flops_per_layer, layer_params
-    from w2vprof.models import build_model
+# -- 3. batches --------------------------------------------------------------------------------------------------
+def prepare_batches(config: ProfileConfig, device: str, result: ProfileResult) -> tuple[list["Batch"], "Batch"]:
+    """(the `repeats` timed batches, the measurement pass's batch), on the device. Records the workload: its
+    name, the length statistics of the timed batches (computed on the CPU copies) and any decoding warnings."""
     from w2vprof.workload import length_stats, make_workload
 
-    record = result.record
-    torch.manual_seed(config.seed)
     workload = make_workload(
         config.seconds,
         audio=Path(config.audio) if config.audio else None,
@@ -222,33 +297,81 @@ def _measure(config: ProfileConfig, device: str, result: ProfileResult) -> None:
         max_seconds=config.max_seconds,
         length_dist=config.length_dist,
     )
-    record.workload = workload.name
     stream = workload.batches(config.batch, config.seed)
-    # Every batch the run uses, on the device before anything is timed.
-    timed_batches = [next(stream) for _ in range(config.repeats)]
-    measure_batch = next(stream)
-    to_device = lambda b: type(b)(b.waveforms.to(device), b.lengths.to(device))  # noqa: E731
-    timed_batches = [to_device(b) for b in timed_batches]
-    measure_batch = to_device(measure_batch)
-    # after drawing the batches: a file that fails to decode only then joins the workload's warning
+    timed = [next(stream) for _ in range(config.repeats)]
+    measure = next(stream)
+    lengths: dict[str, Any] = length_stats(timed)
+    record = replace(result.record, workload=workload.name, **lengths)
+    # after drawing the batches: a file that fails to decode only then joins the workload's warnings
     result.warnings.extend(workload.warnings)
     if workload.warnings:
         record.notes = "; ".join(filter(None, [record.notes, *workload.warnings]))
-    record.__dict__.update(length_stats(timed_batches))
     if workload.name != "synthetic":
-        record.seconds = round(record.utt_sec_mean, 3)
+        record.seconds = round(lengths["utt_sec_mean"], 3)
+    result.record = record
+    return [_on_device(b, device) for b in timed], _on_device(measure, device)
 
-    model = build_model(config.model).to(device).train()
-    step = TrainingStep.create(model, device, config.precision)
-    layers = model_layers(model)
-    prefix = type(model).__name__
 
-    # -- measurement pass (untimed; counts as the first warmup step) ----------------------------------
+def _on_device(batch: "Batch", device: str) -> "Batch":
+    return type(batch)(batch.waveforms.to(device), batch.lengths.to(device))
+
+
+# -- 4 and 5. the step and the measurement pass ------------------------------------------------------------------
+def _make_step(model: "Wav2Vec2ForPretraining", device: str, config: ProfileConfig) -> "TrainingStep":
+    """The training step every later stage runs (a recipe will choose its optimizer, accumulation, ... here)."""
+    from w2vprof.measure.step import TrainingStep
+
+    return TrainingStep.create(model, device, config.precision)
+
+
+def _model_layers(model: "Wav2Vec2ForPretraining") -> list["LayerSpec"]:
+    from w2vprof.measure.layers import model_layers
+
+    return model_layers(model)
+
+
+@dataclass(frozen=True)
+class PassCounts:
+    """What the instrumented measurement pass found (plain numbers: nothing here keeps the graph alive)."""
+
+    forward: "FlopCount"  # per module, for the layer rows
+    fwd_flops: int
+    bwd_flops: int
+    bwd_by_layer: dict[str, int]
+    act_by_layer: dict[str, int]
+    param_count: int
+    param_bytes: int
+    grad_bytes: int
+    optim_state_bytes: int
+    loss: float
+    masked_fraction: float
+
+    @property
+    def optim_flops(self) -> int:
+        return ADAMW_FLOPS_PER_PARAM * self.param_count
+
+    @property
+    def train_flops(self) -> int:
+        return self.fwd_flops + self.bwd_flops + self.optim_flops
+
+
+def measurement_pass(step: "TrainingStep", layers: list["LayerSpec"], batch: "Batch") -> PassCounts:
+    """One full training step, untimed, under the FLOP counter, the saved-tensor tracker and the backward-node
+    labeler (which gives each backward op its layer)."""
+    import torch
+
+    from w2vprof.measure.activations import ActivationTracker
+    from w2vprof.measure.attribution import NodeLabeler, backward_flops_by_layer
+    from w2vprof.measure.flops import count_flops
+    from w2vprof.measure.layers import OBJECTIVE
+    from w2vprof.measure.memory import tensor_bytes
+
+    model = step.model
     tracker = ActivationTracker(model, layers)
     labeler = NodeLabeler(model, layers)
     with count_flops() as counter:
         with tracker.track(), labeler.track():
-            output = step.forward(measure_batch)
+            output = step.forward(batch)
         labeler.label_from(output.loss, OBJECTIVE)
         after_forward = counter.snapshot()
         with backward_flops_by_layer(labeler.labels) as bwd_by_layer:
@@ -256,93 +379,135 @@ def _measure(config: ProfileConfig, device: str, result: ProfileResult) -> None:
         after_backward = counter.snapshot()
         grad_bytes = tensor_bytes(p.grad for p in model.parameters() if p.grad is not None)
         step.update()
-    backward_count = after_backward.minus(after_forward)
-    record.loss = float(output.loss.detach())
-    record.masked_fraction = output.num_masked / max(output.num_frames, 1)
-    del output
-
-    param_count = sum(p.numel() for p in model.parameters())
-    record.param_bytes = tensor_bytes(model.parameters())
-    record.grad_bytes = grad_bytes
-    record.optim_state_bytes = tensor_bytes(
-        value for state in step.optimizer.state.values() for value in state.values() if torch.is_tensor(value)
+    optimizer_state = step.optimizer.state.values()
+    return PassCounts(
+        forward=after_forward,
+        fwd_flops=after_forward.total,
+        bwd_flops=after_backward.minus(after_forward).total,
+        bwd_by_layer=dict(bwd_by_layer),
+        act_by_layer=dict(tracker.bytes_by_layer),
+        param_count=sum(p.numel() for p in model.parameters()),
+        param_bytes=tensor_bytes(model.parameters()),
+        grad_bytes=grad_bytes,
+        optim_state_bytes=tensor_bytes(v for state in optimizer_state for v in state.values() if torch.is_tensor(v)),
+        loss=float(output.loss.detach()),
+        masked_fraction=output.num_masked / max(output.num_frames, 1),
     )
-    record.fwd_flops = after_forward.total
-    record.bwd_flops = backward_count.total
-    record.optim_flops = ADAMW_FLOPS_PER_PARAM * param_count
-    record.train_flops = record.fwd_flops + record.bwd_flops + record.optim_flops
-    record.flops_source = FLOPS_SOURCE
-    record.act_mem_bytes = tracker.total_bytes
 
-    fwd_by_layer = flops_per_layer(after_forward, prefix, layers)
-    del labeler
-    cumulative = 0
+
+# -- 6. layer rows -----------------------------------------------------------------------------------------------
+def layer_rows(model: "Wav2Vec2ForPretraining", layers: list["LayerSpec"], counts: PassCounts) -> list[LayerRecord]:
+    """One row per layer in forward order; the rows add up to the record's FLOPs and activation bytes."""
+    from w2vprof.measure.summary import flops_per_layer, layer_params
+
+    fwd_by_layer = flops_per_layer(counts.forward, type(model).__name__, layers)
+    rows, cumulative = [], 0
     for layer in layers:
-        act = tracker.bytes_by_layer.get(layer.name, 0)
+        act = counts.act_by_layer.get(layer.name, 0)
         cumulative += act
-        result.layers.append(
+        rows.append(
             LayerRecord(
                 layer=layer.name,
                 kind=layer.kind,
                 params=layer_params(model, layer),
                 fwd_flops=fwd_by_layer[layer.name],
-                bwd_flops=bwd_by_layer.get(layer.name, 0),
+                bwd_flops=counts.bwd_by_layer.get(layer.name, 0),
                 act_mem_bytes=act,
                 cum_act_mem_bytes=cumulative,
             )
         )
+    return rows
 
-    for _ in range(max(config.warmup - 1, 0)):
-        step(measure_batch)
 
-    # -- timed steps --------------------------------------------------------------------------------
-    sampler = _telemetry_sampler(device) if config.telemetry else None
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        peak_source = "cuda_max_allocated"
-    elif device == "mps":
-        peak_source = "mps_driver_sampled_after_each_step"
-    else:
-        peak_source = "rss_hwm" if reset_rss_peak() else "rss_hwm_since_process_start"
-    mps_peak = 0
-    times: list[float] = []
-    _synchronize(device)
+# -- 7 and 8. warmup and timed steps -----------------------------------------------------------------------------
+def warm_up(step: "TrainingStep", batch: "Batch", steps: int) -> None:
+    for _ in range(max(steps, 0)):
+        step(batch)
+
+
+@dataclass(frozen=True)
+class TimedSteps:
+    times: list[float]  # seconds, one per timed step
+    peak: "PeakReading"
+    telemetry: dict[str, Any]  # the record's telemetry fields; empty without telemetry
+
+
+def timed_steps(step: "TrainingStep", batches: list["Batch"], device: str, telemetry: bool) -> TimedSteps:
+    """Each batch once, each step timed alone; peak memory reset before the first and read after the last."""
+    from w2vprof.measure.memory import StepPeakMemory
+
+    sampler = _telemetry_sampler(device) if telemetry else None
+    memory = StepPeakMemory(device)
+    memory.reset()
+    synchronize(device)
     if sampler is not None:
         sampler.start()
-    for batch in timed_batches:
-        _synchronize(device)
-        start = time.perf_counter()
-        step(batch)
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-        if device == "mps":  # after the clock stopped: MPS has no peak API, so sample
-            mps_peak = max(mps_peak, int(torch.mps.driver_allocated_memory()))
-    if sampler is not None:
-        record.__dict__.update(sampler.stop(steps=len(times)))
+    times = [_timed_step(step, batch, device, memory) for batch in batches]
+    fields = sampler.stop(steps=len(times)) if sampler is not None else {}
+    return TimedSteps(times=times, peak=memory.read(), telemetry=dict(fields))
+
+
+def _timed_step(step: "TrainingStep", batch: "Batch", device: str, memory: Any) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    step(batch)
+    synchronize(device)
+    elapsed = time.perf_counter() - start
+    memory.sample()  # after the clock stopped (MPS has no peak API, so its memory is sampled)
+    return elapsed
+
+
+def synchronize(device: str) -> None:
+    import torch
 
     if device == "cuda":
-        record.peak_mem_bytes = int(torch.cuda.max_memory_allocated())
-        record.peak_mem_reserved_bytes = int(torch.cuda.max_memory_reserved())
+        torch.cuda.synchronize()
     elif device == "mps":
-        record.peak_mem_bytes = mps_peak
-    else:
-        record.peak_mem_bytes = rss_peak_bytes()
-    record.peak_mem_source = peak_source
-
-    stats = time_stats(times)
-    result.step_times = times
-    record.sec_per_batch_median = stats["median"]
-    record.sec_per_batch_mean = stats["mean"]
-    record.sec_per_batch_std = stats["std"]
-    record.sec_per_batch_min = stats["min"]
-    record.sec_per_batch_max = stats["max"]
-    record.sec_per_batch_iqr = stats["iqr"]
-    record.sec_per_sequence = stats["median"] / config.batch
-    record.achieved_flops_per_sec = record.train_flops / stats["median"]
-    record.status = "ok"
+        torch.mps.synchronize()
 
 
-def _telemetry_sampler(device: str):
+def _telemetry_sampler(device: str) -> Any:
     from w2vprof.devices.telemetry import TelemetrySampler
 
     return TelemetrySampler(torch_device=device)
+
+
+# -- 9. the record's measured fields -----------------------------------------------------------------------------
+def count_fields(counts: PassCounts) -> dict[str, Any]:
+    return {
+        "loss": counts.loss,
+        "masked_fraction": counts.masked_fraction,
+        "param_bytes": counts.param_bytes,
+        "grad_bytes": counts.grad_bytes,
+        "optim_state_bytes": counts.optim_state_bytes,
+        "fwd_flops": counts.fwd_flops,
+        "bwd_flops": counts.bwd_flops,
+        "optim_flops": counts.optim_flops,
+        "train_flops": counts.train_flops,
+        "flops_source": FLOPS_SOURCE,
+        "act_mem_bytes": sum(counts.act_by_layer.values()),
+    }
+
+
+def peak_fields(peak: "PeakReading") -> dict[str, Any]:
+    return {
+        "peak_mem_bytes": peak.peak_bytes,
+        "peak_mem_reserved_bytes": peak.reserved_bytes,
+        "peak_mem_source": peak.source,
+    }
+
+
+def timing_fields(times: list[float], batch: int, train_flops: int) -> dict[str, Any]:
+    from w2vprof.measure.stats import time_stats
+
+    stats = time_stats(times)
+    return {
+        "sec_per_batch_median": stats["median"],
+        "sec_per_batch_mean": stats["mean"],
+        "sec_per_batch_std": stats["std"],
+        "sec_per_batch_min": stats["min"],
+        "sec_per_batch_max": stats["max"],
+        "sec_per_batch_iqr": stats["iqr"],
+        "sec_per_sequence": stats["median"] / batch,
+        "achieved_flops_per_sec": train_flops / stats["median"],
+    }
