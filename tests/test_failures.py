@@ -187,3 +187,21 @@ def test_a_type_error_is_an_error_with_its_type():
 def test_a_signature_on_a_later_line_of_an_exception_still_names_the_type():
     exc = RuntimeError("step failed\nCUDA out of memory. Tried to allocate 8.00 MiB")
     assert classify_exception(exc) == ("oom", "RuntimeError: CUDA out of memory. Tried to allocate 8.00 MiB")
+
+
+# Flower's error replies, as vce_api.py / run_clientapp.py format them (deployed, and simulated with Ray's wrapper)
+def test_a_flower_reply_from_a_deployed_client_is_classified_by_its_exception():
+    reason = "<class 'torch.OutOfMemoryError'>:<'CUDA out of memory. Tried to allocate 20.00 MiB'>"
+    assert classify_error_text(reason) == ("oom", "OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB")
+    assert classify_error_text("<class 'MemoryError'>:<''>") == ("oom", "MemoryError:")
+    assert classify_error_text("<class 'ZeroDivisionError'>:<'division by zero'>") == (
+        "error", "ZeroDivisionError: division by zero"
+    )
+
+
+def test_a_flower_reply_from_a_simulated_client_loses_the_wrapper():
+    reason = ("<class 'flwr.clientapp.client_app.ClientAppException'>:<'\nException ClientAppException occurred. "
+              "Message: MPS backend out of memory (MPS allocated: 1.59 GB, other allocations: 7.78 GB)'>")
+    assert classify_error_text(reason) == (
+        "oom", "MPS backend out of memory (MPS allocated: 1.59 GB, other allocations: 7.78 GB)"
+    )

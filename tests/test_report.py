@@ -61,6 +61,20 @@ def test_latex_escapes_what_latex_would_misread():
     assert r"\textasciitilde{}\textasciicircum{}" in text
 
 
+def test_alignment_emphasis_and_a_headless_table_reach_every_renderer():
+    table = Table("T", ["name", "note"], [["a", "left text"], ["total", "sum"]], align="ll",
+                  emphasis=frozenset({1}), show_header=False)
+    assert "|---|---|" in table_markdown(table) and "| **total** | **sum** |" in table_markdown(table)
+    assert r"\begin{tabular}{ll}" in table_latex(table)
+    assert "<tr style='font-weight:bold'><td>total</td>" in table_html(table)
+    drawn = table_terminal(table, plain=True)
+    assert "left text" in drawn and "note" not in drawn  # no header line on the terminal
+    assert "\x1b[" not in drawn  # plain: no colour codes, whatever the terminal
+    assert table_csv(table).startswith("name,note\n")  # the CSV keeps its column names
+    default = Table("T", ["a", "b", "c"], [])
+    assert default.alignment() == "lrr" and "|---|---:|---:|" in table_markdown(default)
+
+
 # -- plots --------------------------------------------------------------------------------------------------
 def test_every_plot_draws_and_degrades_without_data():
     layers = read_layers_csv(DATA / "small.layers" / "base_b4_s1.csv")
@@ -144,6 +158,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, fragment):
     code, _, err = _cli(capsys, "report", *args, "--out", str(tmp_path / "r"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
     assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_report_folder_problems_are_one_line_before_any_input_is_read(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    for folder, fragment in ((tmp_path / "a_file", "is a file; give a folder"),
+                             (tmp_path / "missing" / "r", "does not exist")):
+        # NB: the input does not exist either: the folder is checked first, so that is not what is reported
+        code, _, err = _cli(capsys, "report", str(DATA / "no_such.csv"), "--out", str(folder))
+        assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+
+
+def test_write_report_replaces_files_and_leaves_no_temporary_file(tmp_path):
+    from w2vprof.report.build import Report, write_report
+
+    folder = tmp_path / "r"
+    write_report(Report(tables={"t": Table("T", ["a"], [["1"]])}), folder)
+    write_report(Report(tables={"t": Table("T", ["a"], [["2"]])}), folder, latex=True)
+    assert (folder / "t.csv").read_text() == "a\n2\n" and (folder / "t.tex").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["report.html", "report.md", "t.csv", "t.tex"]
 
 
 def test_reference_data_is_packaged_with_the_code():

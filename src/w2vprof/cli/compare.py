@@ -24,7 +24,7 @@ def compare_command(
     from w2vprof.analysis.data import load_results
     from w2vprof.cli.options import parse_positive_float
     from w2vprof.cli.output import check_format, emit
-    from w2vprof.report.render import table_markdown, table_terminal
+    from w2vprof.report.render import table_markdown, tables_terminal
     from w2vprof.report.tables import comparison_csv, comparison_json, comparison_tables
 
     check_format(fmt, FORMATS)
@@ -37,7 +37,7 @@ def compare_command(
     elif fmt == "md":
         text = "\n".join(table_markdown(t) for t in comparison_tables(comparison))
     else:
-        text = "".join(table_terminal(t) for t in comparison_tables(comparison))
+        text = tables_terminal(comparison_tables(comparison), plain=out is not None)
     emit(text, out)
 
 

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.report.render import Table
 
 __all__ = ["register", "gather"]
 
@@ -41,48 +44,45 @@ def devices_command(
     if fmt == "json":
         typer.echo(json.dumps(info, indent=2))
     else:
-        _print_tables(info)
+        from w2vprof.report.render import tables_terminal
+
+        typer.echo(tables_terminal(device_tables(info)), nl=False)
 
 
-def _print_tables(info: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def device_tables(info: dict[str, Any]) -> list["Table"]:
+    """This device (key-value), its telemetry sources, and what a profile would record with which source."""
+    from w2vprof.report.render import Table
+
+    sources = Table(
+        title="Telemetry sources", columns=["source", "available", "details / why not"], align="lll",
+        rows=[[row["source"], "yes" if row["available"] else "no", row["details"]] for row in info["sources"]],
+    )
+    recorded = Table(
+        title=f"What a profile on {info['torch_device']} records here", align="lll",
+        columns=["measure", "source", "details / why empty"],
+        rows=[[measure, choice["source"] or "(empty)", choice["details"]] for measure, choice in info["recorded"].items()],
+    )
+    return [identity_table(info), sources, recorded]
+
+
+def identity_table(info: dict[str, Any]) -> "Table":
+    from w2vprof.report.render import Table
 
     identity = info["identity"]
     gib = 2**30
-    this = Table(title="This device", show_header=False)
-    this.add_column("field", style="bold")
-    this.add_column("value")
-    this.add_row("device", f"{identity['device_name']} (torch device: {info['torch_device']}, {identity['platform']})")
+    rows = [["device", f"{identity['device_name']} (torch device: {info['torch_device']}, {identity['platform']})"]]
     if identity["board"]:
-        this.add_row("board", identity["board"])
+        rows.append(["board", identity["board"]])
     native = "native bfloat16" if identity["bf16_native"] else "no native bfloat16"
-    this.add_row("CPU", f"{identity['cpu_model']}, {identity['cpu_cores']} cores, {native}")
-    this.add_row("memory", f"{identity['total_mem_bytes'] / gib:.1f} GiB")
+    rows.append(["CPU", f"{identity['cpu_model']}, {identity['cpu_cores']} cores, {native}"])
+    rows.append(["memory", f"{identity['total_mem_bytes'] / gib:.1f} GiB"])
     if identity["gpu_name"]:
         driver = f", driver {identity['gpu_driver']}" if identity["gpu_driver"] else ""
-        this.add_row("GPU", identity["gpu_name"] + driver)
+        rows.append(["GPU", identity["gpu_name"] + driver])
     ceiling = identity["memory_ceiling_bytes"]
-    this.add_row("memory ceiling", f"{ceiling / gib:.1f} GiB ({identity['memory_ceiling_source']})")
-    this.add_row("fingerprint", identity["device_fingerprint"])
-
-    sources = Table(title="Telemetry sources")
-    sources.add_column("source")
-    sources.add_column("available")
-    sources.add_column("details / why not")
-    for row in info["sources"]:
-        sources.add_row(row["source"], "yes" if row["available"] else "no", row["details"])
-
-    recorded = Table(title=f"What a profile on {info['torch_device']} records here")
-    recorded.add_column("measure")
-    recorded.add_column("source")
-    recorded.add_column("details / why empty")
-    for measure, choice in info["recorded"].items():
-        recorded.add_row(measure, choice["source"] or "(empty)", choice["details"])
-
-    console = Console()
-    for table in (this, sources, recorded):
-        console.print(table)
+    rows.append(["memory ceiling", f"{ceiling / gib:.1f} GiB ({identity['memory_ceiling_source']})"])
+    rows.append(["fingerprint", identity["device_fingerprint"]])
+    return Table(title="This device", columns=["field", "value"], rows=rows, align="ll", show_header=False)
 
 
 def register(app: typer.Typer) -> None:

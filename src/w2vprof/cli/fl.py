@@ -9,8 +9,9 @@ flwr and torch are imported inside the commands: `w2vprof --help` stays instant 
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -21,34 +22,86 @@ fl_app = typer.Typer(
     no_args_is_help=True,
 )
 
-# Options shared by every command that starts a run.
-MODEL = typer.Option("tiny", "--model", "-m", help="tiny, base or large.")
-ROUNDS = typer.Option(20, "--rounds", help="Federated rounds.")
-CLIENTS_PER_ROUND = typer.Option(0, "--clients-per-round", help="Clients sampled each round (0: all).")
-AGGREGATION = typer.Option("fedavg", "--aggregation", help="fedavg (weight = examples) or loss (from the training loss).")
-LOSS_WEIGHTING = typer.Option("exp", "--loss-weighting", help="With --aggregation loss: exp (exp(-loss/T)) or inverse (1/loss).")
-TEMPERATURE = typer.Option(1.0, "--temperature", help="T of exp(-loss/T).")
-LOCAL_EPOCHS = typer.Option(1, "--local-epochs", help="Passes over its partition each client makes per round.")
-BATCH = typer.Option(4, "--batch", "-b", help="Utterances per local batch.")
-LR = typer.Option(0.0, "--lr", help="AdamW learning rate (0: the model's pretraining value, 5e-4).")
-MAX_SECONDS = typer.Option(15.0, "--max-seconds", help="Crop longer utterances to a random window this long.")
-VALIDATION_UTTERANCES = typer.Option(16, "--validation-utterances", help="Held-out utterances scored each round.")
-DEVICE = typer.Option("cpu", "--device", help="cpu, cuda or mps: where clients train and the server validates.")
-PRECISION = typer.Option("fp32", "--precision", "-p", help="fp32 or mixed.")
-THREADS = typer.Option(0, "--threads", help="torch threads per client (0: cores / --parallel in simulation).")
-SEED = typer.Option(0, "--seed", help="Seed of weights, sampling, data order, masks.")
-ROUND_TIMEOUT = typer.Option(3600.0, "--round-timeout", help="Seconds to wait for a round's replies.")
+Command = Callable[..., None]
+
+#: Options every command that starts a run takes (name: type, option), handed on unchanged to FlSettings.
+TRAINING_OPTIONS: dict[str, tuple[type, Any]] = {
+    "model": (str, typer.Option("tiny", "--model", "-m", help="tiny, base or large.")),
+    "rounds": (int, typer.Option(20, "--rounds", help="Federated rounds.")),
+    "clients_per_round": (int, typer.Option(0, "--clients-per-round", help="Clients sampled each round (0: all).")),
+    "aggregation": (str, typer.Option(
+        "fedavg", "--aggregation", help="fedavg (weight = examples) or loss (from the training loss).")),
+    "loss_weighting": (str, typer.Option(
+        "exp", "--loss-weighting", help="With --aggregation loss: exp (exp(-loss/T)) or inverse (1/loss).")),
+    "temperature": (float, typer.Option(1.0, "--temperature", help="T of exp(-loss/T).")),
+    "local_epochs": (int, typer.Option(
+        1, "--local-epochs", help="Passes over its partition each client makes per round.")),
+    "batch": (int, typer.Option(4, "--batch", "-b", help="Utterances per local batch.")),
+    "lr": (float, typer.Option(
+        0.0, "--lr", help="AdamW learning rate (0: the model's pretraining value, 5e-4).")),
+    "max_seconds": (float, typer.Option(
+        15.0, "--max-seconds", help="Crop longer utterances to a random window this long.")),
+    "validation_utterances": (int, typer.Option(
+        16, "--validation-utterances", help="Held-out utterances scored each round.")),
+    "device": (str, typer.Option(
+        "cpu", "--device", help="cpu, cuda or mps: where clients train and the server validates.")),
+    "precision": (str, typer.Option("fp32", "--precision", "-p", help="fp32 or mixed.")),
+    "threads": (int, typer.Option(
+        0, "--threads", help="torch threads per client (0: cores / --parallel in simulation).")),
+    "seed": (int, typer.Option(0, "--seed", help="Seed of weights, sampling, data order, masks.")),
+    "round_timeout": (float, typer.Option(3600.0, "--round-timeout", help="Seconds to wait for a round's replies.")),
+}
 
 
-#: the parameters above, by name: every run command hands them on unchanged
-TRAINING_OPTIONS = (
-    "model", "rounds", "clients_per_round", "aggregation", "loss_weighting", "temperature", "local_epochs", "batch",
-    "lr", "max_seconds", "validation_utterances", "device", "precision", "threads", "seed", "round_timeout",
-)
+#: Where a run's data comes from, for the commands that find or generate it here (simulate, deploy-local).
+DATA_OPTIONS: dict[str, tuple[type, Any]] = {
+    "partitions": (str, typer.Option(
+        "synthetic", "--partitions", help="A `w2vprof partition` folder (client i: its i-th manifest), or synthetic "
+                                          "(generate a speech corpus, one speaker per client).")),
+    "clips_dir": (str, typer.Option(
+        "", "--clips-dir", help="Where the manifests' clips are (default: clips/ beside or above them).")),
+    "validation": (str, typer.Option(
+        "", "--validation", help="Held-out manifest or audio folder (default: heldout.tsv in --partitions).")),
+    "utterances_per_client": (int, typer.Option(
+        8, "--utterances-per-client", help="Synthetic partitions: utterances per client.")),
+}
 
 
-def _training(values: dict) -> dict:
-    return {name: values[name] for name in TRAINING_OPTIONS}
+def shared_options(group: str, options: dict[str, tuple[type, Any]]) -> Callable[[Command], Command]:
+    """The command gets `options` as well as its own; they reach it together as one dict argument named `group`.
+
+    Typer reads a command's options from its signature, so the wrapper's signature is the command's own
+    parameters (less `group`) followed by the shared ones: each option written once, offered by every command.
+    """
+
+    def decorate(command: Command) -> Command:
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != group]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+                 for name, (kind, option) in options.items()]
+
+        def run_command(**values: Any) -> None:
+            command(**{group: {name: values.pop(name) for name in options}}, **values)
+
+        run_command.__signature__ = inspect.Signature(own + added)  # type: ignore[attr-defined]
+        run_command.__name__, run_command.__doc__ = command.__name__, command.__doc__
+        return run_command
+
+    return decorate
+
+
+#: The option groups a run command can take, by the name of the argument that receives them.
+OPTION_GROUPS = {"training": TRAINING_OPTIONS, "data": DATA_OPTIONS}
+
+
+def run_command(name: str, *groups: str) -> Callable[[Command], Command]:
+    """Register an `fl` command that takes the shared option `groups` (each as one dict argument)."""
+
+    def register_command(command: Command) -> Command:
+        for group in groups:
+            command = shared_options(group, OPTION_GROUPS[group])(command)
+        return fl_app.command(name)(command)
+
+    return register_command
 
 
 def _settings(**values):
@@ -67,45 +120,24 @@ def _print_round(record) -> None:
     typer.echo("  ".join(parts))
 
 
-def _check_new_out(out: Path) -> None:
-    from w2vprof.errors import BadInput
-    from w2vprof.fl.records import RESULT_FILES
-
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out} exists and is not a folder")
-    existing = [name for name in RESULT_FILES if (out / name).exists()]
-    if existing:
-        raise BadInput(f"--out {out} already holds {', '.join(existing)}; choose a new folder")
-
-
-@fl_app.command("simulate")
+@run_command("simulate", "training", "data")
 def simulate_command(
+    training: dict[str, Any],
+    data: dict[str, Any],
     out: Path = typer.Option(..., "--out", "-o", help="Folder for rounds.csv, clients.csv, run.json (and a generated corpus)."),
-    partitions: str = typer.Option("synthetic", "--partitions", help="A `w2vprof partition` folder, or synthetic (generate a speech corpus, one speaker per client)."),
     clients: int = typer.Option(10, "--clients", help="Clients (virtual SuperNodes); a partitions folder needs at least this many."),
-    clips_dir: str = typer.Option("", "--clips-dir", help="Where the manifests' clips are (default: clips/ beside or above them)."),
-    validation: str = typer.Option("", "--validation", help="Held-out manifest or audio folder (default: heldout.tsv in --partitions)."),
-    utterances_per_client: int = typer.Option(8, "--utterances-per-client", help="Synthetic partitions: utterances per client."),
     corpus_engine: str = typer.Option("auto", "--corpus-engine", help="Synthetic partitions: auto, espeak or synthetic."),
     parallel: int = typer.Option(1, "--parallel", help="Clients training at once (1: each alone with every core, honest seconds)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's own logs."),
-    model: str = MODEL, rounds: int = ROUNDS, clients_per_round: int = CLIENTS_PER_ROUND,
-    aggregation: str = AGGREGATION, loss_weighting: str = LOSS_WEIGHTING, temperature: float = TEMPERATURE,
-    local_epochs: int = LOCAL_EPOCHS, batch: int = BATCH, lr: float = LR, max_seconds: float = MAX_SECONDS,
-    validation_utterances: int = VALIDATION_UTTERANCES, device: str = DEVICE, precision: str = PRECISION,
-    threads: int = THREADS, seed: int = SEED, round_timeout: float = ROUND_TIMEOUT,
 ) -> None:
     """Train federated on this machine with Flower's simulation engine; every client measured every round."""
     from w2vprof.errors import BadInput
+    from w2vprof.fl.records import check_new_run_folder
 
-    training = _training(locals())
-    _check_new_out(out)
+    check_new_run_folder(out)
     if parallel < 1:
         raise BadInput(f"--parallel must be at least 1, got {parallel}")
-    settings = _settings(
-        clients=clients, partitions=partitions, clips_dir=clips_dir, validation=validation,
-        utterances_per_client=utterances_per_client, out_dir=str(out.resolve()), **training,
-    )
+    settings = _settings(clients=clients, out_dir=str(out.resolve()), **data, **training)
     from w2vprof.compat import check_model_support
     from w2vprof.fl.simulate import SimulationOptions, simulate
 
@@ -123,22 +155,17 @@ def _deploy_settings(nodes, validation: str, **values):
     return deployment_settings(_settings(clients=max(1, len(nodes)), **values), nodes, validation)
 
 
-@fl_app.command("deploy-config")
+@run_command("deploy-config", "training")
 def deploy_config_command(
+    training: dict[str, Any],
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the Flower app, FLWR_HOME, commands.sh and results/ (on the SuperLink machine)."),
     superlink: str = typer.Option(..., "--superlink", help="HOST:PORT devices reach the SuperLink at (e.g. 192.168.1.10:9093)."),
     node: list[str] = typer.Option(..., "--node", help="NAME=PARTITION_PATH[,CLIPS_DIR] of one device (paths on that device); repeat per device."),
     validation: str = typer.Option(..., "--validation", help="Held-out manifest or audio folder on the SuperLink machine."),
-    model: str = MODEL, rounds: int = ROUNDS, clients_per_round: int = CLIENTS_PER_ROUND,
-    aggregation: str = AGGREGATION, loss_weighting: str = LOSS_WEIGHTING, temperature: float = TEMPERATURE,
-    local_epochs: int = LOCAL_EPOCHS, batch: int = BATCH, lr: float = LR, max_seconds: float = MAX_SECONDS,
-    validation_utterances: int = VALIDATION_UTTERANCES, device: str = DEVICE, precision: str = PRECISION,
-    threads: int = THREADS, seed: int = SEED, round_timeout: float = ROUND_TIMEOUT,
 ) -> None:
     """Write the Flower app and print the commands: a SuperLink, one SuperNode per device, then flwr run."""
     from w2vprof.fl.deploy import parse_node, write_deployment
 
-    training = _training(locals())
     nodes = [parse_node(text) for text in node]
     settings = _deploy_settings(nodes, validation, **training)
     plan = write_deployment(settings, out, superlink, nodes)
@@ -146,50 +173,21 @@ def deploy_config_command(
     typer.echo(f"# written: {plan.app_dir}/pyproject.toml, {plan.flwr_home}/config.toml, {plan.out_dir}/commands.sh")
 
 
-@fl_app.command("deploy-local")
+@run_command("deploy-local", "training", "data")
 def deploy_local_command(
+    training: dict[str, Any],
+    data: dict[str, Any],
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the app, logs/ and results/."),
-    partitions: str = typer.Option("synthetic", "--partitions", help="A `w2vprof partition` folder (node i gets client i), or synthetic."),
-    nodes: int = typer.Option(3, "--nodes", help="SuperNodes to start on 127.0.0.1."),
-    clips_dir: str = typer.Option("", "--clips-dir", help="Where the manifests' clips are."),
-    validation: str = typer.Option("", "--validation", help="Held-out manifest or audio folder (default: heldout.tsv in --partitions)."),
-    utterances_per_client: int = typer.Option(8, "--utterances-per-client", help="Synthetic partitions: utterances per client."),
+    nodes: int = typer.Option(3, "--nodes", help="SuperNodes to start on 127.0.0.1 (node i holds client i)."),
     timeout: float = typer.Option(3600.0, "--timeout", help="Seconds before everything is stopped."),
-    model: str = MODEL, rounds: int = ROUNDS, clients_per_round: int = CLIENTS_PER_ROUND,
-    aggregation: str = AGGREGATION, loss_weighting: str = LOSS_WEIGHTING, temperature: float = TEMPERATURE,
-    local_epochs: int = LOCAL_EPOCHS, batch: int = BATCH, lr: float = LR, max_seconds: float = MAX_SECONDS,
-    validation_utterances: int = VALIDATION_UTTERANCES, device: str = DEVICE, precision: str = PRECISION,
-    threads: int = THREADS, seed: int = SEED, round_timeout: float = ROUND_TIMEOUT,
 ) -> None:
     """Rehearse the deployment on this machine: SuperLink, SuperNodes and flwr run on 127.0.0.1, then stop all."""
-    from w2vprof.errors import BadInput
-    from w2vprof.fl import require_flwr
-    from w2vprof.fl.data import client_entries, prepare_synthetic, validation_source
-    from w2vprof.fl.deploy import NodeSpec, free_port, run_local, write_deployment
+    from w2vprof.fl.rehearsal import rehearse_locally
 
-    training = _training(locals())
-    require_flwr()
-    out = out.resolve()
-    _check_new_out(out / "results")
-    base = _settings(
-        clients=nodes, partitions=partitions, clips_dir=clips_dir, validation=validation,
-        utterances_per_client=utterances_per_client, out_dir=str(out), **training,
-    )
-    if base.synthetic:
-        base = prepare_synthetic(base)
-    entries = client_entries(Path(base.partitions))
-    if len(entries) < nodes:
-        raise BadInput(f"--partitions {base.partitions} holds {len(entries)} partitions; --nodes is {nodes}")
-    specs = [
-        NodeSpec(name=f"node-{i}", partition_path=str(entries[i].resolve()), clips_dir=base.clips_dir, port=free_port())
-        for i in range(nodes)
-    ]
-    settings = _deploy_settings(specs, str(validation_source(base)), **training).replace(clips_dir=base.clips_dir)
-    plan = write_deployment(settings, out, f"127.0.0.1:{free_port()}", specs)
-    result = run_local(plan, timeout_s=timeout)
+    settings = _settings(clients=nodes, **data, **training)
+    result = rehearse_locally(settings, out, nodes, timeout_s=timeout)
     typer.echo(f"started and stopped pids {', '.join(map(str, result.pids))}; logs in {result.logs_dir}")
-    if result.returncode != 0:
-        raise BadInput(f"flwr run exited with status {result.returncode}; see {result.logs_dir / 'flwr-run.log'}", exit_code=1)
+    result.raise_if_failed()
     typer.echo(f"wrote {result.results_dir / 'rounds.csv'} and {result.results_dir / 'clients.csv'}")
 
 
@@ -200,8 +198,9 @@ def report_command(
     profile: Optional[list[Path]] = typer.Option(None, "--profile", help="results.csv of `w2vprof profile` for the same configuration: prints predicted vs measured client seconds."),
 ) -> None:
     """Plot validation loss per round for every run and each run's per-client cost; compare with a profile."""
-    from w2vprof.fl.plots import load_run, write_plots
+    from w2vprof.fl.plots import write_plots
     from w2vprof.fl.prediction import TOLERANCE, check_prediction, profile_rows, summary_line
+    from w2vprof.fl.records import load_run
 
     loaded = [load_run(folder) for folder in runs]
     for run in loaded:

@@ -21,26 +21,12 @@ def report_command(
     """Tables like the paper's Tables 1-2 and plots like its Figs. 2-4, from results files only (never measures)."""
     from w2vprof.cli.options import parse_positive_float
     from w2vprof.cli.output import check_format
-    from w2vprof.errors import BadInput
-    from w2vprof.report.build import build_report, load_inputs
+    from w2vprof.report.build import report_to_folder
     from w2vprof.report.render import table_terminal
 
     check_format(fmt, ("md", "latex"))
     length = parse_positive_float(seconds, "--seconds") if seconds is not None else None
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out}: is a file; give a folder")
-    if not out.parent.is_dir():
-        raise BadInput(f"--out {out}: folder {out.parent} does not exist")
-    report = build_report(load_inputs(list(files or []), reference), length)
-    try:
-        out.mkdir(exist_ok=True)
-        for name, data in report.files(latex=fmt == "latex").items():
-            # temp file + rename: a reader never sees half a report file
-            tmp = out / (name + ".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(out / name)
-    except OSError as exc:
-        raise BadInput(f"--out {out}: cannot write ({exc.strerror})") from None
+    report = report_to_folder(list(files or []), out, reference, length, latex=fmt == "latex")
     if "table2" in report.tables:
         typer.echo(table_terminal(report.tables["table2"]), nl=False)
     for note in report.notes:

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from w2vprof.cli.options import parse_positive_float, parse_positive_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.report.render import Table
 
 __all__ = ["register"]
 
@@ -22,12 +25,13 @@ def summary(
     """Parameters and inference FLOPs (eval mode, forward only, 2 FLOPs per multiply-add) per module."""
     from w2vprof.cli.output import check_format, emit, records_as_csv, records_as_json
     from w2vprof.models import get_config
+    from w2vprof.models.size import check_utterance_length
 
     get_config(model)  # unknown model: one line, exit 2, before building anything
     seconds_value = parse_positive_float(seconds, "--seconds")
     batch_value = parse_positive_int(batch, "--batch")
     check_format(fmt)
-    _check_long_enough(seconds_value)
+    check_utterance_length(seconds_value, model)
 
     from w2vprof.measure.summary import summarize
 
@@ -37,48 +41,23 @@ def summary(
     elif fmt == "json":
         emit(records_as_json(rows), out)
     else:
-        emit(_render_table(rows), out) if out else _print_table(rows)
+        from w2vprof.report.render import table_terminal
+
+        emit(table_terminal(summary_table(rows), plain=out is not None), out)
 
 
-def _check_long_enough(seconds: float) -> None:
-    from w2vprof.errors import BadInput
-    from w2vprof.models.config import frames_for_samples
-
-    if frames_for_samples(int(round(seconds * 16000))) < 1:
-        raise BadInput(f"--seconds {seconds:g} is shorter than the conv stack's 400-sample receptive field (0.025 s)")
-
-
-def _table(rows):
-    from rich.table import Table
+def summary_table(rows) -> "Table":
+    """The terminal view: params in millions and GFLOPs per module, the total in bold."""
+    from w2vprof.report.render import Table
 
     first = rows[0]
-    table = Table(
+    return Table(
         title=f"wav2vec 2.0 {first.model}: inference cost of {first.seconds:g} s x batch {first.batch}",
+        columns=["module", "params (M)", "GFLOPs"],
+        rows=[[row.module, f"{row.params / 1e6:.2f}", f"{row.inference_flops / 1e9:.2f}"] for row in rows],
         caption="FLOPs = 2 per multiply-add; attention = QK^T and AV products (not in the paper's Table 1)",
+        emphasis=frozenset(i for i, row in enumerate(rows) if row.module == "total"),
     )
-    table.add_column("module")
-    table.add_column("params (M)", justify="right")
-    table.add_column("GFLOPs", justify="right")
-    for row in rows:
-        style = "bold" if row.module == "total" else None
-        table.add_row(row.module, f"{row.params / 1e6:.2f}", f"{row.inference_flops / 1e9:.2f}", style=style)
-    return table
-
-
-def _print_table(rows) -> None:
-    from rich.console import Console
-
-    Console().print(_table(rows))
-
-
-def _render_table(rows) -> str:
-    import io
-
-    from rich.console import Console
-
-    console = Console(record=True, width=100, file=io.StringIO())  # render only: nothing goes to the terminal
-    console.print(_table(rows))
-    return console.export_text()
 
 
 def register(app: typer.Typer) -> None:

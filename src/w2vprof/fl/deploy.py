@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, W2vprofError
+from w2vprof.files import write_text_atomic
 from w2vprof.fl import offline_environment
 from w2vprof.fl.settings import FlSettings
 
@@ -182,9 +183,9 @@ def write_deployment(settings: FlSettings, out_dir: Path, superlink: str, nodes:
         settings = settings.replace(out_dir=str(out_dir / "results"))
     plan.app_dir.mkdir(parents=True, exist_ok=True)
     plan.flwr_home.mkdir(parents=True, exist_ok=True)
-    (plan.app_dir / "pyproject.toml").write_text(app_pyproject(settings))
-    (plan.flwr_home / "config.toml").write_text(flwr_config_toml(plan.address))
-    (out_dir / "commands.sh").write_text(commands_text(plan))
+    write_text_atomic(plan.app_dir / "pyproject.toml", app_pyproject(settings))
+    write_text_atomic(plan.flwr_home / "config.toml", flwr_config_toml(plan.address))
+    write_text_atomic(out_dir / "commands.sh", commands_text(plan))
     return plan
 
 
@@ -228,10 +229,15 @@ def _wait_for_port(host: str, port: int, deadline: float, process: subprocess.Po
 
 @dataclass
 class LocalRunResult:
-    returncode: int
-    pids: list[int]
+    returncode: int  # of `flwr run`; 124 when it ran past the timeout
+    pids: list[int]  # every process started (all stopped by the time this exists)
     logs_dir: Path
     results_dir: Path
+
+    def raise_if_failed(self) -> None:
+        """A failed `flwr run` is the run's failure (exit status 1), pointing at the log that says why."""
+        if self.returncode != 0:
+            raise W2vprofError(f"flwr run exited with status {self.returncode}; see {self.logs_dir / 'flwr-run.log'}")
 
 
 def _stop(process: subprocess.Popen, grace_s: float = 10.0) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from w2vprof.errors import BadInput
-from w2vprof.fl.plots import RunCurves
+from w2vprof.fl.records import RunCurves
 from w2vprof.records import ResultRecord
 
 __all__ = ["PredictionCheck", "check_prediction", "profile_rows", "summary_line", "TOLERANCE"]

@@ -67,7 +67,7 @@ class ClientRoundRecord:
     client: str = ""  # client-name from --node-config, else partition-<id>, else node-<id>
     node_id: str = ""  # Flower's node id (random per SuperNode)
     partition_id: Optional[int] = None
-    status: str = "ok"  # ok | error
+    status: str = "ok"  # ok | oom | error (w2vprof.measure.failures classifies a client's error reply)
     error: str = ""
     aggregation_weight: Optional[float] = None  # normalised weight of this update in the aggregate (sums to 1)
     train_loss: Optional[float] = None  # mean full objective over the local steps of the round
@@ -109,7 +109,7 @@ CLIENT_RULES = RowRules(
     what="federated clients",
     required=("round", "client", "client_sec"),
     any_float=frozenset({"train_loss", "train_contrastive_loss"}),
-    choices=(("status", ("ok", "error")),),
+    choices=(("status", ("ok", "oom", "error")),),
     schema_version=FL_SCHEMA_VERSION,
 )
 
@@ -121,7 +121,7 @@ def read_rounds_csv(path: Path) -> list[RoundRecord]:
 
 
 def read_clients_csv(path: Path) -> list[ClientRoundRecord]:
-    """clients.csv, every row checked like rounds.csv, status ok or error."""
+    """clients.csv, every row checked like rounds.csv, status ok, oom or error."""
     return read_records(path, ClientRoundRecord, CLIENT_RULES, require_rows=False)
 
 

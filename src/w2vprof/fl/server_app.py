@@ -53,14 +53,13 @@ def run_federation(
     import torch
 
     from w2vprof.fl.data import validation_utterances
+    from w2vprof.fl.records import check_new_run_folder
     from w2vprof.fl.strategy import W2vprofStrategy
     from w2vprof.fl.task import build_fl_model, torch_device, validation_batches
 
     out = Path(settings.out_dir or ".").resolve()
+    check_new_run_folder(out)  # BadInput, the same check `w2vprof fl` makes before starting
     out.mkdir(parents=True, exist_ok=True)
-    existing = [name for name in RESULT_FILES if (out / name).exists()]
-    if existing:
-        raise RuntimeError(f"{out} already holds {', '.join(existing)} of another run; give the run a new out-dir")
     # Client sampling uses Python's random (flwr's sample_nodes): seeded for a reproducible schedule.
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)

@@ -29,6 +29,7 @@ from w2vprof.fl.records import (  # noqa: E402
     RoundRecord,
 )
 from w2vprof.fl.settings import FlSettings  # noqa: E402
+from w2vprof.measure.failures import classify_error_text  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from w2vprof.models.pretraining import Wav2Vec2ForPretraining
@@ -112,9 +113,9 @@ class W2vprofStrategy(FedAvg):
         for message in replies:
             node = message.metadata.src_node_id
             if message.has_error():
+                status, line = classify_error_text(message.error.reason)  # oom or error, one line
                 rows.append(ClientRoundRecord(
-                    round=server_round, client=f"node-{node}", node_id=str(node), status="error",
-                    error=_one_line(message.error.reason),
+                    round=server_round, client=f"node-{node}", node_id=str(node), status=status, error=line,
                 ))
                 continue
             row, update = _client_row(server_round, message)
@@ -202,11 +203,6 @@ class W2vprofStrategy(FedAvg):
             record.participants,
         )
         return MetricRecord({"validation-loss": loss, "validation-contrastive-loss": contrastive})
-
-
-def _one_line(text: Any) -> str:
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
 
 
 def _client_order(row: ClientRoundRecord) -> tuple:

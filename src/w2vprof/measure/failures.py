@@ -1,7 +1,8 @@
 """The one failure classifier: an exception, or the stderr text of a process that failed -> (status, one line).
 
 Used by the measurement engine (an exception raised while measuring), the sweep's parent process (the stderr of a
-child that exited with an error) and the federated strategy (the error text a client sent back). The status is
+child that exited with an error) and the federated strategy (the error a client's reply carries, in Flower's
+`<class 'X'>:<'message'>` form). The status is
 `oom` when the failure is the device or the host running out of memory, else `error`: a sweep prunes every larger
 configuration after an `oom`, so a memory failure recorded as `error` costs a sweep its pruning, and anything else
 recorded as `oom` would prune configurations that might have run.
@@ -59,6 +60,10 @@ _OOM_PATTERNS = re.compile(
 _NVMAP_ENOMEM = re.compile(r"NvMap\w*:?\s.*\berror 12\b")
 _CUDA_SIDE = re.compile(r"cuda|cublas|cudnn|nvml|nvmap|cudaMalloc", re.IGNORECASE)
 _TRACEBACK = "Traceback (most recent call last):"
+# Flower's error reply: "<class 'torch.OutOfMemoryError'>:<'CUDA out of memory. ...'>"; in simulation the
+# exception is wrapped first, as "\nException ClientAppException occurred. Message: <the original's text>".
+_FLOWER_REASON = re.compile(r"^<class '([\w.]+)'>:<'(.*)'>$", re.DOTALL)
+_FLOWER_WRAPPER = re.compile(r"^\s*Exception \w+ occurred\. Message: ")
 _OOM_CLASS_NAMES = ("OutOfMemoryError", "MemoryError")
 
 
@@ -104,13 +109,23 @@ def _classify_lines(block: list[str], headline: str, whole: list[str]) -> tuple[
     return ERROR, _clip(headline)
 
 
+def _unwrap_flower_reason(text: str) -> str:
+    """Flower's `<class 'X'>:<'message'>` as `X: message` (the class's own name), other text unchanged."""
+    match = _FLOWER_REASON.match(text.strip())
+    if match is None:
+        return text
+    name, message = match.groups()
+    wrapper = _FLOWER_WRAPPER.match(message)
+    return message[wrapper.end():] if wrapper else f"{name.rsplit('.', 1)[-1]}: {message}"
+
+
 def classify_error_text(text: str) -> tuple[str, str]:
-    """Stderr of a failed process (or any error text) -> (status, one line).
+    """Stderr of a failed process, a Flower client's error reply, or any error text -> (status, one line).
 
     With a Python traceback the line is the final exception's `Type: message` line; without one, the line that
     carries an out-of-memory signature, else the last non-blank line (what a native crash leaves last).
     """
-    lines = str(text).splitlines()
+    lines = _unwrap_flower_reason(str(text)).splitlines()
     block = _final_exception(lines)
     if block is None:
         block = _nonblank(lines)

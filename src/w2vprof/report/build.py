@@ -1,7 +1,8 @@
 """A report from results files: tables and plots as data (file name -> bytes), never measuring anything.
 
-`load_inputs` reads results CSVs (with the per-layer files they point to) and `w2vprof summary` CSVs;
-`build_report` turns them into tables and PNGs, skipping (with a note) every plot its data cannot support.
+`load_inputs` reads results CSVs (with the per-layer files they point to), `w2vprof summary` CSVs and federated
+run folders; `build_report` turns them into tables and PNGs, skipping (with a note) every plot its data cannot
+support; `write_report` puts every file of a report into a folder; `report_to_folder` does all three.
 """
 from __future__ import annotations
 
@@ -14,12 +15,21 @@ from typing import Optional
 
 from w2vprof.analysis.data import device_label, distinct_device_names, latest_by_config, reference_results, sec_per_batch
 from w2vprof.errors import BadInput
-from w2vprof.records import LayerRecord, ModuleSummaryRow, ResultRecord, read_layers_csv, read_results_csv
+from w2vprof.files import write_bytes_atomic
+from w2vprof.fl.records import RunCurves, load_run
+from w2vprof.records import (
+    LayerRecord,
+    ModuleSummaryRow,
+    ResultRecord,
+    length_key,
+    read_layers_csv,
+    read_results_csv,
+)
 from w2vprof.report import plots
 from w2vprof.report.render import Table, table_csv, table_html, table_latex, table_markdown
 from w2vprof.report.tables import environment_table, results_table, table1, table2
 
-__all__ = ["ReportInputs", "Report", "load_inputs", "build_report"]
+__all__ = ["ReportInputs", "Report", "load_inputs", "build_report", "write_report", "report_to_folder"]
 
 SUMMARY_COLUMNS = ("model", "module", "params", "inference_flops", "seconds", "batch")
 #: Fig. 2 of the paper: base, batch 4, 5.5 s, FP32.
@@ -33,7 +43,7 @@ class ReportInputs:
     summaries: list[ModuleSummaryRow] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    fl_runs: list = field(default_factory=list)  # w2vprof.fl.plots.RunCurves, one per federated run folder
+    fl_runs: list[RunCurves] = field(default_factory=list)  # one per federated run folder
 
 
 @dataclass
@@ -114,8 +124,6 @@ def load_inputs(paths: list[Path], reference: Optional[str] = None) -> ReportInp
     for path in map(Path, paths):
         inputs.sources.append(str(path))
         if path.is_dir():  # a federated run folder (w2vprof fl simulate): rounds.csv + clients.csv
-            from w2vprof.fl.plots import load_run
-
             inputs.fl_runs.append(load_run(path))
             continue
         if _is_summary(path):
@@ -144,20 +152,20 @@ def _pick_layer_config(inputs: ReportInputs) -> Optional[int]:
         return None
     for index in candidates:
         r = inputs.results[index]
-        if (r.model, r.batch, round(r.seconds, 3), r.precision) == FIG2_CONFIG:
+        if (r.model, r.batch, length_key(r.seconds), r.precision) == FIG2_CONFIG:
             return index
     return max(candidates, key=lambda i: (inputs.results[i].model != "tiny",
                                           inputs.results[i].batch * inputs.results[i].seconds))
 
 
 def _table_seconds(results: list[ResultRecord], requested: Optional[float]) -> tuple[float, Counter]:
-    counts = Counter(round(r.seconds, 3) for r in results)
+    counts = Counter(length_key(r.seconds) for r in results)
     if requested is not None:
-        if round(requested, 3) not in counts:
+        if length_key(requested) not in counts:
             raise BadInput(f"--seconds {requested:g}: no results at that length; the data has "
                            + ", ".join(f"{s:g}" for s in sorted(counts)))
         return requested, counts
-    measured = Counter(round(r.seconds, 3) for r in results if r.source != "paper")
+    measured = Counter(length_key(r.seconds) for r in results if r.source != "paper")
     # The paper's length when the data has it; else the length measured most often.
     return (5.5 if 5.5 in counts else (measured or counts).most_common(1)[0][0]), counts
 
@@ -180,6 +188,37 @@ def build_report(inputs: ReportInputs, table_seconds: Optional[float] = None) ->
     _length_figures(measured, report)
     _federated_figures(inputs, report)
     return report
+
+
+def report_to_folder(
+    paths: list[Path], folder: Path, reference: Optional[str] = None, table_seconds: Optional[float] = None,
+    latex: bool = False,
+) -> Report:
+    """The whole `w2vprof report`: read the inputs, build the report, write it; a bad folder fails first."""
+    _check_report_folder(Path(folder))
+    report = build_report(load_inputs(paths, reference), table_seconds)
+    write_report(report, folder, latex)
+    return report
+
+
+def write_report(report: Report, folder: Path, latex: bool = False) -> Path:
+    """Every file of `report` into `folder` (created if its parent exists), each replaced atomically."""
+    folder = Path(folder)
+    _check_report_folder(folder)
+    try:
+        folder.mkdir(exist_ok=True)
+        for name, data in report.files(latex=latex).items():
+            write_bytes_atomic(folder / name, data)
+    except OSError as exc:
+        raise BadInput(f"report folder {folder}: cannot write ({exc.strerror})") from None
+    return folder
+
+
+def _check_report_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(f"report folder {folder} is a file; give a folder")
+    if not folder.parent.is_dir():
+        raise BadInput(f"report folder {folder}: folder {folder.parent} does not exist")
 
 
 def _federated_figures(inputs: ReportInputs, report: Report) -> None:

@@ -1,40 +1,22 @@
 """Plots like the paper's Figs. 2-4: each function takes data and returns PNG bytes (or None if it has none).
 
-matplotlib with the Agg backend (no display needed).
+Figures come from w2vprof.plotting (matplotlib, no display needed).
 """
 from __future__ import annotations
 
-import io
 from typing import Optional, Sequence
 
 from w2vprof.analysis.fit import linear_fit
+from w2vprof.plotting import figure_png, new_figure
 
 __all__ = ["layer_memory_png", "layer_flops_png", "versus_seconds_png", "fp32_vs_mixed_png"]
-
-
-def _figure(width: float = 9, height: float = 4.5):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
-    return plt, fig, ax
-
-
-def _png(plt, fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def layer_memory_png(layers: Sequence, title: str) -> Optional[bytes]:
     """Fig. 2 left: activation memory saved by each layer (bars) and its running total (line)."""
     if not layers:
         return None
-    plt, fig, ax = _figure()
+    fig, (ax,) = new_figure()
     names = [l.layer for l in layers]
     ax.bar(range(len(names)), [l.act_mem_bytes / 1e6 for l in layers], color="#4C72B0", label="saved by the layer")
     ax.set_ylabel("activation memory (MB)")
@@ -49,14 +31,14 @@ def layer_memory_png(layers: Sequence, title: str) -> Optional[bytes]:
     ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
     ax.set_title(title)
     fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.92), ncol=2, fontsize=8)
-    return _png(plt, fig)
+    return figure_png(fig)
 
 
 def layer_flops_png(layers: Sequence, title: str) -> Optional[bytes]:
     """Fig. 2 right: forward and backward FLOPs per layer (stacked)."""
     if not layers:
         return None
-    plt, fig, ax = _figure()
+    fig, (ax,) = new_figure()
     names = [l.layer for l in layers]
     forward = [l.fwd_flops / 1e9 for l in layers]
     backward = [l.bwd_flops / 1e9 for l in layers]
@@ -66,7 +48,7 @@ def layer_flops_png(layers: Sequence, title: str) -> Optional[bytes]:
     ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _png(plt, fig)
+    return figure_png(fig)
 
 
 def versus_seconds_png(
@@ -79,7 +61,7 @@ def versus_seconds_png(
     series = {name: sorted(points) for name, points in series.items() if len(points) >= 1}
     if not series:
         return None
-    plt, fig, ax = _figure(8, 4.5)
+    fig, (ax,) = new_figure(8, 4.5)
     for name, points in series.items():
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         line = ax.plot(xs, ys, "o", label=name)[0]
@@ -92,7 +74,7 @@ def versus_seconds_png(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _png(plt, fig)
+    return figure_png(fig)
 
 
 def fp32_vs_mixed_png(points: dict[str, dict[float, float]], title: str) -> Optional[bytes]:
@@ -100,7 +82,7 @@ def fp32_vs_mixed_png(points: dict[str, dict[float, float]], title: str) -> Opti
     lengths = sorted({s for values in points.values() for s in values})
     if not lengths or len(points) < 2:
         return None
-    plt, fig, ax = _figure(8, 4.5)
+    fig, (ax,) = new_figure(8, 4.5)
     width = 0.8 / len(points)
     for index, (name, values) in enumerate(sorted(points.items())):
         ax.bar([i + index * width for i in range(len(lengths))], [values.get(s, 0) / 1e9 for s in lengths],
@@ -110,4 +92,4 @@ def fp32_vs_mixed_png(points: dict[str, dict[float, float]], title: str) -> Opti
     ax.set_ylabel("memory (GB)")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _png(plt, fig)
+    return figure_png(fig)

@@ -6,19 +6,34 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Iterable
 
-__all__ = ["Table", "table_csv", "table_markdown", "table_latex", "table_html", "table_terminal"]
+__all__ = ["Table", "table_csv", "table_markdown", "table_latex", "table_html", "table_terminal", "tables_terminal"]
+
+#: Width of a table drawn for a file or a pipe: wide enough that names are not wrapped.
+PLAIN_WIDTH = 240
 
 
 @dataclass
 class Table:
-    """A table as strings, already formatted with units in the column names; every renderer takes one."""
+    """A table as strings, already formatted with units in the column names; every renderer takes one.
+
+    `align` has one letter per column, l(eft) or r(ight) (default: the first column left, numbers right).
+    `emphasis` holds the indexes of rows to stand out (a total): bold on a terminal, in Markdown and HTML.
+    `show_header` False draws a key-value table without its column names (the names stay in CSV).
+    """
 
     title: str
     columns: list[str]
     rows: list[list[str]]
     caption: str = ""
+    align: str = ""
+    emphasis: frozenset[int] = field(default_factory=frozenset)
+    show_header: bool = True
+
+    def alignment(self) -> str:
+        return self.align or "l" + "r" * (len(self.columns) - 1)
 
 
 def table_csv(table: Table) -> str:
@@ -33,9 +48,13 @@ def table_markdown(table: Table) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
+    def row_text(index: int, row: list[str]) -> str:
+        bold = "**" if index in table.emphasis else ""
+        return "| " + " | ".join(f"{bold}{cell(c)}{bold}" if c else c for c in row) + " |"
+
     lines = [f"**{table.title}**", "", "| " + " | ".join(cell(c) for c in table.columns) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(table.columns))) + "|"]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
+             "|" + "|".join("---:" if a == "r" else "---" for a in table.alignment()) + "|"]
+    lines += [row_text(index, row) for index, row in enumerate(table.rows)]
     if table.caption:
         lines += ["", table.caption]
     return "\n".join(lines) + "\n"
@@ -52,7 +71,7 @@ def _latex_escape(text: str) -> str:
 
 def table_latex(table: Table) -> str:
     """A booktabs-free tabular (\\hline only), so it compiles in any paper template."""
-    spec = "l" + "r" * (len(table.columns) - 1)
+    spec = table.alignment()
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(table.title)}}}",
              rf"\begin{{tabular}}{{{spec}}}", r"\hline",
              " & ".join(_latex_escape(c) for c in table.columns) + r" \\", r"\hline"]
@@ -69,25 +88,40 @@ def table_html(table: Table) -> str:
     from html import escape
 
     head = "".join(f"<th>{escape(c)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in table.rows)
+    body = "".join(
+        ("<tr style='font-weight:bold'>" if index in table.emphasis else "<tr>")
+        + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>"
+        for index, row in enumerate(table.rows)
+    )
     caption = f"<p class='caption'>{escape(table.caption)}</p>" if table.caption else ""
     return f"<h3>{escape(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{caption}\n"
 
 
-def table_terminal(table: Table, width: int | None = None) -> str:
-    """Rich's drawing of the table, as the text a terminal shows (colours only when writing to one)."""
+def table_terminal(table: Table, width: int | None = None, plain: bool = False) -> str:
+    """Rich's drawing of the table, as the text a terminal shows.
+
+    Colours only when writing to a terminal; `plain` (for a file): never, and drawn at full width.
+    """
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    rich_table = RichTable(title=table.title, caption=table.caption or None)
-    for index, column in enumerate(table.columns):
-        rich_table.add_column(column, justify="left" if index == 0 else "right")
-    for row in table.rows:
-        rich_table.add_row(*row)
-    console = Console(width=width) if width else Console()
-    if width is None and not console.is_terminal:
-        # Piped into a file or a log: draw at full width rather than wrap names at Rich's default 80 columns.
-        console = Console(width=240)
+    rich_table = RichTable(title=table.title, caption=table.caption or None, show_header=table.show_header)
+    for column, align in zip(table.columns, table.alignment()):
+        rich_table.add_column(column, justify="right" if align == "r" else "left")
+    for index, row in enumerate(table.rows):
+        rich_table.add_row(*row, style="bold" if index in table.emphasis else None)
+    if plain:
+        console = Console(width=width or PLAIN_WIDTH, color_system=None, force_terminal=False)
+    else:
+        console = Console(width=width) if width else Console()
+        if width is None and not console.is_terminal:
+            # Piped into a file or a log: draw at full width rather than wrap names at Rich's default 80 columns.
+            console = Console(width=PLAIN_WIDTH)
     with console.capture() as captured:
         console.print(rich_table)
     return captured.get()
+
+
+def tables_terminal(tables: Iterable[Table], plain: bool = False, notes: Iterable[str] = ()) -> str:
+    """Several tables drawn one after the other, then one line per note."""
+    return "".join(table_terminal(t, plain=plain) for t in tables) + "".join(f"{note}\n" for note in notes)

@@ -14,9 +14,8 @@ from w2vprof.workload.base import (
     Workload,
     collate,
     length_stats,
-    make_workload,
-    workload_name,
 )
+from w2vprof.workload.factory import make_workload, workload_name
 from w2vprof.workload.lengths import LengthDistribution, LengthDistributionWorkload, parse_length_dist
 
 __all__ = [

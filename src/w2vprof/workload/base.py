@@ -1,11 +1,11 @@
-"""Batches, the synthetic fixed-length workload (the default) and the choice of workload from CLI options."""
+"""Batches, the Workload interface and the synthetic fixed-length workload (the default).
+
+Every kind of workload builds on this module; the choice among them lives in w2vprof.workload.factory.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
-
-from w2vprof.errors import BadInput
+from typing import TYPE_CHECKING, Iterator, Sequence, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -18,8 +18,6 @@ __all__ = [
     "SyntheticWorkload",
     "collate",
     "length_stats",
-    "make_workload",
-    "workload_name",
 ]
 
 SAMPLE_RATE = 16_000
@@ -119,48 +117,3 @@ def length_stats(batches: list[Batch]) -> dict[str, float]:
         "utt_sec_max": samples[-1] / SAMPLE_RATE,
         "padding_fraction": (padded - real) / padded if padded else 0.0,
     }
-
-
-def workload_name(audio: Optional[Union[str, Path]] = None, length_dist: Optional[str] = None) -> str:
-    """The `workload` column a configuration will get, without reading any audio (sweep's resume key)."""
-    if audio is not None:
-        return f"audio:{Path(audio).resolve().name}"
-    if length_dist is not None:
-        from w2vprof.workload.lengths import parse_length_dist
-
-        return f"synthetic:{parse_length_dist(length_dist).label}"
-    return "synthetic"
-
-
-def make_workload(
-    seconds: float,
-    audio: Optional[Path] = None,
-    clips_dir: Optional[Path] = None,
-    max_seconds: Optional[float] = None,
-    length_dist: Optional[str] = None,
-) -> Workload:
-    """The workload the user asked for: synthetic fixed length unless audio or a length distribution is given.
-
-    Reading a folder probes every file's header (cheap); audio is decoded only when a batch needs it.
-    """
-    if max_seconds is not None and not float(max_seconds) > 0:
-        raise BadInput(f"--max-seconds must be a positive number, got {max_seconds!r}")
-    if audio is not None and length_dist is not None:
-        raise BadInput("--audio and --length-dist cannot be combined: real audio has its own lengths")
-    if clips_dir is not None and audio is None:
-        raise BadInput("--clips-dir needs --audio MANIFEST.tsv")
-    if audio is not None:
-        from w2vprof.workload.audio import AudioWorkload
-
-        return AudioWorkload(audio, clips_dir=clips_dir, max_seconds=max_seconds)
-    if length_dist is not None:
-        from w2vprof.workload.lengths import LengthDistributionWorkload, parse_length_dist
-
-        return LengthDistributionWorkload(parse_length_dist(length_dist), max_seconds=max_seconds)
-    if max_seconds is not None and float(max_seconds) < float(seconds):
-        # Cropping every fixed-length utterance would silently profile a different --seconds than recorded.
-        raise BadInput(
-            f"--max-seconds {float(max_seconds):g} is shorter than --seconds {float(seconds):g}: "
-            "for fixed-length batches set --seconds instead"
-        )
-    return SyntheticWorkload(seconds)

@@ -1,0 +1,55 @@
+"""The choice of workload from the user's options: which kind of batches a configuration trains on.
+
+Its own module because it knows every kind (synthetic, length distribution, audio) while each kind knows only
+w2vprof.workload.base: the kinds never import the factory, so there is no import loop.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+from w2vprof.errors import BadInput
+from w2vprof.workload.audio import AudioWorkload
+from w2vprof.workload.base import SyntheticWorkload, Workload
+from w2vprof.workload.lengths import LengthDistributionWorkload, parse_length_dist
+
+__all__ = ["make_workload", "workload_name"]
+
+
+def workload_name(audio: Optional[Union[str, Path]] = None, length_dist: Optional[str] = None) -> str:
+    """The `workload` column a configuration will get, without reading any audio (sweep's resume key)."""
+    if audio is not None:
+        return f"audio:{Path(audio).resolve().name}"
+    if length_dist is not None:
+        return f"synthetic:{parse_length_dist(length_dist).label}"
+    return "synthetic"
+
+
+def make_workload(
+    seconds: float,
+    audio: Optional[Path] = None,
+    clips_dir: Optional[Path] = None,
+    max_seconds: Optional[float] = None,
+    length_dist: Optional[str] = None,
+) -> Workload:
+    """The workload the user asked for: synthetic fixed length unless audio or a length distribution is given.
+
+    Reading a folder probes every file's header (cheap); audio is decoded only when a batch needs it.
+    """
+    if max_seconds is not None and not float(max_seconds) > 0:
+        raise BadInput(f"--max-seconds must be a positive number, got {max_seconds!r}")
+    if audio is not None and length_dist is not None:
+        raise BadInput("--audio and --length-dist cannot be combined: real audio has its own lengths")
+    if clips_dir is not None and audio is None:
+        raise BadInput("--clips-dir needs --audio MANIFEST.tsv")
+    if audio is not None:
+        return AudioWorkload(audio, clips_dir=clips_dir, max_seconds=max_seconds)
+    if length_dist is not None:
+        return LengthDistributionWorkload(parse_length_dist(length_dist), max_seconds=max_seconds)
+    if max_seconds is not None and float(max_seconds) < float(seconds):
+        # Cropping every fixed-length utterance would silently profile a different --seconds than recorded.
+        raise BadInput(
+            f"--max-seconds {float(max_seconds):g} is shorter than --seconds {float(seconds):g}: "
+            "for fixed-length batches set --seconds instead"
+        )
+    return SyntheticWorkload(seconds)
