@@ -111,3 +111,21 @@ def test_two_machines_with_one_device_name_stay_apart(tmp_path):
     names = {r.device_name for r in load_results([tmp_path / "pi-a.csv", tmp_path / "pi-b.csv"])}
     assert names == {"Test Board (pi-a)", "Test Board (pi-b)"}
     assert {r.device_name for r in load_results([DATA / "small.csv"])} == {"Test Board"}  # one machine: as is
+
+
+@pytest.mark.parametrize("command", [
+    ["compare", "--reference", "paper"],
+    ["fl-estimate", "--reference", "paper", "--bandwidth", "10"],
+])
+def test_a_table_written_to_a_file_has_no_colour_codes(tmp_path, monkeypatch, command):
+    """--out from a colour terminal: the file holds the drawing, not the terminal's escape codes."""
+    from typer.testing import CliRunner
+
+    from w2vprof.cli.main import app
+
+    monkeypatch.setenv("FORCE_COLOR", "1")  # what a terminal gives Rich
+    out = tmp_path / "view.txt"
+    result = CliRunner().invoke(app, [*command, "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "\x1b[" not in text and "Raspberry Pi 4" in text

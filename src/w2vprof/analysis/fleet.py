@@ -138,13 +138,9 @@ def model_update_bytes(model: str) -> int:
 
     NB: mixed precision still keeps and sends FP32 master weights, so this is the update size either way.
     """
-    import torch
+    from w2vprof.models.size import parameter_bytes
 
-    from w2vprof.models import build_model, get_config
-
-    get_config(model)  # BadInput for an unknown model, before building anything
-    with torch.device("meta"):
-        return sum(p.numel() * 4 for p in build_model(model).parameters())
+    return parameter_bytes(model)
 
 
 def fl_estimate_fleet(

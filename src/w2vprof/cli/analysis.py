@@ -1,16 +1,20 @@
 """`w2vprof feasibility`, `fl-estimate` and `forecast`: the paper's Sec. 3.3 / 4.1 arithmetic on measurements."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
 __all__ = ["register"]
 
 
-def _emit(fmt: str, records: list, table_text, out: Optional[Path]) -> None:
-    """csv/json of the result dataclasses, or the human view (`table_text()`), to stdout or --out."""
+def _emit(fmt: str, records: list, view: Callable[[bool], str], out: Optional[Path]) -> None:
+    """csv/json of the result dataclasses, or the human view, to stdout or --out.
+
+    `view(plain)` draws the human view; plain (no colour codes) when it goes to a file.
+    """
     from w2vprof.cli.output import emit, records_as_csv, records_as_json
 
     if fmt == "csv":
@@ -18,7 +22,7 @@ def _emit(fmt: str, records: list, table_text, out: Optional[Path]) -> None:
     elif fmt == "json":
         emit(records_as_json(records), out)
     else:
-        emit(table_text(), out)
+        emit(view(out is not None), out)
 
 
 def feasibility_command(
@@ -37,7 +41,7 @@ def feasibility_command(
     from w2vprof.analysis.estimates import feasibility, fit_memory
     from w2vprof.cli.options import parse_int_list, parse_positive_float
     from w2vprof.cli.output import check_format
-    from w2vprof.report.render import table_terminal
+    from w2vprof.report.render import tables_terminal
     from w2vprof.report.tables import feasibility_tables
 
     check_format(fmt)
@@ -46,11 +50,7 @@ def feasibility_command(
         fit_memory(load_results(results)), load_profiles(devices), parse_positive_float(usable_fraction, "--usable-fraction"),
         tuple(parse_int_list(batch, "--batch")), parse_positive_float(seconds, "--seconds"), names,
     )
-
-    def text() -> str:
-        return "".join(table_terminal(t) for t in feasibility_tables(result)) + "".join(f"{n}\n" for n in result.notes)
-
-    _emit(fmt, result.rows, text, out)
+    _emit(fmt, result.rows, lambda plain: tables_terminal(feasibility_tables(result), plain, result.notes), out)
 
 
 def fl_estimate_command(
@@ -83,6 +83,7 @@ def fl_estimate_command(
     from w2vprof.analysis.estimates import FlSetting, fl_estimate
     from w2vprof.cli.output import check_format
     from w2vprof.errors import BadInput
+    from w2vprof.models.size import parameter_bytes
     from w2vprof.report.render import table_terminal
     from w2vprof.report.tables import fl_estimate_table
 
@@ -93,29 +94,30 @@ def fl_estimate_command(
                         precision, seconds, bandwidth, None)
     rows = load_results(results or [], reference)
     if fleet is not None:  # a mixed fleet: docs/analysis.md, "Fleets"
-        from w2vprof.analysis.fleet import fl_estimate_fleet
-        from w2vprof.analysis.fleet_io import fleet_records, read_fleet
-        from w2vprof.report.fleet_tables import fleet_text
-
-        result = fl_estimate_fleet(rows, read_fleet(fleet, rows), setting, clients_per_round, deadline, over_commit,
-                                   seed=seed)
-        _emit(fmt, fleet_records(result), lambda: fleet_text(result), out)
+        _fleet_estimate(fmt, out, rows, fleet, setting, deadline, over_commit, seed)
         return
     if deadline is not None or over_commit != 1.0:
         raise BadInput("--deadline and --over-commit need --fleet")
     estimates = fl_estimate(rows, setting)
     if bandwidth is not None and any(r.communication_hours_per_round is None for r in estimates):
         # The paper's rows carry no parameter bytes: count them on the meta device (no memory, no weights).
-        setting = FlSetting(**{**setting.__dict__, "model_bytes": _model_bytes(model)})
+        # NB: mixed precision still sends FP32 master weights, so FP32 bytes either way.
+        setting = dataclasses.replace(setting, model_bytes=parameter_bytes(model))
         estimates = fl_estimate(rows, setting)
-    _emit(fmt, estimates, lambda: table_terminal(fl_estimate_table(setting, estimates)), out)
+    _emit(fmt, estimates, lambda plain: table_terminal(fl_estimate_table(setting, estimates), plain=plain), out)
 
 
-def _model_bytes(model: str) -> int:
-    """FP32 size of the model's parameters; NB: mixed precision still sends FP32 master weights."""
-    from w2vprof.analysis.fleet import model_update_bytes
+def _fleet_estimate(fmt: str, out: Optional[Path], rows: list, fleet: Path, setting, deadline: Optional[float],
+                    over_commit: float, seed: int) -> None:
+    """fl-estimate on a mixed fleet (--fleet): rounds on the devices and counts its CSV lists."""
+    from w2vprof.analysis.fleet import fl_estimate_fleet
+    from w2vprof.analysis.fleet_io import fleet_records, read_fleet
+    from w2vprof.report.fleet_tables import fleet_tables
+    from w2vprof.report.render import tables_terminal
 
-    return model_update_bytes(model)
+    result = fl_estimate_fleet(rows, read_fleet(fleet, rows), setting, setting.clients_per_round, deadline,
+                               over_commit, seed=seed)
+    _emit(fmt, fleet_records(result), lambda plain: tables_terminal(fleet_tables(result), plain, result.notes), out)
 
 
 def forecast_command(
@@ -142,7 +144,7 @@ def forecast_command(
     check_format(fmt)
     result = forecast(load_results(results or [], "paper"), device, target, model, batch, precision,
                       doubling_months, from_year, seconds)
-    _emit(fmt, [result], lambda: forecast_text(result), out)
+    _emit(fmt, [result], lambda plain: forecast_text(result), out)
 
 
 def register(app: typer.Typer) -> None:
