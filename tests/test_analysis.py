@@ -189,3 +189,22 @@ def test_bad_input_is_one_line_and_exit_2(args, fragment):
     result = run_cli(*args)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
+
+
+# -- one key for "the same utterance length" (records.length_key: equal to the millisecond) ---------------------
+def _timed(device: str, seconds: float, sec_per_batch: float):
+    from w2vprof.records import ResultRecord
+
+    return ResultRecord(model="base", batch=4, seconds=seconds, precision="fp32", device="cpu", status="ok",
+                        device_name=device, sec_per_batch_median=sec_per_batch)
+
+
+def test_lengths_equal_to_the_millisecond_are_one_length_in_every_analysis():
+    from w2vprof.analysis.compare import compare
+
+    # an audio workload records its mean length rounded to 3 decimals; arithmetic can leave float noise
+    rows = [_timed("slow", 5.5, 8.0), _timed("fast", 5.5 + 1e-9, 2.0), _timed("fast", 5.502, 1.0)]
+    result = forecast(rows, "slow", "fast", doubling_months=12.0)
+    assert (result.seconds, result.ratio, result.years) == (5.5, 4.0, 2.0)  # log2(8 / 2) doublings of a year each
+    assert len(fl_estimate(rows, FlSetting(seconds=5.5))) == 2  # slow and the noisy fast row; not 5.502
+    assert {r.seconds for r in compare(rows, seconds=5.5).rows} == {5.5, 5.5 + 1e-9}

@@ -10,7 +10,7 @@ from typing import Optional
 
 from w2vprof.analysis.data import latest_by_config, sec_per_batch
 from w2vprof.errors import BadInput
-from w2vprof.records import ResultRecord
+from w2vprof.records import ResultRecord, length_key
 
 __all__ = ["CompareRow", "BatchGainRow", "MixedSpeedupRow", "Comparison", "compare"]
 
@@ -69,7 +69,7 @@ def compare(rows: list[ResultRecord], baseline: Optional[str] = None, seconds: O
     if not rows:
         raise BadInput("no results to compare: give results files or --reference paper")
     if seconds is not None:
-        rows = [r for r in rows if abs(r.seconds - seconds) < 1e-6]
+        rows = [r for r in rows if length_key(r.seconds) == length_key(seconds)]
         if not rows:
             raise BadInput(f"no results at --seconds {seconds:g}")
     latest = latest_by_config(rows)

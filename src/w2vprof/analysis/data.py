@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from w2vprof.errors import BadInput
-from w2vprof.records import ResultRecord, read_results_csv, replace
+from w2vprof.records import ResultRecord, length_key, read_results_csv, replace
 
 __all__ = [
     "DeviceProfile",
@@ -28,7 +28,11 @@ __all__ = [
     "sec_per_batch",
     "find_profile",
     "latest_by_config",
+    "PAPER_SECONDS",
 ]
+
+#: The paper's average utterance (CommonVoice Italian): preferred when rows exist at several lengths.
+PAPER_SECONDS = 5.5
 
 REFERENCE_PACKAGE = "w2vprof.reference_data"
 #: --reference NAME -> shipped results file.
@@ -102,7 +106,7 @@ def latest_by_config(rows: Iterable[ResultRecord]) -> dict[tuple, ResultRecord]:
     """One row per (device, model, batch, seconds, precision): the last one wins (a later rerun or --resume)."""
     chosen: dict[tuple, ResultRecord] = {}
     for row in rows:
-        chosen[(device_label(row), row.model, row.batch, round(row.seconds, 3), row.precision)] = row
+        chosen[(device_label(row), row.model, row.batch, length_key(row.seconds), row.precision)] = row
     return chosen
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Optional, Sequence
 
 from w2vprof.analysis.data import device_label, latest_by_config, sec_per_batch
+from w2vprof.records import length_key
 from w2vprof.report.render import Table
 
 __all__ = [
@@ -49,7 +50,7 @@ def _gb(value: Optional[float]) -> str:
 # -- the paper's tables ------------------------------------------------------------------------------------
 def table2(rows: Sequence, seconds: float) -> Table:
     """Table 2 style: rows device x batch, columns model x {FP32, Mixed}; cells seconds per batch, OOM or -."""
-    latest = latest_by_config(r for r in rows if abs(r.seconds - seconds) < 1e-6)
+    latest = latest_by_config(r for r in rows if length_key(r.seconds) == length_key(seconds))
     models = _models([k[1] for k in latest])
     devices = list(dict.fromkeys(k[0] for k in latest))
     body = []
@@ -58,7 +59,7 @@ def table2(rows: Sequence, seconds: float) -> Table:
             row = [device, str(batch)]
             for model in models:
                 for precision in ("fp32", "mixed"):
-                    record = latest.get((device, model, batch, round(seconds, 3), precision))
+                    record = latest.get((device, model, batch, length_key(seconds), precision))
                     if record is None:
                         row.append("-")
                     elif record.status == "ok" and sec_per_batch(record) is not None:

@@ -1,0 +1,112 @@
+"""Federated training time (the paper's Sec. 3.3): how long `rounds` rounds of local epochs take on a device,
+from its measured seconds per batch. Takes result rows (measured, or the paper's); knows no device's numbers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from w2vprof.analysis.data import device_label, latest_by_config, sec_per_batch
+from w2vprof.errors import BadInput
+from w2vprof.records import ResultRecord, length_key
+
+__all__ = ["FlEstimateRow", "FlSetting", "fl_estimate"]
+
+
+@dataclass(frozen=True)
+class FlSetting:
+    clients: int = 10
+    samples_per_client: int = 19_500
+    batch: int = 4
+    rounds: int = 150
+    local_epochs: float = 1.0
+    clients_per_round: Optional[int] = None  # None: every client trains every round
+    model: str = "base"
+    precision: str = "fp32"
+    seconds: Optional[float] = None  # utterance length of the rows to use (None: every length measured)
+    bandwidth_mbps: Optional[float] = None  # client link, megabits per second, each direction
+    model_bytes: Optional[int] = None  # one model copy on the wire (default: the row's param_bytes)
+
+
+@dataclass
+class FlEstimateRow:
+    device: str
+    model: str
+    precision: str
+    batch: int
+    seconds: float  # utterance length of the measurement used
+    sec_per_batch: float
+    batches_per_epoch: int  # ceil(samples_per_client / batch)
+    epoch_hours: float  # one local epoch on one client
+    local_epochs: float
+    communication_hours_per_round: Optional[float]  # download + upload of one model copy (with --bandwidth)
+    round_hours: float  # local_epochs x epoch_hours + communication
+    rounds: int
+    total_hours: float  # rounds x round_hours: clients train concurrently
+    total_days: float
+    clients_per_round: int
+    rounds_per_client: float  # rounds x clients_per_round / clients: how often one client trains
+    device_hours: float  # compute spent by all clients together: rounds x clients_per_round x local training
+    source: str
+
+
+def _check_setting(setting: FlSetting) -> None:
+    for name in ("clients", "samples_per_client", "batch", "rounds"):
+        if getattr(setting, name) <= 0:
+            raise BadInput(f"--{name.replace('_', '-')} must be positive, got {getattr(setting, name)}")
+    if not setting.local_epochs > 0:
+        raise BadInput(f"--local-epochs must be positive, got {setting.local_epochs:g}")
+    if setting.clients_per_round is not None and not 0 < setting.clients_per_round <= setting.clients:
+        raise BadInput(
+            f"--clients-per-round must be between 1 and --clients ({setting.clients}), got {setting.clients_per_round}"
+        )
+    if setting.bandwidth_mbps is not None and not setting.bandwidth_mbps > 0:
+        raise BadInput(f"--bandwidth must be positive, got {setting.bandwidth_mbps:g}")
+
+
+def fl_estimate(rows: list[ResultRecord], setting: FlSetting) -> list[FlEstimateRow]:
+    """Clients train concurrently, so a round lasts as long as one client's local epochs (plus its transfers).
+
+    One row per device and measured utterance length (filter with `setting.seconds`).
+    NB: FedAvg's server-side aggregation is ignored: it is seconds per round against hours of training.
+    """
+    _check_setting(setting)
+    usable = [
+        r for r in latest_by_config(rows).values()
+        if r.model == setting.model and r.precision == setting.precision and r.batch == setting.batch
+        and r.status == "ok" and sec_per_batch(r) is not None
+        and (setting.seconds is None or length_key(r.seconds) == length_key(setting.seconds))
+    ]
+    if not usable:
+        raise BadInput(
+            f"no usable rows: need a status ok row for model {setting.model}, batch {setting.batch}, precision "
+            f"{setting.precision}" + (f" at {setting.seconds:g} s" if setting.seconds else "")
+            + " (give results files or --reference paper)"
+        )
+    per_round = setting.clients_per_round or setting.clients
+    batches = math.ceil(setting.samples_per_client / setting.batch)
+    estimates = []
+    for record in usable:
+        seconds_per_batch = sec_per_batch(record)
+        epoch_h = batches * seconds_per_batch / 3600
+        training_h = epoch_h * setting.local_epochs
+        communication_h = None
+        if setting.bandwidth_mbps:
+            payload = setting.model_bytes or record.param_bytes
+            if payload:
+                # download the global model, upload the update: two copies per round, bits over bits/s
+                communication_h = 2 * payload * 8 / (setting.bandwidth_mbps * 1e6) / 3600
+        round_h = training_h + (communication_h or 0.0)
+        total_h = round_h * setting.rounds
+        estimates.append(
+            FlEstimateRow(
+                device=device_label(record), model=record.model, precision=record.precision, batch=record.batch,
+                seconds=record.seconds, sec_per_batch=seconds_per_batch, batches_per_epoch=batches,
+                epoch_hours=epoch_h, local_epochs=setting.local_epochs, communication_hours_per_round=communication_h,
+                round_hours=round_h, rounds=setting.rounds, total_hours=total_h, total_days=total_h / 24,
+                clients_per_round=per_round, rounds_per_client=setting.rounds * per_round / setting.clients,
+                device_hours=setting.rounds * per_round * training_h, source=record.source,
+            )
+        )
+    return estimates

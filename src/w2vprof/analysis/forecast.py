@@ -1,0 +1,74 @@
+"""Hardware forecast (the paper's Sec. 4.1): years until a device matches a target's seconds per batch if compute
+keeps doubling. Takes result rows (measured, or the paper's); knows no device's numbers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from w2vprof.analysis.data import PAPER_SECONDS, device_label, latest_by_config, sec_per_batch
+from w2vprof.errors import BadInput
+from w2vprof.records import ResultRecord, length_key
+
+__all__ = ["ForecastResult", "forecast"]
+
+
+@dataclass
+class ForecastResult:
+    device: str
+    target: str
+    model: str
+    batch: int
+    precision: str
+    seconds: float  # utterance length both times were measured at
+    device_sec_per_batch: float
+    target_sec_per_batch: float
+    ratio: float  # device time / target time: the speed-up the device still needs
+    doubling_months: float
+    years: float  # log2(ratio) x doubling_months / 12 (0 when the device is already as fast)
+    from_year: float
+    year: float
+
+
+def forecast(
+    rows: list[ResultRecord], device: str, target: str, model: str = "base", batch: int = 4,
+    precision: str = "fp32", doubling_months: float = 18.0, from_year: float = 2022.0,
+    seconds: Optional[float] = None,
+) -> ForecastResult:
+    """Years until `device` matches `target`'s seconds per batch if compute doubles every `doubling_months`.
+
+    NB: assumes seconds per batch falls in proportion to compute; memory bandwidth and software are ignored.
+    """
+    if not doubling_months > 0:
+        raise BadInput(f"--doubling-months must be positive, got {doubling_months:g}")
+    known = sorted({device_label(r) for r in rows})
+    latest = latest_by_config(rows)
+
+    def times(name: str) -> dict[float, float]:
+        if name not in known:
+            raise BadInput(f"unknown device {name!r}; devices in the data: {', '.join(known)}")
+        found = {
+            length_key(record.seconds): sec_per_batch(record) for key, record in latest.items()
+            if key[0] == name and record.model == model and record.batch == batch and record.precision == precision
+            and record.status == "ok" and sec_per_batch(record)
+            and (seconds is None or length_key(record.seconds) == length_key(seconds))
+        }
+        if not found:
+            raise BadInput(f"{name}: no measured time for {model}, batch {batch}, {precision}"
+                           + (f" at {seconds:g} s" if seconds else ""))
+        return found
+
+    device_times, target_times = times(device), times(target)
+    common = sorted(set(device_times) & set(target_times))
+    if not common:
+        listed = [", ".join(f"{s:g}" for s in sorted(found)) for found in (device_times, target_times)]
+        raise BadInput(
+            f"{device} and {target} share no utterance length for {model}, batch {batch}, {precision} "
+            f"({listed[0]} s vs {listed[1]} s)"
+        )
+    length = PAPER_SECONDS if PAPER_SECONDS in common else common[-1]
+    ratio = device_times[length] / target_times[length]
+    years = max(math.log2(ratio), 0.0) * doubling_months / 12
+    return ForecastResult(device, target, model, batch, precision, length, device_times[length],
+                          target_times[length], ratio, doubling_months, years, from_year, from_year + years)
