@@ -37,7 +37,7 @@ def devices_command(
 ) -> None:
     """Detected device, memory ceiling and telemetry sources (energy, temperature, clocks, throttling)."""
     from w2vprof.cli.output import check_format
-    from w2vprof.measure.engine import resolve_device
+    from w2vprof.devices.resolve import resolve_device
 
     check_format(fmt, ("table", "json"))
     info = gather(resolve_device(device), root=root)
