@@ -256,6 +256,17 @@ def _figure2(inputs: ReportInputs, report: Report) -> None:
          f"Fig. 2 right: forward and backward GFLOPs per layer in one training step, {label}")
 
 
+#: Fig. 3 and the time plot: (series key, file, y label, y unit, title, caption).
+_VERSUS_SECONDS = (
+    ("memory", "fig3_memory_vs_seconds.png", "memory (GB)", "GB", "Training memory vs utterance length",
+     "Fig. 3: training memory against utterance length (activations saved for backward, and the measured peak)"),
+    ("FLOPs", "fig3_flops_vs_seconds.png", "TFLOPs per training step", "TFLOPs", "Training FLOPs vs utterance length",
+     "Fig. 3: FLOPs of one training step (forward + backward + optimizer) against utterance length"),
+    ("time", "time_vs_seconds.png", "seconds per batch", "s", "Seconds per batch vs utterance length",
+     "Seconds per training step against utterance length"),
+)
+
+
 def _length_figures(measured: list[ResultRecord], report: Report) -> None:
     """Fig. 3 (memory and FLOPs vs length), Fig. 4 (FP32 vs mixed memory) and seconds per batch vs length."""
     ok = [r for r in latest_by_config(measured).values() if r.status == "ok"]
@@ -263,52 +274,55 @@ def _length_figures(measured: list[ResultRecord], report: Report) -> None:
         report.notes.append("No measured ok rows: Figs. 3-4 and the time plot skipped")
         return
     # The paper plots batch 4; otherwise the batch measured at the most lengths.
-    lengths_at = {b: len({r.seconds for r in ok if r.batch == b}) for b in {r.batch for r in ok}}
+    lengths_at = {b: len({length_key(r.seconds) for r in ok if r.batch == b}) for b in {r.batch for r in ok}}
     batch = 4 if lengths_at.get(4, 0) >= 2 else max(lengths_at, key=lambda b: (lengths_at[b], b))
-    at_batch = [r for r in ok if r.batch == batch]
     if lengths_at[batch] < 2:
         report.notes.append("Fewer than two utterance lengths at any batch: Figs. 3-4 and the time plot skipped")
         return
-    memory: dict[str, list] = {}
-    flops: dict[str, list] = {}
-    times: dict[str, list] = {}
-    several_devices = len({device_label(r) for r in at_batch}) > 1
-    for r in at_batch:
-        name = f"{r.model} {r.precision}" + (f" {device_label(r)}" if several_devices else "")
-        if r.act_mem_bytes is not None:
-            memory.setdefault(name + " activations", []).append((r.seconds, r.act_mem_bytes / 1e9))
-        if r.peak_mem_bytes is not None:
-            memory.setdefault(name + f" peak ({r.peak_mem_source or 'peak'})", []).append((r.seconds, r.peak_mem_bytes / 1e9))
-        if r.train_flops is not None:
-            flops.setdefault(f"{r.model} {r.precision}", []).append((r.seconds, r.train_flops / 1e12))
-        if sec_per_batch(r) is not None:
-            times.setdefault(f"{r.model} {r.precision} {device_label(r)}", []).append((r.seconds, sec_per_batch(r)))
-    # FLOPs do not depend on the device: one point per model, precision and length.
-    flops = {k: sorted(set(v)) for k, v in flops.items()}
-    for name, series, png_name, ylabel, unit, title, what in (
-        ("memory", memory, "fig3_memory_vs_seconds.png", "memory (GB)", "GB", "Training memory vs utterance length",
-         "Fig. 3: training memory against utterance length (activations saved for backward, and the measured peak)"),
-        ("FLOPs", flops, "fig3_flops_vs_seconds.png", "TFLOPs per training step", "TFLOPs",
-         "Training FLOPs vs utterance length",
-         "Fig. 3: FLOPs of one training step (forward + backward + optimizer) against utterance length"),
-        ("time", times, "time_vs_seconds.png", "seconds per batch", "s", "Seconds per batch vs utterance length",
-         "Seconds per training step against utterance length"),
-    ):
-        png = plots.versus_seconds_png(series, ylabel, f"{title} (batch {batch})", unit)
+    at_batch = [r for r in ok if r.batch == batch]
+    series = _series_against_seconds(at_batch)
+    for key, png_name, ylabel, unit, title, what in _VERSUS_SECONDS:
+        png = plots.versus_seconds_png(series[key], ylabel, f"{title} (batch {batch})", unit)
         if png:
             _add(report, png_name, png, f"{what}, batch {batch}, with least-squares lines")
         else:
-            report.notes.append(f"No {name} in the measured rows at batch {batch}: {png_name} skipped")
+            report.notes.append(f"No {key} in the measured rows at batch {batch}: {png_name} skipped")
     for model in sorted({r.model for r in at_batch}):
-        by_precision: dict[str, dict[float, float]] = {}
-        for r in at_batch:
-            parts = (r.act_mem_bytes, r.param_bytes, r.grad_bytes, r.optim_state_bytes)
-            if r.model == model and all(p is not None for p in parts):
-                by_precision.setdefault(r.precision, {})[r.seconds] = sum(parts)
-        png = plots.fp32_vs_mixed_png(by_precision, f"{model}: FP32 vs mixed precision memory, batch {batch}")
-        if png:
-            _add(report, f"fig4_{model}_fp32_vs_mixed.png", png,
-                 f"Fig. 4: {model}, memory per utterance length with FP32 and mixed precision (activations + "
-                 f"parameters + gradients + optimizer state), batch {batch}")
-        else:
-            report.notes.append(f"{model}: no FP32 and mixed pair at batch {batch}: Fig. 4 skipped")
+        _figure4(model, [r for r in at_batch if r.model == model], batch, report)
+
+
+def _series_against_seconds(rows: list[ResultRecord]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """(seconds, value) points per curve of each length plot: memory (GB), FLOPs (TFLOPs), time (s per batch)."""
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {"memory": {}, "FLOPs": {}, "time": {}}
+    several_devices = len({device_label(r) for r in rows}) > 1
+    for r in rows:
+        name = f"{r.model} {r.precision}"
+        device_name = name + (f" {device_label(r)}" if several_devices else "")
+        points = (
+            ("memory", device_name + " activations", r.act_mem_bytes, 1e9),
+            ("memory", device_name + f" peak ({r.peak_mem_source or 'peak'})", r.peak_mem_bytes, 1e9),
+            ("FLOPs", name, r.train_flops, 1e12),
+            ("time", f"{name} {device_label(r)}", sec_per_batch(r), 1),
+        )
+        for key, curve, value, scale in points:
+            if value is not None:
+                series[key].setdefault(curve, []).append((r.seconds, value / scale))
+    # FLOPs do not depend on the device: one point per model, precision and length.
+    series["FLOPs"] = {curve: sorted(set(points)) for curve, points in series["FLOPs"].items()}
+    return series
+
+
+def _figure4(model: str, rows: list[ResultRecord], batch: int, report: Report) -> None:
+    """Fig. 4 for one model: the memory a step holds (activations + parameters + gradients + optimizer state)."""
+    by_precision: dict[str, dict[float, float]] = {}
+    for r in rows:
+        parts = (r.act_mem_bytes, r.param_bytes, r.grad_bytes, r.optim_state_bytes)
+        if all(p is not None for p in parts):
+            by_precision.setdefault(r.precision, {})[r.seconds] = sum(p for p in parts if p is not None)
+    png = plots.fp32_vs_mixed_png(by_precision, f"{model}: FP32 vs mixed precision memory, batch {batch}")
+    if png:
+        _add(report, f"fig4_{model}_fp32_vs_mixed.png", png,
+             f"Fig. 4: {model}, memory per utterance length with FP32 and mixed precision (activations + "
+             f"parameters + gradients + optimizer state), batch {batch}")
+    else:
+        report.notes.append(f"{model}: no FP32 and mixed pair at batch {batch}: Fig. 4 skipped")
