@@ -356,8 +356,14 @@ class PassCounts:
 
 
 def measurement_pass(step: "TrainingStep", layers: list["LayerSpec"], batch: "Batch") -> PassCounts:
-    """One full training step, untimed, under the FLOP counter, the saved-tensor tracker and the backward-node
-    labeler (which gives each backward op its layer)."""
+    """One full training step, untimed: the forward under the FLOP counter (per module), the saved-tensor tracker
+    and the backward-node labeler; the backward under the per-layer backward counter; then the update.
+
+    NB: the backward's total is the sum of its per-layer counts: the per-layer counter uses the FLOP counter's
+    formulas and sees every backward op, so the two are equal by construction (tests compare them). Counting the
+    backward (and the optimizer step, which has no counted FLOPs) a second time under torch's counter would only
+    add a Python dispatch per op to the pass, which a sweep pays once per configuration.
+    """
     import torch
 
     from w2vprof.measure.activations import ActivationTracker
@@ -372,18 +378,17 @@ def measurement_pass(step: "TrainingStep", layers: list["LayerSpec"], batch: "Ba
     with count_flops() as counter:
         with tracker.track(), labeler.track():
             output = step.forward(batch)
-        labeler.label_from(output.loss, OBJECTIVE)
         after_forward = counter.snapshot()
-        with backward_flops_by_layer(labeler.labels) as bwd_by_layer:
-            step.backward(output)
-        after_backward = counter.snapshot()
-        grad_bytes = tensor_bytes(p.grad for p in model.parameters() if p.grad is not None)
-        step.update()
+    labeler.label_from(output.loss, OBJECTIVE)
+    with backward_flops_by_layer(labeler.labels) as bwd_by_layer:
+        step.backward(output)
+    grad_bytes = tensor_bytes(p.grad for p in model.parameters() if p.grad is not None)
+    step.update()
     optimizer_state = step.optimizer.state.values()
     return PassCounts(
         forward=after_forward,
         fwd_flops=after_forward.total,
-        bwd_flops=after_backward.minus(after_forward).total,
+        bwd_flops=sum(bwd_by_layer.values()),
         bwd_by_layer=dict(bwd_by_layer),
         act_by_layer=dict(tracker.bytes_by_layer),
         param_count=sum(p.numel() for p in model.parameters()),
