@@ -62,6 +62,21 @@ class _RoundInProgress:
     payload_bytes: int = 0
 
 
+@dataclass
+class _Replies:
+    rows: list[ClientRoundRecord] = field(default_factory=list)  # one per reply or silent client, for clients.csv
+    updates: list[dict[str, Any]] = field(default_factory=list)  # the usable updates...
+    used_rows: list[ClientRoundRecord] = field(default_factory=list)  # ...and their rows, in the same order
+
+    @property
+    def examples(self) -> list[int]:
+        return [row.examples or 0 for row in self.used_rows]
+
+    @property
+    def losses(self) -> list[float]:
+        return [row.train_loss if row.train_loss is not None else float("nan") for row in self.used_rows]
+
+
 class W2vprofStrategy(FedAvg):
     def __init__(
         self,
@@ -106,70 +121,72 @@ class W2vprofStrategy(FedAvg):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[Optional[ArrayRecord], Optional[MetricRecord]]:
         progress = self._round or _RoundInProgress(started=time.perf_counter())
-        replies = list(replies)
-        rows: list[ClientRoundRecord] = []
-        updates, examples, losses, used_rows = [], [], [], []
-        expected_keys = None
-        for message in replies:
-            node = message.metadata.src_node_id
-            if message.has_error():
-                status, line = classify_error_text(message.error.reason)  # oom or error, one line
-                rows.append(ClientRoundRecord(
-                    round=server_round, client=f"node-{node}", node_id=str(node), status=status, error=line,
-                ))
-                continue
-            row, update = _client_row(server_round, message)
-            if expected_keys is None:
-                expected_keys = list(update)
-            if list(update) != expected_keys:
-                row.status, row.error = "error", "update has different tensors than the global model"
-                rows.append(row)
-                continue
-            rows.append(row)
-            updates.append(update)
-            examples.append(row.examples or 0)
-            losses.append(row.train_loss if row.train_loss is not None else float("nan"))
-            used_rows.append(row)
-            progress.payload_bytes += row.payload_sent_bytes or 0
-        replied = {int(r.node_id) for r in rows}
-        for node in progress.sampled:
-            if node not in replied:
-                rows.append(ClientRoundRecord(
-                    round=server_round, client=f"node-{node}", node_id=str(node), status="error",
-                    error=f"no reply within {self.settings.round_timeout:g} s",
-                ))
-
-        weights: Optional[list[float]] = None
-        if updates:
-            try:
-                weights = aggregation_weights(
-                    examples, losses, self.settings.aggregation, self.settings.loss_weighting,
-                    self.settings.temperature,
-                )
-            except ValueError as exc:
-                logger.warning("round %d: nothing aggregated (%s); the global model stays as it was", server_round, exc)
+        read = self._read_replies(server_round, list(replies), progress)
+        weights = self._weights(server_round, read) if read.updates else None
         if weights is not None:
-            for row, weight in zip(used_rows, weights):
+            for row, weight in zip(read.used_rows, weights):
                 row.aggregation_weight = weight
-            usable = [(n, l) for n, l, w in zip(examples, losses, weights) if w > 0]
+            usable = [(n, loss) for n, loss, w in zip(read.examples, read.losses, weights) if w > 0]
             total = sum(n for n, _ in usable)
-            progress.train_loss = sum(n * l for n, l in usable) / total if total else None
+            progress.train_loss = sum(n * loss for n, loss in usable) / total if total else None
             progress.participants = sum(1 for w in weights if w > 0)
-        progress.failures = sum(1 for r in rows if r.status != "ok")
-        seconds = [r.client_sec for r in used_rows if r.client_sec is not None]
+        progress.failures = sum(1 for r in read.rows if r.status != "ok")
+        seconds = [r.client_sec for r in read.used_rows if r.client_sec is not None]
         progress.client_sec_max = max(seconds) if seconds else None
         # Written before the averaging: a round that fails later still leaves what each client measured.
-        self.clients_csv.extend(sorted(rows, key=_client_order))
+        self.clients_csv.extend(sorted(read.rows, key=_client_order))
 
         arrays: Optional[ArrayRecord] = None
         metrics: Optional[MetricRecord] = None
         if weights is not None:
-            averaged = average_arrays(updates, weights)
+            averaged = average_arrays(read.updates, weights)
             arrays = ArrayRecord({key: Array(value) for key, value in averaged.items()})
             metrics = MetricRecord({"train-loss": progress.train_loss or 0.0, "participants": progress.participants})
         progress.aggregated_at = time.perf_counter()
         self._round = progress
         return arrays, metrics
+
+    def _read_replies(self, server_round: int, replies: list[Message], progress: _RoundInProgress) -> _Replies:
+        """Every reply as a clients.csv row (errors classified), the usable updates, and a row for each sampled
+        client that did not reply."""
+        read = _Replies()
+        expected_keys = None
+        for message in replies:
+            node = message.metadata.src_node_id
+            if message.has_error():
+                status, line = classify_error_text(message.error.reason)  # oom or error, one line
+                read.rows.append(ClientRoundRecord(
+                    round=server_round, client=f"node-{node}", node_id=str(node), status=status, error=line,
+                ))
+                continue
+            row, update = _client_row(server_round, message)
+            read.rows.append(row)
+            if expected_keys is None:
+                expected_keys = list(update)
+            if list(update) != expected_keys:
+                row.status, row.error = "error", "update has different tensors than the global model"
+                continue
+            read.updates.append(update)
+            read.used_rows.append(row)
+            progress.payload_bytes += row.payload_sent_bytes or 0
+        replied = {int(r.node_id) for r in read.rows}
+        for node in progress.sampled:
+            if node not in replied:
+                read.rows.append(ClientRoundRecord(
+                    round=server_round, client=f"node-{node}", node_id=str(node), status="error",
+                    error=f"no reply within {self.settings.round_timeout:g} s",
+                ))
+        return read
+
+    def _weights(self, server_round: int, read: _Replies) -> Optional[list[float]]:
+        try:
+            return aggregation_weights(
+                read.examples, read.losses, self.settings.aggregation, self.settings.loss_weighting,
+                self.settings.temperature,
+            )
+        except ValueError as exc:
+            logger.warning("round %d: nothing aggregated (%s); the global model stays as it was", server_round, exc)
+            return None
 
     # -- server-side validation (Strategy.start's evaluate_fn): closes the round ---------------------------------
     def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
