@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Optional
 
+from w2vprof.files import write_text_atomic
 from w2vprof.fl import flwr_version, require_flwr
 
 require_flwr()
@@ -91,6 +92,4 @@ def write_run_json(out: Path, settings: FlSettings) -> None:
         "machine": platform.machine(),
         "started_unix": time.time(),
     }
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(run, indent=2) + "\n")
-    tmp.replace(out / "run.json")
+    write_text_atomic(out / "run.json", json.dumps(run, indent=2) + "\n")
