@@ -329,3 +329,22 @@ def test_cli_output_file_on_a_full_disk_is_one_line(tmp_path, monkeypatch, capsy
 def test_path_helpers_take_strings(tmp_path):
     table = DurableCsv(str(tmp_path / "t.csv"), ["a"])
     assert isinstance(table.path, Path) and table.columns == ("a",)
+
+
+def test_atomic_write_with_a_mode_is_private_from_the_first_byte(tmp_path):
+    old_umask = os.umask(0o277)  # a umask that would even take the owner's write bit
+    try:
+        write_text_atomic(tmp_path / "a.txt", "x")
+        files.write_bytes_atomic(tmp_path / "key", b"secret", mode=0o600)
+    finally:
+        os.umask(old_umask)
+    assert (tmp_path / "key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "key").read_bytes() == b"secret"
+
+
+def test_exclusive_atomic_write_never_replaces_a_file(tmp_path):
+    path = tmp_path / "key"
+    files.write_bytes_atomic(path, b"first", exclusive=True)
+    with pytest.raises(FileExistsError):
+        files.write_bytes_atomic(path, b"second", exclusive=True)
+    assert path.read_bytes() == b"first" and sorted(p.name for p in tmp_path.iterdir()) == ["key"]

@@ -79,32 +79,46 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes, mode: Optional[int] = None, exclusive: bool = False) -> None:
     """Write a whole file atomically (synced temp file + rename), so a reader never sees half a file.
 
-    The temp file is named after this process, so two processes writing one path never share it. Any OSError
-    becomes DiskWriteError naming `path`; the file keeps its previous content and no temp file is left behind.
+    The temp file is named after this process, so two processes writing one path never share it. `mode`: the
+    file's exact permissions from its first byte (e.g. 0o600 for a secret; default: 0o666 less the umask).
+    `exclusive`: never replace an existing file (FileExistsError, even for one that appears meanwhile: the
+    temp file is hard-linked into place). Any other OSError becomes DiskWriteError naming `path`; the file
+    keeps its previous content and no temp file is left behind.
     """
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        _remove(tmp)  # a stale one from an earlier crash of a process with our pid
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
         try:
+            if mode is not None:
+                os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
             _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            _remove(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException as exc:
         # NB: a full disk or a kill between open and rename must not leave a stray temp file behind.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
+        _remove(tmp)
+        if isinstance(exc, OSError) and not (exclusive and isinstance(exc, FileExistsError)):
             raise disk_error(path, exc, "its previous content is unchanged") from None
         raise
     fsync_dir(path.parent)
+
+
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -180,10 +194,7 @@ class WriterLock:
         """Remove the sidecar, then drop the lock (in that order: a waiter then sees a removed file and retries)."""
         if self._fd is None:
             return
-        try:
-            os.unlink(lock_path(self.path))
-        except OSError:
-            pass
+        _remove(lock_path(self.path))
         os.close(self._fd)
         self._fd = None
 
