@@ -151,7 +151,8 @@ def _one_row_file(tmp_path: Path, record, columns, column: str, value: str) -> P
 
 
 @pytest.mark.parametrize("column, value, why", [
-    ("params", "-1", "must be >= 0"), ("fwd_flops", "x", "not a number"), ("cum_act_mem_bytes", "1.5", "not a whole number"),
+    ("params", "-1", "must be >= 0"), ("fwd_flops", "x", "not a number"),
+    ("cum_act_mem_bytes", "1.5", "not a whole number"),
 ])
 def test_layer_rows_are_checked(tmp_path, column, value, why):
     path = _one_row_file(tmp_path, LayerRecord("cnn.0", "cnn", 1, 2, 3, 4, 5), LAYER_COLUMNS, column, value)
@@ -160,7 +161,8 @@ def test_layer_rows_are_checked(tmp_path, column, value, why):
 
 
 @pytest.mark.parametrize("column, value, why", [
-    ("round", "-1", "must be >= 0"), ("round_sec", "-0.1", "must be >= 0"), ("payload_bytes", "inf", "not a finite number"),
+    ("round", "-1", "must be >= 0"), ("round_sec", "-0.1", "must be >= 0"),
+    ("payload_bytes", "inf", "not a finite number"),
     ("participants", "two", "not a number"),
 ])
 def test_round_rows_are_checked(tmp_path, column, value, why):
@@ -177,11 +179,12 @@ def test_a_diverged_round_loss_reads_as_nan(tmp_path):
 
 
 @pytest.mark.parametrize("column, value, why", [
-    ("status", "maybe", "not one of ok, error"), ("client_sec", "-3", "must be >= 0"),
+    ("status", "maybe", "not one of ok, oom, error"), ("client_sec", "-3", "must be >= 0"),
     ("peak_rss_bytes", "nan", "not a finite number"), ("energy_j", "nan", "not a finite number"),
 ])
 def test_client_rows_are_checked(tmp_path, column, value, why):
-    path = _one_row_file(tmp_path, ClientRoundRecord(round=1, client="a", client_sec=2.0), CLIENT_COLUMNS, column, value)
+    record = ClientRoundRecord(round=1, client="a", client_sec=2.0)
+    path = _one_row_file(tmp_path, record, CLIENT_COLUMNS, column, value)
     with pytest.raises(BadInput, match=f"column {column} has '{value}', {why}"):
         read_clients_csv(path)
 

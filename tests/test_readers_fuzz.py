@@ -40,22 +40,31 @@ def _head(path: Path, lines: int) -> str:
     return "".join(path.read_text().splitlines(keepends=True)[:lines])
 
 
+ROUNDS = [
+    RoundRecord(round=0, aggregation="fedavg", validation_loss=4.1, validation_utterances=8),
+    RoundRecord(round=1, aggregation="fedavg", participants=2, train_loss=3.9, validation_loss=3.5, round_sec=12.5,
+                payload_bytes=1000),
+]
+CLIENTS = [
+    ClientRoundRecord(round=1, client="a", partition_id=0, client_sec=2.5, examples=8, peak_rss_bytes=10**9,
+                      aggregation_weight=0.5),
+    ClientRoundRecord(round=1, client="b", status="error", error="boom"),
+]
+PROFILES = (
+    "name,class,memory_gb,unified_memory,peak_fp32_tflops,peak_fp16_tflops,mixed_precision,source\n"
+    "Board,single-board,8,true,0.1,,false,vendor\n"
+    'GPU,server GPU,48,false,37.4,149.7,true,"a, b"\n'
+)
+MANIFEST = "client_id\tpath\tsentence\tup_votes\nabc\tone.wav\tHello there.\t2\ndef\ttwo.wav\tSay \"hi\".\t0\n"
 SAMPLES: dict[str, tuple[str, str]] = {  # reader -> (small file of its kind, cell separator)
     "results": (_head(DATA / "small.csv", 3), ","),
     "resume": (_head(DATA / "small.csv", 2), ","),
     "layers": (_head(DATA / "small.layers" / "base_b4_s1.csv", 3), ","),
-    "rounds": (rows_to_csv_text([RoundRecord(round=0, aggregation="fedavg", validation_loss=4.1, validation_utterances=8),
-                                 RoundRecord(round=1, aggregation="fedavg", participants=2, train_loss=3.9,
-                                             validation_loss=3.5, round_sec=12.5, payload_bytes=1000)],
-                                ROUND_COLUMNS), ","),
-    "clients": (rows_to_csv_text([ClientRoundRecord(round=1, client="a", partition_id=0, client_sec=2.5, examples=8,
-                                                    peak_rss_bytes=10**9, aggregation_weight=0.5),
-                                  ClientRoundRecord(round=1, client="b", status="error", error="boom")],
-                                 CLIENT_COLUMNS), ","),
+    "rounds": (rows_to_csv_text(ROUNDS, ROUND_COLUMNS), ","),
+    "clients": (rows_to_csv_text(CLIENTS, CLIENT_COLUMNS), ","),
     "summary": (_head(DATA / "summary_tiny.csv", 3), ","),
-    "profiles": ("name,class,memory_gb,unified_memory,peak_fp32_tflops,peak_fp16_tflops,mixed_precision,source\n"
-                 "Board,single-board,8,true,0.1,,false,vendor\nGPU,server GPU,48,false,37.4,149.7,true,\"a, b\"\n", ","),
-    "manifest": ("client_id\tpath\tsentence\tup_votes\nabc\tone.wav\tHello there.\t2\ndef\ttwo.wav\tSay \"hi\".\t0\n", "\t"),
+    "profiles": (PROFILES, ","),
+    "manifest": (MANIFEST, "\t"),
 }
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "WriterLock",
     "lock_path",
     "read_csv_rows",
+    "CsvRows",
 ]
 
 
@@ -308,7 +309,11 @@ def _cut_back(fd: int, size: int) -> None:
         pass
 
 
-def read_csv_rows(path: Path, text: Optional[str] = None, what: str = "CSV") -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+#: A CSV file read by `read_csv_rows`: its header, and each row (cells by column name) with its line number.
+CsvRows = tuple[list[str], list[tuple[int, dict[str, str]]]]
+
+
+def read_csv_rows(path: Path, text: Optional[str] = None, what: str = "CSV") -> CsvRows:
     """The header and rows of the CSV file `path` (or of `text`, named `path` in messages).
 
     Each row comes with its line number and has exactly the header's cells: a row with more or fewer cells is a
@@ -331,8 +336,10 @@ def read_csv_rows(path: Path, text: Optional[str] = None, what: str = "CSV") -> 
                 continue
             if len(cells) != len(header):
                 side = "more" if len(cells) > len(header) else "fewer"
-                raise BadInput(f"{path}: line {reader.line_num} has {side} cells than the header (a torn or foreign line)")
-            rows.append((reader.line_num, dict(zip(header, cells))))
+                raise BadInput(
+                    f"{path}: line {reader.line_num} has {side} cells than the header (a torn or foreign line)"
+                )
+            rows.append((reader.line_num, dict(zip(header, cells, strict=True))))
     except csv.Error as exc:
         raise BadInput(f"{path}: not a readable CSV file ({exc})") from None
     return header, rows

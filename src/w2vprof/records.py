@@ -7,13 +7,15 @@ Machine files use SI base units: bytes, seconds, joules, watts.
 Schema history:
   1 - first release.
 Loading a file of an older version fills fields it lacks with their defaults; loading a file that is not
-w2vprof output raises BadInput naming the file.
+w2vprof output raises BadInput naming the file. Every row is checked before use (`RowRules`: batch a positive
+whole number, seconds > 0, times, bytes and FLOPs finite and >= 0, status and precision from the known sets); a
+cell that breaks a rule is BadInput "<file>: line N: column C has 'X', <why>".
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
