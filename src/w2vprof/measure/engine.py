@@ -51,7 +51,6 @@ __all__ = [
     "build_measured_model",
     "check_config",
     "profile_configuration",
-    "resolve_device",  # NB: lives in w2vprof.devices.resolve; kept here until every caller imports it from there
 ]
 
 #: NB: the optimizer update is elementwise, which FLOP counters do not count. AdamW per parameter element:
