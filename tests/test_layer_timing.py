@@ -1,0 +1,213 @@
+"""Seconds per layer (w2vprof.measure.layer_timing): time lands on the layer and the direction that spent it.
+
+The tiny model gets one layer made slow on purpose: a wrapper at that layer's module path sleeps after the
+layer's forward, or passes its output through an autograd Function that sleeps in backward. The sleeps advance a
+FAKE clock that nothing else moves, so every expected number is exact and no assertion depends on the machine's
+speed (one test with real sleeps checks only lower bounds).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import pytest
+import torch
+from torch import nn
+
+from w2vprof.measure.layer_timing import OTHER, LayerTime, LayerTiming, time_layers, with_flop_rates
+from w2vprof.measure.layers import OBJECTIVE, model_layers
+from w2vprof.measure.step import TrainingStep
+from w2vprof.models import build_model
+from w2vprof.workload import make_workload
+
+
+class FakeClock:
+    """Seconds that pass only when something sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class SleepInBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, sleep: Callable[[float], None], seconds: float) -> torch.Tensor:
+        ctx.sleep, ctx.seconds = sleep, seconds
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        ctx.sleep(ctx.seconds)
+        return grad, None, None
+
+
+class Slowed(nn.Module):
+    """A layer's module, slowed: `forward_sec` after its forward, `backward_sec` in the backward of its output."""
+
+    def __init__(self, inner: nn.Module, sleep: Callable[[float], None], forward_sec: float = 0.0,
+                 backward_sec: float = 0.0) -> None:
+        super().__init__()
+        self.inner, self.sleep, self.forward_sec, self.backward_sec = inner, sleep, forward_sec, backward_sec
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.inner(*args, **kwargs)
+        self.sleep(self.forward_sec)
+        first = out[0] if isinstance(out, tuple) else out
+        if self.backward_sec:
+            first = SleepInBackward.apply(first, self.sleep, self.backward_sec)
+        return (first, *out[1:]) if isinstance(out, tuple) else first
+
+
+def slow_down(model: nn.Module, path: str, **seconds: Any) -> str:
+    """Replace the module at `path` by a Slowed one; returns the name of the layer it belongs to."""
+    parent_path, _, child = path.rpartition(".")
+    parent = model.get_submodule(parent_path)
+    setattr(parent, child, Slowed(getattr(parent, child), **seconds))
+    return next(layer.name for layer in model_layers(model) if path in layer.modules)
+
+
+@pytest.fixture
+def tiny_step() -> TrainingStep:
+    torch.manual_seed(0)
+    return TrainingStep.create(build_model("tiny").train(), "cpu", "fp32")
+
+
+@pytest.fixture
+def batches() -> list:
+    stream = make_workload(0.5).batches(2, 0)
+    return [next(stream), next(stream)]
+
+
+def charged_rows(timing: LayerTiming) -> dict[str, tuple[float, float]]:
+    return {row.layer: (row.fwd_sec, row.bwd_sec) for row in timing.rows if row.layer != OTHER}
+
+
+@pytest.mark.parametrize(
+    "slow_forward, slow_backward",
+    [
+        ("transformer.layers.1", "feature_extractor.conv_layers.2"),
+        ("quantizer", "transformer.layers.0"),  # the quantizer is a branch beside the transformer
+        ("feature_projection", "quantizer"),  # a backward sleep inside the branch's own graph
+    ],
+)
+def test_time_lands_on_the_slow_layer_and_direction(tiny_step, batches, slow_forward, slow_backward):
+    clock = FakeClock()
+    fwd_layer = slow_down(tiny_step.model, slow_forward, sleep=clock.sleep, forward_sec=1.0)
+    bwd_layer = slow_down(tiny_step.model, slow_backward, sleep=clock.sleep, backward_sec=2.0)
+    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=3, clock=clock)
+
+    expected = {row: (0.0, 0.0) for row in charged_rows(timing)}
+    expected[fwd_layer] = (1.0, 0.0)
+    expected[bwd_layer] = (0.0, 2.0)
+    assert charged_rows(timing) == expected
+    assert timing.step_sec == 3.0
+    assert timing.row(OTHER).sec == 0.0
+    assert timing.row(fwd_layer).time_share == pytest.approx(1 / 3)
+    assert timing.row(bwd_layer).time_share == pytest.approx(2 / 3)
+    assert timing.repeats == 3 and timing.samples[f"{fwd_layer}/fwd"] == [1.0, 1.0, 1.0]
+
+
+def test_rows_follow_the_layers_and_add_up_to_the_step(tiny_step, batches):
+    clock = FakeClock()
+    slow_down(tiny_step.model, "feature_extractor.conv_layers.0", sleep=clock.sleep, forward_sec=0.25,
+              backward_sec=0.5)
+    tiny_step.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: clock.sleep(4.0))
+    layers = model_layers(tiny_step.model)
+    timing = time_layers(tiny_step, layers, batches, "cpu", repeats=2, clock=clock)
+
+    assert [row.layer for row in timing.rows] == [layer.name for layer in layers] + [OTHER]
+    assert timing.row("cnn.0").fwd_sec == 0.25 and timing.row("cnn.0").bwd_sec == 0.5
+    assert timing.row(OTHER).sec == 4.0  # the optimizer update is `other`
+    assert timing.row(OTHER).fwd_sec is None and timing.row(OTHER).bwd_sec is None
+    assert sum(row.sec for row in timing.rows) == timing.step_sec == 4.75
+    assert sum(row.time_share for row in timing.rows) == pytest.approx(1.0)
+
+
+def test_work_outside_every_layer_is_the_objective_row(tiny_step, batches, monkeypatch):
+    """Masking runs in the model's own forward, outside every layer's modules."""
+    import w2vprof.models.pretraining as pretraining
+
+    clock = FakeClock()
+    real_mask = pretraining.compute_span_mask
+
+    def slow_mask(*args: Any, **kwargs: Any) -> Any:
+        clock.sleep(0.125)
+        return real_mask(*args, **kwargs)
+
+    monkeypatch.setattr(pretraining, "compute_span_mask", slow_mask)
+    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=1, clock=clock)
+    assert timing.row(OBJECTIVE).fwd_sec == 0.125
+    assert sum(row.sec for row in timing.rows if row.layer != OBJECTIVE) == 0.0
+
+
+def test_real_sleeps_land_on_their_layer(tiny_step, batches):
+    """With the real clock: only lower bounds, which no machine speed can break."""
+    transformer = slow_down(tiny_step.model, "transformer.layers.0", sleep=time.sleep, forward_sec=0.05)
+    cnn = slow_down(tiny_step.model, "feature_extractor.conv_layers.3", sleep=time.sleep, backward_sec=0.05)
+    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=1)
+    assert timing.row(transformer).fwd_sec >= 0.05
+    assert timing.row(cnn).bwd_sec >= 0.05
+    assert timing.wall_sec >= timing.step_sec >= 0.1
+    assert sum(row.sec for row in timing.rows) == pytest.approx(timing.step_sec)
+
+
+def no_hooks_left(model: nn.Module) -> bool:
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_hooks_are_removed_and_nothing_is_stored_on_the_model(tiny_step, batches):
+    model = tiny_step.model
+    attributes = set(vars(model))
+    time_layers(tiny_step, model_layers(model), batches, "cpu", repeats=1)
+    assert no_hooks_left(model)
+    assert set(vars(model)) == attributes
+    tiny_step(batches[0])  # the model still trains as a plain step
+
+
+def test_hooks_are_removed_when_the_step_fails(tiny_step, batches):
+    def broken(module: nn.Module, args: Any, output: Any) -> None:
+        raise RuntimeError("layer failed")
+
+    handle = tiny_step.model.final_proj.register_forward_hook(broken)
+    with pytest.raises(RuntimeError, match="layer failed"):
+        time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=1)
+    handle.remove()
+    assert no_hooks_left(tiny_step.model)
+
+
+@pytest.mark.parametrize(
+    "parameter, layer",
+    [("mask_embedding", "mask_embedding"), ("feature_extractor.conv_layers.0.conv.weight", "cnn.0")],
+)
+def test_gradient_accumulation_lands_on_the_parameters_layer(tiny_step, batches, parameter, layer):
+    """A parameter's gradient accumulation is its layer's backward work; mask_embedding has no module (the model
+    holds it), so the accumulation is its row's only work."""
+    clock = FakeClock()
+    tiny_step.model.get_parameter(parameter).register_post_accumulate_grad_hook(lambda p: clock.sleep(0.5))
+    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=1, clock=clock)
+    assert timing.row(layer).bwd_sec == 0.5
+    assert timing.step_sec == 0.5
+
+
+def test_flop_rates_are_flops_over_seconds():
+    timing = LayerTiming(
+        rows=[LayerTime("cnn.0", 0.5, 2.0, 2.5, 0.5), LayerTime("transformer.0", 0.25, 0.0, 0.25, 0.05),
+              LayerTime(OTHER, None, None, 2.25, 0.45)],
+        step_sec=5.0, wall_sec=5.5, repeats=1,
+    )
+    rated = with_flop_rates(timing, {"cnn.0": 100, "transformer.0": 50}, {"cnn.0": 300, "transformer.0": 80})
+    assert [(r.fwd_flops_per_sec, r.bwd_flops_per_sec) for r in rated.rows] == [(200.0, 150.0), (200.0, None),
+                                                                                 (None, None)]
+    assert timing.rows[0].fwd_flops_per_sec is None  # the original is unchanged
+
+
+def test_at_least_one_repeat_and_one_batch(tiny_step, batches):
+    with pytest.raises(ValueError, match="at least one repeat"):
+        time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=0)
+    with pytest.raises(ValueError, match="at least one repeat"):
+        time_layers(tiny_step, model_layers(tiny_step.model), [], "cpu", repeats=1)
