@@ -12,8 +12,8 @@ Everything is made with the `cryptography` library (a Flower dependency), nothin
                                 `flower-supernode --auth-supernode-private-key` reads); belongs on device NAME only
   supernode-keys/NAME.pub       its public key (OpenSSH format: what `flwr supernode register` reads)
 
-Private keys are written with mode 0600 from the first byte (os.open with 0o600, never chmod afterwards), and an
-existing key is never overwritten unless asked (`overwrite=True`, the CLI's --new-keys): keys already copied to
+Private keys are written with mode 0600 from the first byte (files.write_bytes_atomic with mode=0o600: never a
+moment readable by others, whatever the umask), and an existing key is never overwritten unless asked (`overwrite=True`, the CLI's --new-keys): keys already copied to
 devices keep working when a deployment is written again. Existing files are reused only when they still fit (the
 server certificate names every host, each SuperNode has both halves of its pair); anything else is BadInput.
 """
@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from w2vprof.errors import BadInput
-from w2vprof.files import disk_error, fsync_dir
+from w2vprof.files import write_bytes_atomic
 
 if TYPE_CHECKING:  # pragma: no cover - names for annotations only
     from cryptography import x509
@@ -37,10 +36,12 @@ if TYPE_CHECKING:  # pragma: no cover - names for annotations only
 __all__ = [
     "LOCAL_NAMES",
     "PRIVATE_MODE",
+    "DeploymentKeys",
     "SuperNodeKeys",
     "TlsFiles",
     "certificate_hosts",
     "check_private_mode",
+    "deployment_keys",
     "server_certificate_names",
     "write_private_file",
     "write_supernode_keys",
@@ -116,46 +117,18 @@ def _as_general_name(host: str) -> x509.GeneralName:
 
 
 def write_private_file(path: Path, data: bytes, overwrite: bool = False) -> None:
-    """Write a secret: mode 0600 from the first byte, synced, whole or not at all.
+    """Write a secret: mode 0600 from its first byte, synced, whole or not at all.
 
-    Not w2vprof.files.write_bytes_atomic: that one creates files with the default mode (0666 less the umask), and a
-    private key must never be readable by others, not even for an instant. Without `overwrite` an existing file is
-    an error (O_EXCL: even a file that appears meanwhile is not replaced); with it, the new key goes to a 0600 temp
-    file that replaces the old one in one rename.
+    Without `overwrite` an existing file is BadInput (even one that appears meanwhile is not replaced); with it, the
+    new key replaces the old one in one rename.
     """
-    path = Path(path)
-    target = path.with_name(f"{path.name}.{os.getpid()}.tmp") if overwrite else path
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+        write_bytes_atomic(Path(path), data, mode=PRIVATE_MODE, exclusive=not overwrite)
     except FileExistsError:
         raise BadInput(f"{path} already exists; refusing to overwrite a key (ask for new keys to replace it)") from None
-    except OSError as exc:
-        raise disk_error(path, exc) from None
-    try:
-        try:
-            os.fchmod(fd, PRIVATE_MODE)  # a umask such as 0o277 must not leave the owner unable to read it either
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if overwrite:
-            os.replace(target, path)
-    except BaseException as exc:
-        try:
-            os.unlink(target)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise disk_error(path, exc) from None
-        raise
-    fsync_dir(path.parent)
 
 
 def _write_public_file(path: Path, data: bytes) -> None:
-    from w2vprof.files import write_bytes_atomic
-
     write_bytes_atomic(path, data)
 
 
@@ -343,3 +316,35 @@ def check_private_mode(path: Path) -> None:
     mode = Path(path).stat().st_mode & 0o777
     if mode & 0o077:
         raise BadInput(f"{path} is readable by others (mode {mode:o}); chmod 600 {path}")
+
+
+@dataclass(frozen=True)
+class DeploymentKeys:
+    """The TLS files and SuperNode key pairs of one deployment, and the Flower (1.42) options that use them."""
+
+    tls: TlsFiles
+    supernodes: dict[str, SuperNodeKeys]
+
+    def superlink_flags(self) -> list[str]:
+        """TLS on every SuperLink API (Fleet, Control, Runtime share one port), and only registered SuperNodes."""
+        return [
+            "--ssl-ca-certfile", str(self.tls.ca_cert), "--ssl-certfile", str(self.tls.server_cert),
+            "--ssl-keyfile", str(self.tls.server_key), "--enable-supernode-auth",
+        ]
+
+    def supernode_flags(self, name: str) -> list[str]:
+        """Check the SuperLink against our CA; sign every request with this device's own key."""
+        return ["--root-certificates", str(self.tls.ca_cert),
+                "--auth-supernode-private-key", str(self.supernodes[name].private_key)]
+
+    def register_arguments(self, name: str, connection: str) -> list[str]:
+        """`flwr supernode register ...`: the SuperLink learns this device's public key (Control API)."""
+        return ["supernode", "register", str(self.supernodes[name].public_key), connection, "--name", name]
+
+
+def deployment_keys(out_dir: Path, hosts: Iterable[str], names: Sequence[str], new_keys: bool = False) -> DeploymentKeys:
+    """OUT/tls (CA + SuperLink certificate for `hosts`) and OUT/supernode-keys (one pair per name), kept if present."""
+    out_dir = Path(out_dir)
+    files, _ = write_tls_files(out_dir / TLS_FOLDER, hosts, overwrite=new_keys)
+    pairs = write_supernode_keys(out_dir / KEYS_FOLDER, names, overwrite=new_keys)
+    return DeploymentKeys(files, {pair.name: pair for pair in pairs})
