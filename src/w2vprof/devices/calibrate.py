@@ -1,0 +1,367 @@
+"""This machine's measured ceilings: dense matmul FLOP/s in fp32 and in the mixed dtype, and memory bandwidth.
+
+What is measured (every timing with the device synchronised before and after, `time.perf_counter`):
+- matmul: `torch.mm` of two n x n matrices into a preallocated output (n = 2048 by default), 2 n^3 FLOPs each;
+  in float32 and in the mixed-precision dtype (bfloat16 on the CPU, float16 on CUDA and MPS, as training uses);
+- memory bandwidth: `dst.copy_(src)` of a 256 MiB float32 buffer (less where the device has little memory):
+  each copy reads and writes every byte, so 2 x size bytes per copy.
+Each is run once untimed-for-the-result (the warmup: thread pools start, pages are touched, kernels are chosen;
+the first copy of a fresh buffer is several times slower), then `repeats` times. The rate kept is the BEST run,
+not the median: a ceiling is what the machine can do, and everything that disturbs a run (other processes, a
+clock still ramping, an interrupt) only ever makes it slower, so the fastest run is the closest estimate of the
+ceiling (STREAM reports its best run for the same reason). The warmup's time also sizes the rest so a small
+device finishes in a few seconds: fewer repeats (at least 2) when a run is slow, and a halved matrix when even
+the warmup exceeds the budget.
+
+Results are cached per device fingerprint (w2vprof.devices.identify) in
+`$XDG_CACHE_HOME/w2vprof/calibration-<fingerprint>.json` (default `~/.cache/w2vprof`), written atomically; an
+entry made by another torch version, thread count or mixed dtype is measured again, and so is a file that does
+not read back as a calibration (corrupt, truncated, edited).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from w2vprof.analysis.data import DeviceProfile
+
+__all__ = [
+    "Calibration",
+    "CalibrationOps",
+    "TorchOps",
+    "calibrate",
+    "load_or_calibrate",
+    "cached_calibration",
+    "cache_path",
+    "cache_folder",
+    "matching_profile",
+    "mixed_dtype_name",
+]
+
+#: Bumped when what a field means changes: older cache files are then measured again.
+CACHE_VERSION = 1
+MATMUL_SIZE = 2048
+MIN_MATMUL_SIZE = 256
+COPY_BYTES = 256 * 2**20
+#: The copy buffer takes at most this fraction of the device's memory ceiling (two buffers are allocated).
+COPY_MEMORY_FRACTION = 1 / 16
+REPEATS = 5
+#: Seconds one measurement (fp32 matmul, mixed matmul, copy) should take after its warmup.
+BUDGET_SEC = 2.0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    device: str  # torch device kind: cpu | cuda | mps
+    device_fingerprint: str
+    device_name: str
+    peak_flops_fp32_measured: float  # FLOP/s, best run of an n x n fp32 torch.mm
+    peak_flops_mixed_measured: Optional[float]  # FLOP/s in `mixed_dtype`; None where that matmul fails
+    mixed_dtype: str  # bfloat16 | float16
+    mem_bw_measured: float  # bytes read + written per second, best run of a large copy
+    matmul_size_fp32: int  # n actually used (smaller than asked on a slow device)
+    matmul_size_mixed: int
+    copy_bytes: int  # size of one buffer; each copy moves twice this
+    repeats: int  # timed runs asked for per measurement (fewer where a run is slow)
+    peak_flops_fp32_vendor: Optional[float]  # FLOP/s from the shipped device profiles, where known
+    peak_flops_mixed_vendor: Optional[float]
+    vendor_profile: str  # the profile those came from ("" when none matches)
+    threads: int  # torch.get_num_threads() while measuring (the CPU rate depends on it)
+    torch_version: str
+    measured_at: str  # UTC, ISO 8601
+    note: str = ""  # why the mixed rate is missing, why the result was not cached, ...
+    cache_version: int = CACHE_VERSION
+
+    def record_fields(self) -> dict[str, Optional[float]]:
+        """The result-record fields (issue 14): measured ceilings, and vendor peaks where known."""
+        return {
+            "peak_flops_fp32_measured": self.peak_flops_fp32_measured,
+            "peak_flops_mixed_measured": self.peak_flops_mixed_measured,
+            "mem_bw_measured": self.mem_bw_measured,
+            "peak_flops_fp32_vendor": self.peak_flops_fp32_vendor,
+            "peak_flops_mixed_vendor": self.peak_flops_mixed_vendor,
+        }
+
+    def summary_lines(self) -> list[str]:
+        """What `devices --calibrate` prints: one line per ceiling."""
+        mixed = (f"{self.peak_flops_mixed_measured / 1e9:.1f} GFLOP/s ({self.matmul_size_mixed}^2 matmul)"
+                 if self.peak_flops_mixed_measured else f"not measured ({self.note})")
+        lines = [
+            f"{self.device_name or self.device} [{self.device_fingerprint}], {self.threads} threads, "
+            f"torch {self.torch_version}, measured {self.measured_at}",
+            f"fp32 matmul:    {self.peak_flops_fp32_measured / 1e9:.1f} GFLOP/s ({self.matmul_size_fp32}^2 matmul)",
+            f"{self.mixed_dtype} matmul: {mixed}",
+            f"memory copy:    {self.mem_bw_measured / 1e9:.1f} GB/s read + written ({self.copy_bytes >> 20} MiB buffer)",
+        ]
+        if self.vendor_profile:
+            vendor = [f"{name} {value / 1e12:.2f} TFLOP/s" for name, value in
+                      (("fp32", self.peak_flops_fp32_vendor), ("fp16", self.peak_flops_mixed_vendor)) if value]
+            lines.append(f"vendor peak ({self.vendor_profile}): {', '.join(vendor) or 'not listed'}")
+        return lines
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Calibration":
+        """A calibration from its JSON; ValueError for anything else (a missing field, a wrong type)."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        missing = [f.name for f in fields(cls) if f.name not in data and f.name not in ("note", "cache_version")]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        calibration = cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        _check_types(calibration)
+        return calibration
+
+
+def _check_types(calibration: Calibration) -> None:
+    numbers = (calibration.peak_flops_fp32_measured, calibration.mem_bw_measured)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in numbers):
+        raise ValueError("a measured rate is not a positive number")
+    optional = (calibration.peak_flops_mixed_measured, calibration.peak_flops_fp32_vendor,
+                calibration.peak_flops_mixed_vendor)
+    if not all(v is None or (isinstance(v, (int, float)) and v > 0) for v in optional):
+        raise ValueError("an optional rate is neither empty nor a positive number")
+    texts = (calibration.device, calibration.device_fingerprint, calibration.mixed_dtype, calibration.torch_version)
+    if not all(isinstance(v, str) for v in texts) or not isinstance(calibration.threads, int):
+        raise ValueError("a field has the wrong type")
+
+
+# -- what is timed -----------------------------------------------------------------------------------------------
+class CalibrationOps(Protocol):
+    """The operations calibration times; tests inject fakes that advance a fake clock."""
+
+    def matmul(self, n: int, dtype: str) -> Callable[[], None]:
+        """Prepare two n x n matrices of `dtype` and return a function doing one product."""
+
+    def copy(self, nbytes: int) -> Callable[[], None]:
+        """Prepare two buffers of `nbytes` and return a function copying one into the other."""
+
+    def sync(self) -> None:
+        """Wait until the device has finished everything queued."""
+
+
+class TorchOps:
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def matmul(self, n: int, dtype: str) -> Callable[[], None]:
+        import torch
+
+        kind = getattr(torch, dtype)
+        a = torch.randn(n, n, device=self.device).to(kind)
+        b = torch.randn(n, n, device=self.device).to(kind)
+        out = torch.empty(n, n, device=self.device, dtype=kind)
+        return lambda: torch.mm(a, b, out=out)
+
+    def copy(self, nbytes: int) -> Callable[[], None]:
+        import torch
+
+        source = torch.ones(nbytes // 4, device=self.device)
+        target = torch.empty_like(source)
+        return lambda: target.copy_(source)
+
+    def sync(self) -> None:
+        import torch
+
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        elif self.device == "mps":
+            torch.mps.synchronize()
+
+
+def _run_seconds(run: Callable[[], None], ops: CalibrationOps, clock: Callable[[], float]) -> float:
+    ops.sync()
+    start = clock()
+    run()
+    ops.sync()
+    return clock() - start
+
+
+def _best_seconds(run: Callable[[], None], first: float, ops: CalibrationOps, clock: Callable[[], float],
+                  repeats: int) -> float:
+    """Best of up to `repeats` timed runs after the warmup (`first` seconds): fewer when a run is slow."""
+    count = max(2, min(repeats, int(BUDGET_SEC / first))) if first > 0 else repeats
+    return min(_run_seconds(run, ops, clock) for _ in range(count))
+
+
+def measure_matmul(ops: CalibrationOps, n: int, dtype: str, repeats: int,
+                   clock: Callable[[], float] = time.perf_counter) -> tuple[float, int]:
+    """(FLOP/s, n used): best of the timed runs of an n x n product, n halved while a warmup exceeds the budget."""
+    while True:
+        run = ops.matmul(n, dtype)
+        first = _run_seconds(run, ops, clock)
+        if first <= BUDGET_SEC / 2 or n // 2 < MIN_MATMUL_SIZE:
+            break
+        n //= 2
+    return 2 * n**3 / _best_seconds(run, first, ops, clock, repeats), n
+
+
+def measure_copy(ops: CalibrationOps, nbytes: int, repeats: int,
+                 clock: Callable[[], float] = time.perf_counter) -> float:
+    """Bytes read + written per second: best of the timed copies of an `nbytes` buffer."""
+    run = ops.copy(nbytes)
+    first = _run_seconds(run, ops, clock)
+    return 2 * nbytes / _best_seconds(run, first, ops, clock, repeats)
+
+
+# -- calibration -------------------------------------------------------------------------------------------------
+def mixed_dtype_name(device: str, dtype_mixed: Union[None, str, "torch.dtype"] = None) -> str:
+    """The mixed dtype's name: as given (a torch dtype or its name), else the one training uses on `device`."""
+    if dtype_mixed is None:
+        return "bfloat16" if device == "cpu" else "float16"
+    name = str(dtype_mixed)
+    return name[len("torch."):] if name.startswith("torch.") else name
+
+
+def calibrate(
+    device: str,
+    dtype_mixed: Union[None, str, "torch.dtype"] = None,
+    *,
+    ops: Optional[CalibrationOps] = None,
+    clock: Callable[[], float] = time.perf_counter,
+    repeats: int = REPEATS,
+    matmul_size: int = MATMUL_SIZE,
+    identity: Optional[dict[str, Any]] = None,
+) -> Calibration:
+    """Measure this machine's ceilings for a torch device kind (cpu | cuda | mps); see the module's notes.
+
+    `identity`: w2vprof.devices.identify(device), read here when not given.
+    """
+    import torch
+
+    from w2vprof.devices import identify
+
+    identity = identity if identity is not None else identify(device)
+    ops = ops if ops is not None else TorchOps(device)
+    mixed = mixed_dtype_name(device, dtype_mixed)
+    fp32_rate, fp32_size = measure_matmul(ops, matmul_size, "float32", repeats, clock)
+    mixed_rate, mixed_size, note = _mixed_rate(ops, matmul_size, mixed, repeats, clock)
+    copy_bytes = _copy_bytes(identity.get("memory_ceiling_bytes"))
+    bandwidth = measure_copy(ops, copy_bytes, repeats, clock)
+    profile = matching_profile(identity)
+    return Calibration(
+        device=device,
+        device_fingerprint=str(identity.get("device_fingerprint", "")),
+        device_name=str(identity.get("device_name", "")),
+        peak_flops_fp32_measured=fp32_rate,
+        peak_flops_mixed_measured=mixed_rate,
+        mixed_dtype=mixed,
+        mem_bw_measured=bandwidth,
+        matmul_size_fp32=fp32_size,
+        matmul_size_mixed=mixed_size,
+        copy_bytes=copy_bytes,
+        repeats=repeats,
+        peak_flops_fp32_vendor=_tflops(profile.peak_fp32_tflops) if profile else None,
+        peak_flops_mixed_vendor=_tflops(profile.peak_fp16_tflops) if profile else None,
+        vendor_profile=profile.name if profile else "",
+        threads=torch.get_num_threads(),
+        torch_version=torch.__version__,
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        note=note,
+    )
+
+
+def _mixed_rate(ops: CalibrationOps, n: int, dtype: str, repeats: int,
+                clock: Callable[[], float]) -> tuple[Optional[float], int, str]:
+    """(FLOP/s, n, "") or (None, 0, why) where this device cannot multiply in `dtype`."""
+    try:
+        rate, size = measure_matmul(ops, n, dtype, repeats, clock)
+    except (RuntimeError, TypeError, AttributeError) as exc:  # no such dtype, or no kernel for it here
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, 0, f"{dtype} matmul failed: {first_line}"
+    return rate, size, ""
+
+
+def _copy_bytes(memory_ceiling: Any) -> int:
+    """256 MiB, or less where that would take more than 1/16 of the device's memory (two buffers)."""
+    if isinstance(memory_ceiling, (int, float)) and memory_ceiling > 0:
+        fitted = int(memory_ceiling * COPY_MEMORY_FRACTION) // 2**20 * 2**20
+        return max(2**20, min(COPY_BYTES, fitted))
+    return COPY_BYTES
+
+
+def _tflops(value: Optional[float]) -> Optional[float]:
+    return value * 1e12 if value else None
+
+
+def matching_profile(identity: dict[str, Any],
+                     profiles: Optional[list["DeviceProfile"]] = None) -> Optional["DeviceProfile"]:
+    """The shipped device profile naming this device (its name appears in the device, GPU or board name; the
+    longest such name wins: "Raspberry Pi 4" for "Raspberry Pi 4 Model B Rev 1.4"), or None."""
+    from w2vprof.analysis.data import load_profiles
+
+    names = [str(identity.get(key) or "").lower() for key in ("device_name", "gpu_name", "board")]
+    candidates = [p for p in (profiles if profiles is not None else load_profiles())
+                  if p.name and any(p.name.lower() in name for name in names)]
+    return max(candidates, key=lambda p: len(p.name)) if candidates else None
+
+
+# -- the cache ---------------------------------------------------------------------------------------------------
+def cache_folder() -> Path:
+    """$XDG_CACHE_HOME/w2vprof, or ~/.cache/w2vprof."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "w2vprof"
+
+
+def cache_path(fingerprint: str, folder: Optional[Path] = None) -> Path:
+    return (folder if folder is not None else cache_folder()) / f"calibration-{fingerprint}.json"
+
+
+def cached_calibration(device: str, dtype_mixed: Union[None, str, "torch.dtype"] = None,
+                       folder: Optional[Path] = None, identity: Optional[dict[str, Any]] = None
+                       ) -> Optional[Calibration]:
+    """The cached calibration for this device, or None: none yet, unreadable or corrupt, or made under another
+    torch version, thread count or mixed dtype (those change the rates)."""
+    import torch
+
+    from w2vprof.devices import identify
+
+    identity = identity if identity is not None else identify(device)
+    path = cache_path(str(identity["device_fingerprint"]), folder)
+    try:
+        cached = Calibration.from_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError):  # json's errors are ValueErrors
+        return None
+    current = (CACHE_VERSION, torch.__version__, torch.get_num_threads(), mixed_dtype_name(device, dtype_mixed),
+               device)
+    if (cached.cache_version, cached.torch_version, cached.threads, cached.mixed_dtype, cached.device) != current:
+        return None
+    return cached
+
+
+def load_or_calibrate(device: str, refresh: bool = False, dtype_mixed: Union[None, str, "torch.dtype"] = None,
+                      folder: Optional[Path] = None, **calibrate_options: Any) -> Calibration:
+    """The cached calibration for this device, else (or with `refresh`) a new one, written to the cache.
+
+    A cache that cannot be written (read-only home, full disk) does not fail the caller: the calibration comes
+    back with the reason in `note`. `calibrate_options` go to `calibrate` (ops, clock, repeats, matmul_size).
+    """
+    from w2vprof.devices import identify
+    from w2vprof.errors import W2vprofError
+    from w2vprof.files import write_text_atomic
+
+    identity = calibrate_options.pop("identity", None) or identify(device)
+    if not refresh:
+        cached = cached_calibration(device, dtype_mixed, folder, identity)
+        if cached is not None:
+            return cached
+    calibration = calibrate(device, dtype_mixed, identity=identity, **calibrate_options)
+    path = cache_path(calibration.device_fingerprint, folder)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, calibration.to_json())
+    except (OSError, W2vprofError) as exc:
+        reason = f"not cached ({path}: {getattr(exc, 'strerror', None) or exc})"
+        calibration = replace(calibration, note="; ".join(filter(None, [calibration.note, reason])))
+    return calibration

@@ -1,0 +1,221 @@
+"""Calibration (w2vprof.devices.calibrate): the arithmetic of measured ceilings, vendor peaks, and the cache.
+
+Fake operations advance a fake clock by exactly (work / rate) seconds, times a slowdown that varies run to run
+(the warmup slowest, the best timed run exactly 1x), so every rate is known in advance and exact.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from w2vprof.analysis.data import DeviceProfile
+from w2vprof.devices.calibrate import (
+    Calibration,
+    cache_folder,
+    cache_path,
+    calibrate,
+    load_or_calibrate,
+    matching_profile,
+)
+
+GIB = 2**30
+#: Slowdowns of successive runs of one prepared operation: the warmup, then the timed runs (best: 1.0).
+SLOWDOWNS = (3.0, 1.5, 1.0, 1.25, 1.0, 2.0, 1.1)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeOps:
+    """Matmul at `rates[dtype]` FLOP/s and copies at `bandwidth` bytes/s, on a fake clock."""
+
+    def __init__(self, clock: FakeClock, rates: dict[str, float], bandwidth: float) -> None:
+        self.clock, self.rates, self.bandwidth = clock, rates, bandwidth
+        self.prepared: list[tuple[str, int]] = []
+        self.syncs = 0
+
+    def matmul(self, n: int, dtype: str) -> Callable[[], None]:
+        if dtype not in self.rates:
+            raise RuntimeError(f'"addmm_impl_cpu_" not implemented for \'{dtype}\'\nsecond line')
+        self.prepared.append((dtype, n))
+        return self._runs(2 * n**3 / self.rates[dtype])
+
+    def copy(self, nbytes: int) -> Callable[[], None]:
+        self.prepared.append(("copy", nbytes))
+        return self._runs(2 * nbytes / self.bandwidth)
+
+    def sync(self) -> None:
+        self.syncs += 1
+
+    def _runs(self, seconds: float) -> Callable[[], None]:
+        slowdowns = iter(SLOWDOWNS)
+
+        def run() -> None:
+            self.clock.now += seconds * next(slowdowns, 1.5)
+
+        return run
+
+
+IDENTITY = {"device_fingerprint": "0123abcd", "device_name": "Test box", "gpu_name": "", "board": "",
+            "memory_ceiling_bytes": 64 * GIB}
+
+
+def fake_calibration(rates: dict[str, float], bandwidth: float = 10e9, identity: dict[str, Any] = IDENTITY,
+                     **options: Any) -> tuple[Calibration, FakeOps]:
+    clock = FakeClock()
+    ops = FakeOps(clock, rates, bandwidth)
+    return calibrate("cpu", ops=ops, clock=clock, identity=identity, **options), ops
+
+
+def test_rates_are_work_over_the_best_run():
+    rates = {"float32": 2 * 2048**3 / 0.1, "bfloat16": 2 * 2048**3 / 0.05}  # 0.1 s and 0.05 s per product
+    calibration, ops = fake_calibration(rates, bandwidth=12.5e9)
+    assert calibration.peak_flops_fp32_measured == pytest.approx(rates["float32"], rel=1e-12)
+    assert calibration.peak_flops_mixed_measured == pytest.approx(rates["bfloat16"], rel=1e-12)
+    assert calibration.mem_bw_measured == pytest.approx(12.5e9, rel=1e-12)
+    assert calibration.mixed_dtype == "bfloat16"
+    assert (calibration.matmul_size_fp32, calibration.matmul_size_mixed) == (2048, 2048)
+    assert calibration.copy_bytes == 256 * 2**20
+    assert ops.prepared == [("float32", 2048), ("bfloat16", 2048), ("copy", 256 * 2**20)]
+    assert ops.syncs == 3 * 2 * 6  # three measurements, a warmup and 5 repeats each, synced before and after
+
+
+def test_a_slow_matrix_product_is_measured_smaller_and_still_exact():
+    rate = 2 * 2048**3 / 4.0  # 4 s per 2048^2 product: its warmup alone is far over budget
+    calibration, ops = fake_calibration({"float32": rate, "bfloat16": rate})
+    assert calibration.matmul_size_fp32 == 512  # 12 s, then 1.5 s warmups: halved twice
+    assert [n for dtype, n in ops.prepared if dtype == "float32"] == [2048, 1024, 512]
+    assert calibration.peak_flops_fp32_measured == pytest.approx(rate, rel=1e-12)
+
+
+def test_fewer_repeats_when_a_run_is_slow_but_at_least_two():
+    rate = 2 * 2048**3 / 0.3  # warmup 0.9 s: int(2.0 / 0.9) = 2 timed runs, slowdowns 1.5 and 1.0
+    calibration, ops = fake_calibration({"float32": rate, "bfloat16": rate})
+    assert calibration.matmul_size_fp32 == 2048
+    assert calibration.peak_flops_fp32_measured == pytest.approx(rate, rel=1e-12)
+    assert ops.syncs == 2 * (3 + 3) + 2 * 6  # two matmuls: warmup + 2 runs; the copy: warmup + 5
+
+
+def test_a_mixed_dtype_the_device_cannot_multiply_is_a_note_not_a_failure():
+    calibration, _ = fake_calibration({"float32": 1e11})
+    assert calibration.peak_flops_mixed_measured is None
+    assert calibration.note == "bfloat16 matmul failed: \"addmm_impl_cpu_\" not implemented for 'bfloat16'"
+    assert "not measured" in "\n".join(calibration.summary_lines())
+
+
+def test_the_copy_fits_a_small_device():
+    small = dict(IDENTITY, memory_ceiling_bytes=1 * GIB)
+    calibration, _ = fake_calibration({"float32": 1e11, "bfloat16": 1e11}, bandwidth=4e9, identity=small)
+    assert calibration.copy_bytes == 64 * 2**20
+    assert calibration.mem_bw_measured == pytest.approx(4e9, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "identity, profile, fp32_peak",
+    [
+        ({"device_name": "NVIDIA A40", "gpu_name": "NVIDIA A40"}, "NVIDIA A40", 37.4e12),
+        ({"device_name": "NVIDIA Jetson Xavier NX Developer Kit (JetPack 5.1)", "board": ""},
+         "Jetson Xavier NX", 0.84e12),
+        ({"device_name": "Raspberry Pi 4 Model B Rev 1.4"}, "Raspberry Pi 4", None),
+        ({"device_name": "Intel(R) Xeon(R) CPU"}, "", None),
+    ],
+)
+def test_vendor_peaks_come_from_the_device_profile_named_in_the_device(identity, profile, fp32_peak):
+    calibration, _ = fake_calibration({"float32": 1e11, "bfloat16": 1e11},
+                                      identity=dict(IDENTITY, **identity))
+    assert calibration.vendor_profile == profile
+    assert calibration.peak_flops_fp32_vendor == (pytest.approx(fp32_peak) if fp32_peak else None)
+    assert calibration.record_fields()["peak_flops_fp32_vendor"] == calibration.peak_flops_fp32_vendor
+
+
+def test_the_longest_profile_name_wins():
+    profiles = [DeviceProfile(name, "edge CPU", 8, True, None, None, False, "") for name in
+                ("Raspberry Pi", "Raspberry Pi 4", "Pi")]
+    found = matching_profile({"device_name": "Raspberry Pi 4 Model B Rev 1.4"}, profiles)
+    assert found is not None and found.name == "Raspberry Pi 4"
+    assert matching_profile({"device_name": "", "board": "", "gpu_name": ""}, profiles) is None
+
+
+# -- the cache ---------------------------------------------------------------------------------------------------
+def cached_run(folder: Path, rate: float = 1e11, **options: Any) -> tuple[Calibration, FakeOps]:
+    clock = FakeClock()
+    ops = FakeOps(clock, {"float32": rate, "bfloat16": rate}, 10e9)
+    calibration = load_or_calibrate("cpu", folder=folder, ops=ops, clock=clock, identity=dict(IDENTITY), **options)
+    return calibration, ops
+
+
+def test_the_cache_round_trip(tmp_path):
+    first, ops = cached_run(tmp_path)
+    path = cache_path(IDENTITY["device_fingerprint"], tmp_path)
+    assert path.name == "calibration-0123abcd.json" and ops.prepared
+    assert Calibration.from_json(path.read_text()) == first
+    again, ops = cached_run(tmp_path, rate=5e11)
+    assert again == first and ops.prepared == []  # read back, nothing measured
+    refreshed, ops = cached_run(tmp_path, rate=5e11, refresh=True)
+    assert refreshed.peak_flops_fp32_measured == pytest.approx(5e11) and ops.prepared
+    assert Calibration.from_json(path.read_text()) == refreshed
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda text: "{not json",
+        lambda text: text[: len(text) // 2],  # cut short
+        lambda text: "[1, 2]",
+        lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "mem_bw_measured"}),
+        lambda text: json.dumps(dict(json.loads(text), peak_flops_fp32_measured="fast")),
+        lambda text: json.dumps(dict(json.loads(text), peak_flops_fp32_measured=-1.0)),
+        lambda text: "\udcff",
+    ],
+)
+def test_a_corrupt_cache_file_is_measured_again(tmp_path, spoil):
+    cached_run(tmp_path)
+    path = cache_path(IDENTITY["device_fingerprint"], tmp_path)
+    path.write_bytes(spoil(path.read_text()).encode("utf-8", "surrogateescape"))
+    calibration, ops = cached_run(tmp_path, rate=3e11)
+    assert ops.prepared and calibration.peak_flops_fp32_measured == pytest.approx(3e11)
+    assert Calibration.from_json(path.read_text()) == calibration  # and the file is good again
+
+
+@pytest.mark.parametrize("field, value", [("threads", 999), ("torch_version", "0.0.1"), ("mixed_dtype", "float16"),
+                                          ("cache_version", 0)])
+def test_a_calibration_made_under_other_conditions_is_measured_again(tmp_path, field, value):
+    cached_run(tmp_path)
+    path = cache_path(IDENTITY["device_fingerprint"], tmp_path)
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), **{field: value})))
+    _, ops = cached_run(tmp_path)
+    assert ops.prepared
+
+
+def test_a_cache_that_cannot_be_written_does_not_fail_the_caller(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    calibration, _ = cached_run(blocked)
+    assert calibration.peak_flops_fp32_measured == pytest.approx(1e11)
+    assert "not cached" in calibration.note
+
+
+def test_the_cache_folder_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_folder() == tmp_path / "w2vprof"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_folder() == tmp_path / "home" / ".cache" / "w2vprof"
+
+
+def test_real_operations_on_this_cpu():
+    """The real torch operations, small: positive rates (nothing about their size, which is the machine's)."""
+    small = dict(IDENTITY, memory_ceiling_bytes=16 * 2**20)
+    calibration = calibrate("cpu", "bfloat16", repeats=2, matmul_size=64, identity=small)
+    assert calibration.peak_flops_fp32_measured > 0 and calibration.mem_bw_measured > 0
+    assert calibration.copy_bytes == 2**20 and calibration.matmul_size_fp32 == 64
+    assert calibration.peak_flops_mixed_measured is None or calibration.peak_flops_mixed_measured > 0
+    assert Calibration.from_json(calibration.to_json()) == calibration
