@@ -62,9 +62,10 @@ def test_federated_plots_draw_and_skip_what_has_no_data(tmp_path):
 
 
 def test_write_plots_writes_each_png_whole(tmp_path):
+    from dataclasses import fields
+
     from w2vprof.fl.plots import write_plots
     from w2vprof.records import rows_to_csv_text
-    from dataclasses import fields
 
     run = _run(tmp_path / "run")
     run.folder.mkdir()

@@ -39,4 +39,8 @@ def figure_png(figure: "Figure") -> bytes:
 
 def integer_ticks(axes: "Axes") -> None:
     """Whole-number ticks on the x axis (rounds, steps): no 'round 1.5'."""
-    axes.xaxis.get_major_locator().set_params(integer=True)
+    from matplotlib.ticker import MaxNLocator
+
+    locator = axes.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one: keep its spacing, only whole numbers
+        locator.set_params(integer=True)

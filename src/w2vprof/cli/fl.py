@@ -122,13 +122,14 @@ def _print_round(record) -> None:
 
 @run_command("simulate", "training", "data")
 def simulate_command(
-    training: dict[str, Any],
-    data: dict[str, Any],
     out: Path = typer.Option(..., "--out", "-o", help="Folder for rounds.csv, clients.csv, run.json (and a generated corpus)."),
     clients: int = typer.Option(10, "--clients", help="Clients (virtual SuperNodes); a partitions folder needs at least this many."),
     corpus_engine: str = typer.Option("auto", "--corpus-engine", help="Synthetic partitions: auto, espeak or synthetic."),
     parallel: int = typer.Option(1, "--parallel", help="Clients training at once (1: each alone with every core, honest seconds)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's own logs."),
+    *,
+    training: dict[str, Any],
+    data: dict[str, Any],
 ) -> None:
     """Train federated on this machine with Flower's simulation engine; every client measured every round."""
     from w2vprof.errors import BadInput
@@ -157,11 +158,12 @@ def _deploy_settings(nodes, validation: str, **values):
 
 @run_command("deploy-config", "training")
 def deploy_config_command(
-    training: dict[str, Any],
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the Flower app, FLWR_HOME, commands.sh and results/ (on the SuperLink machine)."),
     superlink: str = typer.Option(..., "--superlink", help="HOST:PORT devices reach the SuperLink at (e.g. 192.168.1.10:9093)."),
     node: list[str] = typer.Option(..., "--node", help="NAME=PARTITION_PATH[,CLIPS_DIR] of one device (paths on that device); repeat per device."),
     validation: str = typer.Option(..., "--validation", help="Held-out manifest or audio folder on the SuperLink machine."),
+    *,
+    training: dict[str, Any],
 ) -> None:
     """Write the Flower app and print the commands: a SuperLink, one SuperNode per device, then flwr run."""
     from w2vprof.fl.deploy import parse_node, write_deployment
@@ -175,11 +177,12 @@ def deploy_config_command(
 
 @run_command("deploy-local", "training", "data")
 def deploy_local_command(
-    training: dict[str, Any],
-    data: dict[str, Any],
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the app, logs/ and results/."),
     nodes: int = typer.Option(3, "--nodes", help="SuperNodes to start on 127.0.0.1 (node i holds client i)."),
     timeout: float = typer.Option(3600.0, "--timeout", help="Seconds before everything is stopped."),
+    *,
+    training: dict[str, Any],
+    data: dict[str, Any],
 ) -> None:
     """Rehearse the deployment on this machine: SuperLink, SuperNodes and flwr run on 127.0.0.1, then stop all."""
     from w2vprof.fl.rehearsal import rehearse_locally

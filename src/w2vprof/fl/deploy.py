@@ -12,6 +12,7 @@ process it started, by process group id, whatever happens.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -288,37 +289,35 @@ def run_local(plan: DeploymentPlan, timeout_s: float = 3600.0) -> LocalRunResult
     logs.mkdir(parents=True, exist_ok=True)
     env = plan.environment()
     started: list[subprocess.Popen] = []
-    handles = []
+    # NB: the log files stay open while their processes run; the stack closes them after every process is stopped.
+    with contextlib.ExitStack() as log_files:
 
-    def launch(command: list[str], log_name: str) -> subprocess.Popen:
-        handle = open(logs / log_name, "wb")
-        handles.append(handle)
-        # A new session per process: its group id is its pid, so stopping it stops its Flower children too.
-        process = subprocess.Popen(
-            command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=plan.out_dir, start_new_session=True
-        )
-        started.append(process)
-        return process
+        def launch(command: list[str], log_name: str) -> subprocess.Popen:
+            handle = log_files.enter_context(open(logs / log_name, "wb"))
+            # A new session per process: its group id is its pid, so stopping it stops its Flower children too.
+            process = subprocess.Popen(
+                command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=plan.out_dir, start_new_session=True
+            )
+            started.append(process)
+            return process
 
-    try:
-        superlink = launch(plan.superlink_command(listen_host=plan.superlink_host), "superlink.log")
-        _wait_for_port(plan.superlink_host, plan.superlink_port, time.monotonic() + 60, superlink)
-        for node in plan.nodes:
-            launch(plan.supernode_command(node), f"supernode-{node.name}.log")
-        runner = launch(plan.run_command(), "flwr-run.log")
         try:
-            returncode = runner.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            returncode = 124
-        return LocalRunResult(
-            returncode=returncode, pids=[p.pid for p in started], logs_dir=logs,
-            results_dir=Path(_run_config_out_dir(plan)),
-        )
-    finally:
-        for process in reversed(started):
-            _stop(process)
-        for handle in handles:
-            handle.close()
+            superlink = launch(plan.superlink_command(listen_host=plan.superlink_host), "superlink.log")
+            _wait_for_port(plan.superlink_host, plan.superlink_port, time.monotonic() + 60, superlink)
+            for node in plan.nodes:
+                launch(plan.supernode_command(node), f"supernode-{node.name}.log")
+            runner = launch(plan.run_command(), "flwr-run.log")
+            try:
+                returncode = runner.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                returncode = 124
+            return LocalRunResult(
+                returncode=returncode, pids=[p.pid for p in started], logs_dir=logs,
+                results_dir=Path(_run_config_out_dir(plan)),
+            )
+        finally:
+            for process in reversed(started):
+                _stop(process)
 
 
 def _run_config_out_dir(plan: DeploymentPlan) -> str:
@@ -326,9 +325,9 @@ def _run_config_out_dir(plan: DeploymentPlan) -> str:
 
 
 def _read_app_config(app_dir: Path) -> dict:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # pragma: no cover - Python 3.10
+    else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     with open(app_dir / "pyproject.toml", "rb") as handle:
         return tomllib.load(handle)["tool"]["flwr"]["app"]["config"]

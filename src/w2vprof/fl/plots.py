@@ -45,7 +45,8 @@ def client_cost_png(run: RunCurves) -> Optional[bytes]:
         (seconds_ax, lambda c: c.client_sec, "client seconds per round"),
         (memory_ax, lambda c: c.peak_rss_bytes / 1e6 if c.peak_rss_bytes is not None else None, "peak RSS (MB)"),
     ):
-        points = [(c.round, value(c)) for c in rows if value(c) is not None]
+        values = [(c.round, value(c)) for c in rows]
+        points = [(rnd, v) for rnd, v in values if v is not None]
         if not points:
             continue
         ax.scatter([p[0] for p in points], [p[1] for p in points], s=8, alpha=0.4, label="one client")

@@ -70,8 +70,9 @@ def check_prediction(run: RunCurves, profile_rows: list[ResultRecord], skip_roun
         rounds=int(settings["rounds"]), local_epochs=epochs, model=settings["model"],
         precision=settings.get("precision", "fp32"),
     )
-    train = statistics.mean(c.train_sec for c in rows)
-    client = statistics.mean(c.client_sec for c in rows if c.client_sec is not None)
+    train = statistics.mean(c.train_sec for c in rows if c.train_sec is not None)
+    client_secs = [c.client_sec for c in rows if c.client_sec is not None]
+    client = statistics.mean(client_secs) if client_secs else math.nan  # NB: a reply without timing: no ratio
     checks = []
     for estimate in fl_estimate(profile_rows, setting):
         predicted = estimate.epoch_hours * 3600
@@ -101,8 +102,8 @@ def summary_line(run: RunCurves) -> str:
     seconds = [c.client_sec for c in ok if c.client_sec is not None]
     peaks = [c.peak_rss_bytes for c in ok if c.peak_rss_bytes is not None]
     parts = [
-        f"{run.label}: validation loss {_fmt(first.validation_loss)} (round {first.round}) -> "
-        f"{_fmt(last.validation_loss)} (round {last.round})",
+        (f"{run.label}: validation loss {_fmt(first.validation_loss)} (round {first.round}) -> "
+         f"{_fmt(last.validation_loss)} (round {last.round})"),
     ]
     if seconds:
         parts.append(f"client seconds mean {statistics.mean(seconds):.2f} max {max(seconds):.2f}")

@@ -35,7 +35,7 @@ def receptive_field_samples(model: str) -> int:
 
 def check_utterance_length(seconds: float, model: str) -> None:
     """BadInput when an utterance of `seconds` is too short for the model to produce a single frame."""
-    samples = int(round(float(seconds) * SAMPLE_RATE))
+    samples = round(float(seconds) * SAMPLE_RATE)
     if frames_for_samples(samples, get_config(model).conv_layers) < 1:
         field = receptive_field_samples(model)
         raise BadInput(

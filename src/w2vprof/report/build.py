@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from w2vprof.analysis.data import device_label, distinct_device_names, latest_by_config, reference_results, sec_per_batch
+from w2vprof.analysis.data import (
+    device_label,
+    distinct_device_names,
+    latest_by_config,
+    reference_results,
+    sec_per_batch,
+)
 from w2vprof.errors import BadInput
 from w2vprof.files import write_bytes_atomic
 from w2vprof.fl.records import RunCurves, load_run

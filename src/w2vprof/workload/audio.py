@@ -252,7 +252,7 @@ class AudioWorkload(Workload):
         crop = int(round(self.max_seconds * SAMPLE_RATE)) if self.max_seconds else None
         order: list[int] = []
         while True:
-            waves = []
+            waves: list["np.ndarray"] = []
             while len(waves) < batch_size:
                 if not order:
                     usable = [i for i, ok in enumerate(self._usable) if ok]
