@@ -1,11 +1,19 @@
-"""The sweep survives kills and OOMs, resumes exactly, prunes, and rejects bad input before running."""
+"""The sweep: planning, resume and retry, one writer per file, disk errors, pruning, and its child processes
+(start method, model templates, memory and time limits, kills).
+
+Most tests fake the measurement (the behaviour under test is the runner's); real tiny-model children only where
+the process boundary is the point.
+"""
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,75 +22,18 @@ from conftest import run_cli
 from w2vprof.measure.engine import ProfileConfig
 from w2vprof.records import ResultRecord, read_results_csv
 from w2vprof.sweep.grid import GridSpec, expand
-from w2vprof.sweep.runner import SweepOptions, run_sweep
+from w2vprof.sweep.plan import SweepRequest, default_grid, default_results_path, plan_sweep
+from w2vprof.sweep.runner import ChildMeasurer, SweepOptions, run_sweep
 
-TINY_GRID = ["--model", "tiny", "--seconds", "0.5,1,1.5,2", "--batch", "1,2", "--precision", "fp32", "--repeats", "1"]
+TINY_GRID = ["--model", "tiny", "--seconds", "0.5,1", "--batch", "1,2", "--precision", "fp32", "--repeats", "1"]
 
 
 def _rows(path: Path) -> list[ResultRecord]:
-    return read_results_csv(path)
+    return read_results_csv(path, require_rows=False)
 
 
 def _keys(rows):
     return sorted((r.model, r.batch, r.seconds, r.precision) for r in rows)
-
-
-def test_sigkill_then_resume_runs_exactly_the_missing_configurations(tmp_path):
-    out = tmp_path / "r.csv"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "w2vprof.cli.main", "sweep", *TINY_GRID, "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if out.exists() and len(out.read_text().splitlines()) >= 3:  # header + two rows
-                break
-            time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-    before = _rows(out)  # parses after kill -9
-    assert 2 <= len(before) < 8
-    result = run_cli("sweep", *TINY_GRID, "--out", str(out), "--resume")
-    assert result.returncode == 0, result.stderr
-    assert f"{8 - len(before)} configurations to run" in result.stderr
-    after = _rows(out)
-    assert len(after) == 8
-    assert len(set(_keys(after))) == 8  # each configuration exactly once
-    assert [r.timestamp for r in after[: len(before)]] == [r.timestamp for r in before]  # old rows untouched
-    # per-layer files beside the CSV, one per configuration
-    assert all((tmp_path / r.layers_file).is_file() for r in after)
-
-
-def test_existing_file_without_resume_is_refused(tmp_path):
-    out = tmp_path / "r.csv"
-    out.write_text("model,batch,seconds,precision,status\n")
-    result = run_cli("sweep", *TINY_GRID, "--out", str(out))
-    assert result.returncode == 2 and "--resume" in result.stderr
-
-
-def test_mem_limit_records_oom_and_goes_on(tmp_path):
-    out = tmp_path / "r.csv"
-    # tiny at batch 1 x 1 s stays near the ~0.8 GB of an imported torch; batch 48 x 30 s needs ~10 GB.
-    result = run_cli("sweep", "--model", "tiny", "--seconds", "1,30", "--batch", "1,48", "--precision", "fp32",
-                     "--repeats", "1", "--mem-limit", "2GiB", "--no-prune", "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    rows = {(r.batch, r.seconds): r for r in _rows(out)}
-    assert rows[(1, 1.0)].status == "ok"
-    assert rows[(48, 30.0)].status == "oom"
-    assert "--mem-limit" in rows[(48, 30.0)].error
-    assert rows[(48, 30.0)].mem_limit_bytes == 2 * 2**30
-
-
-def test_timeout_is_recorded(tmp_path):
-    out = tmp_path / "r.csv"
-    # tiny at batch 8 x 30 s: about a second per step, so 6 steps cannot finish in 1 s
-    result = run_cli("sweep", "--model", "tiny", "--seconds", "30", "--batch", "8", "--precision", "fp32",
-                     "--timeout", "1", "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    (row,) = _rows(out)
-    assert row.status == "timeout" and row.sec_per_batch_median is None
 
 
 class _Quiet:
@@ -91,32 +42,85 @@ class _Quiet:
     def finished(self, index, record, wall_s): pass
 
 
-def test_oom_prunes_configurations_that_need_at_least_as_much(tmp_path):
-    spec = GridSpec(("tiny",), (1.0, 2.0), (1, 4, 8), ("fp32",), repeats=1)
-    configs = expand(spec, "cpu", {})
-    measured = []
+def fake_record(config: ProfileConfig, options: SweepOptions, status: str = "ok") -> ResultRecord:
+    return ResultRecord(
+        model=config.model, batch=config.batch, seconds=config.seconds, precision=config.precision,
+        device=config.device, status=status, repeats=config.repeats,
+        device_fingerprint=options.device_identity.get("device_fingerprint", ""),
+        sec_per_batch_median=0.01 if status == "ok" else None,
+    )
 
-    def fake_measure(config: ProfileConfig, options):
-        measured.append((config.batch, config.seconds))
-        status = "oom" if config.batch >= 4 else "ok"
-        return ResultRecord(model=config.model, batch=config.batch, seconds=config.seconds,
-                            precision=config.precision, device="cpu", status=status), []
 
-    options = SweepOptions(out=tmp_path / "r.csv", device_identity={"device_fingerprint": "f"})
-    rows = run_sweep(configs, options, [], _Quiet(), measure=fake_measure)
-    by_key = {(r.batch, r.seconds): r for r in rows}
-    # cheap first: (1,1) (1,2) (4,1) then (8,1), (4,2), (8,2) are implied by the OOM of (4,1)
-    assert measured == [(1, 1.0), (1, 2.0), (4, 1.0)]
-    for key in [(8, 1.0), (4, 2.0), (8, 2.0)]:
-        assert by_key[key].status == "oom"
-        assert by_key[key].skipped_because == "tiny batch 4 1 s fp32 was oom"
-    assert len(_rows(tmp_path / "r.csv")) == 6
+class FakeMeasurer:
+    """Stands in for ChildMeasurer: records what it was asked to measure, answers at once."""
 
-    measured.clear()
-    options.prune = False
-    options.out = tmp_path / "r2.csv"
-    run_sweep(configs, options, [], _Quiet(), measure=fake_measure)
-    assert len(measured) == 6
+    calls: list = []
+
+    def __init__(self, device="cpu", *args, **kwargs) -> None:
+        pass
+
+    def __call__(self, config, options):
+        FakeMeasurer.calls.append((config.batch, config.seconds))
+        return fake_record(config, options), []
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_children(monkeypatch):
+    """The CLI runs in-process with the measurement faked and no fork server started."""
+    import w2vprof.sweep.launch
+    import w2vprof.sweep.runner
+
+    FakeMeasurer.calls = []
+    monkeypatch.setattr(w2vprof.sweep.runner, "ChildMeasurer", FakeMeasurer)
+    monkeypatch.setattr(w2vprof.sweep.launch, "warm_start", lambda method=None: None)
+    return FakeMeasurer
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Run `w2vprof ARGV` in this process: (exit status, stderr)."""
+    from w2vprof.cli.main import run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(argv)
+    return int(exit_info.value.code or 0), capsys.readouterr().err
+
+
+def _plan(tmp_path: Path, name: str = "r.csv", **changes) -> "object":
+    request = SweepRequest(models=("tiny",), seconds=(1.0, 2.0), batches=(1, 2), precisions=("fp32",), repeats=1,
+                           device="cpu", out=tmp_path / name, **changes)
+    return plan_sweep(request, warm_start=False)
+
+
+# -- planning ---------------------------------------------------------------------------------------------------
+def test_default_results_path_names_host_and_time(tmp_path):
+    path = default_results_path(tmp_path / "results", host="pi4", now=datetime(2024, 5, 6, 7, 8, 9))
+    assert path == tmp_path / "results" / "pi4-20240506-070809.csv"
+    assert path.parent.is_dir()
+
+
+def test_default_grid_adds_mixed_on_a_cpu_only_with_native_bf16(monkeypatch):
+    import w2vprof.devices.cpu
+
+    monkeypatch.setattr(w2vprof.devices.cpu, "read_native_bf16", lambda *a, **k: True)
+    assert default_grid("cpu", None).precisions == ("fp32", "mixed")
+    monkeypatch.setattr(w2vprof.devices.cpu, "read_native_bf16", lambda *a, **k: False)
+    assert default_grid("cpu", None).precisions == ("fp32",)
+    assert default_grid("cuda", None).models == ("base", "large")
+    assert default_grid("cpu", "quick").repeats == 3
+
+
+def test_plan_holds_the_files_lock_until_closed(tmp_path):
+    from w2vprof.errors import BadInput
+
+    plan = _plan(tmp_path)
+    with plan:
+        assert [c.device for c in plan.configs] == ["cpu"] * 4
+        with pytest.raises(BadInput, match=f"{plan.out}: being written by another w2vprof process \\(pid {os.getpid()}\\)"):
+            _plan(tmp_path, resume=True)
+    _plan(tmp_path, resume=True).close()  # released
 
 
 def test_cheap_first_order():
@@ -128,54 +132,326 @@ def test_cheap_first_order():
     assert [cost for cost, _ in tiny] == sorted(cost for cost, _ in tiny)
 
 
+# -- bad input: one line, exit 2, nothing run -------------------------------------------------------------------
 @pytest.mark.parametrize(
     "args, fragment",
     [
         (["--preset", "huge"], "unknown --preset 'huge'"),
         (["--batch", "0"], "--batch must be a positive whole number"),
         (["--seconds", "x"], "--seconds must be a positive number"),
+        (["--warmup", "-1"], "--warmup must be a whole number"),
         (["--mem-limit", "lots"], "--mem-limit must be a size"),
         (["--model", "tiny,nope"], "unknown model 'nope'"),
         (["--precision", "fp16"], "unknown precision 'fp16'"),
+        (["--retry", "error"], "--retry re-runs rows of an existing results file: it needs --resume"),
+        (["--resume", "--retry", "ok"], "unknown --retry status 'ok'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
         (["--out", "/nonexistent-folder/r.csv"], "does not exist"),
     ],
 )
-def test_sweep_bad_input_is_one_line_and_exit_2(args, fragment):
-    result = run_cli("sweep", *args)
-    assert result.returncode == 2, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr
+def test_sweep_bad_input_is_one_line_and_exit_2(args, fragment, fake_children, capsys, tmp_path):
+    out = [] if "--out" in args else ["--out", str(tmp_path / "r.csv")]
+    code, err = _cli(["sweep", *TINY_GRID, *out, *args], capsys)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and fragment in err
+    assert fake_children.calls == []
 
 
-def test_resume_on_a_foreign_csv_is_refused_and_leaves_it_untouched(tmp_path):
+def test_existing_file_without_resume_is_refused(tmp_path, fake_children, capsys):
+    out = tmp_path / "r.csv"
+    assert _cli(["sweep", *TINY_GRID, "--out", str(out)], capsys)[0] == 0
+    code, err = _cli(["sweep", *TINY_GRID, "--out", str(out)], capsys)
+    assert code == 2 and "already holds 4 result rows: --resume it" in err and str(out) in err
+
+
+def test_resume_on_a_foreign_csv_is_refused_and_leaves_it_untouched(tmp_path, fake_children, capsys):
     foreign = tmp_path / "sales.csv"
     foreign.write_text("region,revenue\nnorth,10\n")
     before = foreign.read_bytes()
-    result = run_cli("sweep", *TINY_GRID, "--out", str(foreign), "--resume")
-    assert result.returncode == 2
-    assert "not a w2vprof" in result.stderr and str(foreign) in result.stderr
+    code, err = _cli(["sweep", *TINY_GRID, "--out", str(foreign), "--resume"], capsys)
+    assert code == 2
+    assert "not a w2vprof" in err and str(foreign) in err
     assert foreign.read_bytes() == before
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_out_folder(tmp_path):
+def test_unwritable_out_folder(tmp_path, fake_children, capsys):
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o500)
-    result = run_cli("sweep", *TINY_GRID, "--out", str(folder / "r.csv"))
-    assert result.returncode == 2 and "not writable" in result.stderr
+    code, err = _cli(["sweep", *TINY_GRID, "--out", str(folder / "r.csv")], capsys)
+    assert code == 2 and "not writable" in err
 
 
-def test_torn_last_line_is_dropped_on_resume(tmp_path):
-    from w2vprof.sweep.writer import ResultsWriter, load_existing
+# -- resume, retry, pruning (measurement faked) -----------------------------------------------------------------
+def test_retry_reruns_the_named_statuses_in_place_and_oom_only_when_named(tmp_path):
+    plan = _plan(tmp_path)
+    statuses = ["ok", "error", "timeout", "oom"]
+    with plan:
+        for config, status in zip(plan.configs, statuses):
+            plan.writer.append(fake_record(config, plan.options, status))
+    measured = []
 
+    def measure(config, options):
+        measured.append((config.batch, config.seconds))
+        return fake_record(config, options), []
+
+    with _plan(tmp_path, resume=True, retry=("error", "timeout")) as plan:
+        written = run_sweep(plan, _Quiet(), measure=measure)
+    assert measured == [(plan.configs[1].batch, plan.configs[1].seconds), (plan.configs[2].batch, plan.configs[2].seconds)]
+    assert [r.status for r in written] == ["ok", "ok"]
+    rows = _rows(plan.out)
+    assert [r.status for r in rows] == ["ok", "ok", "ok", "oom"]  # replaced in place, each configuration once
+    assert _keys(rows) == _keys(fake_record(c, plan.options) for c in plan.configs)
+
+    with _plan(tmp_path, resume=True, retry=("error", "oom")) as plan:
+        run_sweep(plan, _Quiet(), measure=measure)
+    assert len(measured) == 3 and [r.status for r in _rows(plan.out)] == ["ok"] * 4
+
+
+def test_oom_prunes_configurations_that_need_at_least_as_much(tmp_path):
+    measured = []
+
+    def measure(config, options):
+        measured.append((config.batch, config.seconds))
+        return fake_record(config, options, "oom" if config.batch >= 4 else "ok"), []
+
+    request = dict(models=("tiny",), seconds=(1.0, 2.0), batches=(1, 4, 8), precisions=("fp32",), repeats=1,
+                   device="cpu")
+    with plan_sweep(SweepRequest(out=tmp_path / "r.csv", **request), warm_start=False) as plan:
+        rows = run_sweep(plan, _Quiet(), measure=measure)
+    by_key = {(r.batch, r.seconds): r for r in rows}
+    # cheap first: (1,1) (1,2) (4,1) then (8,1), (4,2), (8,2) are implied by the OOM of (4,1)
+    assert measured == [(1, 1.0), (1, 2.0), (4, 1.0)]
+    for key in [(8, 1.0), (4, 2.0), (8, 2.0)]:
+        assert by_key[key].status == "oom"
+        assert by_key[key].skipped_because == "tiny batch 4 1 s fp32 was oom"
+    assert len(_rows(tmp_path / "r.csv")) == 6
+
+    measured.clear()
+    with plan_sweep(SweepRequest(out=tmp_path / "r2.csv", prune=False, **request), warm_start=False) as plan:
+        run_sweep(plan, _Quiet(), measure=measure)
+    assert len(measured) == 6
+
+
+def test_no_space_after_two_rows_exits_2_keeps_them_and_resume_finishes(tmp_path, fake_children, capsys, monkeypatch):
     out = tmp_path / "r.csv"
-    writer = ResultsWriter(out)
-    writer.append(ResultRecord(model="tiny", batch=1, seconds=1.0, precision="fp32", device="cpu"))
-    with open(out, "a") as handle:
-        handle.write("tiny,2,1.0,fp32,cp")  # a power cut in the middle of a write
-    rows = load_existing(out)
-    assert len(rows) == 1
-    assert out.read_text().endswith("\n")
+    real_write = os.write
+    rows_written = []
+
+    def write(fd, data):
+        if os.path.realpath(f"/proc/self/fd/{fd}") == str(out.resolve()) and not bytes(data).startswith(b"model,"):
+            if len(rows_written) == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            rows_written.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    code, err = _cli(["sweep", *TINY_GRID, "--out", str(out), "--quiet"], capsys)
+    monkeypatch.setattr(os, "write", real_write)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and str(out) in err and "no space left" in err.lower()
+    assert len(_rows(out)) == 2 and out.read_text().endswith("\n")
+    code, err = _cli(["sweep", *TINY_GRID, "--out", str(out), "--resume"], capsys)
+    assert code == 0, err
+    rows = _rows(out)
+    assert len(rows) == 4 and len(set(_keys(rows))) == 4
+    assert len(fake_children.calls) == 3 + 2  # the configuration whose row failed is measured again
+
+
+_RACER = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    import test_sweep, w2vprof.sweep.runner, w2vprof.sweep.launch
+
+    class Slow(test_sweep.FakeMeasurer):
+        def __call__(self, config, options):
+            time.sleep(1.0)
+            return super().__call__(config, options)
+
+    w2vprof.sweep.runner.ChildMeasurer = Slow
+    w2vprof.sweep.launch.warm_start = lambda method=None: None
+    from w2vprof.cli.main import run
+    run(sys.argv[1:])
+    """
+)
+
+
+def test_two_sweeps_on_one_file_started_together_one_runs_the_other_exits_2(tmp_path):
+    out = tmp_path / "r.csv"
+    script = _RACER.format(tests=str(Path(__file__).parent))
+    argv = [sys.executable, "-c", script, "sweep", *TINY_GRID, "--out", str(out), "--quiet"]
+    racers = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in racers]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    loser_err = next(err for code, err in results if code == 2)
+    winner_pid = next(p.pid for p, (code, _) in zip(racers, results) if code == 0)
+    assert len(loser_err.strip().splitlines()) == 1 and str(out) in loser_err
+    assert "being written by another w2vprof process" in loser_err or "already holds" in loser_err
+    if "being written" in loser_err:
+        assert f"pid {winner_pid}" in loser_err
+    rows = _rows(out)
+    assert len(rows) == 4 and len(set(_keys(rows))) == 4
+
+
+# -- start method -----------------------------------------------------------------------------------------------
+def test_start_method_is_spawn_on_macos_and_where_there_is_no_fork_server(monkeypatch):
+    from w2vprof.sweep.launch import ChildLauncher, start_method
+
+    assert start_method("linux", ["fork", "spawn", "forkserver"]) == "forkserver"
+    assert start_method("darwin", ["fork", "spawn", "forkserver"]) == "spawn"
+    assert start_method("win32", ["spawn"]) == "spawn"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    launcher = ChildLauncher()
+    assert launcher.method == "spawn" and not launcher.templates
+    monkeypatch.setattr(sys, "platform", "linux")
+    launcher = ChildLauncher()
+    assert launcher.method == "forkserver" and launcher.templates
+
+
+# -- memory watchers --------------------------------------------------------------------------------------------
+def _meminfo(root: Path, available_kib: int) -> None:
+    (root / "proc").mkdir(parents=True, exist_ok=True)
+    (root / "proc" / "meminfo").write_text(f"MemTotal: 8000000 kB\nMemFree: 100 kB\nMemAvailable: {available_kib} kB\n")
+
+
+def test_watcher_per_device(tmp_path):
+    from w2vprof.sweep.watch import GpuProcessMemory, ResidentMemory, SystemMemoryDrop, memory_watcher
+
+    assert isinstance(memory_watcher("cpu"), ResidentMemory)
+    assert isinstance(memory_watcher("mps", "apple"), ResidentMemory)
+    assert isinstance(memory_watcher("cuda", "jetson", root=str(tmp_path)), SystemMemoryDrop)
+    assert isinstance(memory_watcher("cuda", "x86", gpu_memory=lambda: {}), GpuProcessMemory)
+
+
+def test_jetson_watcher_reports_the_drop_in_mem_available(tmp_path):
+    from w2vprof.sweep.watch import memory_watcher
+
+    _meminfo(tmp_path, 6_000_000)
+    watcher = memory_watcher("cuda", "jetson", root=str(tmp_path))
+    watcher.start(os.getpid())
+    _meminfo(tmp_path, 4_000_000)
+    assert watcher.used_bytes(os.getpid()) == 2_000_000 * 1024
+    _meminfo(tmp_path, 7_000_000)  # more available than at the start: nothing used
+    assert watcher.used_bytes(os.getpid()) == 0
+
+
+def test_gpu_watcher_sums_the_childs_process_tree_only():
+    from w2vprof.sweep.watch import memory_watcher
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        readings = {os.getpid(): 3 * 2**30, sleeper.pid: 2**30, 999_999_999: 5 * 2**30}
+        watcher = memory_watcher("cuda", "x86", gpu_memory=lambda: readings)
+        assert watcher.used_bytes(sleeper.pid) == 2**30
+        assert watcher.used_bytes(os.getpid()) == 4 * 2**30  # this process and its child, not the stranger
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_resident_memory_watcher_reads_a_real_process():
+    from w2vprof.sweep.watch import ResidentMemory
+
+    used = ResidentMemory().used_bytes(os.getpid())
+    assert 10 * 2**20 < used < 64 * 2**30
+
+
+# -- real children (tiny model): the process boundary ------------------------------------------------------------
+class _OverLimit:
+    what = "fake memory"
+    source = "fake_sampled_by_sweep"
+
+    def start(self, pid):
+        pass
+
+    def used_bytes(self, pid):
+        return 3 * 2**30
+
+
+def test_children_match_an_in_process_profile_and_limits_stop_only_the_child(tmp_path):
+    """Template children (forked from one built model) and spawned ones give the numbers of an in-process
+    profile; a child over the memory or time limit is stopped and the next one still runs."""
+    from w2vprof.measure.engine import profile_configuration
+    from w2vprof.sweep.launch import ChildLauncher
+
+    options = SweepOptions(out=tmp_path / "r.csv")
+    configs = [ProfileConfig(model="tiny", batch=b, seconds=1.0, repeats=1, device="cpu", telemetry=False)
+               for b in (1, 2)]
+    template = ChildMeasurer("cpu", launcher=ChildLauncher("forkserver"))
+    spawned = ChildMeasurer("cpu", launcher=ChildLauncher("spawn"))
+    try:
+        for config, measurer in zip(configs, (template, spawned)):
+            record, layers = measurer(config, options)
+            here = profile_configuration(config)
+            assert record.status == "ok", record.error
+            for name in ("loss", "masked_fraction", "fwd_flops", "bwd_flops", "act_mem_bytes", "optim_state_bytes"):
+                assert getattr(record, name) == getattr(here.record, name), name
+            assert [layer.bwd_flops for layer in layers] == [layer.bwd_flops for layer in here.layers]
+
+        template.watcher = _OverLimit()
+        stopped, _ = template(configs[0], SweepOptions(out=options.out, mem_limit_bytes=2**30))
+        assert stopped.status == "oom" and "fake memory 3.00 GiB over the memory limit (1.00 GiB)" in stopped.error
+        long_run = ProfileConfig(model="tiny", batch=1, seconds=1.0, repeats=1000, device="cpu", telemetry=False)
+        timed_out, _ = template(long_run, SweepOptions(out=options.out, timeout_s=0.5))
+        assert timed_out.status == "timeout" and timed_out.sec_per_batch_median is None
+        template.watcher = None
+        again, _ = template(configs[1], options)
+        assert again.status == "ok"
+    finally:
+        template.close()
+        spawned.close()
+
+
+def test_a_template_killed_mid_run_costs_that_configuration_only(tmp_path):
+    import psutil
+
+    from w2vprof.sweep.launch import ChildLauncher
+
+    launcher = ChildLauncher("forkserver")
+    config = ProfileConfig(model="tiny", batch=1, seconds=1.0, repeats=1000, device="cpu", telemetry=False)
+    try:
+        child = launcher.start(config, str(tmp_path / "a.json"), str(tmp_path / "a.txt"))
+        template_pid = psutil.Process(child.pid).ppid()
+        os.kill(template_pid, signal.SIGKILL)
+        assert child.wait(30) == -signal.SIGKILL
+        deadline = time.monotonic() + 30
+        while psutil.pid_exists(child.pid) and psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the child outlived its template"
+            time.sleep(0.05)
+        short = ProfileConfig(model="tiny", batch=1, seconds=1.0, repeats=1, device="cpu", telemetry=False)
+        record, _ = ChildMeasurer("cpu", launcher=launcher)(short, SweepOptions(out=tmp_path / "r.csv"))
+        assert record.status == "ok", record.error
+    finally:
+        launcher.close()
+
+
+def test_sigkill_then_resume_runs_exactly_the_missing_configurations(tmp_path):
+    out = tmp_path / "r.csv"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "w2vprof.cli.main", "sweep", *TINY_GRID, "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if out.exists() and len(out.read_text().splitlines()) >= 2:  # header + a row
+                break
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    before = _rows(out)  # parses after kill -9
+    assert 1 <= len(before) < 4
+    result = run_cli("sweep", *TINY_GRID, "--out", str(out), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert f"{4 - len(before)} configurations to run" in result.stderr
+    after = _rows(out)
+    assert len(after) == 4 and len(set(_keys(after))) == 4  # each configuration exactly once
+    assert [r.timestamp for r in after[: len(before)]] == [r.timestamp for r in before]  # old rows untouched
+    assert all((tmp_path / r.layers_file).is_file() for r in after)  # per-layer files beside the CSV
 
 
 def test_sigterm_stops_cleanly_with_the_resume_command(tmp_path):
@@ -185,7 +461,7 @@ def test_sigterm_stops_cleanly_with_the_resume_command(tmp_path):
          "--batch", "1,8", "--precision", "fp32", "--repeats", "3", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (out.exists() and len(out.read_text().splitlines()) >= 2):
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
@@ -193,3 +469,4 @@ def test_sigterm_stops_cleanly_with_the_resume_command(tmp_path):
     assert process.returncode == 130
     assert "Interrupted" in stderr and "--resume" in stderr
     assert 1 <= len(_rows(out)) < 4
+    assert not Path(str(out) + ".lock").exists()  # the lock went with the sweep

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, W2vprofError
 
 __all__ = [
     "parse_positive_float",
@@ -12,8 +12,10 @@ __all__ = [
     "parse_float_list",
     "parse_int_list",
     "parse_name_list",
+    "parse_whole_number",
     "parse_bytes",
     "check_output_file",
+    "flag_names",
 ]
 
 
@@ -35,6 +37,13 @@ def parse_positive_int(text: str | int, what: str) -> int:
     if value <= 0:
         raise BadInput(f"{what} must be a positive whole number, got {text!r}")
     return value
+
+
+def parse_whole_number(text: str | int, what: str) -> int:
+    """A count that may be zero (e.g. --warmup)."""
+    if not str(text).strip().isdigit():
+        raise BadInput(f"{what} must be a whole number >= 0, got {text!r}")
+    return int(str(text).strip())
 
 
 def _split(text: str) -> list[str]:
@@ -96,3 +105,11 @@ def check_output_file(path: Path, what: str = "--out") -> Path:
     if path.is_dir():
         raise BadInput(f"{what} {path} is a folder; give a file name")
     return path
+
+
+def flag_names(exc: W2vprofError, flags: dict[str, str]) -> W2vprofError:
+    """The library's error with each setting it names shown as the flag that sets it ("unknown preset 'x'" ->
+    "unknown --preset 'x'"). Words inside paths and quoted values are left alone."""
+    pattern = r"(?<![\w/.'\"-])(" + "|".join(re.escape(name) for name in flags) + r")(?![\w/.'\"-])"
+    message = re.sub(pattern, lambda match: flags[match.group(1)], str(exc))
+    return exc if message == str(exc) else W2vprofError(message, exc.exit_code)

@@ -1,13 +1,10 @@
 """`w2vprof sweep`: the whole grid on this device, safe to leave running for hours."""
 from __future__ import annotations
 
-import os
 import shlex
 import signal
-import socket
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +28,9 @@ def sweep(
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results CSV (default results/HOST-DATE.csv)."),
     resume: bool = typer.Option(False, "--resume", help="Skip configurations already in --out; run the rest."),
+    retry: Optional[str] = typer.Option(
+        None, "--retry", help="With --resume: re-run rows with these statuses, e.g. error,timeout (oom only if named)."
+    ),
     mem_limit: Optional[str] = typer.Option(None, "--mem-limit", help="Stop a configuration above this memory, e.g. 8GiB."),
     timeout: Optional[str] = typer.Option(None, "--timeout", help="Seconds allowed per configuration."),
     no_prune: bool = typer.Option(False, "--no-prune", help="Measure configurations that an OOM implies are OOM."),
@@ -41,95 +41,69 @@ def sweep(
     length_dist: Optional[str] = wo.LENGTH_DIST,
 ) -> None:
     """Train real wav2vec 2.0 steps over a grid of models, lengths, batches and precisions; one CSV row each."""
-    from w2vprof.cli.options import (
-        check_output_file,
-        parse_bytes,
-        parse_float_list,
-        parse_int_list,
-        parse_name_list,
-        parse_positive_float,
-        parse_positive_int,
-    )
-    from w2vprof.errors import BadInput
+    from w2vprof.cli.options import flag_names, parse_bytes, parse_float_list, parse_int_list, parse_name_list
+    from w2vprof.cli.options import parse_positive_float, parse_positive_int, parse_whole_number
+    from w2vprof.errors import W2vprofError
     from w2vprof.models import MODEL_NAMES
+    from w2vprof.sweep.plan import RETRYABLE, SweepRequest, plan_sweep
 
-    # -- everything the user typed is checked before anything runs ----------------------------------
-    models = tuple(parse_name_list(model, "model", MODEL_NAMES)) if model else None
-    seconds_list = tuple(parse_float_list(seconds, "--seconds")) if seconds else None
-    batches = tuple(parse_int_list(batch, "--batch")) if batch else None
-    precisions = tuple(parse_name_list(precision, "precision", ("fp32", "mixed"))) if precision else None
-    warmup_value = None
-    if warmup is not None:
-        if not str(warmup).isdigit():
-            raise BadInput(f"--warmup must be a whole number >= 0, got {warmup!r}")
-        warmup_value = int(warmup)
-    repeats_value = parse_positive_int(repeats, "--repeats") if repeats is not None else None
-    threads_value = parse_positive_int(threads, "--threads") if threads is not None else None
-    mem_limit_bytes = parse_bytes(mem_limit, "--mem-limit") if mem_limit is not None else None
-    timeout_s = parse_positive_float(timeout, "--timeout") if timeout is not None else None
-    workload = wo.workload_kwargs(audio, clips_dir, max_seconds, length_dist)
-    if device not in ("auto", "cpu", "cuda", "mps"):
-        raise BadInput(f"unknown --device {device!r}; choose from auto, cpu, cuda, mps")
-
-    from w2vprof.sweep.grid import default_spec, expand, preset_spec, with_overrides
-
-    spec = preset_spec(preset) if preset else None
-    if out is None:
-        default_dir = Path("results")
-        default_dir.mkdir(exist_ok=True)
-        out = default_dir / f"{socket.gethostname()}-{datetime.now():%Y%m%d-%H%M%S}.csv"
-    out = check_output_file(out)
-    existing = []
-    if out.exists() and out.stat().st_size > 0:
-        if not resume:
-            raise BadInput(f"--out {out} already exists: add --resume to continue it, or choose a new file")
-        from w2vprof.sweep.writer import load_existing
-
-        existing = load_existing(out)
-    if not os.access(out.parent, os.W_OK):
-        raise BadInput(f"--out {out}: folder {out.parent} is not writable")
-
-    # -- the device decides the default grid ---------------------------------------------------------
-    from w2vprof.compat import check_model_support
-    from w2vprof.devices import identify
-    from w2vprof.devices.cpu import read_native_bf16
-    from w2vprof.measure.engine import resolve_device
-
-    check_model_support()  # before any child starts: a broken torch/torchaudio pair is one line, not an error row each
-    resolved = resolve_device(device)
-    if spec is None:
-        spec = default_spec(resolved, read_native_bf16() if resolved == "cpu" else None)
-    spec = with_overrides(
-        spec, models=models, seconds=seconds_list, batches=batches, precisions=precisions,
-        warmup=warmup_value, repeats=repeats_value,
+    request = SweepRequest(
+        models=tuple(parse_name_list(model, "model", MODEL_NAMES)) if model else None,
+        seconds=tuple(parse_float_list(seconds, "--seconds")) if seconds else None,
+        batches=tuple(parse_int_list(batch, "--batch")) if batch else None,
+        precisions=tuple(parse_name_list(precision, "precision", ("fp32", "mixed"))) if precision else None,
+        preset=preset,
+        device=device,
+        warmup=parse_whole_number(warmup, "--warmup") if warmup is not None else None,
+        repeats=parse_positive_int(repeats, "--repeats") if repeats is not None else None,
+        threads=parse_positive_int(threads, "--threads") if threads is not None else None,
+        seed=seed,
+        workload=wo.workload_kwargs(audio, clips_dir, max_seconds, length_dist),
+        out=out,
+        resume=resume,
+        retry=tuple(parse_name_list(retry, "--retry status", RETRYABLE)) if retry is not None else (),
+        mem_limit_bytes=parse_bytes(mem_limit, "--mem-limit") if mem_limit is not None else None,
+        timeout_s=parse_positive_float(timeout, "--timeout") if timeout is not None else None,
+        prune=not no_prune,
     )
-    common = {"threads": threads_value, "seed": seed, **workload}
-    configs = expand(spec, resolved, common)
-    identity = identify(resolved)
+    try:
+        plan = plan_sweep(request)
+    except W2vprofError as exc:
+        raise flag_names(exc, _FLAGS) from None
+    with plan:
+        _run(plan, quiet)
 
-    from w2vprof.sweep.runner import SweepOptions, run_sweep
 
-    options = SweepOptions(
-        out=out, mem_limit_bytes=mem_limit_bytes, timeout_s=timeout_s, prune=not no_prune, device_identity=identity,
-    )
-    reporter = _make_reporter(quiet)
-    resume_command = _resume_command(out)
+#: The library names the sweep's settings; on the command line they are these flags.
+_FLAGS = {"preset": "--preset", "retry": "--retry", "resume": "--resume"}
+
+
+def _run(plan, quiet: bool) -> None:
+    """Run the plan with progress on stderr; Ctrl-C or SIGTERM: finished rows kept, the resume command printed."""
+    from w2vprof.cli.options import flag_names
+    from w2vprof.errors import W2vprofError
+    from w2vprof.sweep.runner import run_sweep
+
+    reporter = _Reporter(quiet)
     # SIGTERM (a scheduler, `kill`, systemd stopping the job) stops as cleanly as Ctrl-C: child stopped,
     # finished rows kept, resume command printed.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with reporter:
-            written = run_sweep(configs, options, existing, reporter)
+            written = run_sweep(plan, reporter)
     except KeyboardInterrupt:
         reporter.close()
-        done = len(existing) + reporter.finished_count
+        done = len(plan.existing) + reporter.finished_count
         typer.echo(
-            f"\nInterrupted: {done} of {len(configs)} configurations are saved in {out}.\n"
-            f"Resume with: {resume_command}",
+            f"\nInterrupted: {done} of {len(plan.configs)} configurations are saved in {plan.out}.\n"
+            f"Resume with: {_resume_command(plan.out)}",
             err=True,
         )
-        raise typer.Exit(130)
-    _print_summary(written, out, len(configs))
+        raise typer.Exit(130) from None
+    except W2vprofError as exc:
+        reporter.close()  # a full disk, say: its one line goes out after the progress bar
+        raise flag_names(exc, _FLAGS) from None
+    _print_summary(written, plan.out, len(plan.configs))
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
@@ -214,10 +188,6 @@ class _Reporter:
             self._log(f"done {index + 1}: {record.status} {measured}{detail} in {wall_s:.1f} s")
 
 
-def _make_reporter(quiet: bool) -> _Reporter:
-    return _Reporter(quiet)
-
-
 def _print_summary(written, out: Path, total: int) -> None:
     from collections import Counter
 
@@ -229,6 +199,7 @@ def _print_summary(written, out: Path, total: int) -> None:
         + (f"; {already} were already in the file" if already else "")
         + ")"
     )
+
 
 def register(app: typer.Typer) -> None:
     app.command("sweep")(sweep)

@@ -1,9 +1,9 @@
-"""The child process of a sweep: measure one configuration, write the result as JSON, exit.
+"""The processes of a sweep: the configuration child (measure one configuration, write the result as JSON, exit)
+and the model template (build one model, then fork a configuration child per request). w2vprof.sweep.launch
+explains which start method is used where and why.
 
-Children are forked from a fork server that has already imported torch (multiprocessing "forkserver" with
-preloading): a fresh interpreter would spend ~2 s per configuration importing torch. The server never runs a
-torch op, so no thread pool or CUDA context exists at fork time. Each child still gets a process of its own: an
-OOM kill, a crash in a native library or a leak costs that configuration only.
+The fork server preloads this module, so every child starts with torch & co. already imported; the fork
+server itself never runs a torch op, so no thread pool or CUDA context exists at fork time.
 
 Also runnable alone for debugging: python -m w2vprof.sweep.child CONFIG_JSON RESULT_PATH
 """
@@ -11,31 +11,39 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 # Preloaded by the fork server, so children start with them imported. torch._dynamo (with sympy and
 # triton) is imported lazily by the optimizer's first step and the FLOP counter: ~1 s a child otherwise.
-import psutil  # noqa: F401
-import torch  # noqa: F401
-import torch._dynamo  # noqa: F401
-import torch.utils.flop_counter  # noqa: F401
-import torchaudio  # noqa: F401
+import psutil  # noqa: F401 - preloaded for the parent-side watcher's imports in children
+import torch
+import torch._dynamo
+import torch.utils.flop_counter
+import torchaudio  # noqa: F401 - preloaded: see above
 
-import w2vprof.devices  # noqa: F401
-import w2vprof.measure.engine  # noqa: F401
-import w2vprof.models.pretraining  # noqa: F401
+import w2vprof.devices
+import w2vprof.measure.engine
+import w2vprof.models.pretraining  # noqa: F401 - preloaded: see above (w2vprof is used, this name is not)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from multiprocessing.connection import Connection
+
+    from w2vprof.measure.engine import BuiltModel
+
+__all__ = ["measure", "forked_entry", "template_entry"]
 
 
 def _die_with_parent() -> None:
-    """Linux: SIGKILL this child if its parent dies (e.g. the sweep is killed with kill -9)."""
+    """Linux: SIGKILL this process if its parent dies (e.g. the sweep is killed with kill -9)."""
     if not sys.platform.startswith("linux"):
         return
     try:
         import ctypes
-        import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
@@ -44,14 +52,24 @@ def _die_with_parent() -> None:
         pass
 
 
-def measure(config_json: str, result_path: str) -> int:
+def _oom_killer_takes_me_first() -> None:
+    """Linux: make this child the OOM killer's first choice (over the template that forked it, or the sweep)."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    except OSError:  # pragma: no cover - no /proc (not Linux) or a read-only one
+        pass
+
+
+def measure(config_json: str, result_path: str, built: Optional["BuiltModel"] = None) -> int:
+    """Measure the configuration and write the result as JSON; returns the process's exit status."""
     from w2vprof.errors import BadInput
+    from w2vprof.files import write_text_atomic
     from w2vprof.measure.engine import ProfileConfig, profile_configuration
-    from w2vprof.records import write_text_atomic
 
     config = ProfileConfig.from_json(config_json)
     try:
-        result = profile_configuration(config)
+        result = profile_configuration(config, model=built)
     except BadInput as exc:
         print(f"BadInput: {exc}", file=sys.stderr)
         return 2
@@ -68,7 +86,8 @@ def measure(config_json: str, result_path: str) -> int:
 def _exit_when_gone(sweep_pid: int, interval_s: float = 1.0) -> None:
     """A daemon thread that ends this child when the sweep process is gone (killed with kill -9, say).
 
-    Our parent is the fork server, which can outlive a killed sweep, so PDEATHSIG alone is not enough.
+    Our parent is the fork server (or a template), which can outlive a killed sweep, so PDEATHSIG alone is not
+    enough.
     """
     import threading
     import time
@@ -86,22 +105,82 @@ def _exit_when_gone(sweep_pid: int, interval_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="w2vprof-sweep-watch", daemon=True).start()
 
 
-def forked_entry(config_json: str, result_path: str, stderr_path: str, sweep_pid: int) -> None:
-    """Entry point in a process forked from the fork server."""
+def forked_entry(config_json: str, result_path: str, stderr_path: str, sweep_pid: int,
+                 built: Optional["BuiltModel"] = None) -> None:
+    """Entry point of a configuration child (from the fork server, a template, or spawn). Never returns."""
     os.setsid()  # its own process group: the sweep can stop it and anything it started
     _die_with_parent()
+    _oom_killer_takes_me_first()
     _exit_when_gone(sweep_pid)
     err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(err, 2)
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     try:
-        code = measure(config_json, result_path)
+        code = measure(config_json, result_path, built)
     except BaseException:  # noqa: BLE001 - reported to the parent as the last line of stderr
         traceback.print_exc()
         code = 1
     sys.stderr.flush()
     os._exit(code)
+
+
+def _built_for(template: "BuiltModel", config_json: str, threads: int) -> "BuiltModel":
+    """In a child forked from a template: the template's model for this configuration's device and threads."""
+    from dataclasses import replace
+
+    from w2vprof.devices.resolve import resolve_device
+    from w2vprof.measure.engine import ProfileConfig
+
+    config = ProfileConfig.from_json(config_json)
+    torch.set_num_threads(config.threads or threads)  # what a fresh process would run with
+    device = resolve_device(config.device)
+    if device == template.device:
+        return template
+    return replace(template, model=template.model.to(device), device=device)
+
+
+def _serve(conn: "Connection", template: "BuiltModel", threads: int, sweep_pid: int) -> None:
+    """Fork one configuration child per request (config_json, result_path, stderr_path); report its pid, then
+    its exit code. Ends when the sweep sends None or goes away."""
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        config_json, result_path, stderr_path = request
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                built = _built_for(template, config_json, threads)
+            except BaseException:  # noqa: BLE001 - a child that cannot even start measuring: build its own
+                built = None
+            forked_entry(config_json, result_path, stderr_path, sweep_pid, built)
+        try:
+            conn.send(("started", pid))
+            _, status = os.waitpid(pid, 0)
+            conn.send(("exited", os.waitstatus_to_exitcode(status)))
+        except (EOFError, OSError):
+            return
+
+
+def template_entry(conn: "Connection", model: str, seed: int, sweep_pid: int) -> None:
+    """A model template: build `model` with `seed` once, then serve configuration children (see launch.py)."""
+    from w2vprof.measure.engine import ProfileConfig, build_measured_model
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle: it stops us
+    _die_with_parent()
+    threads = torch.get_num_threads()
+    # NB: one thread while building. GNU OpenMP's thread pool does not survive fork: a child forked after the
+    # pool started hangs in its first parallel op. With one thread torch never starts the pool; the weights are
+    # the same bit for bit (the initialisers draw serially).
+    torch.set_num_threads(1)
+    template = build_measured_model(ProfileConfig(model=model, seed=seed, device="cpu"), "cpu")
+    _serve(conn, template, threads, sweep_pid)
+    conn.close()
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def preset_spec(name: str) -> GridSpec:
     try:
         return PRESETS[name]
     except KeyError:
-        raise BadInput(f"unknown --preset {name!r}; choose from {', '.join(PRESETS)}") from None
+        raise BadInput(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
 
 
 def default_spec(device: str, bf16_native: Optional[bool] = None) -> GridSpec:

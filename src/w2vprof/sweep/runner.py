@@ -1,37 +1,43 @@
-"""Run a grid: one child process per configuration, watched for memory and time, each row saved as it ends.
+"""Run a planned grid: one child process per configuration, watched for memory and time, each row saved as it ends.
 
-Statuses the parent records: `oom` for a real OOM (CUDA OOM / MemoryError inside the child, or the kernel's
-OOM killer: SIGKILL we did not send) and for a child over --mem-limit (the parent watches its resident memory
-and stops it); `timeout` past --timeout; `error` with the last line of the child's error for anything else.
+Statuses the parent records: `oom` for a real OOM (an out-of-memory error inside the child, or the kernel's OOM
+killer: SIGKILL we did not send) and for a child over the memory limit (the parent watches what can run out on
+the device, see w2vprof.sweep.watch, and stops it); `timeout` past the time limit; `error` with the one line of
+the child's error for anything else (w2vprof.measure.failures classifies both).
+
+The results file stays locked by the plan for the whole run; each row is appended (one write + fsync) the
+moment its configuration ends, and a re-run row (`retry`) replaces the old one in an atomic rewrite, so the file
+holds each configuration once at every moment.
 """
 from __future__ import annotations
 
 import json
 import os
 import signal
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from w2vprof.measure.engine import ProfileConfig
-from w2vprof.records import LAYER_COLUMNS, LayerRecord, ResultRecord, write_records_csv
-from w2vprof.sweep.writer import ResultsWriter
+from w2vprof.records import LAYER_COLUMNS, LayerRecord, ResultRecord, length_key, write_records_csv
+from w2vprof.sweep.plan import SweepOptions, SweepPlan
 
-__all__ = ["SweepOptions", "SweepReporter", "run_sweep", "config_label", "resume_key", "layers_folder"]
+__all__ = [
+    "SweepOptions",
+    "SweepReporter",
+    "ChildMeasurer",
+    "Measure",
+    "run_sweep",
+    "config_label",
+    "resume_key",
+    "layers_folder",
+]
 
 POLL_S = 0.1
 
-
-@dataclass
-class SweepOptions:
-    out: Path
-    mem_limit_bytes: Optional[int] = None
-    timeout_s: Optional[float] = None
-    prune: bool = True
-    device_identity: dict = field(default_factory=dict)  # identify(device): fingerprint & co. for skipped rows
+Measure = Callable[[ProfileConfig, SweepOptions], "tuple[ResultRecord, list[LayerRecord]]"]
 
 
 class SweepReporter(Protocol):
@@ -46,8 +52,16 @@ def config_label(c: ProfileConfig) -> str:
 
 def resume_key(model: str, batch: int, seconds: float, precision: str, device: str, workload: str, fingerprint: str) -> tuple:
     # Audio workloads record the corpus's mean length as `seconds`: the requested value is not the identity.
-    seconds_key = None if workload.startswith("audio:") else round(float(seconds), 6)
+    seconds_key = None if workload.startswith("audio:") else length_key(seconds)
     return (model, int(batch), seconds_key, precision, device, workload, fingerprint)
+
+
+def _record_key(r: ResultRecord) -> tuple:
+    return resume_key(r.model, r.batch, r.seconds, r.precision, r.device, r.workload, r.device_fingerprint)
+
+
+def _config_key(c: ProfileConfig, fingerprint: str) -> tuple:
+    return resume_key(c.model, c.batch, c.seconds, c.precision, c.device, _workload_name(c), fingerprint)
 
 
 def _workload_name(config: ProfileConfig) -> str:
@@ -78,114 +92,100 @@ def _empty_record(config: ProfileConfig, identity: dict, **fields) -> ResultReco
     return replace(record, **fields)
 
 
-def _child_memory(process) -> int:
-    """Resident memory of the child and its own children (bytes)."""
-    import psutil
+@dataclass
+class _Ending:
+    """How a child ended, as seen by the parent."""
 
+    exit_code: int
+    stopped_for: Optional[str] = None  # "mem_limit" | "timeout" when the sweep stopped it
+    peak_seen_bytes: int = 0
+
+
+def _watch(child, options: SweepOptions, watcher) -> _Ending:
+    """Wait for the child, stopping it over the memory or time limit; Ctrl-C (or any error) stops it too."""
+    started = time.monotonic()
+    peak = 0
+    if options.mem_limit_bytes:
+        watcher.start(child.pid)
     try:
-        parent = psutil.Process(process.pid)
-        total = parent.memory_info().rss
-        for child in parent.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-    except psutil.Error:
-        return 0
+        while True:
+            code = child.wait(POLL_S)
+            if code is not None:
+                return _Ending(code, None, peak)
+            if options.mem_limit_bytes:
+                peak = max(peak, watcher.used_bytes(child.pid))
+                if peak > options.mem_limit_bytes:
+                    return _Ending(child.kill(), "mem_limit", peak)
+            if options.timeout_s and time.monotonic() - started > options.timeout_s:
+                return _Ending(child.kill(), "timeout", peak)
+    except BaseException:
+        child.kill()  # never leave a child training behind
+        raise
 
 
-_CONTEXT = None
-
-
-def _start_child(config: ProfileConfig, result_path: str, stderr_path: str):
-    """Fork a child from the fork server (torch already imported there; started on first use)."""
-    import multiprocessing
-
-    global _CONTEXT
-    if _CONTEXT is None:
-        _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["w2vprof.sweep.child"])
-    from w2vprof.sweep.child import forked_entry
-
-    process = _CONTEXT.Process(
-        target=forked_entry, args=(config.to_json(), result_path, stderr_path, os.getpid()), daemon=True
-    )
-    process.start()
-    return process
-
-
-def _kill(process) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.join()
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
-def measure_in_child(config: ProfileConfig, options: SweepOptions) -> tuple[ResultRecord, list[LayerRecord]]:
-    """Run one configuration in a fresh process and turn whatever happened into a record."""
+def _stopped_record(config: ProfileConfig, options: SweepOptions, ending: _Ending, watcher) -> ResultRecord:
     identity = options.device_identity
-    with tempfile.TemporaryDirectory(prefix="w2vprof-") as scratch:
-        result_path = os.path.join(scratch, "result.json")
-        stderr_path = os.path.join(scratch, "stderr.txt")
-        process = _start_child(config, result_path, stderr_path)
-        started = time.monotonic()
-        killed_for = None
-        peak_seen = 0
-        try:
-            while process.exitcode is None:
-                process.join(POLL_S)
-                if process.exitcode is not None:
-                    break
-                if options.mem_limit_bytes:
-                    peak_seen = max(peak_seen, _child_memory(process))
-                    if peak_seen > options.mem_limit_bytes:
-                        killed_for = "mem_limit"
-                        _kill(process)
-                        break
-                if options.timeout_s and time.monotonic() - started > options.timeout_s:
-                    killed_for = "timeout"
-                    _kill(process)
-                    break
-        except BaseException:
-            _kill(process)  # Ctrl-C or anything else: never leave a child training behind
-            raise
-        returncode = process.exitcode
-        process.close()
-        error_text = Path(stderr_path).read_text(errors="replace")
-        if killed_for == "mem_limit":
-            limit_gib = options.mem_limit_bytes / 2**30
-            return _empty_record(
-                config, identity, status="oom", mem_limit_bytes=options.mem_limit_bytes, peak_mem_bytes=peak_seen,
-                peak_mem_source="rss_sampled_by_sweep",
-                error=f"stopped by the sweep: resident memory {peak_seen / 2**30:.2f} GiB over --mem-limit {limit_gib:.2f} GiB",
-            ), []
-        if killed_for == "timeout":
-            return _empty_record(config, identity, status="timeout", error=f"over --timeout {options.timeout_s:g} s"), []
-        if returncode == 0 and os.path.exists(result_path):
-            with open(result_path, encoding="utf-8") as handle:
-                payload = json.load(handle)
-            record = ResultRecord(**payload["record"])
-            record.mem_limit_bytes = options.mem_limit_bytes
-            layers = [LayerRecord(**layer) for layer in payload["layers"]]
-            return record, layers
-        if returncode == -signal.SIGKILL:
-            return _empty_record(
-                config, identity, status="oom",
-                error="killed by SIGKILL, not by the sweep: most likely the kernel's OOM killer",
-            ), []
-        last = _last_line(error_text) or f"child exited with status {returncode}"
-        status = "oom" if ("MemoryError" in last or "out of memory" in last.lower()) else "error"
-        return _empty_record(config, identity, status=status, error=last), []
+    if ending.stopped_for == "timeout":
+        return _empty_record(config, identity, status="timeout", error=f"over the time limit ({options.timeout_s:g} s)")
+    limit = options.mem_limit_bytes or 0
+    return _empty_record(
+        config, identity, status="oom", mem_limit_bytes=limit, peak_mem_bytes=ending.peak_seen_bytes,
+        peak_mem_source=watcher.source,
+        error=f"stopped by the sweep: {watcher.what} {ending.peak_seen_bytes / 2**30:.2f} GiB over the memory "
+              f"limit ({limit / 2**30:.2f} GiB)",
+    )
+
+
+def _child_record(config: ProfileConfig, options: SweepOptions, exit_code: int, result_path: str,
+                  stderr_path: str) -> tuple[ResultRecord, list[LayerRecord]]:
+    """The record of a child that ended by itself (or was killed by someone else than the sweep)."""
+    from w2vprof.measure.failures import classify_error_text
+
+    if exit_code == 0 and os.path.exists(result_path):
+        with open(result_path, encoding="utf-8") as handle:
+            payload = json.load(handle)
+        record = replace(ResultRecord(**payload["record"]), mem_limit_bytes=options.mem_limit_bytes)
+        return record, [LayerRecord(**layer) for layer in payload["layers"]]
+    identity = options.device_identity
+    if exit_code == -signal.SIGKILL:
+        return _empty_record(
+            config, identity, status="oom",
+            error="killed by SIGKILL, not by the sweep: most likely the kernel's OOM killer",
+        ), []
+    status, line = classify_error_text(Path(stderr_path).read_text(errors="replace"))
+    return _empty_record(config, identity, status=status, error=line or f"child exited with status {exit_code}"), []
+
+
+class ChildMeasurer:
+    """Measures each configuration in a process of its own (w2vprof.sweep.launch) and reads back its record."""
+
+    def __init__(self, device: str = "cpu", launcher=None, watcher=None) -> None:
+        from w2vprof.sweep.launch import ChildLauncher
+
+        self.device = device
+        self.launcher = launcher or ChildLauncher()
+        self.watcher = watcher
+
+    def _watcher_for(self, options: SweepOptions):
+        if self.watcher is None:
+            from w2vprof.sweep.watch import memory_watcher
+
+            self.watcher = memory_watcher(self.device, options.device_identity.get("platform", ""))
+        return self.watcher
+
+    def __call__(self, config: ProfileConfig, options: SweepOptions) -> tuple[ResultRecord, list[LayerRecord]]:
+        watcher = self._watcher_for(options)
+        with tempfile.TemporaryDirectory(prefix="w2vprof-") as scratch:
+            result_path = os.path.join(scratch, "result.json")
+            stderr_path = os.path.join(scratch, "stderr.txt")
+            child = self.launcher.start(config, result_path, stderr_path)
+            ending = _watch(child, options, watcher)
+            if ending.stopped_for:
+                return _stopped_record(config, options, ending, watcher), []
+            return _child_record(config, options, ending.exit_code, result_path, stderr_path)
+
+    def close(self) -> None:
+        self.launcher.close()
 
 
 def _needs_at_least(config: ProfileConfig, oom: ResultRecord) -> bool:
@@ -197,72 +197,111 @@ def _needs_at_least(config: ProfileConfig, oom: ResultRecord) -> bool:
     )
 
 
-def run_sweep(
-    configs: list[ProfileConfig],
-    options: SweepOptions,
-    existing: list[ResultRecord],
-    reporter: SweepReporter,
-    measure: Callable[[ProfileConfig, SweepOptions], tuple[ResultRecord, list[LayerRecord]]] = measure_in_child,
-) -> list[ResultRecord]:
-    """Measure every configuration not already in `existing`; returns the rows written by this run."""
-    fingerprint = options.device_identity.get("device_fingerprint", "")
-    done = {
-        resume_key(r.model, r.batch, r.seconds, r.precision, r.device, r.workload, r.device_fingerprint)
-        for r in existing
-    }
-    ooms = [r for r in existing if r.status == "oom" and not r.skipped_because and r.device_fingerprint == fingerprint]
-    pending = [
-        c for c in configs
-        if resume_key(c.model, c.batch, c.seconds, c.precision, c.device, _workload_name(c), fingerprint) not in done
-    ]
-    writer = ResultsWriter(options.out)
-    reporter.started(len(configs), len(pending))
-    written: list[ResultRecord] = []
-    step_seconds_per_unit: dict[str, float] = {}  # seconds per step per (batch x seconds), learnt per model
-    overheads: list[float] = []  # wall seconds of a configuration beyond its steps (start-up, build, ...)
+@dataclass
+class _Work:
+    """What this run does: the configurations to measure, and where a retried row sits in the file's rows."""
 
-    for index, config in enumerate(pending):
-        eta = _eta(pending[index:], step_seconds_per_unit, overheads)
-        reporter.running(index, config, eta)
-        started = time.monotonic()
-        cause = next((o for o in ooms if _needs_at_least(config, o)), None) if options.prune else None
-        if cause is not None:
-            record = _empty_record(
-                config, options.device_identity, status="oom",
-                skipped_because=f"{cause.model} batch {cause.batch} {cause.seconds:g} s {cause.precision} was oom",
-                error="not run: needs at least as much memory as a configuration that ran out",
-            )
-            layers: list[LayerRecord] = []
-        else:
-            record, layers = measure(config, options)
-        if layers:
-            folder = layers_folder(options.out)
-            folder.mkdir(exist_ok=True)
-            layer_path = folder / f"{_slug(record)}.csv"
-            write_records_csv(layer_path, layers, LAYER_COLUMNS)
-            record.layers_file = str(layer_path.relative_to(options.out.parent))
-        writer.append(record)
-        written.append(record)
-        wall = time.monotonic() - started
-        if record.status == "oom" and not record.skipped_because:
-            ooms.append(record)
-        if cause is None and record.status == "ok" and record.sec_per_batch_median:
-            steps = config.repeats + max(config.warmup, 1)
-            step_seconds_per_unit[config.model] = record.sec_per_batch_median / (config.batch * config.seconds)
-            overheads.append(max(wall - steps * record.sec_per_batch_median, 0.0))
-        reporter.finished(index, record, wall)
+    pending: list[ProfileConfig]
+    rows: list[ResultRecord]  # the file's rows, in order (retried ones replaced as they finish)
+    replaces: dict[tuple, int]  # key of a retried configuration -> its row's index in `rows`
+    ooms: list[ResultRecord]  # rows whose OOM implies larger configurations run out too
+
+
+def _plan_work(configs: list[ProfileConfig], existing: list[ResultRecord], options: SweepOptions) -> _Work:
+    fingerprint = options.device_identity.get("device_fingerprint", "")
+    index_of = {_record_key(r): i for i, r in enumerate(existing)}
+    retried = {key: i for key, i in index_of.items() if existing[i].status in options.retry}
+    pending = [c for c in configs if _config_key(c, fingerprint) not in index_of or _config_key(c, fingerprint) in retried]
+    ooms = [
+        r for i, r in enumerate(existing)
+        if r.status == "oom" and not r.skipped_because and r.device_fingerprint == fingerprint
+        and _record_key(r) not in retried
+    ]
+    return _Work(pending, list(existing), retried, ooms)
+
+
+def _pruned_record(config: ProfileConfig, options: SweepOptions, cause: ResultRecord) -> ResultRecord:
+    return _empty_record(
+        config, options.device_identity, status="oom",
+        skipped_because=f"{cause.model} batch {cause.batch} {cause.seconds:g} s {cause.precision} was oom",
+        error="not run: needs at least as much memory as a configuration that ran out",
+    )
+
+
+def _save(plan: SweepPlan, work: _Work, config: ProfileConfig, record: ResultRecord, layers: list[LayerRecord]) -> ResultRecord:
+    """Write the configuration's layer rows, then its result row (appended, or in place of the row it retries)."""
+    out = plan.options.out
+    if layers:
+        folder = layers_folder(out)
+        folder.mkdir(exist_ok=True)
+        layer_path = folder / f"{_slug(record)}.csv"
+        write_records_csv(layer_path, layers, LAYER_COLUMNS)
+        record = replace(record, layers_file=str(layer_path.relative_to(out.parent)))
+    index = work.replaces.get(_config_key(config, plan.options.device_identity.get("device_fingerprint", "")))
+    if index is None:
+        plan.writer.append(record)
+        work.rows.append(record)
+    else:
+        work.rows[index] = record
+        plan.writer.replace(work.rows)
+    return record
+
+
+def run_sweep(plan: SweepPlan, reporter: SweepReporter, measure: Optional[Measure] = None) -> list[ResultRecord]:
+    """Measure every configuration of the plan not already in its file (and re-run its `retry` rows); returns
+    the rows written by this run. `measure` stands in for the child processes in tests."""
+    options = plan.options
+    work = _plan_work(plan.configs, plan.existing, options)
+    measurer: Optional[ChildMeasurer] = None
+    if measure is None:
+        measure = measurer = ChildMeasurer(plan.device)
+    reporter.started(len(plan.configs), len(work.pending))
+    written: list[ResultRecord] = []
+    eta = _Eta()
+    try:
+        for index, config in enumerate(work.pending):
+            reporter.running(index, config, eta.remaining(work.pending[index:]))
+            started = time.monotonic()
+            cause = next((o for o in work.ooms if _needs_at_least(config, o)), None) if options.prune else None
+            record, layers = (_pruned_record(config, options, cause), []) if cause else measure(config, options)
+            record = _save(plan, work, config, record, layers)
+            written.append(record)
+            wall = time.monotonic() - started
+            if record.status == "oom" and not record.skipped_because:
+                work.ooms.append(record)
+            if cause is None:
+                eta.learn(config, record, wall)
+            reporter.finished(index, record, wall)
+    finally:
+        if measurer is not None:
+            measurer.close()
     return written
 
 
-def _eta(remaining: list[ProfileConfig], step_seconds_per_unit: dict[str, float], overheads: list[float]) -> Optional[float]:
+class _Eta:
     """Remaining wall time: per configuration a fixed overhead plus its steps, whose time scales with
     batch x seconds (as FLOPs do), learnt per model from the last finished configuration."""
-    if not step_seconds_per_unit:
-        return None
-    fallback = max(step_seconds_per_unit.values())
-    overhead = sum(overheads) / len(overheads)
-    return sum(
-        overhead
-        + (c.repeats + max(c.warmup, 1)) * c.batch * c.seconds * step_seconds_per_unit.get(c.model, fallback)
-        for c in remaining
-    )
+
+    def __init__(self) -> None:
+        self.step_seconds_per_unit: dict[str, float] = {}
+        self.overheads: list[float] = []  # wall seconds of a configuration beyond its steps (start-up, ...)
+
+    @staticmethod
+    def _steps(config: ProfileConfig) -> int:
+        return config.repeats + max(config.warmup, 1)
+
+    def learn(self, config: ProfileConfig, record: ResultRecord, wall_s: float) -> None:
+        if record.status != "ok" or not record.sec_per_batch_median:
+            return
+        self.step_seconds_per_unit[config.model] = record.sec_per_batch_median / (config.batch * config.seconds)
+        self.overheads.append(max(wall_s - self._steps(config) * record.sec_per_batch_median, 0.0))
+
+    def remaining(self, configs: list[ProfileConfig]) -> Optional[float]:
+        if not self.step_seconds_per_unit:
+            return None
+        fallback = max(self.step_seconds_per_unit.values())
+        overhead = sum(self.overheads) / len(self.overheads)
+        return sum(
+            overhead + self._steps(c) * c.batch * c.seconds * self.step_seconds_per_unit.get(c.model, fallback)
+            for c in configs
+        )
