@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from w2vprof.errors import BadInput, W2vprofError
 
@@ -14,7 +13,6 @@ __all__ = [
     "parse_name_list",
     "parse_whole_number",
     "parse_bytes",
-    "check_output_file",
     "flag_names",
 ]
 
@@ -90,21 +88,6 @@ def parse_bytes(text: str, what: str) -> int:
     if value <= 0:
         raise BadInput(f"{what} must be positive, got {text!r}")
     return int(value)
-
-
-def check_output_file(path: Path, what: str = "--out") -> Path:
-    """The folder of an output file must exist and be writable: say so before hours of measuring."""
-    import os
-
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise BadInput(f"{what} {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise BadInput(f"{what} {path}: folder {folder} is not writable")
-    if path.is_dir():
-        raise BadInput(f"{what} {path} is a folder; give a file name")
-    return path
 
 
 def flag_names(exc: W2vprofError, flags: dict[str, str]) -> W2vprofError:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from w2vprof.cli import workload_options as wo
-from w2vprof.cli.options import parse_positive_float, parse_positive_int
+from w2vprof.cli.options import parse_positive_float, parse_positive_int, parse_whole_number
 
 __all__ = ["register", "print_record"]
 
@@ -34,9 +34,6 @@ def profile(
     from w2vprof.models import get_config
 
     get_config(model)
-    warmup_value = int(warmup) if str(warmup).isdigit() else None
-    if warmup_value is None:
-        raise BadInput(f"--warmup must be a whole number >= 0, got {warmup!r}")
     config = ProfileConfig(
         model=model,
         batch=parse_positive_int(batch, "--batch"),
@@ -44,7 +41,7 @@ def profile(
         precision=precision,
         device=device,
         threads=parse_positive_int(threads, "--threads") if threads is not None else None,
-        warmup=warmup_value,
+        warmup=parse_whole_number(warmup, "--warmup"),
         repeats=parse_positive_int(repeats, "--repeats"),
         seed=seed,
         **wo.workload_kwargs(audio, clips_dir, max_seconds, length_dist),
