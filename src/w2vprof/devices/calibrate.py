@@ -141,10 +141,10 @@ def _check_types(calibration: Calibration) -> None:
 class CalibrationOps(Protocol):
     """The operations calibration times; tests inject fakes that advance a fake clock."""
 
-    def matmul(self, n: int, dtype: str) -> Callable[[], None]:
+    def matmul(self, n: int, dtype: str) -> Callable[[], object]:
         """Prepare two n x n matrices of `dtype` and return a function doing one product."""
 
-    def copy(self, nbytes: int) -> Callable[[], None]:
+    def copy(self, nbytes: int) -> Callable[[], object]:
         """Prepare two buffers of `nbytes` and return a function copying one into the other."""
 
     def sync(self) -> None:
@@ -155,7 +155,7 @@ class TorchOps:
     def __init__(self, device: str) -> None:
         self.device = device
 
-    def matmul(self, n: int, dtype: str) -> Callable[[], None]:
+    def matmul(self, n: int, dtype: str) -> Callable[[], object]:
         import torch
 
         kind = getattr(torch, dtype)
@@ -164,7 +164,7 @@ class TorchOps:
         out = torch.empty(n, n, device=self.device, dtype=kind)
         return lambda: torch.mm(a, b, out=out)
 
-    def copy(self, nbytes: int) -> Callable[[], None]:
+    def copy(self, nbytes: int) -> Callable[[], object]:
         import torch
 
         source = torch.ones(nbytes // 4, device=self.device)
@@ -180,7 +180,7 @@ class TorchOps:
             torch.mps.synchronize()
 
 
-def _run_seconds(run: Callable[[], None], ops: CalibrationOps, clock: Callable[[], float]) -> float:
+def _run_seconds(run: Callable[[], object], ops: CalibrationOps, clock: Callable[[], float]) -> float:
     ops.sync()
     start = clock()
     run()
@@ -188,7 +188,7 @@ def _run_seconds(run: Callable[[], None], ops: CalibrationOps, clock: Callable[[
     return clock() - start
 
 
-def _best_seconds(run: Callable[[], None], first: float, ops: CalibrationOps, clock: Callable[[], float],
+def _best_seconds(run: Callable[[], object], first: float, ops: CalibrationOps, clock: Callable[[], float],
                   repeats: int) -> float:
     """Best of up to `repeats` timed runs after the warmup (`first` seconds): fewer when a run is slow."""
     count = max(2, min(repeats, int(BUDGET_SEC / first))) if first > 0 else repeats

@@ -182,9 +182,10 @@ class LayerBoundaries:
             for layer in self._layers:
                 for name in layer.parameters:
                     parameter = self._model.get_parameter(name)
-                    if parameter.requires_grad:
+                    view = parameter.view_as(parameter)
+                    if view.grad_fn is not None:
                         # the view's input is the parameter's AccumulateGrad node, the one in this step's graph
-                        accumulate = parameter.view_as(parameter).grad_fn.next_functions[0][0]
+                        accumulate = view.grad_fn.next_functions[0][0]
                         if accumulate in self._labeler.labels:
                             self._labeler.labels[accumulate] = layer.name
 
