@@ -31,9 +31,10 @@ def training_memory(record: ResultRecord) -> dict[str, int]:
     found = {}
     if record.peak_mem_bytes:
         found[PEAK] = record.peak_mem_bytes
-    parts = (record.act_mem_bytes, record.param_bytes, record.grad_bytes, record.optim_state_bytes)
-    if all(p is not None for p in parts):
-        found[PARTS] = sum(parts)
+    parts = [record.act_mem_bytes, record.param_bytes, record.grad_bytes, record.optim_state_bytes]
+    known = [p for p in parts if p is not None]
+    if len(known) == len(parts):
+        found[PARTS] = sum(known)
     return found
 
 

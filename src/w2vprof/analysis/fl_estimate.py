@@ -88,7 +88,7 @@ def fl_estimate(rows: list[ResultRecord], setting: FlSetting) -> list[FlEstimate
     batches = math.ceil(setting.samples_per_client / setting.batch)
     estimates = []
     for record in usable:
-        seconds_per_batch = sec_per_batch(record)
+        seconds_per_batch = sec_per_batch(record) or 0.0  # never 0: usable rows have a time
         epoch_h = batches * seconds_per_batch / 3600
         training_h = epoch_h * setting.local_epochs
         communication_h = None

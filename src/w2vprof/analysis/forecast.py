@@ -48,12 +48,13 @@ def forecast(
     def times(name: str) -> dict[float, float]:
         if name not in known:
             raise BadInput(f"unknown device {name!r}; devices in the data: {', '.join(known)}")
-        found = {
-            length_key(record.seconds): sec_per_batch(record) for key, record in latest.items()
-            if key[0] == name and record.model == model and record.batch == batch and record.precision == precision
-            and record.status == "ok" and sec_per_batch(record)
-            and (seconds is None or length_key(record.seconds) == length_key(seconds))
-        }
+        found: dict[float, float] = {}
+        for key, record in latest.items():
+            measured = sec_per_batch(record)
+            same_config = (key[0], record.model, record.batch, record.precision) == (name, model, batch, precision)
+            at_length = seconds is None or length_key(record.seconds) == length_key(seconds)
+            if same_config and record.status == "ok" and measured and at_length:
+                found[length_key(record.seconds)] = measured
         if not found:
             raise BadInput(f"{name}: no measured time for {model}, batch {batch}, {precision}"
                            + (f" at {seconds:g} s" if seconds else ""))
