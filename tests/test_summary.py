@@ -1,4 +1,4 @@
-"""Table 1 of the paper reproduced from a real pass, and our FLOP counts checked against fvcore."""
+"""Table 1 of the paper, counted on the meta device; checked against a real pass, the paper and fvcore."""
 from __future__ import annotations
 
 import csv
@@ -97,6 +97,47 @@ def test_conv_and_linear_flops_equal_twice_fvcore(model_name, seconds):
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
         assert ours.module_total(f"{prefix}.{name}") == 2 * analysis.total(), name
+
+
+def real_pass_count(model_name: str, seconds: float, batch: int):
+    """The reference: a randomly initialised model on the CPU, a real forward pass under torch's counter."""
+    import torch
+
+    from w2vprof.measure.flops import count_flops
+    from w2vprof.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(model_name).eval()
+    with torch.no_grad(), count_flops() as counter:
+        model(torch.randn(batch, int(round(seconds * 16000))), inference_only=True)
+    return model, counter.snapshot()
+
+
+@pytest.mark.parametrize("model_name, seconds, batch", [("tiny", 1.0, 1), ("tiny", 2.7, 3), ("base", 1.0, 1)])
+def test_meta_count_equals_a_real_pass(model_name, seconds, batch):
+    import torch
+
+    from w2vprof.measure.flops import subtree_flops
+    from w2vprof.measure.shapeflops import count_forward_flops, on_meta
+    from w2vprof.measure.summary import summary_rows
+    from w2vprof.models import build_model
+
+    model, real = real_pass_count(model_name, seconds, batch)
+    with on_meta(), torch.no_grad():
+        meta_model = build_model(model_name).eval()
+        waveforms = torch.zeros(batch, int(round(seconds * 16000)))
+        meta = count_forward_flops(meta_model, lambda: meta_model(waveforms, inference_only=True))
+    assert next(meta_model.parameters()).is_meta
+    # Every module, attention products apart (the CPU kernel there, the math path's matmuls on meta).
+    assert set(meta.by_module) == set(real.by_module)
+    for path in real.by_module:
+        for attention in (True, False):
+            assert subtree_flops(meta, path, attention) == subtree_flops(real, path, attention), (path, attention)
+    for per_layer in (False, True):
+        assert summary_rows(model_name, meta_model, meta, seconds, batch, per_layer) == summary_rows(
+            model_name, model, real, seconds, batch, per_layer
+        )
+    assert summarize(model_name, seconds, batch) == summary_rows(model_name, model, real, seconds, batch, False)
 
 
 def test_summary_csv_contract_and_json():

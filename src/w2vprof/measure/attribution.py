@@ -86,11 +86,10 @@ def backward_flops_by_layer(labels: dict[Any, str]) -> Iterator[dict[str, int]]:
     """Count FLOPs of the backward run inside, per layer of the executing autograd node."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils.flop_counter import flop_registry, shape_wrapper
 
-    from w2vprof.measure.flops import flop_formulas
+    from w2vprof.measure.flops import formula_registry
 
-    registry = {**flop_registry, **{op: shape_wrapper(f) for op, f in flop_formulas().items()}}
+    registry = formula_registry()
     counts: dict[str, int] = defaultdict(int)
 
     class _BackwardCounter(TorchDispatchMode):

@@ -1,33 +1,85 @@
 """FLOP counting on a real pass with torch.utils.flop_counter (2 FLOPs per multiply-add).
 
-torch counts matmuls, convolutions and the CUDA scaled-dot-product-attention kernels. NB: on CPU, torch's
-registry has no formula for `_scaled_dot_product_flash_attention_for_cpu` (used in eval mode and whenever
-attention dropout is 0), so attention would count as zero; we add the same formula torch uses for the CUDA
-kernels (forward 4*b*h*Sq*Sk*d, backward 8*b*h*Sq*Sk*d). Elementwise ops (norms, activations, softmax,
-the optimizer update) are not counted, as in torch, fvcore and the paper.
+torch counts matmuls and convolutions; we add or replace two kinds of formula (`flop_formulas`):
+- Attention, one convention on every device: forward 4*b*h*Sq*Sk*d (QK^T and AV), backward twice that, 8*b*h*Sq*Sk*d
+  (four matmuls of the forward's sizes: grad of the scores, of V, of Q, of K). torch has no formula for the CPU
+  kernel (attention would count as zero there), and its CUDA formulas count the backward as 10*b*h*Sq*Sk*d: they
+  add the score recomputation of memory-efficient kernels, an implementation detail like activation
+  checkpointing. The same configuration must report the same `bwd_flops` on a CPU and a GPU, so every fused
+  attention op (CPU, CUDA flash / memory-efficient / cuDNN, MPS, other backends) gets ours. docs/measurement.md.
+- Convolution backward, counted per group (torch's formula overcounts grouped convolutions).
+Elementwise ops (norms, activations, softmax, the optimizer update) are not counted, as in torch, fvcore and the
+paper.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
-__all__ = ["FlopCount", "count_flops", "flop_formulas", "cpu_attention_formulas", "subtree_flops"]
+__all__ = ["FlopCount", "count_flops", "flop_formulas", "formula_registry", "subtree_flops"]
+
+#: Fused attention kernels whose first three arguments are query, key, value shaped (b, h, s, d).
+SDPA_FORWARD_OPS = (
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+    "_scaled_dot_product_fused_attention_overrideable",
+    "_scaled_dot_product_attention_math_for_mps",
+)
+#: Their backward ops, whose first four arguments are grad_out, query, key, value shaped (b, h, s, d).
+SDPA_BACKWARD_OPS = (
+    "_scaled_dot_product_flash_attention_for_cpu_backward",
+    "_scaled_dot_product_flash_attention_backward",
+    "_scaled_dot_product_efficient_attention_backward",
+    "_scaled_dot_product_cudnn_attention_backward",
+    "_scaled_dot_product_fused_attention_overrideable_backward",
+)
+#: The kernels under those, also reachable directly (e.g. with packed variable-length sequences), in their own
+#: layout: (b, s, h, d) for dense batches. op -> (torch's formula reading this kernel family, positions of that
+#: formula's arguments among the op's, position of cum_seq_q among them, FLOPs as a multiple of the forward).
+KERNEL_ATTENTION_OPS = {
+    # (query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, ...)
+    "_flash_attention_forward": ("_flash_attention_forward", (0, 1, 2, 3, 4, 5, 6), 3, 1),
+    # (grad_out, query, key, value, out, logsumexp, cum_seq_q, cum_seq_k, max_q, max_k, ...)
+    "_flash_attention_backward": ("_flash_attention_forward", (1, 2, 3, 6, 7, 8, 9), 3, 2),
+    # (query, key, value, bias, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, ...)
+    "_efficient_attention_forward": ("_efficient_attention_forward", (0, 1, 2, 3, 4, 5, 6, 7), 4, 1),
+    # (grad_out, query, key, value, bias, out, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, ...)
+    "_efficient_attention_backward": ("_efficient_attention_forward", (1, 2, 3, 4, 6, 7, 8, 9), 4, 2),
+}
 
 
-def _cpu_sdpa_forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    # (b, h, s_q, d) x (b, h, s_k, d)^T and (b, h, s_q, s_k) x (b, h, s_k, d_v): two matmuls.
+def sdpa_forward_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """QK^T (b, h, Sq, d) x (b, h, d, Sk) and AV (b, h, Sq, Sk) x (b, h, Sk, dv): 2 FLOPs per multiply-add."""
     b, h, s_q, d = query_shape
     s_k, d_v = key_shape[-2], value_shape[-1]
     return 2 * b * h * s_q * s_k * d + 2 * b * h * s_q * s_k * d_v
 
 
-def _cpu_sdpa_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    # grad_v, grad_attn, grad_q, grad_k: four matmuls of the same size as the forward's two.
-    b, h, s_q, d = query_shape
-    s_k, d_v = key_shape[-2], value_shape[-1]
-    return 2 * (2 * b * h * s_q * s_k * d + 2 * b * h * s_q * s_k * d_v)
+def sdpa_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """grad of the scores, of V, of Q and of K: four matmuls, the sizes of the forward's two. No recomputation."""
+    return 2 * sdpa_forward_flops(query_shape, key_shape, value_shape)
+
+
+def _kernel_formula(torch_formula: Callable[..., int], positions: tuple[int, ...], packed_at: int,
+                    multiple: int) -> Callable[..., int]:
+    """A raw (tensor-argument) formula for a kernel-level attention op, by our convention.
+
+    Dense batches come as (b, s, h, d): read as (b, h, s, d). Packed sequences go through torch's formula, which
+    reads each sequence's length; its forward count is ours (QK^T and AV), so only the multiple is ours.
+    """
+
+    def formula(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
+        forward_args = [args[i] for i in positions]
+        if forward_args[packed_at] is not None:
+            return multiple * int(torch_formula(*forward_args))
+        b_s_h_d = [tuple(t.shape) for t in forward_args[:3]]
+        return multiple * sdpa_forward_flops(*((b, h, s, d) for b, s, h, d in b_s_h_d))
+
+    formula._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode: pass tensors, not shapes
+    return formula
 
 
 def _conv_backward(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
@@ -42,29 +94,35 @@ def _conv_backward(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _
 
 
 def flop_formulas() -> dict:
-    """Our additions to torch's flop formulas: CPU attention kernels, and conv backward with groups."""
-    import torch
+    """Our additions to torch's flop formulas (FlopCounterMode's custom_mapping): attention and conv backward.
 
-    formulas = cpu_attention_formulas()
-    formulas[torch.ops.aten.convolution_backward] = _conv_backward
-    return formulas
-
-
-def cpu_attention_formulas() -> dict:
-    """Formulas for the CPU attention kernels that this torch's flop counter does not know."""
+    Ops this torch does not have are skipped. Formulas marked `_get_raw` take tensors; the others take shapes.
+    """
     import torch
     from torch.utils.flop_counter import flop_registry
 
     aten = torch.ops.aten
-    formulas = {}
-    for name, formula in (
-        ("_scaled_dot_product_flash_attention_for_cpu", _cpu_sdpa_forward),
-        ("_scaled_dot_product_flash_attention_for_cpu_backward", _cpu_sdpa_backward),
-    ):
-        op = getattr(aten, name, None)
-        if op is not None and op not in flop_registry and op.default not in flop_registry:
-            formulas[op] = formula
+    formulas: dict = {aten.convolution_backward: _conv_backward}
+    for names, formula in ((SDPA_FORWARD_OPS, sdpa_forward_flops), (SDPA_BACKWARD_OPS, sdpa_backward_flops)):
+        for name in names:
+            if hasattr(aten, name):
+                formulas[getattr(aten, name)] = formula
+    for name, (family, positions, packed_at, multiple) in KERNEL_ATTENTION_OPS.items():
+        torch_formula = flop_registry.get(getattr(aten, family, None))
+        if hasattr(aten, name) and torch_formula is not None:
+            formulas[getattr(aten, name)] = _kernel_formula(torch_formula, positions, packed_at, multiple)
     return formulas
+
+
+def formula_registry() -> dict:
+    """op packet -> formula called as formula(*args, out_val=out, **kwargs): torch's, with ours on top.
+
+    The table FlopCounterMode builds from `flop_formulas()`, for code that counts with its own dispatch mode.
+    """
+    from torch.utils.flop_counter import flop_registry, shape_wrapper
+
+    ours = {op: f if getattr(f, "_get_raw", False) else shape_wrapper(f) for op, f in flop_formulas().items()}
+    return {**flop_registry, **ours}
 
 
 @dataclass
@@ -108,7 +166,8 @@ def count_flops() -> Iterator[_Counter]:
         yield _Counter(mode)
 
 
-_ATTENTION_OPS = ("bmm", "baddbmm", "scaled_dot_product")
+#: Ops whose FLOPs are attention products: the math path's batched matmuls and every fused kernel.
+_ATTENTION_OPS = ("bmm", "baddbmm", "attention")
 
 
 def subtree_flops(count: FlopCount, path: str, attention: bool | None = None) -> int:
@@ -131,10 +190,3 @@ def _outermost_descendants(count: FlopCount, path: str) -> list[str]:
     prefix = path + "."
     below = [key for key in count.by_module if key.startswith(prefix)]
     return [key for key in below if not any(key.startswith(other + ".") for other in below if other != key)]
-
-
-def group_flops_by_op(count: FlopCount) -> dict[str, int]:
-    totals: dict[str, int] = defaultdict(int)
-    for op, n in count.by_module.get("Global", {}).items():
-        totals[op] += n
-    return dict(totals)

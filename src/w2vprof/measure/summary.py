@@ -8,11 +8,16 @@ whole forward pass.
 """
 from __future__ import annotations
 
-from w2vprof.measure.flops import FlopCount, count_flops, subtree_flops
+from typing import TYPE_CHECKING
+
+from w2vprof.measure.flops import FlopCount, subtree_flops
 from w2vprof.measure.layers import OBJECTIVE, SUMMARY_GROUPS, LayerSpec, group_of_layer, model_layers
 from w2vprof.records import ModuleSummaryRow
 
-__all__ = ["summarize", "layer_params", "layer_flops", "flops_per_layer"]
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+__all__ = ["summarize", "summary_rows", "layer_params", "layer_flops", "flops_per_layer"]
 
 
 def layer_params(model, layer: LayerSpec) -> int:
@@ -32,22 +37,28 @@ def flops_per_layer(count: FlopCount, prefix: str, layers: list[LayerSpec]) -> d
 
 
 def summarize(model_name: str, seconds: float, batch: int = 1, per_layer: bool = False) -> list[ModuleSummaryRow]:
+    """Table 1 rows for `batch` utterances of `seconds`, counted on the meta device (shapes only, no weights)."""
     import torch
 
+    from w2vprof.measure.shapeflops import count_forward_flops, on_meta
     from w2vprof.models import build_model
     from w2vprof.workload import SAMPLE_RATE
 
-    model = build_model(model_name).eval()
-    samples = int(round(seconds * SAMPLE_RATE))
-    waveforms = torch.zeros(batch, samples)
-    with torch.no_grad(), count_flops() as counter:
-        model(waveforms, inference_only=True)
-    count = counter.snapshot()
+    with on_meta(), torch.no_grad():
+        model = build_model(model_name).eval()
+        waveforms = torch.zeros(batch, int(round(seconds * SAMPLE_RATE)))
+        count = count_forward_flops(model, lambda: model(waveforms, inference_only=True))
+    return summary_rows(model_name, model, count, seconds, batch, per_layer)
+
+
+def summary_rows(
+    model_name: str, model: nn.Module, count: FlopCount, seconds: float, batch: int, per_layer: bool
+) -> list[ModuleSummaryRow]:
+    """Per-group (or per-layer) rows and the total from one inference pass's FLOP count."""
     prefix = type(model).__name__
     layers = model_layers(model)
-
-    rows: list[ModuleSummaryRow] = []
     per_layer_flops = flops_per_layer(count, prefix, layers)
+    rows: list[ModuleSummaryRow] = []
     if per_layer:
         for layer in layers:
             rows.append(
