@@ -63,8 +63,8 @@ def report_sums(headline: list[float], timing: LayerTiming) -> None:
     median = statistics.median(headline)
     rows_sum = sum(row.sec for row in timing.rows)
     print(f"headline timed steps:   median {median:.3f} s  ({', '.join(f'{t:.3f}' for t in headline)})")
-    print(f"layer rows + other:     {rows_sum:.3f} s  (other {timing.row(OTHER).sec:.3f} s; "
-          f"instrumented step wall {timing.wall_sec:.3f} s incl. bookkeeping)")
+    print(f"layer rows + other:     {rows_sum:.3f} s  (other {timing.row(OTHER).sec:.3f} s; instrumented steps: "
+          f"median {timing.median_step_sec:.3f} s, {timing.wall_sec:.3f} s with bookkeeping)")
     print(f"ratio rows / headline:  {rows_sum / median:.3f}   (target 0.90-1.10)")
 
 

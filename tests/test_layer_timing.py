@@ -128,6 +128,26 @@ def test_rows_follow_the_layers_and_add_up_to_the_step(tiny_step, batches):
     assert sum(row.time_share for row in timing.rows) == pytest.approx(1.0)
 
 
+def test_each_row_is_its_own_median_so_a_disturbance_does_not_land_in_other(tiny_step, batches):
+    """Repeat 1 has cnn.0's forward disturbed, repeat 2 transformer.0's; the optimizer takes 4 s each time. Each
+    row's median ignores its one outlier, and `other` is the optimizer's time, not the spread of the totals."""
+    clock = FakeClock()
+
+    def scheduled(seconds: list[float]) -> Callable[[float], None]:
+        remaining = iter(seconds)
+        return lambda _: clock.sleep(next(remaining))
+
+    slow_down(tiny_step.model, "feature_extractor.conv_layers.0", sleep=scheduled([1.0, 0.0, 0.0]))
+    slow_down(tiny_step.model, "transformer.layers.0", sleep=scheduled([0.0, 1.0, 0.0]))
+    tiny_step.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: clock.sleep(4.0))
+    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=3, clock=clock)
+
+    assert timing.samples["step"] == [5.0, 5.0, 4.0] and timing.median_step_sec == 5.0
+    assert timing.samples["cnn.0/fwd"] == [1.0, 0.0, 0.0] and timing.row("cnn.0").fwd_sec == 0.0
+    assert timing.samples[OTHER] == [4.0, 4.0, 4.0] and timing.row(OTHER).sec == 4.0
+    assert timing.step_sec == 4.0  # the sum of the rows
+
+
 def test_work_outside_every_layer_is_the_objective_row(tiny_step, batches, monkeypatch):
     """Masking runs in the model's own forward, outside every layer's modules."""
     import w2vprof.models.pretraining as pretraining
@@ -198,7 +218,7 @@ def test_flop_rates_are_flops_over_seconds():
     timing = LayerTiming(
         rows=[LayerTime("cnn.0", 0.5, 2.0, 2.5, 0.5), LayerTime("transformer.0", 0.25, 0.0, 0.25, 0.05),
               LayerTime(OTHER, None, None, 2.25, 0.45)],
-        step_sec=5.0, wall_sec=5.5, repeats=1,
+        step_sec=5.0, median_step_sec=5.0, wall_sec=5.5, repeats=1,
     )
     rated = with_flop_rates(timing, {"cnn.0": 100, "transformer.0": 50}, {"cnn.0": 300, "transformer.0": 80})
     assert [(r.fwd_flops_per_sec, r.bwd_flops_per_sec) for r in rated.rows] == [(200.0, 150.0), (200.0, None),

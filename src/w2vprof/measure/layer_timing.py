@@ -18,10 +18,13 @@ charges the time between two boundaries to whatever ran in between:
   (mask_embedding) to that parameter's row. Nodes made after the labelling (the gradient scaler's multiply, a
   checkpointed layer's recomputation) are charged to what ran before them (`other`, the checkpointed layer).
 - `other`: the rest of the step: the optimizer update, zero_grad, the loss scaling, the autograd engine's start
-  and end. other = step - sum(fwd + bwd), so the rows add up to the step.
+  and end. In each repeat other = step - sum(fwd + bwd), so each repeat's rows add up to its step.
 
+Every row is the median of its own per-repeat values (`other` too, so a disturbance in one repeat of one layer
+does not land in `other`), and `step_sec` is the sum of the rows: the step as the rows tell it, to compare with
+the headline timed steps' median. `median_step_sec` is the median of the instrumented steps themselves.
 Bookkeeping (labelling nodes, adding and removing hooks) runs between a boundary's stop and the next start and
-is charged to nothing: `step_sec` is the sum of the charged intervals; `wall_sec` includes the bookkeeping.
+is charged to nothing; `wall_sec` is the instrumented steps' median including it.
 Each boundary costs a device synchronisation (nothing on the CPU; a few microseconds and a drained queue on a
 GPU), so on a GPU the sum can exceed a bare step's time by roughly the launch latency hidden between layers.
 Assumes the backward runs on one thread at a time (true on the CPU and for a model wholly on one accelerator).
@@ -248,7 +251,7 @@ class LayerTime:
     fwd_sec: Optional[float]  # None on the `other` row
     bwd_sec: Optional[float]
     sec: float  # fwd_sec + bwd_sec; the `other` row's whole time
-    time_share: float  # sec / LayerTiming.step_sec
+    time_share: float  # sec / LayerTiming.step_sec (the shares add up to 1)
     io_bytes: int = 0  # tensors entering and leaving the layer's forward (weights not included)
     fwd_flops_per_sec: Optional[float] = None  # from with_flop_rates
     bwd_flops_per_sec: Optional[float] = None
@@ -257,10 +260,11 @@ class LayerTime:
 @dataclass(frozen=True)
 class LayerTiming:
     rows: list[LayerTime]  # every layer in forward order, then `other`
-    step_sec: float  # median over the repeats of the instrumented step, bookkeeping excluded
+    step_sec: float  # the sum of the rows (each a median over the repeats)
+    median_step_sec: float  # median over the repeats of the instrumented step, bookkeeping excluded
     wall_sec: float  # median over the repeats of the instrumented step, bookkeeping included
     repeats: int
-    #: raw seconds per repeat, for run.json: (layer, direction) name "layer/fwd" -> one value per repeat
+    #: raw seconds per repeat, for run.json: "layer/fwd", "layer/bwd", "other", "step", "wall" -> one per repeat
     samples: dict[str, list[float]] = field(default_factory=dict)
 
     def row(self, layer: str) -> LayerTime:
@@ -308,22 +312,23 @@ def _instrumented_step(step: "TrainingStep", batch: "Batch", boundaries: LayerBo
 
 def _summarise(names: list[str], runs: list[tuple[dict[tuple[str, str], float], float, dict[str, int]]]
                ) -> LayerTiming:
+    keys = [(name, direction) for name in names for direction in (FORWARD, BACKWARD)]
     samples = {f"{name}/{direction}": [charged.get((name, direction), 0.0) for charged, _, _ in runs]
-               for name in names for direction in (FORWARD, BACKWARD)}
-    samples[f"{OTHER}/{STEP}"] = [sum(v for (name, _), v in charged.items() if name == OTHER)
-                                  for charged, _, _ in runs]
+               for name, direction in keys}
     samples["step"] = [sum(charged.values()) for charged, _, _ in runs]
+    samples[OTHER] = [sum(charged.values()) - sum(charged.get(key, 0.0) for key in keys) for charged, _, _ in runs]
     samples["wall"] = [wall for _, wall, _ in runs]
-    step_sec = statistics.median(samples["step"])
+    seconds = {key: statistics.median(samples[f"{key[0]}/{key[1]}"]) for key in keys}
+    other = statistics.median(samples[OTHER])
+    step_sec = sum(seconds.values()) + other
     rows = []
     for name in names:
-        fwd = statistics.median(samples[f"{name}/{FORWARD}"])
-        bwd = statistics.median(samples[f"{name}/{BACKWARD}"])
+        fwd, bwd = seconds[(name, FORWARD)], seconds[(name, BACKWARD)]
         io = int(statistics.median([io_bytes.get(name, 0) for _, _, io_bytes in runs]))
         rows.append(LayerTime(name, fwd, bwd, fwd + bwd, _share(fwd + bwd, step_sec), io))
-    other = step_sec - sum(row.sec for row in rows)  # the rows add up to the step by construction
     rows.append(LayerTime(OTHER, None, None, other, _share(other, step_sec)))
-    return LayerTiming(rows, step_sec, statistics.median(samples["wall"]), len(runs), samples)
+    return LayerTiming(rows, step_sec, statistics.median(samples["step"]), statistics.median(samples["wall"]),
+                       len(runs), samples)
 
 
 def _share(part: float, whole: float) -> float:
