@@ -8,7 +8,7 @@ Which pairs work (docs.pytorch.org/audio/2.11.0/installation.html, "Compatibilit
 torchaudio release holds C++ extensions linked against one torch release (torchaudio 2.X <-> torch 2.X, 0.X <->
 torch 1.X; a mismatch shows as an `undefined symbol` when torchaudio is imported, or later). From 2.11 on,
 torchaudio is built against torch's stable ABI and works with that torch release and every later one (its wheel
-declares `torch>=2.11`).
+declares `torch>=2.11`). w2vprof itself needs torch 2.4 or later (TORCH_FLOOR).
 
 `training_problem()` is the one probe for "can this device train in this precision": forward (under autocast
 for mixed precision), backward, gradient-scaler step and update, on one small layer. It imports nothing from the
@@ -30,6 +30,7 @@ from w2vprof.errors import BadInput
 
 __all__ = [
     "STABLE_ABI_TORCHAUDIO",
+    "TORCH_FLOOR",
     "IncompatibleInstall",
     "check_model_support",
     "grad_scaler",
@@ -37,12 +38,17 @@ __all__ = [
     "major_minor",
     "model_support_problem",
     "one_line",
+    "torch_floor_problem",
     "training_problem",
     "version_pair_problem",
 ]
 
 #: The first torchaudio built against torch's stable ABI (works with its own and every later torch release).
 STABLE_ABI_TORCHAUDIO = (2, 11)
+#: The oldest torch w2vprof measures with (pyproject.toml declares the same; .ci/test-dependency-floor.sh tests it).
+#: Before 2.4, torch's FlopCounterMode counts FLOPs per module only for modules passed to it (`mods=`) and the
+#: summary's and profile's per-module FLOPs would be silently wrong, so such a torch is refused, not measured with.
+TORCH_FLOOR = (2, 4)
 
 #: What w2vprof.models.pretraining takes from torchaudio: the builder's keyword arguments and the components.
 BUILDER_ARGUMENTS = (
@@ -53,7 +59,8 @@ BUILDER_ARGUMENTS = (
 )
 COMPONENTS = ("FeatureExtractor", "FeatureProjection", "Transformer")
 
-HOW_TO_FIX = "install a matching pair (see docs/install.md, or 'Installing' in the README)"
+HOW_TO_FIX = (f"install torch {TORCH_FLOOR[0]}.{TORCH_FLOOR[1]} or later and the torchaudio built for it "
+              "(docs/install.md; README: Installing)")
 
 
 class IncompatibleInstall(BadInput):
@@ -78,6 +85,15 @@ def major_minor(version: str) -> tuple[int, int] | None:
     """'2.1.0a0+41361538.nv23.06' -> (2, 1); None for a string that does not start with two numbers."""
     found = re.match(r"\s*(\d+)\.(\d+)", version or "")
     return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def torch_floor_problem(torch_version: str) -> str | None:
+    """Why w2vprof cannot measure with this torch release (older than TORCH_FLOOR), or None."""
+    found = major_minor(torch_version)
+    if found is not None and found < TORCH_FLOOR:
+        floor = f"{TORCH_FLOOR[0]}.{TORCH_FLOOR[1]}"
+        return f"w2vprof needs torch {floor} or later (an older FLOP counter cannot attribute FLOPs to modules)"
+    return None
 
 
 def version_pair_problem(torch_version: str, torchaudio_version: str) -> str | None:
@@ -131,7 +147,7 @@ def model_support_problem() -> str | None:
         reason: str | None = f"importing torchaudio failed: {one_line(exc)}"
     else:
         audio_version = getattr(torchaudio, "__version__", audio_version)
-        reason = version_pair_problem(torch.__version__, audio_version)
+        reason = torch_floor_problem(torch.__version__) or version_pair_problem(torch.__version__, audio_version)
         try:
             reason = reason or _builder_problem(torchaudio)
         except Exception as exc:  # noqa: BLE001 - a torchaudio.models that fails to import or inspect
