@@ -21,7 +21,6 @@ from typing import Any
 from w2vprof import __version__
 from w2vprof.compat import (
     installed_version,
-    major_minor,
     model_support_problem,
     one_line,
     training_problem,
@@ -108,18 +107,8 @@ def _torch_build() -> tuple[str, str]:
     return "ok", f"torch {torch.__version__}, CUDA {cuda}, cuDNN {cudnn or 'none'}, {torch.get_num_threads()} threads"
 
 
-def _numpy_pair() -> tuple[str, str]:
-    """torch before 2.3 was built against NumPy 1: with NumPy 2 its tensor <-> array conversion fails."""
-    torch_mm = major_minor(installed_version("torch") or "")
-    numpy_mm = major_minor(installed_version("numpy") or "")
-    if torch_mm and numpy_mm and torch_mm < (2, 3) and numpy_mm >= (2, 0):
-        return "no", f"torch {torch_mm[0]}.{torch_mm[1]} needs numpy<2 (reading audio files converts arrays)"
-    return "ok", "torch and numpy can exchange arrays"
-
-
 def install_checks() -> list[Check]:
-    return [guarded("model_support", _model_support), guarded("torch_build", _torch_build),
-            guarded("numpy_with_torch", _numpy_pair)]
+    return [guarded("model_support", _model_support), guarded("torch_build", _torch_build)]
 
 
 # -- devices and precisions -----------------------------------------------------------------------------------
