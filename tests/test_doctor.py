@@ -90,3 +90,34 @@ def test_unknown_format_is_one_line_and_exit_2(capsys):
         run(["doctor", "--format", "xml"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "w2vprof: error: unknown --format 'xml'; choose from text, json\n"
+
+
+def test_a_cuda_device_is_described_and_its_mixed_precision_uses_float16_with_a_scaler(monkeypatch):
+    """The CUDA branches, with torch.cuda faked (no GPU here): what the line says, and what the probe is asked."""
+    import types
+
+    import torch
+
+    asked = []
+
+    def fake_probe(device, autocast_dtype=None, scaled=False):
+        asked.append((device, autocast_dtype, scaled))  # and works: returns no problem
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: (8, 7))
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda index=0: types.SimpleNamespace(name="Orin", total_memory=int(7.4 * 2**30)))
+    monkeypatch.setattr(doctor, "training_problem", fake_probe)
+    checks, usable = doctor.device_checks()
+    assert _by_name([vars(c) for c in checks])["cuda"]["detail"] == "Orin, capability 8.7, 7.4 GiB"
+    assert "cuda" in usable
+    status, detail = doctor._precision("cuda", "mixed")
+    assert (status, detail) == ("ok", "autocast float16 with a gradient scaler, backward, AdamW step")
+    assert asked[-1] == ("cuda", torch.float16, True)
+
+
+def test_a_precision_that_fails_says_why(monkeypatch):
+    monkeypatch.setattr(doctor, "training_problem", lambda device, autocast_dtype=None, scaled=False:
+                        "RuntimeError: MPS autocast only supports float16" if autocast_dtype is not None else None)
+    assert doctor._precision("mps", "mixed") == ("no", "float16: RuntimeError: MPS autocast only supports float16")
+    assert doctor._precision("mps", "fp32")[0] == "ok"
