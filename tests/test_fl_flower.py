@@ -1,5 +1,5 @@
-"""Flower end to end: a 2-round simulation through the CLI, the deployment files, and a real local deployment
-(SuperLink + 3 SuperNodes + flwr run on 127.0.0.1) that leaves no process behind. Skipped without flwr."""
+"""Flower end to end: a 2-round simulation through the CLI and the deployment files. Skipped without flwr.
+The local deployment (SuperLink + SuperNodes + flwr run on 127.0.0.1, over TLS) is tested in test_fl_tls.py."""
 from __future__ import annotations
 
 import json
@@ -105,38 +105,3 @@ def test_deploy_config_bad_node_is_one_line(tmp_path):
         "fl", "deploy-config", "--out", str(tmp_path), "--superlink", "h:1", "--node", "nopath", "--validation", "v",
     ])
     assert "--node must look like NAME=PARTITION_PATH" in str(result.exception)
-
-
-def test_local_deployment_runs_two_rounds_and_stops_every_process(tmp_path):
-    import psutil
-
-    from w2vprof.fl.data import prepare_synthetic
-    from w2vprof.fl.deploy import NodeSpec, deployment_settings, free_port, run_local, write_deployment
-    from w2vprof.fl.settings import FlSettings
-
-    data = prepare_synthetic(
-        FlSettings(clients=3, utterances_per_client=2, validation_utterances=4, out_dir=str(tmp_path / "data")),
-        engine="synthetic",
-    )
-    nodes = [
-        NodeSpec(f"dev{i}", str(tmp_path / "data" / "partitions" / f"client_00{i}.tsv"), data.clips_dir, free_port())
-        for i in range(3)
-    ]
-    settings = deployment_settings(
-        FlSettings(model="tiny", rounds=2, validation_utterances=4, threads=1), nodes, data.validation
-    )
-    plan = write_deployment(settings, tmp_path / "dep", f"127.0.0.1:{free_port()}", nodes)
-    result = run_local(plan, timeout_s=300)
-    try:
-        assert result.returncode == 0, (result.logs_dir / "flwr-run.log").read_text()[-3000:]
-        rounds = read_rounds_csv(result.results_dir / "rounds.csv")
-        assert [r.round for r in rounds] == [0, 1, 2] and [r.participants for r in rounds[1:]] == [3, 3]
-        clients = read_clients_csv(result.results_dir / "clients.csv")
-        assert sorted(c.client for c in clients) == ["dev0", "dev0", "dev1", "dev1", "dev2", "dev2"]
-        assert all(c.peak_rss_bytes and c.client_sec for c in clients)
-    finally:
-        alive = [
-            pid for pid in result.pids
-            if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        ]
-        assert alive == [], f"still running: {alive}"

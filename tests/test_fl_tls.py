@@ -176,3 +176,150 @@ def test_bad_names_are_one_line(tmp_path):
         write_tls_files(tmp_path / "tls", ["bad host"])
     assert not (tmp_path / "tls" / "server.key").exists()  # nothing written for a bad host
     assert certificate_hosts(["0.0.0.0", "[fe80::1]", "localhost"]) == ["fe80::1", "localhost", "127.0.0.1", "::1"]
+
+
+def test_deploy_config_sets_up_tls_and_supernode_auth_by_default(tmp_path):
+    from typer.testing import CliRunner
+
+    from w2vprof.cli.main import app
+
+    common = ["fl", "deploy-config", "--superlink", "10.0.0.5:9093", "--node", "jetson=/data/c0.tsv",
+              "--node", "pi=/data/c1.tsv", "--validation", "/data/heldout.tsv"]
+    result = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "dep")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = (tmp_path / "dep").resolve()
+    commands = (out / "commands.sh").read_text()
+    assert "--insecure" not in commands and "# WARNING" not in commands
+    assert (f"--ssl-ca-certfile {out}/tls/ca.crt --ssl-certfile {out}/tls/server.crt "
+            f"--ssl-keyfile {out}/tls/server.key --enable-supernode-auth") in commands
+    for name in ("jetson", "pi"):
+        assert f"flwr supernode register {out}/supernode-keys/{name}.pub w2vprof --name {name}" in commands
+        assert (f"--root-certificates {out}/tls/ca.crt --auth-supernode-private-key "
+                f"{out}/supernode-keys/{name}.key --superlink 10.0.0.5:9093") in commands
+        assert _mode(out / "supernode-keys" / f"{name}.key") == 0o600
+    assert f'root-certificates = "{out}/tls/ca.crt"' in (out / "flwr-home" / "config.toml").read_text()
+    from w2vprof.fl.tls import server_certificate_names
+
+    assert "10.0.0.5" in server_certificate_names(out / "tls" / "server.crt")
+
+    insecure = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "lab"), "--insecure"])
+    assert insecure.exit_code == 0, insecure.output
+    assert "w2vprof: warning: --insecure: no TLS and no SuperNode authentication" in insecure.output
+    lab = tmp_path / "lab"
+    assert "flower-superlink --insecure" in (lab / "commands.sh").read_text()
+    assert "insecure = true" in (lab / "flwr-home" / "config.toml").read_text()
+    assert not (lab / "tls").exists() and not (lab / "supernode-keys").exists()
+
+
+# --- With Flower: real processes on loopback ports ------------------------------------------------------------------
+
+flower = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("flwr") is None, reason="needs Flower (pip install 'w2vprof[fl]')"
+)
+
+
+def _still_running(pids: list[int]) -> list[int]:
+    import psutil
+
+    return [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def _wait_for_text(path: Path, text: str, timeout_s: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _without_option(command: list[str], option: str, takes_value: bool = True) -> list[str]:
+    at = command.index(option)
+    return command[:at] + command[at + 1 + int(takes_value):]
+
+
+@flower
+def test_only_registered_supernodes_that_trust_the_ca_can_join(tmp_path):
+    """A real SuperLink (TLS + SuperNode auth) on a free loopback port: a SuperNode with a fresh unregistered key,
+    one with no key at all, and a registered one without the CA certificate are all turned away; the registered
+    one with the CA joins (so the refusals come from the key and the CA, not from a broken SuperLink)."""
+    from w2vprof.fl.deploy import (
+        IN_MEMORY_DATABASE,
+        DeploymentPlan,
+        NodeSpec,
+        flwr_config_toml,
+    )
+    from w2vprof.fl.processes import LocalProcesses
+    from w2vprof.fl.rehearsal import (
+        LOCALHOST,
+        free_port,
+        register_supernodes,
+        wait_for_port,
+    )
+    from w2vprof.fl.tls import deployment_keys
+
+    keys = deployment_keys(tmp_path, [LOCALHOST], ["member", "stranger"])
+    member, stranger = (NodeSpec(name, "/nowhere.tsv", port=free_port()) for name in ("member", "stranger"))
+    plan = DeploymentPlan(tmp_path, LOCALHOST, free_port(), [member], keys, IN_MEMORY_DATABASE)  # only member registered
+    plan.flwr_home.mkdir()
+    (plan.flwr_home / "config.toml").write_text(flwr_config_toml(plan.address, keys.tls.ca_cert))
+    give_up = ["--max-retries", "0", "--max-wait-time", "30"]  # a refused SuperNode exits instead of retrying
+    with LocalProcesses(tmp_path / "logs", plan.environment(), tmp_path) as processes:
+        superlink = processes.launch(plan.superlink_command(listen_host=LOCALHOST), "superlink.log", stop_last=True)
+        wait_for_port(LOCALHOST, plan.superlink_port, superlink)
+        register_supernodes(plan, processes)
+        refused = {
+            "stranger": processes.launch(plan.supernode_command(stranger) + give_up, "stranger.log"),
+            "keyless": processes.launch(_without_option(
+                plan.supernode_command(NodeSpec("stranger", "/x.tsv", port=free_port())),
+                "--auth-supernode-private-key") + give_up, "keyless.log"),
+            "no-ca": processes.launch(_without_option(
+                plan.supernode_command(NodeSpec("member", "/x.tsv", port=free_port())),
+                "--root-certificates") + give_up, "no-ca.log"),
+        }
+        processes.launch(plan.supernode_command(member), "member.log")
+        exits = {name: process.wait(timeout=180) for name, process in refused.items()}
+        joined = _wait_for_text(tmp_path / "logs" / "superlink.log", "Activated node_id", 180)
+    logs = {name: (tmp_path / "logs" / f"{name}.log").read_text(errors="replace")
+            for name in ("superlink", "stranger", "keyless", "no-ca", "member")}
+    assert joined, logs["member"][-2000:]
+    assert all(code != 0 for code in exits.values()), exits
+    assert logs["superlink"].count("Activated node_id") == 1  # the member, nobody else
+    assert "No SuperNode found with the given public key" in logs["superlink"]  # the stranger's fresh key
+    assert "Failed to initialize the connection to the SuperLink" in logs["stranger"]
+    assert "All SuperNodes must be registered via the CLI" in logs["keyless"]  # no self-registration
+    assert "SSL/TLS handshake error" in logs["no-ca"]  # our CA is not in the system's trust store
+    assert _still_running(processes.pids) == []
+
+
+@flower
+def test_deploy_local_rehearses_over_tls_with_supernode_auth(tmp_path):
+    """`fl deploy-local`: 2 SuperNodes registered by key, TLS everywhere, 2 rounds, and no process left behind."""
+    from typer.testing import CliRunner
+
+    from w2vprof.cli.main import app
+    from w2vprof.fl.records import read_clients_csv, read_rounds_csv
+
+    out = tmp_path / "rehearsal"
+    result = CliRunner().invoke(app, [
+        "fl", "deploy-local", "--out", str(out), "--nodes", "2", "--partitions", "synthetic", "--rounds", "2",
+        "--utterances-per-client", "2", "--validation-utterances", "4", "--threads", "1", "--timeout", "400",
+    ], catch_exceptions=False)
+    logs = out / "logs"
+    assert result.exit_code == 0, result.output + (logs / "flwr-run.log").read_text()[-3000:]
+    rounds = read_rounds_csv(out / "results" / "rounds.csv")
+    assert [r.round for r in rounds] == [0, 1, 2] and [r.participants for r in rounds[1:]] == [2, 2]
+    clients = read_clients_csv(out / "results" / "clients.csv")
+    assert sorted(c.client for c in clients) == ["node-0", "node-0", "node-1", "node-1"]
+    assert all(c.status == "ok" and c.peak_rss_bytes and c.client_sec for c in clients)
+    superlink_log = (logs / "superlink.log").read_text()
+    assert "Uvicorn running on https://127.0.0.1:" in superlink_log  # TLS, not plain HTTP
+    assert "SuperNode authentication is disabled" not in superlink_log
+    assert superlink_log.count("Activated node_id") == 2
+    for node in ("node-0", "node-1"):
+        assert "registered successfully" in (logs / f"register-{node}.log").read_text()
+    assert "--enable-supernode-auth" in (out / "commands.sh").read_text()
+    pids = [int(p) for p in result.output.split("started and stopped pids ")[1].split(";")[0].split(", ")]
+    assert len(pids) == 6 and _still_running(pids) == []  # SuperLink, 2 registrations, 2 SuperNodes, flwr run

@@ -156,39 +156,58 @@ def _deploy_settings(nodes, validation: str, **values):
     return deployment_settings(_settings(clients=max(1, len(nodes)), **values), nodes, validation)
 
 
+def _warn_insecure(address: str) -> None:
+    from w2vprof.fl.deploy import INSECURE_WARNING
+
+    typer.echo("w2vprof: warning: " + INSECURE_WARNING.format(address=address), err=True)
+
+
 @run_command("deploy-config", "training")
 def deploy_config_command(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the Flower app, FLWR_HOME, commands.sh and results/ (on the SuperLink machine)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the Flower app, FLWR_HOME, keys, commands.sh and results/ (on the SuperLink machine)."),
     superlink: str = typer.Option(..., "--superlink", help="HOST:PORT devices reach the SuperLink at (e.g. 192.168.1.10:9093)."),
     node: list[str] = typer.Option(..., "--node", help="NAME=PARTITION_PATH[,CLIPS_DIR] of one device (paths on that device); repeat per device."),
     validation: str = typer.Option(..., "--validation", help="Held-out manifest or audio folder on the SuperLink machine."),
+    tls_name: Optional[list[str]] = typer.Option(None, "--tls-name", help="Another host name or address the SuperLink is reached at (its certificate names it); repeatable."),
+    new_keys: bool = typer.Option(False, "--new-keys", help="Make a new CA, certificate and device keys even if OUT holds some (every device then needs its new files)."),
+    insecure: bool = typer.Option(False, "--insecure", help="No TLS and no SuperNode authentication: any machine that reaches the SuperLink can join (trusted lab network only)."),
     *,
     training: dict[str, Any],
 ) -> None:
-    """Write the Flower app and print the commands: a SuperLink, one SuperNode per device, then flwr run."""
+    """Write the Flower app, keys and commands: a SuperLink, registered SuperNodes (one per device), flwr run."""
     from w2vprof.fl.deploy import parse_node, write_deployment
 
     nodes = [parse_node(text) for text in node]
     settings = _deploy_settings(nodes, validation, **training)
-    plan = write_deployment(settings, out, superlink, nodes)
+    plan = write_deployment(
+        settings, out, superlink, nodes, insecure=insecure, new_keys=new_keys, tls_names=tuple(tls_name or ()),
+    )
+    if insecure:
+        _warn_insecure(plan.address)
     typer.echo((plan.out_dir / "commands.sh").read_text(), nl=False)
-    typer.echo(f"# written: {plan.app_dir}/pyproject.toml, {plan.flwr_home}/config.toml, {plan.out_dir}/commands.sh")
+    written = [f"{plan.app_dir}/pyproject.toml", f"{plan.flwr_home}/config.toml", f"{plan.out_dir}/commands.sh"]
+    if plan.keys is not None:
+        written.append(f"keys in {plan.keys.tls.ca_cert.parent} and {plan.out_dir / 'supernode-keys'}")
+    typer.echo(f"# written: {', '.join(written)}")
 
 
 @run_command("deploy-local", "training", "data")
 def deploy_local_command(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the app, logs/ and results/."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the app, keys, logs/ and results/."),
     nodes: int = typer.Option(3, "--nodes", help="SuperNodes to start on 127.0.0.1 (node i holds client i)."),
     timeout: float = typer.Option(3600.0, "--timeout", help="Seconds before everything is stopped."),
+    insecure: bool = typer.Option(False, "--insecure", help="Rehearse without TLS and SuperNode authentication."),
     *,
     training: dict[str, Any],
     data: dict[str, Any],
 ) -> None:
-    """Rehearse the deployment on this machine: SuperLink, SuperNodes and flwr run on 127.0.0.1, then stop all."""
-    from w2vprof.fl.rehearsal import rehearse_locally
+    """Rehearse the deployment on this machine (TLS, registered SuperNodes, flwr run on 127.0.0.1), then stop all."""
+    from w2vprof.fl.rehearsal import LOCALHOST, rehearse_locally
 
+    if insecure:
+        _warn_insecure(LOCALHOST)
     settings = _settings(clients=nodes, **data, **training)
-    result = rehearse_locally(settings, out, nodes, timeout_s=timeout)
+    result = rehearse_locally(settings, out, nodes, timeout_s=timeout, insecure=insecure)
     typer.echo(f"started and stopped pids {', '.join(map(str, result.pids))}; logs in {result.logs_dir}")
     result.raise_if_failed()
     typer.echo(f"wrote {result.results_dir / 'rounds.csv'} and {result.results_dir / 'clients.csv'}")

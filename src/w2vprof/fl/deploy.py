@@ -6,42 +6,46 @@
                                   run's settings as [tool.flwr.app.config]; no dependencies to install (w2vprof[fl]
                                   must already be installed on the SuperLink machine and on every device)
   OUT/flwr-home/config.toml       the SuperLink connection `flwr run` uses (FLWR_HOME points here)
+  OUT/tls/, OUT/supernode-keys/   the deployment's own CA, SuperLink certificate and one key pair per device
+                                  (fl.tls); absent with `insecure`
   OUT/commands.sh                 the exact commands, one block per machine
-`run_local` starts the whole thing on 127.0.0.1 (free ports), waits for `flwr run` to finish and stops every
-process it started, by process group id, whatever happens.
+By default only the deployment's own devices can join: the SuperLink serves TLS with its own certificate and
+admits only SuperNodes whose public key was registered (`flwr supernode register`); `insecure=True` switches both
+off, for a trusted lab network. fl.rehearsal runs the same files on 127.0.0.1.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
-import signal
-import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from w2vprof.errors import BadInput, W2vprofError
+from w2vprof.errors import BadInput
 from w2vprof.files import write_text_atomic
 from w2vprof.fl import offline_environment
 from w2vprof.fl.settings import FlSettings
+from w2vprof.fl.tls import DeploymentKeys, check_key_name, deployment_keys
 
 __all__ = [
-    "NodeSpec",
+    "INSECURE_WARNING",
+    "IN_MEMORY_DATABASE",
     "DeploymentPlan",
-    "LocalRunResult",
-    "parse_node",
+    "NodeSpec",
     "deployment_settings",
+    "parse_node",
+    "read_app_config",
     "write_deployment",
-    "free_port",
-    "run_local",
 ]
 
 CONNECTION = "w2vprof"
 APP_FOLDER = "flower-app"
+IN_MEMORY_DATABASE = ":flwr-in-memory:"  # flower-superlink --database: state kept in memory (a rehearsal's)
+INSECURE_WARNING = (
+    "--insecure: no TLS and no SuperNode authentication; anyone who reaches {address} can join the federation, "
+    "receive the model and read every update. Use it on a trusted lab network only."
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class DeploymentPlan:
     superlink_host: str
     superlink_port: int
     nodes: list[NodeSpec] = field(default_factory=list)
+    keys: Optional[DeploymentKeys] = None  # None: --insecure (no TLS, any SuperNode may join)
+    database: str = ""  # the SuperLink's state; empty: OUT/superlink.db (kept across restarts)
 
     @property
     def app_dir(self) -> Path:
@@ -98,17 +104,26 @@ class DeploymentPlan:
         return env
 
     def superlink_command(self, listen_host: str = "0.0.0.0") -> list[str]:
+        security = self.keys.superlink_flags() if self.keys else ["--insecure"]
         return [
-            _tool("flower-superlink"), "--insecure", "--host", listen_host, "--port", str(self.superlink_port),
-            "--database", str(self.out_dir / "superlink.db"), "--disable-runtime-dependency-installation",
+            _tool("flower-superlink"), *security, "--host", listen_host, "--port", str(self.superlink_port),
+            "--database", self.database or str(self.out_dir / "superlink.db"),
+            "--disable-runtime-dependency-installation",
         ]
 
     def supernode_command(self, node: NodeSpec) -> list[str]:
         # NB: the SuperNode's --port is its local API for the ClientApp process, not a port others connect to.
+        security = self.keys.supernode_flags(node.name) if self.keys else ["--insecure"]
         return [
-            _tool("flower-supernode"), "--insecure", "--superlink", self.address, "--port", str(node.port),
+            _tool("flower-supernode"), *security, "--superlink", self.address, "--port", str(node.port),
             "--node-config", node.node_config(),
         ]
+
+    def register_commands(self) -> list[list[str]]:
+        """One `flwr supernode register` per device (run with FLWR_HOME set); none without SuperNode auth."""
+        if self.keys is None:
+            return []
+        return [[_tool("flwr"), *self.keys.register_arguments(node.name, CONNECTION)] for node in self.nodes]
 
     def run_command(self) -> list[str]:
         return [_tool("flwr"), "run", str(self.app_dir), CONNECTION, "--stream"]
@@ -158,19 +173,28 @@ clientapp = "w2vprof.fl.client_app:app"
 '''
 
 
-def flwr_config_toml(address: str) -> str:
+def flwr_config_toml(address: str, ca_cert: Optional[Path] = None) -> str:
+    """The `flwr` CLI's connection: TLS checked against `ca_cert` (an absolute path, as flwr requires), else insecure."""
+    security = f"root-certificates = {_toml_value(str(ca_cert))}" if ca_cert else "insecure = true"
     return f'''# Written by w2vprof: the SuperLink `flwr run` talks to (FLWR_HOME points at this folder).
 [superlink]
 default = "{CONNECTION}"
 
 [superlink.{CONNECTION}]
 address = "{address}"
-insecure = true
+{security}
 '''
 
 
-def write_deployment(settings: FlSettings, out_dir: Path, superlink: str, nodes: list[NodeSpec]) -> DeploymentPlan:
-    """Write the Flower app, the connection and commands.sh; settings.out_dir becomes OUT/results."""
+def write_deployment(
+    settings: FlSettings, out_dir: Path, superlink: str, nodes: list[NodeSpec], *, insecure: bool = False,
+    new_keys: bool = False, tls_names: tuple[str, ...] = (), database: str = "",
+) -> DeploymentPlan:
+    """Write the Flower app, the connection, the keys (unless `insecure`) and commands.sh.
+
+    settings.out_dir becomes OUT/results. Keys already in OUT are kept (devices may hold them) unless `new_keys`;
+    the SuperLink certificate names the --superlink host, `tls_names` and localhost.
+    """
     host, sep, port = superlink.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise BadInput(f"--superlink must be HOST:PORT, got {superlink!r}")
@@ -178,153 +202,70 @@ def write_deployment(settings: FlSettings, out_dir: Path, superlink: str, nodes:
         raise BadInput("give at least one --node NAME=PARTITION_PATH (one per device)")
     if len({n.name for n in nodes}) != len(nodes):
         raise BadInput("--node names must differ")
+    for node in nodes:
+        check_key_name(node.name)
     out_dir = Path(out_dir).resolve()
-    plan = DeploymentPlan(out_dir=out_dir, superlink_host=host, superlink_port=int(port), nodes=list(nodes))
+    keys = None if insecure else deployment_keys(out_dir, [host, *tls_names], [n.name for n in nodes], new_keys)
+    plan = DeploymentPlan(out_dir, host, int(port), list(nodes), keys, database)
     if not settings.out_dir:
         settings = settings.replace(out_dir=str(out_dir / "results"))
     plan.app_dir.mkdir(parents=True, exist_ok=True)
     plan.flwr_home.mkdir(parents=True, exist_ok=True)
     write_text_atomic(plan.app_dir / "pyproject.toml", app_pyproject(settings))
-    write_text_atomic(plan.flwr_home / "config.toml", flwr_config_toml(plan.address))
+    write_text_atomic(plan.flwr_home / "config.toml", flwr_config_toml(plan.address, keys.tls.ca_cert if keys else None))
     write_text_atomic(out_dir / "commands.sh", commands_text(plan))
     return plan
 
 
+def _security_lines(plan: DeploymentPlan) -> list[str]:
+    if plan.keys is None:
+        return ["# WARNING: " + INSECURE_WARNING.format(address=plan.address)]
+    return [
+        f"# Only this deployment's devices can join: TLS with its own CA ({plan.keys.tls.ca_cert}) and SuperNode",
+        "# authentication (only the public keys registered in step 2). Private keys (*.key, mode 0600) never leave",
+        "# the machine they belong to: server.key stays here, each device gets its own NAME.key and ca.crt only.",
+        "# Flower 1.42 serves its Control API (flwr run, flwr supernode register) on the same port without account",
+        "# login: let only your fleet's network reach it. Device clocks must agree within 5 s (NTP).",
+    ]
+
+
+def _device_lines(plan: DeploymentPlan, index: int, node: NodeSpec) -> list[str]:
+    lines = [f"# {index}. device {node.name}:"]
+    if plan.keys is not None:
+        lines.append(f"#    copy {plan.keys.tls.ca_cert} and {plan.keys.supernodes[node.name].private_key} to it "
+                     "(same paths, or change them below)")
+    return [*lines, shlex.join(plan.supernode_command(node)), ""]
+
+
 def commands_text(plan: DeploymentPlan) -> str:
     env = " ".join(f"{k}={v}" for k, v in offline_environment({}).items())
+    flwr_home = f"FLWR_HOME={shlex.quote(str(plan.flwr_home))} "
     lines = [
         "# w2vprof federated deployment: run each block on the machine it names.",
         f"# Every machine: pip install 'w2vprof[fl]', activate that environment, and: export {env}",
+        *_security_lines(plan),
         "",
         f"# 1. SuperLink machine ({plan.superlink_host}):",
         shlex.join(plan.superlink_command()),
         "",
     ]
-    for index, node in enumerate(plan.nodes, start=2):
-        lines += [f"# {index}. device {node.name}:", shlex.join(plan.supernode_command(node)), ""]
+    if plan.keys is not None:
+        lines += ["# 2. SuperLink machine, once the SuperLink runs (once: its database keeps the keys):"]
+        lines += [flwr_home + shlex.join(command) for command in plan.register_commands()] + [""]
+    first_device = 3 if plan.keys is not None else 2
+    for index, node in enumerate(plan.nodes, start=first_device):
+        lines += _device_lines(plan, index, node)
     lines += [
-        f"# {len(plan.nodes) + 2}. anywhere that reaches the SuperLink (results are written on the SuperLink machine):",
-        f"FLWR_HOME={shlex.quote(str(plan.flwr_home))} " + shlex.join(plan.run_command()),
+        (f"# {first_device + len(plan.nodes)}. anywhere that reaches the SuperLink (results are written on the "
+         "SuperLink machine):"),
+        flwr_home + shlex.join(plan.run_command()),
         "",
     ]
     return "\n".join(lines)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for_port(host: str, port: int, deadline: float, process: subprocess.Popen) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BadInput(f"flower-superlink exited with status {process.returncode} before listening")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise BadInput(f"flower-superlink did not listen on {host}:{port} in time")
-
-
-@dataclass
-class LocalRunResult:
-    returncode: int  # of `flwr run`; 124 when it ran past the timeout
-    pids: list[int]  # every process started (all stopped by the time this exists)
-    logs_dir: Path
-    results_dir: Path
-
-    def raise_if_failed(self) -> None:
-        """A failed `flwr run` is the run's failure (exit status 1), pointing at the log that says why."""
-        if self.returncode != 0:
-            raise W2vprofError(f"flwr run exited with status {self.returncode}; see {self.logs_dir / 'flwr-run.log'}")
-
-
-def _stop(process: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """Stop a process we started, its process group, and every descendant it spawned (by pid).
-
-    flower-superlink starts flower-superexec in a session of its own (outside our group), and SuperNodes start
-    ClientApp processes: they are collected before the parent goes, so none outlives the run.
-    """
-    import psutil
-
-    try:
-        descendants = psutil.Process(process.pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    for child in descendants:
-        try:
-            child.terminate()
-        except psutil.Error:
-            pass
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    _, alive = psutil.wait_procs(descendants, timeout=grace_s)
-    for child in alive:
-        try:
-            child.kill()
-        except psutil.Error:
-            pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # anything left in the group
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL: nothing more to do
-        pass
-
-
-def run_local(plan: DeploymentPlan, timeout_s: float = 3600.0) -> LocalRunResult:
-    """SuperLink + every SuperNode on this machine, then `flwr run`; everything started is stopped at the end."""
-    logs = plan.out_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    env = plan.environment()
-    started: list[subprocess.Popen] = []
-    # NB: the log files stay open while their processes run; the stack closes them after every process is stopped.
-    with contextlib.ExitStack() as log_files:
-
-        def launch(command: list[str], log_name: str) -> subprocess.Popen:
-            handle = log_files.enter_context(open(logs / log_name, "wb"))
-            # A new session per process: its group id is its pid, so stopping it stops its Flower children too.
-            process = subprocess.Popen(
-                command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=plan.out_dir, start_new_session=True
-            )
-            started.append(process)
-            return process
-
-        try:
-            superlink = launch(plan.superlink_command(listen_host=plan.superlink_host), "superlink.log")
-            _wait_for_port(plan.superlink_host, plan.superlink_port, time.monotonic() + 60, superlink)
-            for node in plan.nodes:
-                launch(plan.supernode_command(node), f"supernode-{node.name}.log")
-            runner = launch(plan.run_command(), "flwr-run.log")
-            try:
-                returncode = runner.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                returncode = 124
-            return LocalRunResult(
-                returncode=returncode, pids=[p.pid for p in started], logs_dir=logs,
-                results_dir=Path(_run_config_out_dir(plan)),
-            )
-        finally:
-            for process in reversed(started):
-                _stop(process)
-
-
-def _run_config_out_dir(plan: DeploymentPlan) -> str:
-    return _read_app_config(plan.app_dir)["out-dir"]
-
-
-def _read_app_config(app_dir: Path) -> dict:
+def read_app_config(app_dir: Path) -> dict:
+    """[tool.flwr.app.config] of a Flower app's pyproject.toml."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10

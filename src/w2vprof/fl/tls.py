@@ -40,6 +40,7 @@ __all__ = [
     "SuperNodeKeys",
     "TlsFiles",
     "certificate_hosts",
+    "check_key_name",
     "check_private_mode",
     "deployment_keys",
     "server_certificate_names",
@@ -277,7 +278,8 @@ def write_tls_files(
     return files, True
 
 
-def _check_node_name(name: str) -> None:
+def check_key_name(name: str) -> None:
+    """A SuperNode name names its key files: no path separators, nothing that reads as an option."""
     if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("-"):
         raise BadInput(f"SuperNode name {name!r} cannot name a key file")
 
@@ -288,10 +290,10 @@ def write_supernode_keys(folder: Path, names: Iterable[str], overwrite: bool = F
     from cryptography.hazmat.primitives import serialization
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # every device's private key: for the owner's eyes only
     made: list[SuperNodeKeys] = []
     for name in names:
-        _check_node_name(name)
+        check_key_name(name)
         keys = SuperNodeKeys(name, folder / f"{name}.key", folder / f"{name}.pub")
         present = [p.exists() for p in (keys.private_key, keys.public_key)]
         if all(present) and not overwrite:
