@@ -165,8 +165,9 @@ def check_model_support() -> None:
         raise IncompatibleInstall(problem)
 
 
-def grad_scaler(device: str) -> Any:
-    """A gradient scaler for float16 training on `device` (cuda or mps), on every torch that has one.
+def grad_scaler(device: str, init_scale: float = 2.0**16) -> Any:
+    """A gradient scaler for float16 training on `device` (cuda or mps), on every torch that has one, starting at
+    loss scale `init_scale` (torch's default 65536; the measurement engine starts at fairseq's 128).
 
     torch.amp.GradScaler(device) exists from torch 2.3; before that only CUDA has one (torch.cuda.amp.GradScaler).
     Raises IncompatibleInstall where this torch has none for the device.
@@ -175,9 +176,9 @@ def grad_scaler(device: str) -> Any:
 
     amp_scaler = getattr(getattr(torch, "amp", None), "GradScaler", None)
     if amp_scaler is not None:
-        return amp_scaler(device)
+        return amp_scaler(device, init_scale=init_scale)
     if device == "cuda":
-        return torch.cuda.amp.GradScaler()
+        return torch.cuda.amp.GradScaler(init_scale=init_scale)
     raise IncompatibleInstall(f"torch {torch.__version__} has no gradient scaler for {device} (torch.amp.GradScaler "
                               "needs torch 2.3 or later)")
 
