@@ -117,16 +117,17 @@ def real_pass_count(model_name: str, seconds: float, batch: int):
 def test_meta_count_equals_a_real_pass(model_name, seconds, batch):
     import torch
 
-    from w2vprof.measure.flops import subtree_flops
-    from w2vprof.measure.shapeflops import count_forward_flops, on_meta
+    from w2vprof.measure.flops import count_flops, subtree_flops
     from w2vprof.measure.summary import summary_rows
     from w2vprof.models import build_model
+    from w2vprof.models.meta import on_meta
 
     model, real = real_pass_count(model_name, seconds, batch)
     with on_meta(), torch.no_grad():
         meta_model = build_model(model_name).eval()
-        waveforms = torch.zeros(batch, int(round(seconds * 16000)))
-        meta = count_forward_flops(meta_model, lambda: meta_model(waveforms, inference_only=True))
+        with count_flops() as counter:
+            meta_model(torch.zeros(batch, int(round(seconds * 16000))), inference_only=True)
+    meta = counter.snapshot()
     assert next(meta_model.parameters()).is_meta
     # Every module, attention products apart (the CPU kernel there, the math path's matmuls on meta).
     assert set(meta.by_module) == set(real.by_module)

@@ -37,18 +37,24 @@ def flops_per_layer(count: FlopCount, prefix: str, layers: list[LayerSpec]) -> d
 
 
 def summarize(model_name: str, seconds: float, batch: int = 1, per_layer: bool = False) -> list[ModuleSummaryRow]:
-    """Table 1 rows for `batch` utterances of `seconds`, counted on the meta device (shapes only, no weights)."""
+    """Table 1 rows for `batch` utterances of `seconds`, counted on the meta device (shapes only, no weights).
+
+    The counter is the one a real pass uses; its formulas depend only on shapes, so the numbers are the real
+    pass's (tests/test_summary.py compares them module by module) without its seconds and gigabytes.
+    """
     import torch
 
-    from w2vprof.measure.shapeflops import count_forward_flops, on_meta
+    from w2vprof.measure.flops import count_flops
     from w2vprof.models import build_model
+    from w2vprof.models.meta import on_meta
     from w2vprof.workload import SAMPLE_RATE
 
     with on_meta(), torch.no_grad():
         model = build_model(model_name).eval()
         waveforms = torch.zeros(batch, int(round(seconds * SAMPLE_RATE)))
-        count = count_forward_flops(model, lambda: model(waveforms, inference_only=True))
-    return summary_rows(model_name, model, count, seconds, batch, per_layer)
+        with count_flops() as counter:
+            model(waveforms, inference_only=True)
+    return summary_rows(model_name, model, counter.snapshot(), seconds, batch, per_layer)
 
 
 def summary_rows(
