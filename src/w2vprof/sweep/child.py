@@ -2,8 +2,9 @@
 and the model template (build one model, then fork a configuration child per request). w2vprof.sweep.launch
 explains which start method is used where and why.
 
-The fork server preloads this module, so every child starts with torch & co. already imported; the fork
-server itself never runs a torch op, so no thread pool or CUDA context exists at fork time.
+The fork server preloads torch, torchaudio and the model code (w2vprof.sweep.launch.PRELOAD), and never runs a torch op,
+so no thread pool or CUDA context exists at fork time. A template imports the rest of what a measurement needs
+(`MEASUREMENT_MODULES`) in a thread while it builds the model, so each child starts with everything imported.
 
 Also runnable alone for debugging: python -m w2vprof.sweep.child CONFIG_JSON RESULT_PATH
 """
@@ -18,24 +19,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-# Preloaded by the fork server, so children start with them imported. torch._dynamo (with sympy and
-# triton) is imported lazily by the optimizer's first step and the FLOP counter: ~1 s a child otherwise.
-import psutil  # noqa: F401 - preloaded for the parent-side watcher's imports in children
-import torch
-import torch._dynamo
-import torch.utils.flop_counter
-import torchaudio  # noqa: F401 - preloaded: see above
-
-import w2vprof.devices
-import w2vprof.measure.engine
-import w2vprof.models.pretraining  # noqa: F401 - preloaded: see above (w2vprof is used, this name is not)
-
 if TYPE_CHECKING:  # pragma: no cover
     from multiprocessing.connection import Connection
 
     from w2vprof.measure.engine import BuiltModel
 
-__all__ = ["measure", "forked_entry", "template_entry"]
+__all__ = ["MEASUREMENT_MODULES", "measure", "forked_entry", "template_entry"]
+
+#: Imported by a template while it builds: the rest of a measurement. NB: torch._dynamo (with sympy) is imported
+#: lazily by the optimizer's first step and the FLOP counter: about a second in every child otherwise.
+MEASUREMENT_MODULES = ["psutil", "torch._dynamo", "torch.utils.flop_counter", "w2vprof.devices",
+                       "w2vprof.measure.engine"]
 
 
 def _die_with_parent() -> None:
@@ -132,6 +126,8 @@ def _built_for(template: "BuiltModel", config_json: str, threads: int) -> "Built
     from w2vprof.devices.resolve import resolve_device
     from w2vprof.measure.engine import ProfileConfig
 
+    import torch
+
     config = ProfileConfig.from_json(config_json)
     torch.set_num_threads(config.threads or threads)  # what a fresh process would run with
     device = resolve_device(config.device)
@@ -169,7 +165,9 @@ def _serve(conn: "Connection", template: "BuiltModel", threads: int, sweep_pid: 
 
 def template_entry(conn: "Connection", model: str, seed: int, sweep_pid: int) -> None:
     """A model template: build `model` with `seed` once, then serve configuration children (see launch.py)."""
-    from w2vprof.measure.engine import ProfileConfig, build_measured_model
+    import threading
+
+    import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle: it stops us
     _die_with_parent()
@@ -178,9 +176,21 @@ def template_entry(conn: "Connection", model: str, seed: int, sweep_pid: int) ->
     # pool started hangs in its first parallel op. With one thread torch never starts the pool; the weights are
     # the same bit for bit (the initialisers draw serially).
     torch.set_num_threads(1)
+    importer = threading.Thread(target=_import_all, args=(MEASUREMENT_MODULES,), name="w2vprof-imports")
+    importer.start()  # mostly Python while the build is mostly torch ops, which release the GIL
+    from w2vprof.measure.engine import ProfileConfig, build_measured_model
+
     template = build_measured_model(ProfileConfig(model=model, seed=seed, device="cpu"), "cpu")
+    importer.join()  # no thread may run at fork time
     _serve(conn, template, threads, sweep_pid)
     conn.close()
+
+
+def _import_all(names: list[str]) -> None:
+    import importlib
+
+    for name in names:
+        importlib.import_module(name)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ from typing import Any, Optional, Protocol, Sequence
 
 __all__ = ["ChildHandle", "ChildLauncher", "start_method", "uses_templates", "warm_start"]
 
-PRELOAD = ["w2vprof.sweep.child"]
+#: What the fork server imports before it forks anything: what building a model needs. (A template imports the
+#: rest while it builds: w2vprof.sweep.child.MEASUREMENT_MODULES.)
+PRELOAD = ["torch", "torchaudio", "w2vprof.models.pretraining", "w2vprof.sweep.child"]
 
 
 def start_method(platform: Optional[str] = None, available: Optional[Sequence[str]] = None) -> str:

@@ -50,7 +50,8 @@ def config_label(c: ProfileConfig) -> str:
     return f"{c.model} batch {c.batch} {c.seconds:g} s {c.precision}"
 
 
-def resume_key(model: str, batch: int, seconds: float, precision: str, device: str, workload: str, fingerprint: str) -> tuple:
+def resume_key(model: str, batch: int, seconds: float, precision: str, device: str, workload: str,
+               fingerprint: str) -> tuple:
     # Audio workloads record the corpus's mean length as `seconds`: the requested value is not the identity.
     seconds_key = None if workload.startswith("audio:") else length_key(seconds)
     return (model, int(batch), seconds_key, precision, device, workload, fingerprint)
@@ -211,7 +212,8 @@ def _plan_work(configs: list[ProfileConfig], existing: list[ResultRecord], optio
     fingerprint = options.device_identity.get("device_fingerprint", "")
     index_of = {_record_key(r): i for i, r in enumerate(existing)}
     retried = {key: i for key, i in index_of.items() if existing[i].status in options.retry}
-    pending = [c for c in configs if _config_key(c, fingerprint) not in index_of or _config_key(c, fingerprint) in retried]
+    keys = [_config_key(c, fingerprint) for c in configs]
+    pending = [c for c, key in zip(configs, keys) if key not in index_of or key in retried]
     ooms = [
         r for i, r in enumerate(existing)
         if r.status == "oom" and not r.skipped_because and r.device_fingerprint == fingerprint
@@ -228,7 +230,8 @@ def _pruned_record(config: ProfileConfig, options: SweepOptions, cause: ResultRe
     )
 
 
-def _save(plan: SweepPlan, work: _Work, config: ProfileConfig, record: ResultRecord, layers: list[LayerRecord]) -> ResultRecord:
+def _save(plan: SweepPlan, work: _Work, config: ProfileConfig, record: ResultRecord,
+          layers: list[LayerRecord]) -> ResultRecord:
     """Write the configuration's layer rows, then its result row (appended, or in place of the row it retries)."""
     out = plan.options.out
     if layers:
