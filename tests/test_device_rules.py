@@ -137,3 +137,23 @@ def test_length_stats_are_exact_host_arithmetic():
     # p90: rank 0.9 * 2 = 1.8 -> 2 s + 0.8 * (3 s - 2 s); padding: 144000 samples hold 96000 real ones
     assert stats == {"utt_sec_mean": 2.0, "utt_sec_median": 2.0, "utt_sec_p90": pytest.approx(2.8, abs=1e-15),
                      "utt_sec_max": 3.0, "padding_fraction": pytest.approx(1 / 3, abs=1e-15)}
+
+
+def test_host_tensors_reach_a_gpu_from_pinned_memory_without_waiting():
+    from w2vprof.models.pretraining import to_device_without_waiting
+
+    calls = []
+
+    class FakeHostTensor:
+        def pin_memory(self):
+            calls.append("pin_memory")
+            return self
+
+        def to(self, device, non_blocking=False):
+            calls.append(("to", str(device), non_blocking))
+            return self
+
+    to_device_without_waiting(FakeHostTensor(), torch.device("cuda"))
+    assert calls == ["pin_memory", ("to", "cuda", True)]
+    on_cpu = torch.ones(3)
+    assert to_device_without_waiting(on_cpu, torch.device("cpu")) is on_cpu

@@ -29,7 +29,7 @@ from w2vprof.models.objective import (
     host_lengths,
 )
 
-__all__ = ["PretrainingOutput", "Wav2Vec2ForPretraining", "build_model", "NUM_UPDATES"]
+__all__ = ["PretrainingOutput", "Wav2Vec2ForPretraining", "build_model", "to_device_without_waiting", "NUM_UPDATES"]
 
 #: The state_dict entry holding the update count (an int64 scalar tensor).
 NUM_UPDATES = "num_updates"
@@ -150,7 +150,7 @@ class Wav2Vec2ForPretraining(nn.Module):
             frame_lengths = np.full(batch, frames, dtype=np.int64)
         else:
             frame_lengths = frames_for_samples(host_lengths(lengths), self.config.conv_layers)
-        on_device = torch.from_numpy(frame_lengths).to(features.device, non_blocking=True)
+        on_device = to_device_without_waiting(torch.from_numpy(frame_lengths), features.device)
         real = torch.arange(frames, device=features.device)[None, :] < on_device[:, None]
         return features, frame_lengths, real
 
@@ -188,7 +188,7 @@ class Wav2Vec2ForPretraining(nn.Module):
         frames = x.shape[1]
         # Drawn on the host (as fairseq does) from host lengths, then copied over without waiting.
         mask = compute_span_mask(frame_lengths, frames, c.mask_prob, c.mask_length, c.min_masks)
-        mask = mask.to(x.device, non_blocking=True)
+        mask = to_device_without_waiting(mask, x.device)
         x = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(x.dtype), x)
 
         padded = bool((frame_lengths < frames).any())
@@ -230,6 +230,17 @@ class Wav2Vec2ForPretraining(nn.Module):
         targets = self.project_q(codewords.to(normed.dtype))
         predictions = self.final_proj(context)
         return predictions.sum() + targets.sum()
+
+
+def to_device_without_waiting(host: Tensor, device: torch.device) -> Tensor:
+    """A small host tensor on `device`, queued behind the device's work instead of waiting for it.
+
+    NB: on CUDA the copy comes from pinned memory (torch caches those blocks): from pageable memory the driver
+    may synchronise with the stream first. On the CPU this is the tensor itself.
+    """
+    if device.type == "cuda":
+        host = host.pin_memory()
+    return host.to(device, non_blocking=True)
 
 
 def build_model(name: str, **overrides) -> Wav2Vec2ForPretraining:
