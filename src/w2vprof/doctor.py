@@ -151,13 +151,13 @@ def device_checks() -> tuple[list[Check], list[str]]:
 
 
 def _precision(kind: str, precision: str) -> tuple[str, str]:
-    from w2vprof.measure.step import autocast_dtype
+    from w2vprof.measure.step import autocast_dtype, uses_grad_scaler
 
     if precision == "fp32":
         problem = training_problem(kind)
         return ("no", problem) if problem else ("ok", "float32 forward, backward, AdamW step")
     dtype = autocast_dtype(kind)
-    scaled = kind in ("cuda", "mps")
+    scaled = uses_grad_scaler(kind)  # as the engine's TrainingStep does
     problem = training_problem(kind, autocast_dtype=dtype, scaled=scaled)
     label = str(dtype).replace("torch.", "")
     if problem:
