@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -34,12 +34,20 @@ def devices_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps: the device a profile would use."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
     root: str = typer.Option("/", "--root", hidden=True, help="Read a fake filesystem tree (for tests)."),
+    calibrate: bool = typer.Option(
+        False, "--calibrate", help="Measure peak matmul FLOP/s (fp32, mixed) and memory bandwidth; cached."
+    ),
+    refresh: bool = typer.Option(False, "--refresh", help="With --calibrate: measure again, replacing the cache."),
+    threads: Optional[str] = typer.Option(None, "--threads", help="With --calibrate: torch threads to measure with."),
 ) -> None:
     """Detected device, memory ceiling and telemetry sources (energy, temperature, clocks, throttling)."""
     from w2vprof.cli.output import check_format
     from w2vprof.devices.resolve import resolve_device
 
     check_format(fmt, ("table", "json"))
+    if calibrate or refresh or threads is not None:
+        calibrate_command(resolve_device(device), fmt, calibrate, refresh, threads)
+        return
     info = gather(resolve_device(device), root=root)
     if fmt == "json":
         typer.echo(json.dumps(info, indent=2))
@@ -47,6 +55,35 @@ def devices_command(
         from w2vprof.report.render import tables_terminal
 
         typer.echo(tables_terminal(device_tables(info)), nl=False)
+
+
+def calibrate_command(device: str, fmt: str, calibrate: bool, refresh: bool, threads: Optional[str]) -> None:
+    """`devices --calibrate`: this machine's ceilings, from the cache or measured now (w2vprof.devices.calibrate)."""
+    from w2vprof.cli.options import parse_positive_int
+    from w2vprof.devices.calibrate import cache_path, load_or_calibrate
+    from w2vprof.errors import BadInput
+
+    if not calibrate:
+        raise BadInput("--refresh and --threads go with --calibrate")
+    count = parse_positive_int(threads, "--threads") if threads is not None else None
+    import torch
+
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)  # the rates, and the cache entry, are per thread count
+    try:
+        calibration = load_or_calibrate(device, refresh=refresh)
+    finally:
+        torch.set_num_threads(previous)
+    if fmt == "json":
+        typer.echo(calibration.to_json(), nl=False)
+        return
+    for line in calibration.summary_lines():
+        typer.echo(line)
+    if "not cached" in calibration.note:
+        typer.echo(f"note: {calibration.note}")
+    else:
+        typer.echo(f"cached in {cache_path(calibration.device_fingerprint)}")
 
 
 def device_tables(info: dict[str, Any]) -> list["Table"]:

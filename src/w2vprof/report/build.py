@@ -32,6 +32,7 @@ from w2vprof.records import (
     read_results_csv,
 )
 from w2vprof.report import plots
+from w2vprof.report.layer_tables import layer_times_table
 from w2vprof.report.render import Table, table_csv, table_html, table_latex, table_markdown
 from w2vprof.report.tables import environment_table, results_table, table1, table2
 
@@ -118,7 +119,9 @@ def _read_summary(path: Path) -> list[ModuleSummaryRow]:
                 rows.append(ModuleSummaryRow(r["model"], r["module"], int(r["params"]), int(r["inference_flops"]),
                                              float(r["seconds"]), int(r["batch"])))
             except (ValueError, TypeError):
-                raise BadInput(f"{path}: line {line_no} of this summary CSV is not a number where one belongs") from None
+                raise BadInput(
+                    f"{path}: line {line_no} of this summary CSV is not a number where one belongs"
+                ) from None
     return rows
 
 
@@ -151,9 +154,11 @@ def load_inputs(paths: list[Path], reference: Optional[str] = None) -> ReportInp
     return inputs
 
 
-def _pick_layer_config(inputs: ReportInputs) -> Optional[int]:
-    """The configuration for Fig. 2: the paper's (base, batch 4, 5.5 s, FP32) if measured, else the largest."""
-    candidates = [i for i in inputs.layers if inputs.results[i].status == "ok"]
+def _pick_layer_config(inputs: ReportInputs, timed: bool = False) -> Optional[int]:
+    """The configuration for Fig. 2: the paper's (base, batch 4, 5.5 s, FP32) if measured, else the largest.
+    `timed`: among those whose layer rows have seconds per layer."""
+    candidates = [i for i in inputs.layers if inputs.results[i].status == "ok"
+                  and (not timed or any(row.sec is not None for row in inputs.layers[i]))]
     if not candidates:
         return None
     for index in candidates:
@@ -260,6 +265,61 @@ def _figure2(inputs: ReportInputs, report: Report) -> None:
          f"through the forward pass (line, GB), {label}")
     _add(report, "fig2_flops.png", plots.layer_flops_png(layers, f"FLOPs per layer ({label})"),
          f"Fig. 2 right: forward and backward GFLOPs per layer in one training step, {label}")
+    _layer_time_figures(inputs, index, report)
+
+
+def _config_label(record: ResultRecord) -> str:
+    return f"{record.model}, batch {record.batch}, {record.seconds:g} s, {record.precision}, {device_label(record)}"
+
+
+def _layer_time_figures(inputs: ReportInputs, fig2_index: int, report: Report) -> None:
+    """Fig. 2's time panel, the per-layer roofline and the table of seconds per layer, for Fig. 2's configuration
+    when its layer rows have times, else for the best one that has them; a note when none has."""
+    index = fig2_index if any(row.sec is not None for row in inputs.layers[fig2_index]) else \
+        _pick_layer_config(inputs, timed=True)
+    if index is None:
+        report.notes.append("No seconds per layer in the per-layer files (profile measures them; a sweep with "
+                            "--layer-repeats N): the time panel and the roofline skipped")
+        return
+    record, layers = inputs.results[index], inputs.layers[index]
+    label = _config_label(record)
+    if index != fig2_index:
+        report.notes.append(f"Seconds per layer shown for {label}: Fig. 2's configuration has none")
+    peak = _compute_ceiling(record)
+    _add(report, "fig2_time.png", plots.layer_time_png(layers, f"Seconds per layer ({label})"),
+         f"Fig. 2, time: forward and backward seconds per layer in one training step, and the rest of the step "
+         f"(optimizer, glue), medians over the extra steps, {label}")
+    ceilings = "under this device's measured matmul and copy ceilings" if peak and record.mem_bw_measured else \
+        "(no calibration in the results, so no measured ceiling: run w2vprof devices --calibrate)"
+    _add(report, "roofline_layers.png",
+         plots.layer_roofline_png(roofline_points(layers, record), peak, record.mem_bw_measured,
+                                  f"Per-layer roofline ({label})"),
+         f"Each layer's achieved FLOP/s (forward + backward) against its FLOPs per byte of inputs, outputs and "
+         f"weights, {ceilings}; layers far below the sloped line's reach are bound by memory traffic, {label}")
+    table = layer_times_table(layers, label, peak)
+    if table is not None:
+        report.tables["layer_times"] = table
+
+
+def _compute_ceiling(record: ResultRecord) -> Optional[float]:
+    """The measured matmul rate in the precision the configuration trained in (fp32 where mixed is missing)."""
+    if record.precision == "mixed" and record.peak_flops_mixed_measured:
+        return record.peak_flops_mixed_measured
+    return record.peak_flops_fp32_measured
+
+
+def roofline_points(layers: list[LayerRecord], record: ResultRecord) -> list[plots.RooflinePoint]:
+    """One point per timed layer with FLOPs: FLOPs (forward + backward, recomputation included) per byte of its
+    inputs and outputs (io_bytes) and weights (params x bytes per parameter, from the record's param_bytes)."""
+    params = sum(row.params for row in layers)
+    bytes_per_param = record.param_bytes / params if record.param_bytes and params else 4.0
+    points = []
+    for row in layers:
+        flops = row.fwd_flops + row.bwd_flops + getattr(row, "recompute_flops", 0)
+        traffic = (row.io_bytes or 0) + row.params * bytes_per_param
+        if flops and row.sec and traffic:
+            points.append(plots.RooflinePoint(row.layer, row.kind, flops / traffic, flops / row.sec))
+    return points
 
 
 #: Fig. 3 and the time plot: (series key, file, y label, y unit, title, caption).

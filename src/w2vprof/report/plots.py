@@ -4,24 +4,42 @@ Figures come from w2vprof.plotting (matplotlib, no display needed).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from w2vprof.analysis.fit import linear_fit
 from w2vprof.plotting import figure_png, new_figure
 
-__all__ = ["layer_memory_png", "layer_flops_png", "versus_seconds_png", "fp32_vs_mixed_png"]
+__all__ = [
+    "layer_memory_png",
+    "layer_flops_png",
+    "layer_time_png",
+    "RooflinePoint",
+    "layer_roofline_png",
+    "versus_seconds_png",
+    "fp32_vs_mixed_png",
+]
+
+#: kind of the layers.csv row that holds the rest of the step (w2vprof.measure.diagnostics.OTHER_KIND)
+OTHER_KIND = "other"
+
+
+def _layers_only(layers: Sequence) -> list:
+    """The rows that are layers: the `other` row (the rest of the step) has no memory or FLOPs of its own."""
+    return [layer for layer in layers if layer.kind != OTHER_KIND]
 
 
 def layer_memory_png(layers: Sequence, title: str) -> Optional[bytes]:
     """Fig. 2 left: activation memory saved by each layer (bars) and its running total (line)."""
+    layers = _layers_only(layers)
     if not layers:
         return None
     fig, (ax,) = new_figure()
-    names = [l.layer for l in layers]
-    ax.bar(range(len(names)), [l.act_mem_bytes / 1e6 for l in layers], color="#4C72B0", label="saved by the layer")
+    names = [row.layer for row in layers]
+    ax.bar(range(len(names)), [row.act_mem_bytes / 1e6 for row in layers], color="#4C72B0", label="saved by the layer")
     ax.set_ylabel("activation memory (MB)")
     twin = ax.twinx()
-    cumulative = [l.cum_act_mem_bytes / 1e9 for l in layers]
+    cumulative = [row.cum_act_mem_bytes / 1e9 for row in layers]
     twin.plot(range(len(names)), cumulative, color="#C44E52", marker=".", label="cumulative")
     twin.plot([len(names) - 1], [cumulative[-1]], "x", color="red", markersize=12, mew=3)
     twin.annotate(f"peak {cumulative[-1]:.2f} GB", (len(names) - 1, cumulative[-1]), textcoords="offset points",
@@ -36,12 +54,13 @@ def layer_memory_png(layers: Sequence, title: str) -> Optional[bytes]:
 
 def layer_flops_png(layers: Sequence, title: str) -> Optional[bytes]:
     """Fig. 2 right: forward and backward FLOPs per layer (stacked)."""
+    layers = _layers_only(layers)
     if not layers:
         return None
     fig, (ax,) = new_figure()
-    names = [l.layer for l in layers]
-    forward = [l.fwd_flops / 1e9 for l in layers]
-    backward = [l.bwd_flops / 1e9 for l in layers]
+    names = [row.layer for row in layers]
+    forward = [row.fwd_flops / 1e9 for row in layers]
+    backward = [row.bwd_flops / 1e9 for row in layers]
     ax.bar(range(len(names)), forward, label="forward", color="#55A868")
     ax.bar(range(len(names)), backward, bottom=forward, label="backward", color="#8172B2")
     ax.set_ylabel("GFLOPs per training step")
@@ -49,6 +68,83 @@ def layer_flops_png(layers: Sequence, title: str) -> Optional[bytes]:
     ax.set_title(title)
     ax.legend(fontsize=8)
     return figure_png(fig)
+
+
+def layer_time_png(layers: Sequence, title: str) -> Optional[bytes]:
+    """Fig. 2, time panel: forward and backward seconds per layer (stacked), then the rest of the step (`other`);
+    None when no row has times (a sweep run without --layer-repeats)."""
+    timed = [layer for layer in layers if layer.sec is not None]
+    if not timed:
+        return None
+    fig, (ax,) = new_figure()
+    names = [layer.layer for layer in timed]
+    scale, unit = (1e3, "ms") if max(layer.sec for layer in timed) < 1 else (1.0, "s")
+    forward = [(layer.fwd_sec or 0.0) * scale for layer in timed]
+    backward = [(layer.bwd_sec or 0.0) * scale for layer in timed]
+    rest = [layer.sec * scale if layer.kind == OTHER_KIND else 0.0 for layer in timed]
+    ax.bar(range(len(names)), forward, label="forward", color="#55A868")
+    ax.bar(range(len(names)), backward, bottom=forward, label="backward", color="#8172B2")
+    if any(rest):
+        ax.bar(range(len(names)), rest, label="rest of the step (optimizer, glue)", color="#999999")
+    ax.set_ylabel(f"{unit} per training step")
+    ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return figure_png(fig)
+
+
+@dataclass(frozen=True)
+class RooflinePoint:
+    """One layer on the roofline: FLOPs per byte of its inputs, outputs and weights, and its achieved FLOP/s."""
+
+    layer: str
+    kind: str
+    intensity: float  # FLOP per byte
+    flops_per_sec: float
+
+
+def layer_roofline_png(points: Sequence[RooflinePoint], compute_peak: Optional[float], bandwidth: Optional[float],
+                       title: str) -> Optional[bytes]:
+    """Per-layer roofline: achieved FLOP/s against arithmetic intensity (log-log), under the measured compute
+    ceiling (horizontal) and bandwidth ceiling (bandwidth x intensity); either ceiling is left out when unknown."""
+    if not points:
+        return None
+    fig, (ax,) = new_figure(8, 5)
+    kinds = list(dict.fromkeys(point.kind for point in points))
+    for kind in kinds:
+        members = [point for point in points if point.kind == kind]
+        ax.scatter([p.intensity for p in members], [p.flops_per_sec / 1e9 for p in members], label=kind, zorder=3)
+    # every transformer layer is alike: name the first, and every other layer
+    first_transformer = next((point.layer for point in points if point.kind == "transformer"), None)
+    for point in points:
+        if point.kind != "transformer" or point.layer == first_transformer:
+            ax.annotate(point.layer, (point.intensity, point.flops_per_sec / 1e9), fontsize=7,
+                        textcoords="offset points", xytext=(4, 3))
+    _draw_ceilings(ax, [p.intensity for p in points], compute_peak, bandwidth)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOPs per byte of inputs, outputs and weights)")
+    ax.set_ylabel("achieved GFLOP/s (forward + backward)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return figure_png(fig)
+
+
+def _draw_ceilings(ax, intensities: list[float], compute_peak: Optional[float], bandwidth: Optional[float]) -> None:
+    low, high = min(intensities) / 4, max(intensities) * 4
+    if compute_peak and bandwidth:
+        ridge = compute_peak / bandwidth  # intensity where the two ceilings meet
+        low, high = min(low, ridge / 4), max(high, ridge * 4)
+        xs = [low, ridge, high]
+        ax.plot(xs, [min(compute_peak, bandwidth * x) / 1e9 for x in xs], color="black", lw=1.5,
+                label=f"ceiling: {compute_peak / 1e9:.0f} GFLOP/s matmul, {bandwidth / 1e9:.1f} GB/s copy")
+    elif compute_peak:
+        ax.plot([low, high], [compute_peak / 1e9] * 2, color="black", lw=1.5,
+                label=f"matmul ceiling {compute_peak / 1e9:.0f} GFLOP/s")
+    elif bandwidth:
+        ax.plot([low, high], [bandwidth * low / 1e9, bandwidth * high / 1e9], color="black", lw=1.5,
+                label=f"bandwidth ceiling {bandwidth / 1e9:.1f} GB/s")
 
 
 def versus_seconds_png(
