@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli_in_process
 from w2vprof.measure.summary import summarize
 
 # The paper's Table 1 (5.5 s, batch 1): params in M, GFLOPs. Quantization GFLOPs are not compared:
@@ -142,19 +142,20 @@ def test_meta_count_equals_a_real_pass(model_name, seconds, batch):
 
 
 def test_summary_csv_contract_and_json():
-    result = run_cli("summary", "--model", "tiny", "--seconds", "1", "--format", "csv")
+    result = run_cli_in_process("summary", "--model", "tiny", "--seconds", "1", "--format", "csv")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert list(rows[0]) == ["model", "module", "params", "inference_flops", "seconds", "batch"]
     assert [r["module"] for r in rows] == ["cnn_encoder", "transformer", "attention", "quantizer", "heads", "total"]
-    as_json = json.loads(run_cli("summary", "--model", "tiny", "--seconds", "1", "--format", "json").stdout)
+    as_json = json.loads(run_cli_in_process("summary", "--model", "tiny", "--seconds", "1", "--format", "json").stdout)
     assert [r["module"] for r in as_json] == [r["module"] for r in rows]
     assert as_json[-1]["params"] == int(rows[-1]["params"])
 
 
 def test_summary_layers_and_out_file(tmp_path):
     out = tmp_path / "t1.csv"
-    result = run_cli("summary", "--model", "tiny", "--seconds", "1", "--layers", "--format", "csv", "--out", str(out))
+    result = run_cli_in_process("summary", "--model", "tiny", "--seconds", "1", "--layers", "--format", "csv",
+                                "--out", str(out))
     assert result.returncode == 0, result.stderr
     modules = [row["module"] for row in csv.DictReader(out.open())]
     assert modules[:8] == [f"cnn.{i}" for i in range(7)] + ["feature_projection"]
@@ -162,6 +163,20 @@ def test_summary_layers_and_out_file(tmp_path):
 
 
 def test_summary_table_renders():
-    result = run_cli("summary", "--model", "tiny", "--seconds", "1")
+    result = run_cli_in_process("summary", "--model", "tiny", "--seconds", "1")
     assert result.returncode == 0
     assert "cnn_encoder" in result.stdout and "GFLOPs" in result.stdout
+
+
+def test_on_meta_builds_the_same_parameters_with_no_data():
+    from w2vprof.models import build_model
+    from w2vprof.models.meta import on_meta
+
+    real = build_model("tiny")
+    with on_meta():
+        meta = build_model("tiny")
+    assert [(n, p.shape) for n, p in meta.named_parameters()] == [(n, p.shape) for n, p in real.named_parameters()]
+    assert all(p.is_meta for p in meta.parameters())
+    # weight norm's reparametrised weight still has the conv's shape (made directly, not computed)
+    with on_meta():
+        assert meta.transformer.pos_conv_embed.conv.weight.shape == real.transformer.pos_conv_embed.conv.weight.shape

@@ -15,12 +15,11 @@ FP32_BYTES = 4
 
 def parameter_bytes(model: str, bytes_per_parameter: int = FP32_BYTES) -> int:
     """Bytes of one copy of the model's parameters, counted on torch's meta device (no memory, no weights)."""
-    import torch
-
     from w2vprof.models import build_model
+    from w2vprof.models.meta import on_meta
 
     get_config(model)  # BadInput for an unknown model, before importing or building anything heavy
-    with torch.device("meta"):
+    with on_meta():  # NB: plain torch.device("meta") would import torch._dynamo to initialise (over a second)
         return sum(p.numel() * bytes_per_parameter for p in build_model(model).parameters())
 
 
