@@ -300,12 +300,14 @@ def time_layers(
 
 
 def _instrumented_step(step: "TrainingStep", batch: "Batch", boundaries: LayerBoundaries) -> None:
-    """step(batch) taken apart as TrainingStep does it, with the boundaries watching."""
+    """step(batch) taken apart as TrainingStep does it (each micro-batch's forward and backward, then one
+    update), with the boundaries watching."""
     boundaries.switch(OTHER, STEP)
-    with boundaries.forward():
-        output = step.forward(batch)
-    with boundaries.backward(output):
-        step.backward(output)
+    for micro_batch in step.micro_batches(batch):
+        with boundaries.forward():
+            output = step.forward(micro_batch)
+        with boundaries.backward(output):
+            step.backward(output)
     step.update()
     boundaries.stop()
 

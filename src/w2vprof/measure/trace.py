@@ -67,10 +67,11 @@ def trace_step(step: "TrainingStep", batch: "Batch", layers: list["LayerSpec"], 
     sync()
     with profile(activities=activities) as profiler:
         try:
-            with record_function(PHASES[0]), boundaries.forward():
-                output = step.forward(batch)
-            with record_function(PHASES[1]), boundaries.backward(output):
-                step.backward(output)
+            for micro_batch in step.micro_batches(batch):  # one, unless the recipe accumulates gradients
+                with record_function(PHASES[0]), boundaries.forward():
+                    output = step.forward(micro_batch)
+                with record_function(PHASES[1]), boundaries.backward(output):
+                    step.backward(output)
             with record_function(PHASES[2]):
                 step.update()
             sync()
