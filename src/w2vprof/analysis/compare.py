@@ -116,21 +116,18 @@ def compare(rows: list[ResultRecord], baseline: Optional[str] = None, seconds: O
 
 def _batch_gains(rows: list[CompareRow]) -> list[BatchGainRow]:
     """Per device, model, precision and length: the smallest batch against each larger one measured."""
-    groups: dict[tuple, list[CompareRow]] = {}
+    groups: dict[tuple, list[tuple[int, float]]] = {}  # -> (batch, seconds per sequence) of each measured row
     for row in rows:
         if row.sec_per_sequence is not None:
-            groups.setdefault((row.device, row.model, row.precision, row.seconds), []).append(row)
+            groups.setdefault((row.device, row.model, row.precision, row.seconds), []).append(
+                (row.batch, row.sec_per_sequence))
     gains = []
     for (device, model, precision, seconds), members in groups.items():
-        members.sort(key=lambda r: r.batch)
-        small = members[0]
-        for large in members[1:]:
-            gains.append(
-                BatchGainRow(
-                    device, model, precision, seconds, small.sec_per_sequence, large.sec_per_sequence,
-                    small.batch, large.batch, 1 - large.sec_per_sequence / small.sec_per_sequence,
-                )
-            )
+        members.sort()
+        (small_batch, small), larger = members[0], members[1:]
+        for large_batch, large in larger:
+            gains.append(BatchGainRow(device, model, precision, seconds, small, large, small_batch, large_batch,
+                                      1 - large / small))
     return gains
 
 
