@@ -311,6 +311,17 @@ def test_start_method_is_spawn_on_macos_and_where_there_is_no_fork_server(monkey
     assert launcher.method == "forkserver" and launcher.templates
 
 
+def test_a_template_is_kept_only_where_its_copy_of_the_weights_is_small():
+    from w2vprof.sweep.launch import TEMPLATE_MAX_MEMORY_SHARE, template_fits
+
+    gib = 2**30
+    base = 380_178_432
+    assert TEMPLATE_MAX_MEMORY_SHARE == 0.05
+    assert template_fits(base, 16 * gib, unified_memory=False)
+    assert not template_fits(base, 4 * gib, unified_memory=False)  # a 4 GB Raspberry Pi: each child builds
+    assert not template_fits(base, 64 * gib, unified_memory=True)  # Jetson: the GPU shares that RAM
+
+
 # -- memory watchers --------------------------------------------------------------------------------------------
 def _meminfo(root: Path, available_kib: int) -> None:
     (root / "proc").mkdir(parents=True, exist_ok=True)
@@ -391,13 +402,13 @@ def test_children_match_an_in_process_profile_and_limits_stop_only_the_child(tmp
                 assert getattr(record, name) == getattr(here.record, name), name
             assert [layer.bwd_flops for layer in layers] == [layer.bwd_flops for layer in here.layers]
 
-        template.watcher = _OverLimit()
+        default_watcher, template.watcher = template.watcher, _OverLimit()
         stopped, _ = template(configs[0], SweepOptions(out=options.out, mem_limit_bytes=2**30))
         assert stopped.status == "oom" and "fake memory 3.00 GiB over the memory limit (1.00 GiB)" in stopped.error
         long_run = ProfileConfig(model="tiny", batch=1, seconds=1.0, repeats=1000, device="cpu", telemetry=False)
         timed_out, _ = template(long_run, SweepOptions(out=options.out, timeout_s=0.5))
         assert timed_out.status == "timeout" and timed_out.sec_per_batch_median is None
-        template.watcher = None
+        template.watcher = default_watcher
         again, _ = template(configs[1], options)
         assert again.status == "ok"
     finally:

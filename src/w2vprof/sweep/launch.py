@@ -22,11 +22,31 @@ import signal
 import sys
 from typing import Any, Optional, Protocol, Sequence
 
-__all__ = ["ChildHandle", "ChildLauncher", "start_method", "uses_templates", "warm_start"]
+__all__ = [
+    "TEMPLATE_MAX_MEMORY_SHARE",
+    "ChildHandle",
+    "ChildLauncher",
+    "start_method",
+    "template_fits",
+    "uses_templates",
+    "warm_start",
+]
 
 #: What the fork server imports before it forks anything: what building a model needs. (A template imports the
 #: rest while it builds: w2vprof.sweep.child.MEASUREMENT_MODULES.)
 PRELOAD = ["torch", "torchaudio", "w2vprof.models.pretraining", "w2vprof.sweep.child"]
+
+
+#: A template keeps one copy of the model's weights in memory while its children train, which moves the point at
+#: which a configuration runs out of memory. So a template is used only where that copy is at most this share of
+#: the machine's memory, and never on unified memory (Jetson, Apple), where the GPU allocates from the same RAM;
+#: elsewhere each child builds its own model.
+TEMPLATE_MAX_MEMORY_SHARE = 0.05
+
+
+def template_fits(model_bytes: int, total_memory_bytes: int, unified_memory: bool) -> bool:
+    """Whether a template's extra copy of the weights is small enough to keep (see TEMPLATE_MAX_MEMORY_SHARE)."""
+    return not unified_memory and model_bytes <= TEMPLATE_MAX_MEMORY_SHARE * total_memory_bytes
 
 
 def start_method(platform: Optional[str] = None, available: Optional[Sequence[str]] = None) -> str:
@@ -183,23 +203,36 @@ class _Template:
 class ChildLauncher:
     """Starts configuration children (see the module's doc); `close()` stops its template, if any."""
 
-    def __init__(self, method: Optional[str] = None, templates: Optional[bool] = None) -> None:
+    def __init__(self, method: Optional[str] = None, templates: Optional[bool] = None,
+                 unified_memory: bool = False) -> None:
         self.method = method or start_method()
         self.templates = uses_templates(self.method) if templates is None else templates
+        self.unified_memory = unified_memory
         self._context = _context(self.method)
         self._template: Optional[_Template] = None
-        self._failed: set[tuple[str, int]] = set()  # templates that died before forking: children build their own
+        self._no_template: set[tuple[str, int]] = set()  # too big to keep, or died before forking: no template
+        self._fits_by_model: dict[str, bool] = {}
 
     def start(self, config: Any, result_path: str, stderr_path: str) -> ChildHandle:
         request = (config.to_json(), result_path, stderr_path)
         key = (config.model, config.seed)
-        if self.templates and key not in self._failed:
+        if self.templates and key not in self._no_template and self._fits(config.model):
             child = self._template_for(*key).start(request)
             if child is not None:
                 return child
-            self._failed.add(key)  # it could not build the model (out of memory?): each child builds its own
-            self._stop_template()
+            self._stop_template()  # it could not build the model (out of memory?): each child builds its own
+        self._no_template.add(key)
         return self._spawn(request)
+
+    def _fits(self, model: str) -> bool:
+        if model not in self._fits_by_model:
+            import psutil
+
+            from w2vprof.models.size import parameter_bytes
+
+            total = int(psutil.virtual_memory().total)
+            self._fits_by_model[model] = template_fits(parameter_bytes(model), total, self.unified_memory)
+        return self._fits_by_model[model]
 
     def _spawn(self, request: tuple) -> ChildHandle:
         process = self._context.Process(target=_enter, args=("forked_entry", *request, os.getpid()), daemon=True)

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from w2vprof.measure.engine import ProfileConfig
-from w2vprof.records import LAYER_COLUMNS, LayerRecord, ResultRecord, length_key, write_records_csv
+from w2vprof.records import (
+    DEFAULT_RECIPE,
+    LAYER_COLUMNS,
+    LayerRecord,
+    ResultRecord,
+    length_key,
+    recipe_of,
+    write_records_csv,
+)
 from w2vprof.sweep.plan import SweepOptions, SweepPlan
 
 __all__ = [
@@ -37,6 +45,9 @@ __all__ = [
 
 POLL_S = 0.1
 
+#: identify()'s platforms whose GPU allocates from the system's RAM.
+UNIFIED_MEMORY_PLATFORMS = ("jetson", "apple")
+
 Measure = Callable[[ProfileConfig, SweepOptions], "tuple[ResultRecord, list[LayerRecord]]"]
 
 
@@ -47,22 +58,32 @@ class SweepReporter(Protocol):
 
 
 def config_label(c: ProfileConfig) -> str:
-    return f"{c.model} batch {c.batch} {c.seconds:g} s {c.precision}"
+    recipe = f" {c.recipe}" if c.recipe != DEFAULT_RECIPE else ""
+    return f"{c.model} batch {c.batch} {c.seconds:g} s {c.precision}{recipe}"
 
 
 def resume_key(model: str, batch: int, seconds: float, precision: str, device: str, workload: str,
-               fingerprint: str) -> tuple:
+               fingerprint: str, recipe: str = DEFAULT_RECIPE) -> tuple:
     # Audio workloads record the corpus's mean length as `seconds`: the requested value is not the identity.
     seconds_key = None if workload.startswith("audio:") else length_key(seconds)
-    return (model, int(batch), seconds_key, precision, device, workload, fingerprint)
+    return (model, int(batch), seconds_key, precision, device, workload, fingerprint, recipe or DEFAULT_RECIPE)
 
 
 def _record_key(r: ResultRecord) -> tuple:
-    return resume_key(r.model, r.batch, r.seconds, r.precision, r.device, r.workload, r.device_fingerprint)
+    return resume_key(r.model, r.batch, r.seconds, r.precision, r.device, r.workload, r.device_fingerprint,
+                      recipe_of(r))
 
 
 def _config_key(c: ProfileConfig, fingerprint: str) -> tuple:
-    return resume_key(c.model, c.batch, c.seconds, c.precision, c.device, _workload_name(c), fingerprint)
+    return resume_key(c.model, c.batch, c.seconds, c.precision, c.device, _workload_name(c), fingerprint,
+                      _recipe_text(c))
+
+
+def _recipe_text(config: ProfileConfig) -> str:
+    """The canonical text of the configuration's recipe (as its record will carry it)."""
+    from w2vprof.measure.recipes import parse_recipe
+
+    return parse_recipe(config.recipe).text
 
 
 def _workload_name(config: ProfileConfig) -> str:
@@ -80,6 +101,8 @@ def _slug(record: ResultRecord) -> str:
     text = f"{record.model}_b{record.batch}_s{record.seconds:g}_{record.precision}_{record.device}"
     if record.workload != "synthetic":
         text += "_" + record.workload
+    if recipe_of(record) != DEFAULT_RECIPE:
+        text += "_" + recipe_of(record)
     return "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in text)
 
 
@@ -88,9 +111,15 @@ def _empty_record(config: ProfileConfig, identity: dict, **fields) -> ResultReco
     record = ResultRecord(
         model=config.model, batch=config.batch, seconds=config.seconds, precision=config.precision,
         device=config.device, workload=_workload_name(config), repeats=config.repeats, warmup=config.warmup,
-        seed=config.seed, **{k: v for k, v in identity.items() if k in known},
+        seed=config.seed, **{k: v for k, v in identity.items() if k in known}, **_recipe_fields(config),
     )
     return replace(record, **fields)
+
+
+def _recipe_fields(config: ProfileConfig) -> dict:
+    from w2vprof.measure.recipes import parse_recipe
+
+    return parse_recipe(config.recipe).record_fields()
 
 
 @dataclass
@@ -160,22 +189,16 @@ def _child_record(config: ProfileConfig, options: SweepOptions, exit_code: int, 
 class ChildMeasurer:
     """Measures each configuration in a process of its own (w2vprof.sweep.launch) and reads back its record."""
 
-    def __init__(self, device: str = "cpu", launcher=None, watcher=None) -> None:
+    def __init__(self, device: str = "cpu", platform: str = "", launcher=None, watcher=None) -> None:
         from w2vprof.sweep.launch import ChildLauncher
+        from w2vprof.sweep.watch import memory_watcher
 
         self.device = device
-        self.launcher = launcher or ChildLauncher()
-        self.watcher = watcher
-
-    def _watcher_for(self, options: SweepOptions):
-        if self.watcher is None:
-            from w2vprof.sweep.watch import memory_watcher
-
-            self.watcher = memory_watcher(self.device, options.device_identity.get("platform", ""))
-        return self.watcher
+        self.launcher = launcher or ChildLauncher(unified_memory=platform in UNIFIED_MEMORY_PLATFORMS)
+        self.watcher = watcher or memory_watcher(device, platform)
 
     def __call__(self, config: ProfileConfig, options: SweepOptions) -> tuple[ResultRecord, list[LayerRecord]]:
-        watcher = self._watcher_for(options)
+        watcher = self.watcher
         with tempfile.TemporaryDirectory(prefix="w2vprof-") as scratch:
             result_path = os.path.join(scratch, "result.json")
             stderr_path = os.path.join(scratch, "stderr.txt")
@@ -195,6 +218,7 @@ def _needs_at_least(config: ProfileConfig, oom: ResultRecord) -> bool:
         and config.precision == oom.precision
         and config.batch >= oom.batch
         and config.seconds >= oom.seconds
+        and _recipe_text(config) == recipe_of(oom)  # another recipe may well fit where this one ran out
     )
 
 
@@ -225,7 +249,8 @@ def _plan_work(configs: list[ProfileConfig], existing: list[ResultRecord], optio
 def _pruned_record(config: ProfileConfig, options: SweepOptions, cause: ResultRecord) -> ResultRecord:
     return _empty_record(
         config, options.device_identity, status="oom",
-        skipped_because=f"{cause.model} batch {cause.batch} {cause.seconds:g} s {cause.precision} was oom",
+        skipped_because=f"{cause.model} batch {cause.batch} {cause.seconds:g} s {cause.precision}"
+                        + (f" {recipe_of(cause)}" if recipe_of(cause) != DEFAULT_RECIPE else "") + " was oom",
         error="not run: needs at least as much memory as a configuration that ran out",
     )
 
@@ -257,7 +282,7 @@ def run_sweep(plan: SweepPlan, reporter: SweepReporter, measure: Optional[Measur
     work = _plan_work(plan.configs, plan.existing, options)
     measurer: Optional[ChildMeasurer] = None
     if measure is None:
-        measure = measurer = ChildMeasurer(plan.device)
+        measure = measurer = ChildMeasurer(plan.device, options.device_identity.get("platform", ""))
     reporter.started(len(plan.configs), len(work.pending))
     written: list[ResultRecord] = []
     eta = _Eta()
