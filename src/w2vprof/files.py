@@ -20,7 +20,7 @@ import errno
 import io
 import os
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from w2vprof.errors import BadInput, W2vprofError
 
@@ -310,7 +310,7 @@ def _cut_back(fd: int, size: int) -> None:
 
 
 #: A CSV file read by `read_csv_rows`: its header, and each row (cells by column name) with its line number.
-CsvRows = tuple[list[str], list[tuple[int, dict[str, str]]]]
+CsvRows = Tuple[List[str], List[Tuple[int, Dict[str, str]]]]  # typing generics: evaluated at import (Python 3.8)
 
 
 def read_csv_rows(path: Path, text: Optional[str] = None, what: str = "CSV") -> CsvRows:
@@ -339,7 +339,7 @@ def read_csv_rows(path: Path, text: Optional[str] = None, what: str = "CSV") -> 
                 raise BadInput(
                     f"{path}: line {reader.line_num} has {side} cells than the header (a torn or foreign line)"
                 )
-            rows.append((reader.line_num, dict(zip(header, cells, strict=True))))
+            rows.append((reader.line_num, dict(zip(header, cells))))
     except csv.Error as exc:
         raise BadInput(f"{path}: not a readable CSV file ({exc})") from None
     return header, rows

@@ -195,7 +195,7 @@ def load_layer_sets(paths: list[Path]) -> tuple[list[LayerSet], list[str]]:
         else:
             results.extend((path, record) for record in read_results_csv(path))
     named = distinct_device_names([record for _, record in results])
-    for (path, _), record in zip(results, named, strict=True):
+    for (path, _), record in zip(results, named):
         if record.status != "ok" or not record.layers_file:
             continue
         layer_path = path.parent / record.layers_file

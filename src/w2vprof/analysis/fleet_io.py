@@ -61,7 +61,7 @@ def parse_fleet(text: str, known_devices: list[str], name: str = "fleet") -> lis
         where = f"{name} line {reader.line_num}"
         if len(cells) != len(header):
             raise BadInput(f"{where}: {len(cells)} cells for {len(header)} columns")
-        groups.append(_group(dict(zip(header, (c.strip() for c in cells), strict=True)), known_devices, where, reader.line_num))
+        groups.append(_group(dict(zip(header, (c.strip() for c in cells))), known_devices, where, reader.line_num))
     if not groups:
         raise BadInput(f"{name}: no rows (a fleet needs at least one {','.join(REQUIRED_COLUMNS)} line)")
     return groups

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import typer
 
@@ -26,7 +26,7 @@ def _emit(fmt: str, records: list, view: Callable[[bool], str], out: Optional[Pa
 
 
 def feasibility_command(
-    results: list[Path] = typer.Argument(..., help="w2vprof results CSVs with measured memory (e.g. --preset lengths)."),
+    results: List[Path] = typer.Argument(..., help="w2vprof results CSVs with measured memory (e.g. --preset lengths)."),
     devices: Optional[Path] = typer.Option(None, "--devices", help="Device profiles CSV, or a folder holding "
                                                                    "profiles.csv (default: the shipped profiles)."),
     device: Optional[str] = typer.Option(None, "--device", help="Only these profiles (comma list of names)."),
@@ -54,7 +54,7 @@ def feasibility_command(
 
 
 def fl_estimate_command(
-    results: Optional[list[Path]] = typer.Argument(None, help="w2vprof results CSVs."),
+    results: Optional[List[Path]] = typer.Argument(None, help="w2vprof results CSVs."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Add the paper's devices: 'paper'."),
     clients: int = typer.Option(10, "--clients", help="Clients in the federation."),
     samples_per_client: int = typer.Option(19_500, "--samples-per-client", help="Utterances each client holds."),
@@ -121,7 +121,7 @@ def _fleet_estimate(fmt: str, out: Optional[Path], rows: list, fleet: Path, sett
 
 
 def forecast_command(
-    results: Optional[list[Path]] = typer.Argument(None, help="w2vprof results CSVs (the paper's devices are "
+    results: Optional[List[Path]] = typer.Argument(None, help="w2vprof results CSVs (the paper's devices are "
                                                               "always included)."),
     device: str = typer.Option(..., "--device", help="Device to forecast, e.g. 'Jetson Xavier NX'."),
     target: str = typer.Option("NVIDIA A40", "--target", help="Device whose speed it should reach."),

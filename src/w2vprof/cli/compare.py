@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -12,7 +12,7 @@ FORMATS = ("table", "md", "csv", "json")
 
 
 def compare_command(
-    results: Optional[list[Path]] = typer.Argument(
+    results: Optional[List[Path]] = typer.Argument(
         None, help="w2vprof results CSVs (sweep or profile output); with --layers also layers.csv files."
     ),
     reference: Optional[str] = typer.Option(None, "--reference", help="Add the paper's devices: 'paper'."),

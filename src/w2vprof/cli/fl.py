@@ -10,8 +10,9 @@ flwr and torch are imported inside the commands: `w2vprof --help` stays instant 
 from __future__ import annotations
 
 import inspect
+import typing
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
@@ -67,6 +68,15 @@ DATA_OPTIONS: dict[str, tuple[type, Any]] = {
 }
 
 
+def evaluated_signature(command: Command) -> inspect.Signature:
+    """The command's signature with its annotation strings evaluated: inspect.signature(eval_str=True), which
+    is Python 3.10+ (`w2vprof` builds this group on every start, also on Python 3.8)."""
+    hints = typing.get_type_hints(command)
+    signature = inspect.signature(command)
+    return signature.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
+                                         for p in signature.parameters.values()])
+
+
 def shared_options(group: str, options: dict[str, tuple[type, Any]]) -> Callable[[Command], Command]:
     """The command gets `options` as well as its own; they reach it together as one dict argument named `group`.
 
@@ -75,7 +85,7 @@ def shared_options(group: str, options: dict[str, tuple[type, Any]]) -> Callable
     """
 
     def decorate(command: Command) -> Command:
-        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != group]
+        own = [p for p in evaluated_signature(command).parameters.values() if p.name != group]
         added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
                  for name, (kind, option) in options.items()]
 
@@ -166,9 +176,9 @@ def _warn_insecure(address: str) -> None:
 def deploy_config_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the Flower app, FLWR_HOME, keys, commands.sh and results/ (on the SuperLink machine)."),
     superlink: str = typer.Option(..., "--superlink", help="HOST:PORT devices reach the SuperLink at (e.g. 192.168.1.10:9093)."),
-    node: list[str] = typer.Option(..., "--node", help="NAME=PARTITION_PATH[,CLIPS_DIR] of one device (paths on that device); repeat per device."),
+    node: List[str] = typer.Option(..., "--node", help="NAME=PARTITION_PATH[,CLIPS_DIR] of one device (paths on that device); repeat per device."),
     validation: str = typer.Option(..., "--validation", help="Held-out manifest or audio folder on the SuperLink machine."),
-    tls_name: Optional[list[str]] = typer.Option(None, "--tls-name", help="Another host name or address the SuperLink is reached at (its certificate names it); repeatable."),
+    tls_name: Optional[List[str]] = typer.Option(None, "--tls-name", help="Another host name or address the SuperLink is reached at (its certificate names it); repeatable."),
     new_keys: bool = typer.Option(False, "--new-keys", help="Make a new CA, certificate and device keys even if OUT holds some (every device then needs its new files)."),
     insecure: bool = typer.Option(False, "--insecure", help="No TLS and no SuperNode authentication: any machine that reaches the SuperLink can join (trusted lab network only)."),
     *,
@@ -215,9 +225,9 @@ def deploy_local_command(
 
 @fl_app.command("report")
 def report_command(
-    runs: list[Path] = typer.Argument(..., help="Run folders (each with rounds.csv and clients.csv)."),
+    runs: List[Path] = typer.Argument(..., help="Run folders (each with rounds.csv and clients.csv)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for validation-loss.png and client-cost-<run>.png."),
-    profile: Optional[list[Path]] = typer.Option(None, "--profile", help="results.csv of `w2vprof profile` for the same configuration: prints predicted vs measured client seconds."),
+    profile: Optional[List[Path]] = typer.Option(None, "--profile", help="results.csv of `w2vprof profile` for the same configuration: prints predicted vs measured client seconds."),
 ) -> None:
     """Plot validation loss per round for every run and each run's per-client cost; compare with a profile."""
     from w2vprof.fl.plots import write_plots

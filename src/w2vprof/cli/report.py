@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -10,7 +10,7 @@ __all__ = ["register"]
 
 
 def report_command(
-    files: Optional[list[Path]] = typer.Argument(
+    files: Optional[List[Path]] = typer.Argument(
         None, help="Results CSVs (sweep/profile output) and optionally `w2vprof summary --format csv` files."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the report (created if missing; files replaced)."),
     fmt: str = typer.Option("md", "--format", "-f", help="md (default), or latex: also write every table as .tex."),

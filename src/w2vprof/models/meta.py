@@ -19,8 +19,8 @@ __all__ = ["on_meta"]
 
 
 class _MetaShortcuts(TorchFunctionMode):
-    """Results that are only shapes on meta tensors, made directly: initialisers (nothing to fill) and weight
-    norm (elementwise, no FLOPs counted)."""
+    """Results that are only shapes on meta tensors, made directly: initialisers (nothing to fill), weight
+    norm (elementwise, no FLOPs counted) and one_hot (no FLOPs)."""
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -34,6 +34,10 @@ class _MetaShortcuts(TorchFunctionMode):
                 dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
                 shape = [] if dim == -1 else [n if i == dim else 1 for i, n in enumerate(first.shape)]
                 return first.new_empty(shape)
+            if func is torch.nn.functional.one_hot:  # torch 2.1 has no meta one_hot even with num_classes given
+                classes = args[1] if len(args) > 1 else kwargs.get("num_classes", -1)
+                if classes >= 0:
+                    return first.new_empty((*first.shape, classes), dtype=torch.long)
         return func(*args, **kwargs)
 
 

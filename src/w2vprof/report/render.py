@@ -106,7 +106,7 @@ def table_terminal(table: Table, width: int | None = None, plain: bool = False) 
     from rich.table import Table as RichTable
 
     rich_table = RichTable(title=table.title, caption=table.caption or None, show_header=table.show_header)
-    for column, align in zip(table.columns, table.alignment(), strict=True):
+    for column, align in zip(table.columns, table.alignment()):
         rich_table.add_column(column, justify="right" if align == "r" else "left")
     for index, row in enumerate(table.rows):
         rich_table.add_row(*row, style="bold" if index in table.emphasis else None)

@@ -158,7 +158,8 @@ def _serve(conn: "Connection", template: "BuiltModel", threads: int, sweep_pid: 
         try:
             conn.send(("started", pid))
             _, status = os.waitpid(pid, 0)
-            conn.send(("exited", os.waitstatus_to_exitcode(status)))
+            # os.waitstatus_to_exitcode (Python 3.9+): the exit status, or minus the signal that ended it
+            conn.send(("exited", -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)))
         except (EOFError, OSError):
             return
 

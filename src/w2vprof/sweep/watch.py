@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Protocol
+from typing import Callable, Dict, Optional, Protocol
 
 __all__ = [
     "MemoryWatcher",
@@ -26,7 +26,7 @@ __all__ = [
     "process_tree",
 ]
 
-ProcessGpuMemory = Callable[[], dict[int, int]]
+ProcessGpuMemory = Callable[[], Dict[int, int]]  # typing.Dict: evaluated at import (Python 3.8)
 
 
 class MemoryWatcher(Protocol):
