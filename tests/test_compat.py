@@ -101,23 +101,24 @@ def test_pairs_that_do_not(torch_version, torchaudio_version, reason):
     assert version_pair_problem(torch_version, torchaudio_version) == reason
 
 
-@pytest.mark.parametrize("version, refused", [("2.3.1", True), ("2.1.0a0+41361538.nv23.06", True), ("1.13.1", True),
-                                              ("2.4.0a0+3bcc3cddb5.nv24.07", False), ("2.4.1", False),
+@pytest.mark.parametrize("version, refused", [("1.13.1", True), ("1.12.0a0+2c916ef.nv22.3", True),
+                                              ("2.0.0+nv23.05", False), ("2.1.0a0+41361538.nv23.06", False),
+                                              ("2.3.1", False), ("2.4.0a0+3bcc3cddb5.nv24.07", False), ("2.4.1", False),
                                               ("2.14.1", False), ("nightly", False)])
 def test_torch_older_than_the_floor_is_refused(version, refused):
     problem = compat.torch_floor_problem(version)
     assert (problem is not None) == refused
     if refused:
-        assert problem.startswith("w2vprof needs torch 2.4 or later")
+        assert problem.startswith("w2vprof needs torch 2.0 or later")
 
 
 def test_an_old_torch_is_one_line_naming_both_versions(monkeypatch):
     import torch
 
-    monkeypatch.setattr(torch, "__version__", "2.3.1")
+    monkeypatch.setattr(torch, "__version__", "1.13.1")
     problem = model_support_problem()
-    assert problem.startswith("torch 2.3.1 with torchaudio ")
-    assert "cannot build wav2vec 2.0 here: w2vprof needs torch 2.4 or later" in problem
+    assert problem.startswith("torch 1.13.1 with torchaudio ")
+    assert "cannot build wav2vec 2.0 here: w2vprof needs torch 2.0 or later" in problem
 
 
 def test_major_minor_reads_local_and_nvidia_versions():

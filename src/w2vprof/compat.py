@@ -8,7 +8,7 @@ Which pairs work (docs.pytorch.org/audio/2.11.0/installation.html, "Compatibilit
 torchaudio release holds C++ extensions linked against one torch release (torchaudio 2.X <-> torch 2.X, 0.X <->
 torch 1.X; a mismatch shows as an `undefined symbol` when torchaudio is imported, or later). From 2.11 on,
 torchaudio is built against torch's stable ABI and works with that torch release and every later one (its wheel
-declares `torch>=2.11`). w2vprof itself needs torch 2.4 or later (TORCH_FLOOR).
+declares `torch>=2.11`). w2vprof itself needs torch 2.0 or later (TORCH_FLOOR).
 
 `training_problem()` is the one probe for "can this device train in this precision": forward (under autocast
 for mixed precision), backward, gradient-scaler step and update, on one small layer. It imports nothing from the
@@ -46,9 +46,10 @@ __all__ = [
 #: The first torchaudio built against torch's stable ABI (works with its own and every later torch release).
 STABLE_ABI_TORCHAUDIO = (2, 11)
 #: The oldest torch w2vprof measures with (pyproject.toml declares the same; .ci/test-dependency-floor.sh tests it).
-#: Before 2.4, torch's FlopCounterMode counts FLOPs per module only for modules passed to it (`mods=`) and the
-#: summary's and profile's per-module FLOPs would be silently wrong, so such a torch is refused, not measured with.
-TORCH_FLOOR = (2, 4)
+#: NVIDIA's torch for JetPack 5 (Jetson Xavier, Python 3.8) is 2.0 or 2.1. Before 2.4 torch's FlopCounterMode cannot
+#: attribute FLOPs to every module, so there w2vprof counts with its own (w2vprof.measure.flop_fallback), built on
+#: what torch 2.0 added: dispatch modes, global module hooks, register_multi_grad_hook, torch.device as a context.
+TORCH_FLOOR = (2, 0)
 
 #: What w2vprof.models.pretraining takes from torchaudio: the builder's keyword arguments and the components.
 BUILDER_ARGUMENTS = (
@@ -92,7 +93,7 @@ def torch_floor_problem(torch_version: str) -> str | None:
     found = major_minor(torch_version)
     if found is not None and found < TORCH_FLOOR:
         floor = f"{TORCH_FLOOR[0]}.{TORCH_FLOOR[1]}"
-        return f"w2vprof needs torch {floor} or later (an older FLOP counter cannot attribute FLOPs to modules)"
+        return f"w2vprof needs torch {floor} or later (it counts FLOPs with torch {floor}'s dispatch modes and hooks)"
     return None
 
 

@@ -99,8 +99,9 @@ def flop_formulas() -> dict:
     Ops this torch does not have are skipped. Formulas marked `_get_raw` take tensors; the others take shapes.
     """
     import torch
-    from torch.utils.flop_counter import flop_registry
+    from torch.utils import flop_counter
 
+    flop_registry = getattr(flop_counter, "flop_registry", {})  # torch 2.3+; the kernel ops below need it
     aten = torch.ops.aten
     formulas: dict = {aten.convolution_backward: _conv_backward}
     for names, formula in ((SDPA_FORWARD_OPS, sdpa_forward_flops), (SDPA_BACKWARD_OPS, sdpa_backward_flops)):
@@ -117,12 +118,12 @@ def flop_formulas() -> dict:
 def formula_registry() -> dict:
     """op packet -> formula called as formula(*args, out_val=out, **kwargs): torch's, with ours on top.
 
-    The table FlopCounterMode builds from `flop_formulas()`, for code that counts with its own dispatch mode.
+    The table FlopCounterMode builds from `flop_formulas()`, for code that counts with its own dispatch mode
+    (before torch 2.4, w2vprof.measure.flop_fallback's matmul and convolution formulas stand in for torch's).
     """
-    from torch.utils.flop_counter import flop_registry, shape_wrapper
+    from w2vprof.measure import flop_fallback
 
-    ours = {op: f if getattr(f, "_get_raw", False) else shape_wrapper(f) for op, f in flop_formulas().items()}
-    return {**flop_registry, **ours}
+    return flop_fallback.formula_registry(flop_formulas())
 
 
 @dataclass
@@ -159,10 +160,13 @@ class _Counter:
 
 @contextmanager
 def count_flops() -> Iterator[_Counter]:
-    """Count FLOPs of everything run inside; `.snapshot()` any time (e.g. after forward, then after backward)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """Count FLOPs of everything run inside; `.snapshot()` any time (e.g. after forward, then after backward).
 
-    with FlopCounterMode(display=False, custom_mapping=flop_formulas()) as mode:
+    torch's FlopCounterMode on torch 2.4+; before, w2vprof.measure.flop_fallback's counter (the same counts).
+    """
+    from w2vprof.measure import flop_fallback
+
+    with flop_fallback.counter_mode(flop_formulas()) as mode:
         yield _Counter(mode)
 
 
