@@ -37,17 +37,17 @@ SDPA_BACKWARD_OPS = (
     "_scaled_dot_product_fused_attention_overrideable_backward",
 )
 #: The kernels under those, also reachable directly (e.g. with packed variable-length sequences), in their own
-#: layout: (b, s, h, d) for dense batches. op -> (torch's formula reading this kernel family, positions of that
-#: formula's arguments among the op's, position of cum_seq_q among them, FLOPs as a multiple of the forward).
+#: layout: (b, s, h, d) for dense batches. op -> (positions of query, key, value, cum_seq_q, cum_seq_k, max_q and
+#: max_k among the op's arguments, FLOPs as a multiple of the forward).
 KERNEL_ATTENTION_OPS = {
     # (query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, ...)
-    "_flash_attention_forward": ("_flash_attention_forward", (0, 1, 2, 3, 4, 5, 6), 3, 1),
+    "_flash_attention_forward": ((0, 1, 2, 3, 4, 5, 6), 1),
     # (grad_out, query, key, value, out, logsumexp, cum_seq_q, cum_seq_k, max_q, max_k, ...)
-    "_flash_attention_backward": ("_flash_attention_forward", (1, 2, 3, 6, 7, 8, 9), 3, 2),
+    "_flash_attention_backward": ((1, 2, 3, 6, 7, 8, 9), 2),
     # (query, key, value, bias, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, ...)
-    "_efficient_attention_forward": ("_efficient_attention_forward", (0, 1, 2, 3, 4, 5, 6, 7), 4, 1),
+    "_efficient_attention_forward": ((0, 1, 2, 4, 5, 6, 7), 1),
     # (grad_out, query, key, value, bias, out, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, ...)
-    "_efficient_attention_backward": ("_efficient_attention_forward", (1, 2, 3, 4, 6, 7, 8, 9), 4, 2),
+    "_efficient_attention_backward": ((1, 2, 3, 6, 7, 8, 9), 2),
 }
 
 
@@ -63,20 +63,29 @@ def sdpa_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *ar
     return 2 * sdpa_forward_flops(query_shape, key_shape, value_shape)
 
 
-def _kernel_formula(torch_formula: Callable[..., int], positions: tuple[int, ...], packed_at: int,
-                    multiple: int) -> Callable[..., int]:
+def _sequence_lengths(offsets: Any, longest: int) -> list[int]:
+    """Each packed sequence's length from its offsets; the longest for all where only shapes exist (meta)."""
+    if offsets.device.type == "meta":
+        return [int(longest)] * (offsets.shape[0] - 1)
+    return [int(n) for n in offsets.diff().tolist()]
+
+
+def _kernel_formula(positions: tuple[int, ...], multiple: int) -> Callable[..., int]:
     """A raw (tensor-argument) formula for a kernel-level attention op, by our convention.
 
-    Dense batches come as (b, s, h, d): read as (b, h, s, d). Packed sequences go through torch's formula, which
-    reads each sequence's length; its forward count is ours (QK^T and AV), so only the multiple is ours.
+    Dense batches come as (b, s, h, d): read as (b, h, s, d). Packed sequences ((..., total, h, d) with
+    cumulative offsets) count each sequence on its own, as torch 2.3+'s formulas for these kernels do.
     """
 
     def formula(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
-        forward_args = [args[i] for i in positions]
-        if forward_args[packed_at] is not None:
-            return multiple * int(torch_formula(*forward_args))
-        b_s_h_d = [tuple(t.shape) for t in forward_args[:3]]
-        return multiple * sdpa_forward_flops(*((b, h, s, d) for b, s, h, d in b_s_h_d))
+        query, key, value, cum_q, cum_k, max_q, max_k = (args[i] for i in positions)
+        if cum_q is None:
+            b_s_h_d = [tuple(t.shape) for t in (query, key, value)]
+            return multiple * sdpa_forward_flops(*((b, h, s, d) for b, s, h, d in b_s_h_d))
+        heads, d, d_v = query.shape[-2], query.shape[-1], value.shape[-1]
+        pairs = zip(_sequence_lengths(cum_q, max_q), _sequence_lengths(cum_k, max_k))
+        return multiple * sum(sdpa_forward_flops((1, heads, s_q, d), (1, heads, s_k, d), (1, heads, s_k, d_v))
+                              for s_q, s_k in pairs)
 
     formula._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode: pass tensors, not shapes
     return formula
@@ -99,19 +108,16 @@ def flop_formulas() -> dict:
     Ops this torch does not have are skipped. Formulas marked `_get_raw` take tensors; the others take shapes.
     """
     import torch
-    from torch.utils import flop_counter
 
-    flop_registry = getattr(flop_counter, "flop_registry", {})  # torch 2.3+; the kernel ops below need it
     aten = torch.ops.aten
     formulas: dict = {aten.convolution_backward: _conv_backward}
     for names, formula in ((SDPA_FORWARD_OPS, sdpa_forward_flops), (SDPA_BACKWARD_OPS, sdpa_backward_flops)):
         for name in names:
             if hasattr(aten, name):
                 formulas[getattr(aten, name)] = formula
-    for name, (family, positions, packed_at, multiple) in KERNEL_ATTENTION_OPS.items():
-        torch_formula = flop_registry.get(getattr(aten, family, None))
-        if hasattr(aten, name) and torch_formula is not None:
-            formulas[getattr(aten, name)] = _kernel_formula(torch_formula, positions, packed_at, multiple)
+    for name, (positions, multiple) in KERNEL_ATTENTION_OPS.items():
+        if hasattr(aten, name):
+            formulas[getattr(aten, name)] = _kernel_formula(positions, multiple)
     return formulas
 
 
