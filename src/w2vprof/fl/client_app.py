@@ -8,7 +8,7 @@ global weights from the server, so one ClientApp serves every run.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from w2vprof.fl import require_flwr
 
@@ -33,24 +33,29 @@ def client_name(node_config: dict[str, Any], node_id: int) -> str:
     return f"node-{node_id}"
 
 
+def _text_or_none(value: Any) -> Optional[str]:
+    return None if value is None else str(value)
+
+
 @app.train()
 def train(message: Message, context: Context) -> Message:
     from w2vprof.fl.data import client_utterances
     from w2vprof.fl.task import RoundMeter, train_round
 
-    config = message.content[CONFIG_KEY]
+    config = message.content.config_records[CONFIG_KEY]
     settings = FlSettings.from_config(config)
-    server_round = int(config["server-round"])
+    server_round = int(cast(int, config["server-round"]))  # Flower's own key: always an int
     node_config = dict(context.node_config)
     partition_id: Optional[int] = (
         int(node_config["partition-id"]) if node_config.get("partition-id") is not None else None
     )
     # The meter starts before anything is loaded: client_sec is the whole cost of taking part in the round.
     meter = RoundMeter(settings.device).start()
-    received: ArrayRecord = message.content[ARRAYS_KEY]
+    received: ArrayRecord = message.content.array_records[ARRAYS_KEY]
     loading = time.perf_counter()
     utterances = client_utterances(
-        settings, partition_id, node_config.get("partition-path"), node_config.get("clips-dir")
+        settings, partition_id, _text_or_none(node_config.get("partition-path")),
+        _text_or_none(node_config.get("clips-dir")),
     )
     load_sec = time.perf_counter() - loading
     result = train_round(

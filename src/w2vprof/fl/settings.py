@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from w2vprof.devices.resolve import check_device_name
 from w2vprof.errors import BadInput
@@ -88,7 +88,8 @@ class FlSettings:
         for f in fields(cls):
             key = f.name.replace("_", "-")
             if key in config:
-                kind = type(f.default)
+                # Every setting has a plain default (str, int, float or bool): its type converts the value.
+                kind: Callable[[Any], Any] = type(f.default)
                 values[f.name] = kind(config[key])
         return cls(**values)
 

@@ -154,7 +154,7 @@ class W2vprofStrategy(FedAvg):
         for message in replies:
             node = message.metadata.src_node_id
             if message.has_error():
-                status, line = classify_error_text(message.error.reason)  # oom or error, one line
+                status, line = classify_error_text(message.error.reason or "")  # oom or error, one line
                 read.rows.append(ClientRoundRecord(
                     round=server_round, client=f"node-{node}", node_id=str(node), status=status, error=line,
                 ))
@@ -226,9 +226,17 @@ def _client_order(row: ClientRoundRecord) -> tuple:
     return (row.partition_id is None, row.partition_id or 0, row.client)
 
 
+def _scalar_metric(metrics: MetricRecord, key: str, default: float) -> float:
+    """One number a client reported (this project's clients report no lists); `default` when absent."""
+    value = metrics.get(key, default)
+    return float(value) if isinstance(value, (int, float)) else default
+
+
 def _client_row(server_round: int, message: Message) -> tuple[ClientRoundRecord, dict[str, Any]]:
     content = message.content
-    metrics = content.metric_records.get(METRICS_KEY) or next(iter(content.metric_records.values()), {})
+    metrics: MetricRecord = content.metric_records.get(METRICS_KEY) or next(
+        iter(content.metric_records.values()), MetricRecord()
+    )
     measured = dict(content.config_records.get(MEASUREMENTS_KEY, {}))
     arrays = content.array_records.get(ARRAYS_KEY) or next(iter(content.array_records.values()))
     node = message.metadata.src_node_id
@@ -237,8 +245,8 @@ def _client_row(server_round: int, message: Message) -> tuple[ClientRoundRecord,
         if name in measured and name not in ("round", "node_id", "schema_version"):
             setattr(row, name, measured[name])
     row.client = str(measured.get("client") or f"node-{node}")
-    row.examples = int(metrics.get("num-examples", 0))
-    row.train_loss = float(metrics.get("train-loss", float("nan")))
+    row.examples = int(_scalar_metric(metrics, "num-examples", 0))
+    row.train_loss = _scalar_metric(metrics, "train-loss", float("nan"))
     row.payload_sent_bytes = payload_bytes(arrays)  # what the server received: the client's upload
     update = {key: array.numpy() for key, array in arrays.items()}
     return row, update

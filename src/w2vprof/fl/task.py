@@ -68,8 +68,8 @@ class RoundMeter:
         try:
             from w2vprof.devices.telemetry import TelemetrySampler
         except ImportError:  # telemetry is optional: energy stays empty without it
-            TelemetrySampler = None
-        if TelemetrySampler is not None:
+            pass
+        else:
             try:
                 self._telemetry = TelemetrySampler(self.device_kind)
                 self._telemetry.start()

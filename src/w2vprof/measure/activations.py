@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Tuple
 
 from w2vprof.measure.layers import OBJECTIVE
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
     from torch import nn
 
     from w2vprof.measure.layers import LayerSpec
 
 __all__ = ["ActivationTracker"]
+
+#: A storage, once per device: (data pointer, device type, device index).
+StorageKey = Tuple[int, str, Optional[int]]
 
 
 class ActivationTracker:
@@ -27,7 +31,7 @@ class ActivationTracker:
         self._model = model
         self._layers = layers
         self._stack: list[str] = []
-        self._seen: set[tuple] = set()
+        self._seen: set[StorageKey] = set()
         #: layer -> bytes, in the order layers first saved something
         self.bytes_by_layer: "OrderedDict[str, int]" = OrderedDict()
 
@@ -35,7 +39,7 @@ class ActivationTracker:
     def total_bytes(self) -> int:
         return sum(self.bytes_by_layer.values())
 
-    def _pack(self, tensor):
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
         key = (storage.data_ptr(), tensor.device.type, tensor.device.index)
         if key not in self._seen and key not in self._parameter_keys and storage.nbytes() > 0:
@@ -45,16 +49,16 @@ class ActivationTracker:
         return tensor
 
     @staticmethod
-    def _unpack(tensor):
+    def _unpack(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
 
-    def _enter_hook(self, name: str):
-        def enter(module, args) -> None:
+    def _enter_hook(self, name: str) -> Callable[[nn.Module, Any], None]:
+        def enter(module: nn.Module, args: Any) -> None:
             self._stack.append(name)
 
         return enter
 
-    def _leave_hook(self, module, args, output) -> None:  # returns None: a value would replace the output
+    def _leave_hook(self, module: nn.Module, args: Any, output: Any) -> None:  # returns None: a value would replace the output
         self._stack.pop()
 
     @contextmanager

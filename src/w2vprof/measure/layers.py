@@ -24,9 +24,14 @@ class LayerSpec:
     parameters: tuple[str, ...] = ()  # parameters held directly by the model (mask_embedding)
 
 
+def _child_count(model: nn.Module, path: str) -> int:
+    """How many blocks the ModuleList at `path` holds (a ModuleList's children are its items)."""
+    return sum(1 for _ in model.get_submodule(path).children())
+
+
 def model_layers(model: "nn.Module") -> list[LayerSpec]:
-    conv_count = len(model.feature_extractor.conv_layers)
-    layer_count = len(model.transformer.layers)
+    conv_count = _child_count(model, "feature_extractor.conv_layers")
+    layer_count = _child_count(model, "transformer.layers")
     layers = [LayerSpec(f"cnn.{i}", "cnn", (f"feature_extractor.conv_layers.{i}",)) for i in range(conv_count)]
     layers.append(LayerSpec("feature_projection", "projection", ("feature_projection",)))
     layers.append(LayerSpec("mask_embedding", "head", (), ("mask_embedding",)))

@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from w2vprof.errors import BadInput
 from w2vprof.files import write_text_atomic
 from w2vprof.records import LAYER_COLUMNS, RESULT_COLUMNS, write_records_csv
 
+if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.measure.engine import ProfileConfig, ProfileResult
+
 __all__ = ["write_profile"]
 
 
-def write_profile(out: Path, config, result) -> None:
+def write_profile(out: Path, config: ProfileConfig, result: ProfileResult) -> None:
     try:
         out.mkdir(parents=False, exist_ok=True)
         if result.layers:

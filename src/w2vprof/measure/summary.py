@@ -20,9 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["summarize", "summary_rows", "layer_params", "layer_flops", "flops_per_layer"]
 
 
-def layer_params(model, layer: LayerSpec) -> int:
+def layer_params(model: nn.Module, layer: LayerSpec) -> int:
     total = sum(p.numel() for path in layer.modules for p in model.get_submodule(path).parameters())
-    return total + sum(getattr(model, name).numel() for name in layer.parameters)
+    return total + sum(int(getattr(model, name).numel()) for name in layer.parameters)
 
 
 def layer_flops(count: FlopCount, prefix: str, layer: LayerSpec, attention: bool | None = None) -> int:

@@ -45,8 +45,10 @@ class LayerRanges:
 
     def start(self, layer: str, direction: str) -> None:
         if direction != STEP:
-            self._open = self._range(layer)
-            self._open.__enter__()
+            # record_function's __enter__ carries no annotations in torch; the range is held as Any.
+            opened: Any = self._range(layer)
+            opened.__enter__()
+            self._open = opened
 
 
 def trace_step(step: "TrainingStep", batch: "Batch", layers: list["LayerSpec"], path: Path) -> Path:

@@ -4,7 +4,7 @@ All vectorised: no Python loop over frames or utterances, so the profiled step c
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -24,12 +24,12 @@ class GradMultiply(torch.autograd.Function):
     """Identity forward, gradient scaled by `scale` (fairseq's feature_grad_mult): no extra FLOPs."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, scale: float) -> Tensor:
         ctx.scale = scale
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Tensor, None]:
         return grad * ctx.scale, None
 
 

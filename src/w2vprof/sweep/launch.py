@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Optional, Protocol, Sequence, Tuple
 
 __all__ = [
     "TEMPLATE_MAX_MEMORY_SHARE",
@@ -42,6 +42,10 @@ PRELOAD = ["torch", "torchaudio", "w2vprof.models.pretraining", "w2vprof.sweep.c
 #: the machine's memory, and never on unified memory (Jetson, Apple), where the GPU allocates from the same RAM;
 #: elsewhere each child builds its own model.
 TEMPLATE_MAX_MEMORY_SHARE = 0.05
+
+
+#: What a child is asked to do: (the configuration as JSON, where to write its result, where to write its stderr).
+ChildRequest = Tuple[str, str, str]
 
 
 def template_fits(model_bytes: int, total_memory_bytes: int, unified_memory: bool) -> bool:
@@ -119,7 +123,8 @@ class _ProcessChild:
 
     def wait(self, timeout_s: float) -> Optional[int]:
         self._process.join(timeout_s)
-        return self._process.exitcode
+        code = self._process.exitcode
+        return None if code is None else int(code)
 
     def kill(self) -> int:
         kill_group(self.pid)
@@ -142,9 +147,11 @@ class _TemplateChild:
 
     def kill(self) -> int:
         kill_group(self.pid)
-        while self.wait(1.0) is None:  # the template reaps it and reports; a dead template reports -SIGKILL
+        code = self.wait(1.0)
+        while code is None:  # the template reaps it and reports; a dead template reports -SIGKILL
             kill_group(self.pid)
-        return int(self._code)  # type: ignore[arg-type]
+            code = self.wait(1.0)
+        return code
 
 
 def _enter(entry: str, *args: Any) -> None:
@@ -168,9 +175,9 @@ class _Template:
 
     @property
     def alive(self) -> bool:
-        return self._process.is_alive()
+        return bool(self._process.is_alive())
 
-    def start(self, request: tuple) -> Optional[_TemplateChild]:
+    def start(self, request: ChildRequest) -> Optional[_TemplateChild]:
         """Ask for a child; None if the template is gone (it failed to build, or was killed)."""
         try:
             self._conn.send(request)
@@ -214,7 +221,7 @@ class ChildLauncher:
         self._fits_by_model: dict[str, bool] = {}
 
     def start(self, config: Any, result_path: str, stderr_path: str) -> ChildHandle:
-        request = (config.to_json(), result_path, stderr_path)
+        request: ChildRequest = (config.to_json(), result_path, stderr_path)
         key = (config.model, config.seed)
         if self.templates and key not in self._no_template and self._fits(config.model):
             child = self._template_for(*key).start(request)
@@ -234,7 +241,7 @@ class ChildLauncher:
             self._fits_by_model[model] = template_fits(parameter_bytes(model), total, self.unified_memory)
         return self._fits_by_model[model]
 
-    def _spawn(self, request: tuple) -> ChildHandle:
+    def _spawn(self, request: ChildRequest) -> ChildHandle:
         process = self._context.Process(target=_enter, args=("forked_entry", *request, os.getpid()), daemon=True)
         process.start()
         return _ProcessChild(process)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Protocol, Tuple
 
 from w2vprof.measure.engine import ProfileConfig
 from w2vprof.records import (
@@ -31,6 +31,10 @@ from w2vprof.records import (
     write_records_csv,
 )
 from w2vprof.sweep.plan import SweepOptions, SweepPlan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.sweep.launch import ChildHandle, ChildLauncher
+    from w2vprof.sweep.watch import MemoryWatcher
 
 __all__ = [
     "SweepOptions",
@@ -57,24 +61,29 @@ class SweepReporter(Protocol):
     def finished(self, index: int, record: ResultRecord, wall_s: float) -> None: ...
 
 
+#: Identifies a configuration among a results file's rows: (model, batch, length key or None for audio, precision,
+#: device, workload, device fingerprint, recipe).
+ResumeKey = Tuple[str, int, Optional[float], str, str, str, str, str]
+
+
 def config_label(c: ProfileConfig) -> str:
     recipe = f" {c.recipe}" if c.recipe != DEFAULT_RECIPE else ""
     return f"{c.model} batch {c.batch} {c.seconds:g} s {c.precision}{recipe}"
 
 
 def resume_key(model: str, batch: int, seconds: float, precision: str, device: str, workload: str,
-               fingerprint: str, recipe: str = DEFAULT_RECIPE) -> tuple:
+               fingerprint: str, recipe: str = DEFAULT_RECIPE) -> ResumeKey:
     # Audio workloads record the corpus's mean length as `seconds`: the requested value is not the identity.
     seconds_key = None if workload.startswith("audio:") else length_key(seconds)
     return (model, int(batch), seconds_key, precision, device, workload, fingerprint, recipe or DEFAULT_RECIPE)
 
 
-def _record_key(r: ResultRecord) -> tuple:
+def _record_key(r: ResultRecord) -> ResumeKey:
     return resume_key(r.model, r.batch, r.seconds, r.precision, r.device, r.workload, r.device_fingerprint,
                       recipe_of(r))
 
 
-def _config_key(c: ProfileConfig, fingerprint: str) -> tuple:
+def _config_key(c: ProfileConfig, fingerprint: str) -> ResumeKey:
     return resume_key(c.model, c.batch, c.seconds, c.precision, c.device, _workload_name(c), fingerprint,
                       _recipe_text(c))
 
@@ -106,7 +115,7 @@ def _slug(record: ResultRecord) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in text)
 
 
-def _empty_record(config: ProfileConfig, identity: dict, **fields) -> ResultRecord:
+def _empty_record(config: ProfileConfig, identity: Dict[str, Any], **fields: Any) -> ResultRecord:
     known = set(ResultRecord.__dataclass_fields__)
     record = ResultRecord(
         model=config.model, batch=config.batch, seconds=config.seconds, precision=config.precision,
@@ -116,7 +125,7 @@ def _empty_record(config: ProfileConfig, identity: dict, **fields) -> ResultReco
     return replace(record, **fields)
 
 
-def _recipe_fields(config: ProfileConfig) -> dict:
+def _recipe_fields(config: ProfileConfig) -> Dict[str, Any]:
     from w2vprof.measure.recipes import parse_recipe
 
     return parse_recipe(config.recipe).record_fields()
@@ -131,7 +140,7 @@ class _Ending:
     peak_seen_bytes: int = 0
 
 
-def _watch(child, options: SweepOptions, watcher) -> _Ending:
+def _watch(child: ChildHandle, options: SweepOptions, watcher: MemoryWatcher) -> _Ending:
     """Wait for the child, stopping it over the memory or time limit; Ctrl-C (or any error) stops it too."""
     started = time.monotonic()
     peak = 0
@@ -153,7 +162,8 @@ def _watch(child, options: SweepOptions, watcher) -> _Ending:
         raise
 
 
-def _stopped_record(config: ProfileConfig, options: SweepOptions, ending: _Ending, watcher) -> ResultRecord:
+def _stopped_record(config: ProfileConfig, options: SweepOptions, ending: _Ending,
+                    watcher: MemoryWatcher) -> ResultRecord:
     identity = options.device_identity
     if ending.stopped_for == "timeout":
         return _empty_record(config, identity, status="timeout", error=f"over the time limit ({options.timeout_s:g} s)")
@@ -189,7 +199,8 @@ def _child_record(config: ProfileConfig, options: SweepOptions, exit_code: int, 
 class ChildMeasurer:
     """Measures each configuration in a process of its own (w2vprof.sweep.launch) and reads back its record."""
 
-    def __init__(self, device: str = "cpu", platform: str = "", launcher=None, watcher=None) -> None:
+    def __init__(self, device: str = "cpu", platform: str = "", launcher: Optional[ChildLauncher] = None,
+                 watcher: Optional[MemoryWatcher] = None) -> None:
         from w2vprof.sweep.launch import ChildLauncher
         from w2vprof.sweep.watch import memory_watcher
 
@@ -228,7 +239,7 @@ class _Work:
 
     pending: list[ProfileConfig]
     rows: list[ResultRecord]  # the file's rows, in order (retried ones replaced as they finish)
-    replaces: dict[tuple, int]  # key of a retried configuration -> its row's index in `rows`
+    replaces: dict[ResumeKey, int]  # key of a retried configuration -> its row's index in `rows`
     ooms: list[ResultRecord]  # rows whose OOM implies larger configurations run out too
 
 
