@@ -40,8 +40,8 @@ def test_the_server_certificate_is_signed_by_the_ca_for_every_host(tmp_path):
     assert made
     ca, server = _load_cert(files.ca_cert), _load_cert(files.server_cert)
     store = Store([ca])
-    for name in (x509.DNSName("link.lab"), x509.DNSName("localhost"),
-                 x509.IPAddress(ipaddress.ip_address("192.168.1.10")), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))):
+    addresses = [x509.IPAddress(ipaddress.ip_address(a)) for a in ("192.168.1.10", "127.0.0.1")]
+    for name in (x509.DNSName("link.lab"), x509.DNSName("localhost"), *addresses):
         verifier = PolicyBuilder().store(store).time(now).build_server_verifier(name)
         chain = verifier.verify(server, [])
         assert chain[-1] == ca  # the chain ends at our CA: the server certificate is signed by it
@@ -262,7 +262,8 @@ def test_only_registered_supernodes_that_trust_the_ca_can_join(tmp_path):
 
     keys = deployment_keys(tmp_path, [LOCALHOST], ["member", "stranger"])
     member, stranger = (NodeSpec(name, "/nowhere.tsv", port=free_port()) for name in ("member", "stranger"))
-    plan = DeploymentPlan(tmp_path, LOCALHOST, free_port(), [member], keys, IN_MEMORY_DATABASE)  # only member registered
+    # Only the member is in the plan, so only its key is registered; the stranger's pair exists but is unknown.
+    plan = DeploymentPlan(tmp_path, LOCALHOST, free_port(), [member], keys, IN_MEMORY_DATABASE)
     plan.flwr_home.mkdir()
     (plan.flwr_home / "config.toml").write_text(flwr_config_toml(plan.address, keys.tls.ca_cert))
     give_up = ["--max-retries", "0", "--max-wait-time", "30"]  # a refused SuperNode exits instead of retrying

@@ -6,6 +6,16 @@ Machine files use SI base units: bytes, seconds, joules, watts.
 
 Schema history:
   1 - first release.
+  2 - training recipes (results: recipe, checkpointing, freeze, accumulate, optimizer, compile, trainable_params,
+      recompute_flops, compile_sec; layers: recompute_flops, trainable, checkpointed; a version-1 row is a
+      `default` recipe row), and skipped_steps (optimizer steps the gradient scaler skipped for overflow during
+      the timed steps), sys_peak_mem_bytes and sys_peak_mem_source (system memory the training took at its peak:
+      on unified-memory devices the GPU's allocations too), cuda_context_bytes (discrete GPUs: device memory of the
+      process outside torch's allocator, from NVML); the machine's measured ceilings (results: peak_flops_fp32_measured,
+      peak_flops_mixed_measured, mem_bw_measured, peak_flops_fp32_vendor, peak_flops_mixed_vendor) and seconds
+      per layer (layers: fwd_sec, bwd_sec, fwd_flops_per_sec, bwd_flops_per_sec, time_share, io_bytes, sec, and an
+      `other` row of kind `other` for the rest of the step). Appended after schema_version: the columns of
+      version 1 keep their places.
 Loading a file of an older version fills fields it lacks with their defaults; loading a file that is not
 w2vprof output raises BadInput naming the file. Every row is checked before use (`RowRules`: batch a positive
 whole number, seconds > 0, times, bytes and FLOPs finite and >= 0, status and precision from the known sets); a
@@ -24,6 +34,8 @@ from w2vprof.files import DurableCsv, csv_text, read_csv_rows, write_text_atomic
 
 __all__ = [
     "SCHEMA_VERSION",
+    "DEFAULT_RECIPE",
+    "recipe_of",
     "STATUSES",
     "PRECISIONS",
     "ResultRecord",
@@ -45,7 +57,9 @@ __all__ = [
     "read_layers_csv",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The `recipe` of a plain training step (measure.recipes): what every row of schema 1 measured.
+DEFAULT_RECIPE = "default"
 
 #: ok - measured; oom - out of memory (real, or over --mem-limit, or pruned: see skipped_because);
 #: timeout - over --timeout; unsupported - the device cannot run this precision; error - anything else.
@@ -98,7 +112,8 @@ class ResultRecord:
     grad_bytes: Optional[int] = None
     optim_state_bytes: Optional[int] = None
     peak_mem_bytes: Optional[int] = None
-    peak_mem_source: str = ""  # cuda_max_allocated | rss_hwm | rss_hwm_since_start | mps_sampled
+    # which allocator: cuda_max_allocated | mps_driver_sampled_after_each_step | rss_hwm[_since_process_start]
+    peak_mem_source: str = ""
     peak_mem_reserved_bytes: Optional[int] = None  # CUDA caching allocator reserve (empty elsewhere)
     mem_limit_bytes: Optional[int] = None  # sweep --mem-limit in force, if any
     memory_ceiling_bytes: Optional[int] = None  # memory a configuration can use on this device
@@ -147,6 +162,34 @@ class ResultRecord:
     layers_file: str = ""  # per-layer breakdown of this configuration, relative to the results file
     schema_version: int = SCHEMA_VERSION
 
+    # --- training recipe (schema 2; appended after schema_version so version-1 columns keep their places) ----
+    recipe: str = DEFAULT_RECIPE  # canonical short form, e.g. ckpt=transformer,freeze=cnn,accum=2 (measure.recipes)
+    checkpointing: str = "none"  # none | transformer | cnn | all
+    freeze: str = "none"  # none | cnn | cnn+N
+    accumulate: int = 1  # micro-batches per optimizer step; batch is the effective batch
+    optimizer: str = "adamw"  # adamw | sgd | adafactor
+    compile: bool = False  # torch.compile
+    trainable_params: Optional[int] = None  # parameters that get gradients and optimizer state
+    recompute_flops: Optional[int] = None  # forward work run again by activation checkpointing (in train_flops)
+    compile_sec: Optional[float] = None  # compilation: compiling steps' wall time beyond as many timed steps
+
+    # --- schema 2 (appended after schema_version so version 1's columns keep their places) ---------------
+    skipped_steps: Optional[int] = None  # timed steps whose optimizer step the gradient scaler skipped (overflow)
+    # System memory the training took at its peak during the timed steps (w2vprof.measure.memory.SystemPeakMemory):
+    # the process's resident high-water mark; on unified memory (Jetson) also the GPU's allocations, as
+    # max(VmHWM, resident set + CUDA allocator reserve at the start + drop in MemAvailable during the steps).
+    sys_peak_mem_bytes: Optional[int] = None
+    # vmhwm[_since_process_start] | ru_maxrss_since_process_start | rss+cuda_reserved+memavailable_drop (unified)
+    sys_peak_mem_source: str = ""
+    cuda_context_bytes: Optional[int] = None  # discrete GPU: NVML's per-process memory - torch's reserve (context)
+
+    # --- the machine's ceilings (w2vprof.devices.calibrate; empty without a calibration) ------------
+    peak_flops_fp32_measured: Optional[float] = None  # FLOP/s, best run of a 2048^2 fp32 torch.mm
+    peak_flops_mixed_measured: Optional[float] = None  # the same in the mixed dtype (bf16 on a CPU, fp16 on GPUs)
+    mem_bw_measured: Optional[float] = None  # bytes read + written per second by a large copy
+    peak_flops_fp32_vendor: Optional[float] = None  # FLOP/s from the shipped device profiles, where known
+    peak_flops_mixed_vendor: Optional[float] = None
+
 
 @dataclass
 class LayerRecord:
@@ -159,6 +202,18 @@ class LayerRecord:
     bwd_flops: int = 0
     act_mem_bytes: int = 0
     cum_act_mem_bytes: int = 0
+    recompute_flops: int = 0  # forward work activation checkpointing ran again during backward
+    trainable: bool = True  # False: none of the layer's parameters gets a gradient (a frozen layer)
+    checkpointed: bool = False  # its modules ran under activation checkpointing
+    # seconds per layer (w2vprof.measure.layer_timing; empty when not measured, e.g. a sweep without
+    # --layer-repeats): medians over the extra steps; the `other` row (kind other) holds the rest of the step
+    fwd_sec: Optional[float] = None
+    bwd_sec: Optional[float] = None
+    fwd_flops_per_sec: Optional[float] = None  # fwd_flops / fwd_sec
+    bwd_flops_per_sec: Optional[float] = None
+    time_share: Optional[float] = None  # (fwd_sec + bwd_sec, or other's seconds) / the rows' sum
+    io_bytes: Optional[int] = None  # tensors entering and leaving the layer's forward (weights not included)
+    sec: Optional[float] = None  # fwd_sec + bwd_sec; on the `other` row its whole time (the rows add up to the step)
 
 
 @dataclass
@@ -171,6 +226,11 @@ class ModuleSummaryRow:
     inference_flops: int
     seconds: float
     batch: int
+
+
+def recipe_of(record: Any) -> str:
+    """A row's recipe: its `recipe` column, `default` where an older file left it empty."""
+    return getattr(record, "recipe", "") or DEFAULT_RECIPE
 
 
 def length_key(seconds: float) -> float:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from importlib.resources import as_file, files
+import sys
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import ContextManager, Iterable, Optional
 
 from w2vprof.errors import BadInput
-from w2vprof.records import ResultRecord, length_key, read_results_csv, replace
+from w2vprof.records import DEFAULT_RECIPE, ResultRecord, length_key, read_results_csv, recipe_of, replace
 
 __all__ = [
     "DeviceProfile",
@@ -102,11 +102,20 @@ def sec_per_batch(record: ResultRecord) -> Optional[float]:
     return record.sec_per_batch_median if record.sec_per_batch_median is not None else record.sec_per_batch_mean
 
 
-def latest_by_config(rows: Iterable[ResultRecord]) -> dict[tuple, ResultRecord]:
-    """One row per (device, model, batch, seconds, precision): the last one wins (a later rerun or --resume)."""
+def latest_by_config(rows: Iterable[ResultRecord], recipes: bool = False) -> dict[tuple, ResultRecord]:
+    """One row per (device, model, batch, seconds, precision): the last one wins (a later rerun or --resume).
+
+    Only rows of the default training recipe: every analysis of the plain training step (Table 2, compare,
+    feasibility, fl-estimate, forecast) leaves rows that checkpoint, freeze, accumulate, ... out. `recipes`: rows of
+    every recipe, keyed by (device, model, batch, seconds, precision, recipe).
+    """
     chosen: dict[tuple, ResultRecord] = {}
     for row in rows:
-        chosen[(device_label(row), row.model, row.batch, length_key(row.seconds), row.precision)] = row
+        key = (device_label(row), row.model, row.batch, length_key(row.seconds), row.precision)
+        if recipes:
+            chosen[key + (recipe_of(row),)] = row
+        elif recipe_of(row) == DEFAULT_RECIPE:
+            chosen[key] = row
     return chosen
 
 

@@ -47,13 +47,14 @@ from w2vprof.cli import (  # noqa: E402
     report,
     compare,
     analysis,
+    plan,
     devices,
     partition,
     fl,
     doctor,
 )
 
-for _module in (summary, profile, sweep, report, compare, analysis, devices, partition, fl, doctor):
+for _module in (summary, profile, sweep, report, compare, analysis, plan, devices, partition, fl, doctor):
     _module.register(app)
 
 

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from w2vprof.cli import recipe_options as ro
 from w2vprof.cli import workload_options as wo
 from w2vprof.cli.options import parse_positive_float, parse_positive_int, parse_whole_number
 
@@ -27,6 +28,18 @@ def profile(
     clips_dir: Optional[Path] = wo.CLIPS_DIR,
     max_seconds: Optional[str] = wo.MAX_SECONDS,
     length_dist: Optional[str] = wo.LENGTH_DIST,
+    checkpointing: str = ro.CHECKPOINTING,
+    freeze: str = ro.FREEZE,
+    accumulate: str = ro.ACCUMULATE,
+    optimizer: str = ro.OPTIMIZER,
+    compile: bool = ro.COMPILE,
+    layer_repeats: str = typer.Option(
+        "3", "--layer-repeats", help="Extra steps after the timed ones timing each layer, forward and backward (0: none)."
+    ),
+    trace: Optional[Path] = typer.Option(None, "--trace", help="Write one training step as a Chrome/Perfetto trace."),
+    calibrate: bool = typer.Option(
+        False, "--calibrate", help="Measure this machine's peak FLOP/s and bandwidth if not cached (a few seconds)."
+    ),
 ) -> None:
     """Train real wav2vec 2.0 steps for one configuration and record time, FLOPs and memory per layer."""
     from w2vprof.errors import BadInput
@@ -45,7 +58,12 @@ def profile(
         repeats=parse_positive_int(repeats, "--repeats"),
         seed=seed,
         **wo.workload_kwargs(audio, clips_dir, max_seconds, length_dist),
+        recipe=ro.recipe_text(checkpointing, freeze, accumulate, optimizer, compile),
+        layer_repeats=parse_whole_number(layer_repeats, "--layer-repeats"),
+        trace=str(check_trace_path(trace)) if trace is not None else None,
+        calibrate="measure" if calibrate else "cached",
     )
+    ro.check_recipe(config.recipe, config.model, config.batch)
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} exists and is not a folder")
     if not out.parent.is_dir():
@@ -74,6 +92,12 @@ def print_record(record, layers) -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("status", record.status + (f" ({record.error})" if record.error else ""))
+    if record.recipe != "default":
+        table.add_row("recipe", record.recipe)
+        table.add_row("recomputed forward (checkpointing)", gf(record.recompute_flops))
+        table.add_row("trainable parameters", "-" if record.trainable_params is None else f"{record.trainable_params:,}")
+    if record.compile_sec is not None:
+        table.add_row("compilation (not in the timed steps)", f"{record.compile_sec:.1f} s")
     if record.sec_per_batch_median is not None:
         table.add_row("seconds per batch (median)", f"{record.sec_per_batch_median:.3f} s")
         table.add_row("  mean / std / IQR", f"{record.sec_per_batch_mean:.3f} / {record.sec_per_batch_std:.3f} / {record.sec_per_batch_iqr:.3f} s")

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from w2vprof.cli import recipe_options as ro
 from w2vprof.cli import workload_options as wo
 
 __all__ = ["register"]
@@ -20,7 +21,9 @@ def sweep(
     seconds: Optional[str] = typer.Option(None, "--seconds", "-s", help="Comma list of utterance lengths (s)."),
     batch: Optional[str] = typer.Option(None, "--batch", "-b", help="Comma list of batch sizes."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="Comma list: fp32, mixed."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="paper (Table 2), lengths (Fig. 3), quick."),
+    preset: Optional[str] = typer.Option(
+        None, "--preset", help="paper (Table 2), lengths (Fig. 3), quick, recipes (training recipes, docs/recipes.md)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     warmup: Optional[str] = typer.Option(None, "--warmup", help="Untimed steps per configuration (default 1)."),
     repeats: Optional[str] = typer.Option(None, "--repeats", help="Timed steps per configuration (default 5)."),
@@ -39,6 +42,11 @@ def sweep(
     clips_dir: Optional[Path] = wo.CLIPS_DIR,
     max_seconds: Optional[str] = wo.MAX_SECONDS,
     length_dist: Optional[str] = wo.LENGTH_DIST,
+    checkpointing: Optional[str] = ro.CHECKPOINTING_LIST,
+    freeze: Optional[str] = ro.FREEZE_LIST,
+    accumulate: Optional[str] = ro.ACCUMULATE_LIST,
+    optimizer: Optional[str] = ro.OPTIMIZER_LIST,
+    compile: bool = ro.COMPILE,
 ) -> None:
     """Train real wav2vec 2.0 steps over a grid of models, lengths, batches and precisions; one CSV row each."""
     from w2vprof.cli.options import flag_names, parse_bytes, parse_float_list, parse_int_list, parse_name_list
@@ -52,6 +60,7 @@ def sweep(
         seconds=tuple(parse_float_list(seconds, "--seconds")) if seconds else None,
         batches=tuple(parse_int_list(batch, "--batch")) if batch else None,
         precisions=tuple(parse_name_list(precision, "precision", ("fp32", "mixed"))) if precision else None,
+        recipes=ro.recipe_texts(checkpointing, freeze, accumulate, optimizer, compile),
         preset=preset,
         device=device,
         warmup=parse_whole_number(warmup, "--warmup") if warmup is not None else None,
@@ -74,8 +83,22 @@ def sweep(
         _run(plan, quiet)
 
 
+def _calibrate(plan, threads: Optional[int], quiet: bool) -> None:
+    """This machine's ceilings in the cache before the first configuration (w2vprof.sweep.calibration)."""
+    from w2vprof.sweep.calibration import ensure_calibration
+
+    calibration, what = ensure_calibration(plan.device, threads, plan.options.device_identity)
+    if calibration is None:
+        typer.echo(f"w2vprof: warning: {what}; the rows' measured-peak columns stay empty", err=True)
+    elif not quiet:
+        fp32 = calibration.peak_flops_fp32_measured / 1e9
+        typer.echo(f"calibration ({what}): fp32 matmul {fp32:.1f} GFLOP/s, copy "
+                   f"{calibration.mem_bw_measured / 1e9:.1f} GB/s", err=True)
+
+
 #: The library names the sweep's settings; on the command line they are these flags.
-_FLAGS = {"preset": "--preset", "retry": "--retry", "resume": "--resume"}
+_FLAGS = {"preset": "--preset", "retry": "--retry", "resume": "--resume", "accumulate": "--accumulate",
+          "freeze": "--freeze", "batch": "--batch"}
 
 
 def _run(plan, quiet: bool) -> None:

@@ -174,7 +174,7 @@ clientapp = "w2vprof.fl.client_app:app"
 
 
 def flwr_config_toml(address: str, ca_cert: Optional[Path] = None) -> str:
-    """The `flwr` CLI's connection: TLS checked against `ca_cert` (an absolute path, as flwr requires), else insecure."""
+    """The `flwr` CLI's connection: TLS checked against `ca_cert` (absolute, as flwr requires), else insecure."""
     security = f"root-certificates = {_toml_value(str(ca_cert))}" if ca_cert else "insecure = true"
     return f'''# Written by w2vprof: the SuperLink `flwr run` talks to (FLWR_HOME points at this folder).
 [superlink]
@@ -212,7 +212,8 @@ def write_deployment(
     plan.app_dir.mkdir(parents=True, exist_ok=True)
     plan.flwr_home.mkdir(parents=True, exist_ok=True)
     write_text_atomic(plan.app_dir / "pyproject.toml", app_pyproject(settings))
-    write_text_atomic(plan.flwr_home / "config.toml", flwr_config_toml(plan.address, keys.tls.ca_cert if keys else None))
+    ca_cert = keys.tls.ca_cert if keys else None
+    write_text_atomic(plan.flwr_home / "config.toml", flwr_config_toml(plan.address, ca_cert))
     write_text_atomic(out_dir / "commands.sh", commands_text(plan))
     return plan
 

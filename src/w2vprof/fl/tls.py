@@ -13,9 +13,10 @@ Everything is made with the `cryptography` library (a Flower dependency), nothin
   supernode-keys/NAME.pub       its public key (OpenSSH format: what `flwr supernode register` reads)
 
 Private keys are written with mode 0600 from the first byte (files.write_bytes_atomic with mode=0o600: never a
-moment readable by others, whatever the umask), and an existing key is never overwritten unless asked (`overwrite=True`, the CLI's --new-keys): keys already copied to
-devices keep working when a deployment is written again. Existing files are reused only when they still fit (the
-server certificate names every host, each SuperNode has both halves of its pair); anything else is BadInput.
+moment readable by others, whatever the umask), and an existing key is never overwritten unless asked
+(`overwrite=True`, the CLI's --new-keys): keys already copied to devices keep working when a deployment is written
+again. Existing files are reused only when they still fit (the server certificate names every host, each SuperNode
+has both halves of its pair, private keys are still 0600); anything else is BadInput.
 """
 from __future__ import annotations
 
@@ -126,7 +127,9 @@ def write_private_file(path: Path, data: bytes, overwrite: bool = False) -> None
     try:
         write_bytes_atomic(Path(path), data, mode=PRIVATE_MODE, exclusive=not overwrite)
     except FileExistsError:
-        raise BadInput(f"{path} already exists; refusing to overwrite a key (ask for new keys to replace it)") from None
+        raise BadInput(
+            f"{path} already exists; refusing to overwrite a key (ask for new keys, --new-keys, to replace it)"
+        ) from None
 
 
 def _write_public_file(path: Path, data: bytes) -> None:
@@ -230,14 +233,14 @@ def _reusable_tls(files: TlsFiles, hosts: Sequence[str]) -> bool:
         return False
     if len(present) != 3:
         missing = ", ".join(str(p) for p in files.all() if not p.exists())
-        raise BadInput(f"TLS files incomplete (missing {missing}); ask for new keys to make a new set")
+        raise BadInput(f"TLS files incomplete (missing {missing}); ask for new keys (--new-keys) to make a new set")
     have = {ipaddress.ip_address(n).compressed if _is_ip(n) else n.lower()
             for n in server_certificate_names(files.server_cert)}
     lacking = [h for h in hosts if (ipaddress.ip_address(h).compressed if _is_ip(h) else h.lower()) not in have]
     if lacking:
         raise BadInput(
-            f"{files.server_cert} was made for other hosts (lacks {', '.join(lacking)}); ask for new keys to "
-            "make a new CA and certificate (every device then needs the new ca.crt)"
+            f"{files.server_cert} was made for other hosts (lacks {', '.join(lacking)}); ask for new keys "
+            "(--new-keys) to make a new CA and certificate (every device then needs the new ca.crt)"
         )
     check_private_mode(files.server_key)
     return True
@@ -301,7 +304,10 @@ def write_supernode_keys(folder: Path, names: Iterable[str], overwrite: bool = F
             made.append(keys)
             continue
         if any(present) and not overwrite:
-            raise BadInput(f"{keys.private_key} or {keys.public_key} is missing; ask for new keys to make the pair again")
+            raise BadInput(
+                f"{keys.private_key} or {keys.public_key} is missing; "
+                "ask for new keys (--new-keys) to make the pair again"
+            )
         key = _new_ec_key()
         private = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
@@ -344,7 +350,9 @@ class DeploymentKeys:
         return ["supernode", "register", str(self.supernodes[name].public_key), connection, "--name", name]
 
 
-def deployment_keys(out_dir: Path, hosts: Iterable[str], names: Sequence[str], new_keys: bool = False) -> DeploymentKeys:
+def deployment_keys(
+    out_dir: Path, hosts: Iterable[str], names: Sequence[str], new_keys: bool = False
+) -> DeploymentKeys:
     """OUT/tls (CA + SuperLink certificate for `hosts`) and OUT/supernode-keys (one pair per name), kept if present."""
     out_dir = Path(out_dir)
     files, _ = write_tls_files(out_dir / TLS_FOLDER, hosts, overwrite=new_keys)

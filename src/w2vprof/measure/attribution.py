@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from w2vprof.measure.layers import OBJECTIVE
 
@@ -82,12 +82,18 @@ class NodeLabeler:
 
 
 @contextmanager
-def backward_flops_by_layer(labels: dict[Any, str]) -> Iterator[dict[str, int]]:
-    """Count FLOPs of the backward run inside, per layer of the executing autograd node."""
+def backward_flops_by_layer(labels: dict[Any, str], recompute: Optional[dict[str, int]] = None
+                            ) -> Iterator[dict[str, int]]:
+    """Count FLOPs of the backward run inside, per layer of the executing autograd node.
+
+    `recompute`: where the forward work that activation checkpointing runs again goes, per checkpointed layer
+    (w2vprof.measure.recipes); without it, that work counts as its layer's backward.
+    """
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from w2vprof.measure.flops import formula_registry
+    from w2vprof.measure.recipes import recomputing_layer
 
     registry = formula_registry()
     counts: dict[str, int] = defaultdict(int)
@@ -98,8 +104,12 @@ def backward_flops_by_layer(labels: dict[Any, str]) -> Iterator[dict[str, int]]:
             out = func(*args, **kwargs)
             formula = registry.get(func._overloadpacket) or registry.get(func)
             if formula is not None:
-                node = torch._C._current_autograd_node()
-                counts[labels.get(node, OBJECTIVE)] += int(formula(*args, **kwargs, out_val=out))
+                flops = int(formula(*args, **kwargs, out_val=out))
+                recomputed = recomputing_layer() if recompute is not None else None
+                if recomputed is not None:
+                    recompute[recomputed] = recompute.get(recomputed, 0) + flops
+                else:
+                    counts[labels.get(torch._C._current_autograd_node(), OBJECTIVE)] += flops
             return out
 
     with _BackwardCounter():

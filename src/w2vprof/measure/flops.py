@@ -145,6 +145,16 @@ class FlopCount:
     def module_total(self, path: str) -> int:
         return sum(self.by_module.get(path, {}).values())
 
+    def plus(self, *others: "FlopCount") -> "FlopCount":
+        """This count and `others` added up, per module and op (e.g. the forwards of several micro-batches)."""
+        result = {path: dict(ops) for path, ops in self.by_module.items()}
+        for other in others:
+            for path, ops in other.by_module.items():
+                into = result.setdefault(path, {})
+                for op, n in ops.items():
+                    into[op] = into.get(op, 0) + n
+        return FlopCount(result)
+
     def minus(self, other: "FlopCount") -> "FlopCount":
         result: dict[str, dict[str, int]] = {}
         for path, ops in self.by_module.items():

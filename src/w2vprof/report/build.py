@@ -24,12 +24,14 @@ from w2vprof.errors import BadInput
 from w2vprof.files import write_bytes_atomic
 from w2vprof.fl.records import RunCurves, load_run
 from w2vprof.records import (
+    DEFAULT_RECIPE,
     LayerRecord,
     ModuleSummaryRow,
     ResultRecord,
     length_key,
     read_layers_csv,
     read_results_csv,
+    recipe_of,
 )
 from w2vprof.report import plots
 from w2vprof.report.layer_tables import layer_times_table
@@ -163,9 +165,10 @@ def _pick_layer_config(inputs: ReportInputs, timed: bool = False) -> Optional[in
         return None
     for index in candidates:
         r = inputs.results[index]
-        if (r.model, r.batch, length_key(r.seconds), r.precision) == FIG2_CONFIG:
+        if (r.model, r.batch, length_key(r.seconds), r.precision) == FIG2_CONFIG and recipe_of(r) == DEFAULT_RECIPE:
             return index
-    return max(candidates, key=lambda i: (inputs.results[i].model != "tiny",
+    return max(candidates, key=lambda i: (recipe_of(inputs.results[i]) == DEFAULT_RECIPE,
+                                          inputs.results[i].model != "tiny",
                                           inputs.results[i].batch * inputs.results[i].seconds))
 
 
@@ -195,6 +198,7 @@ def build_report(inputs: ReportInputs, table_seconds: Optional[float] = None) ->
                             + ", ".join(f"{s:g}" for s in sorted(counts)) + " s; choose with --seconds)")
         report.tables["results"] = results_table(measured or inputs.results)
         report.tables["environment"] = environment_table(inputs.results)
+    _recipes(measured, report)
     _figure2(inputs, report)
     _length_figures(measured, report)
     _federated_figures(inputs, report)
@@ -244,6 +248,17 @@ def _federated_figures(inputs: ReportInputs, report: Report) -> None:
         name = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in run.folder.name)
         _add(report, f"fl_client_cost_{name}.png", client_cost_png(run),
              f"{run.label}: seconds and peak resident memory of every client in every round (dots), median (line)")
+
+
+def _recipes(measured: list[ResultRecord], report: Report) -> None:
+    """The recipes table and the memory-against-time plot, when a configuration was measured under several."""
+    from w2vprof.report.recipes import memory_time_caption, memory_time_png, recipes_table
+
+    table = recipes_table(measured)
+    if table is None:
+        return
+    report.tables["recipes"] = table
+    _add(report, "recipes_memory_vs_time.png", memory_time_png(measured), memory_time_caption(measured))
 
 
 def _add(report: Report, name: str, png: Optional[bytes], caption: str) -> None:

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Optional, Sequence
 
 from w2vprof.analysis.data import device_label, latest_by_config, sec_per_batch
-from w2vprof.records import length_key
+from w2vprof.records import DEFAULT_RECIPE, length_key, recipe_of
 from w2vprof.report.render import Table
 
 __all__ = [
@@ -102,9 +102,12 @@ def table1(summary_rows: Sequence) -> Table:
 
 # -- report tables ---------------------------------------------------------------------------------------
 def results_table(rows: Sequence) -> Table:
-    """Every configuration of the inputs, one line each (the last row of a configuration that was rerun)."""
+    """Every configuration of the inputs, one line each (the last row of a configuration that was rerun); a recipe
+    column when any row trained with a recipe other than the default."""
+    latest = latest_by_config(rows, recipes=True)
+    with_recipes = any(key[-1] != DEFAULT_RECIPE for key in latest)
     body = []
-    for record in sorted(latest_by_config(rows).values(),
+    for record in sorted(latest.values(),
                          key=lambda r: (device_label(r), _models([r.model, *MODEL_ORDER]).index(r.model),
                                         r.precision, r.batch, r.seconds)):
         time = sec_per_batch(record)
@@ -117,11 +120,12 @@ def results_table(rows: Sequence) -> Table:
             _gb(record.act_mem_bytes),
             "" if record.train_flops is None else f"{record.train_flops / 1e9:.1f}",
             record.source, record.error or record.skipped_because,
-        ])
+        ] + ([recipe_of(record)] if with_recipes else []))
     return Table(
         title="All configurations",
         columns=["device", "model", "batch", "seconds", "precision", "status", "s/batch", "s/sequence",
-                 "peak memory (GB)", "activations (GB)", "train GFLOPs/step", "source", "note"],
+                 "peak memory (GB)", "activations (GB)", "train GFLOPs/step", "source", "note"]
+                + (["recipe"] if with_recipes else []),
         rows=body,
         caption="GB = 1e9 bytes. Peak memory names its source (cuda_max_allocated: tensors on the GPU; rss_hwm: "
                 "the process's resident high-water mark). Activations: tensors saved for backward. "

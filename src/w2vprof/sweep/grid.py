@@ -18,6 +18,23 @@ class GridSpec:
     precisions: tuple[str, ...]
     warmup: int = 1
     repeats: int = 5
+    recipes: tuple[str, ...] = ("default",)  # training recipes, canonical short forms (w2vprof.measure.recipes)
+
+
+#: `--preset recipes`: each technique alone, then the combinations that go furthest over the memory wall
+#: (docs/recipes.md).
+RECIPES_PRESET = (
+    "default",
+    "ckpt=transformer", "ckpt=cnn", "ckpt=all",
+    "freeze=cnn", "freeze=cnn+6",
+    "accum=2", "accum=4",
+    "optim=sgd", "optim=adafactor",
+    "compile",
+    "ckpt=transformer,freeze=cnn",
+    "ckpt=transformer,accum=2",
+    "ckpt=transformer,freeze=cnn,optim=adafactor",
+    "ckpt=all,accum=4,optim=adafactor",
+)
 
 
 PRESETS: dict[str, GridSpec] = {
@@ -27,6 +44,8 @@ PRESETS: dict[str, GridSpec] = {
     "lengths": GridSpec(("base", "large"), (1, 2, 3, 4, 5, 6, 8, 10, 12, 15), (4,), ("fp32", "mixed")),
     # A minute or two on a laptop CPU.
     "quick": GridSpec(("base",), (1, 2, 4), (1,), ("fp32",), warmup=1, repeats=3),
+    # What each training recipe saves and costs at the paper's configuration (base, batch 4, 5.5 s, FP32).
+    "recipes": GridSpec(("base",), (5.5,), (4,), ("fp32",), recipes=RECIPES_PRESET),
 }
 
 
@@ -50,17 +69,28 @@ def default_spec(device: str, bf16_native: Optional[bool] = None) -> GridSpec:
 
 
 def expand(spec: GridSpec, device: str, common: dict) -> list[ProfileConfig]:
-    """Every configuration of the grid, cheap first within each model (so pruning and the ETA work early)."""
+    """Every configuration of the grid, cheap first within each model (so pruning and the ETA work early).
+
+    BadInput before anything runs for a recipe that cannot apply (micro-batches that do not divide a batch, more
+    frozen layers than a model has)."""
+    from w2vprof.measure.recipes import parse_recipe
+
+    recipes = [parse_recipe(text) for text in spec.recipes]
+    for model in spec.models:
+        for recipe in recipes:
+            for batch in spec.batches:
+                recipe.check(model, batch)
     configs = []
     for model in spec.models:
         per_model = [
             ProfileConfig(
                 model=model, batch=batch, seconds=seconds, precision=precision, device=device,
-                warmup=spec.warmup, repeats=spec.repeats, **common,
+                warmup=spec.warmup, repeats=spec.repeats, recipe=recipe.text, **common,
             )
             for seconds in spec.seconds
             for batch in spec.batches
             for precision in spec.precisions
+            for recipe in recipes
         ]
         per_model.sort(key=lambda c: (c.batch * c.seconds, c.batch, c.precision != "fp32"))
         configs.extend(per_model)

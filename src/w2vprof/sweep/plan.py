@@ -48,6 +48,7 @@ class SweepRequest:
     seconds: Optional[tuple[float, ...]] = None
     batches: Optional[tuple[int, ...]] = None
     precisions: Optional[tuple[str, ...]] = None
+    recipes: Optional[tuple[str, ...]] = None  # training recipes' short forms (w2vprof.measure.recipes)
     preset: Optional[str] = None
     device: str = "auto"
     warmup: Optional[int] = None
@@ -181,8 +182,10 @@ def plan_sweep(request: SweepRequest, warm_start: bool = True) -> SweepPlan:
         spec = with_overrides(
             default_grid(device, request.preset), models=request.models, seconds=request.seconds,
             batches=request.batches, precisions=request.precisions, warmup=request.warmup, repeats=request.repeats,
+            recipes=request.recipes,
         )
-        common = {"threads": request.threads, "seed": request.seed, **request.workload}
+        common = {"threads": request.threads, "seed": request.seed, "layer_repeats": request.layer_repeats,
+                  **request.workload}
         options = SweepOptions(
             out=out, mem_limit_bytes=request.mem_limit_bytes, timeout_s=request.timeout_s, prune=request.prune,
             device_identity=identify(device), retry=retry,

@@ -1,0 +1,82 @@
+"""Training-recipe options shared by `profile` (one value each) and `sweep` (comma lists: every combination).
+
+docs/recipes.md explains each option; w2vprof.measure.recipes checks the values and makes the canonical text.
+"""
+from __future__ import annotations
+
+from itertools import product
+from typing import Callable, Optional, TypeVar
+
+import typer
+
+T = TypeVar("T")
+
+CHECKPOINTING_HELP = "Activation checkpointing: none, transformer, cnn or all (every layer up to the transformer's)."
+FREEZE_HELP = "Frozen layers: none, cnn (the CNN encoder) or cnn+N (also the first N transformer layers)."
+ACCUMULATE_HELP = "Run each batch as K micro-batches with one optimizer step (K divides --batch)."
+OPTIMIZER_HELP = "adamw (fairseq's pretraining values), sgd (momentum 0.9) or adafactor."
+COMPILE_HELP = "torch.compile the model (compile time in compile_sec, never in the timed steps)."
+
+CHECKPOINTING = typer.Option("none", "--checkpointing", help=CHECKPOINTING_HELP)
+FREEZE = typer.Option("none", "--freeze", help=FREEZE_HELP)
+ACCUMULATE = typer.Option("1", "--accumulate", help=ACCUMULATE_HELP)
+OPTIMIZER = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP)
+COMPILE = typer.Option(False, "--compile", help=COMPILE_HELP)
+
+#: sweep: comma lists, None = the preset's recipes (or the default recipe).
+CHECKPOINTING_LIST = typer.Option(None, "--checkpointing", help="Comma list. " + CHECKPOINTING_HELP)
+FREEZE_LIST = typer.Option(None, "--freeze", help="Comma list. " + FREEZE_HELP)
+ACCUMULATE_LIST = typer.Option(None, "--accumulate", help="Comma list. " + ACCUMULATE_HELP)
+OPTIMIZER_LIST = typer.Option(None, "--optimizer", help="Comma list. " + OPTIMIZER_HELP)
+
+
+def recipe_text(checkpointing: str, freeze: str, accumulate: str, optimizer: str, compile: bool) -> str:
+    """The canonical recipe of one value per option (BadInput naming the flag for a bad value)."""
+    from w2vprof.measure.recipes import make_recipe
+
+    return _flagged(lambda: make_recipe(checkpointing, freeze, accumulate, optimizer, compile).text)
+
+
+def recipe_texts(checkpointing: Optional[str], freeze: Optional[str], accumulate: Optional[str],
+                 optimizer: Optional[str], compile: bool) -> Optional[tuple[str, ...]]:
+    """Every combination of the listed values (an option not given keeps its default); None when no recipe option
+    was given, so the preset's (or the default) recipes apply."""
+    if checkpointing is None and freeze is None and accumulate is None and optimizer is None and not compile:
+        return None
+    lists = [_values(text, default) for text, default in
+             ((checkpointing, "none"), (freeze, "none"), (accumulate, "1"), (optimizer, "adamw"))]
+    texts = [recipe_text(c, f, a, o, compile) for c, f, a, o in product(*lists)]
+    return tuple(dict.fromkeys(texts))
+
+
+def _values(text: Optional[str], default: str) -> list[str]:
+    from w2vprof.errors import BadInput
+
+    if text is None:
+        return [default]
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if not values:
+        raise BadInput(f"an empty list where {default!r} or other values belong")
+    return values
+
+
+def check_recipe(text: str, model: str, batch: int) -> None:
+    """BadInput (naming flags) where the recipe cannot train this model at this batch."""
+    from w2vprof.measure.recipes import parse_recipe
+
+    _flagged(lambda: parse_recipe(text).check(model, batch))
+
+
+def _flagged(make: Callable[[], T]) -> T:
+    """The library names options (`accumulate 3 ...`); the command line shows them as flags (`--accumulate 3`)."""
+    from w2vprof.cli.options import flag_names
+    from w2vprof.errors import W2vprofError
+
+    try:
+        return make()
+    except W2vprofError as exc:
+        raise flag_names(exc, _FLAGS) from None
+
+
+_FLAGS = {"checkpointing": "--checkpointing", "freeze": "--freeze", "accumulate": "--accumulate",
+          "optimizer": "--optimizer", "batch": "--batch"}

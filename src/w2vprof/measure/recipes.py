@@ -1,0 +1,306 @@
+"""Training recipes: the standard ways over the memory wall (activation checkpointing, freezing, micro-batches, the
+optimizer, compilation), as one checked value that the measurement engine applies to a model and its step.
+
+A `Recipe` is made from options (`make_recipe`, BadInput naming the option for a bad value) or from its short text
+(`parse_recipe`). Its canonical text (`Recipe.text`) is the `recipe` column of a results row and the recipe's part of
+a sweep's resume key: `default` when nothing differs from the plain training step, else the options that differ,
+in a fixed order, e.g. `ckpt=transformer,freeze=cnn,accum=2,optim=sgd,compile`.
+
+What each option changes in the step, how it is measured and the arithmetic of what it should save: docs/recipes.md.
+- checkpointing: every module of the chosen layers runs under non-reentrant `torch.utils.checkpoint`; the layer
+  keeps only its inputs (which the saved-tensor tracker sees: checkpoint saves them for backward) and runs its
+  forward again during backward. That second forward is real work: the backward FLOP counter charges it to the
+  layer's `recompute_flops` (`recomputing_layer` tells the counter when it runs), not to its backward FLOPs.
+- freeze: parameters without gradients and without optimizer state. `cnn` freezes the CNN encoder; `cnn+N`
+  (N >= 1) also freezes everything between the CNN and the transformer layers (feature projection, mask
+  embedding, positional convolution, and the LayerNorm before the layers of post-LN models) and the first N transformer
+  layers, so no gradient flows into a frozen layer and it saves no activations at all.
+- accumulate: the batch runs as K equal micro-batches (forward and backward each, loss divided by K) and one
+  optimizer step (measure.step.TrainingStep).
+- optimizer: torch's AdamW (fairseq's values), SGD with momentum 0.9, or Adafactor; only trainable parameters.
+- compile: torch.compile of every layer's modules after the measurement pass (`compile_model`); the engine times
+  compilation apart.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+from w2vprof.errors import BadInput
+from w2vprof.records import DEFAULT_RECIPE
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+    from w2vprof.measure.layers import LayerSpec
+
+__all__ = [
+    "CHECKPOINTING",
+    "DEFAULT_RECIPE",
+    "OPTIMIZERS",
+    "OPTIMIZER_FLOPS_PER_PARAM",
+    "AppliedRecipe",
+    "Recipe",
+    "RecipeUnsupported",
+    "apply_recipe",
+    "compile_model",
+    "make_optimizer",
+    "make_recipe",
+    "optimizer_flops_per_param",
+    "parse_recipe",
+    "recomputing_layer",
+]
+
+#: --checkpointing: the layer kinds (measure.layers) whose modules run under activation checkpointing.
+CHECKPOINTING: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "transformer": ("transformer",),
+    "cnn": ("cnn",),
+    "all": ("cnn", "projection", "positional", "transformer"),
+}
+OPTIMIZERS = ("adamw", "sgd", "adafactor")
+#: Elementwise FLOPs per trainable parameter element of one optimizer step (FLOP counters count none of them):
+#: AdamW: decay 1, first moment (lerp) 3, second moment 4, denominator (sqrt, divide, add eps) 3, update 3 = 14.
+#: SGD with momentum (no weight decay): momentum buffer mu * b + g 2, update p - lr * b 2 = 4.
+#: Adafactor (torch's, a matrix parameter): decay 1, row and column mean squares 4, rank-1 variance estimate
+#: (outer product, normalise) 2, clamp and rsqrt 2, times the gradient 1, the update's RMS 2, update 2 = 14.
+OPTIMIZER_FLOPS_PER_PARAM = {"adamw": 14, "sgd": 4, "adafactor": 14}
+SGD_MOMENTUM = 0.9
+#: Names of the options in the canonical text, in its order.
+_SHORT = (("checkpointing", "ckpt"), ("freeze", "freeze"), ("accumulate", "accum"), ("optimizer", "optim"))
+
+
+class RecipeUnsupported(Exception):
+    """This platform cannot run the recipe (torch.compile unavailable, no Adafactor in this torch): the record's
+    status is `unsupported` with this message as its reason."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    checkpointing: str = "none"  # none | transformer | cnn | all
+    freeze: str = "none"  # none | cnn | cnn+N
+    accumulate: int = 1  # micro-batches per optimizer step
+    optimizer: str = "adamw"  # adamw | sgd | adafactor
+    compile: bool = False
+
+    @property
+    def text(self) -> str:
+        """The canonical short form: `default`, or the options that differ from it, e.g. `ckpt=all,accum=4`."""
+        parts = [f"{short}={getattr(self, name)}" for name, short in _SHORT
+                 if getattr(self, name) != getattr(DEFAULT, name)]
+        parts += ["compile"] if self.compile else []
+        return ",".join(parts) or DEFAULT_RECIPE
+
+    @property
+    def frozen_transformer_layers(self) -> int:
+        """N of `cnn+N` (0 for `cnn` and `none`)."""
+        return int(self.freeze.split("+")[1]) if "+" in self.freeze else 0
+
+    def record_fields(self) -> dict[str, Any]:
+        """The result row's recipe columns."""
+        return {"recipe": self.text, "checkpointing": self.checkpointing, "freeze": self.freeze,
+                "accumulate": self.accumulate, "optimizer": self.optimizer, "compile": self.compile}
+
+    def check(self, model: str, batch: int) -> None:
+        """BadInput where the recipe cannot apply to this model and batch."""
+        from w2vprof.models import get_config
+
+        if batch % self.accumulate:
+            raise BadInput(f"accumulate {self.accumulate} does not divide batch {batch}: each of the "
+                           f"{self.accumulate} micro-batches must hold the same number of utterances")
+        layers = get_config(model).num_layers
+        if self.frozen_transformer_layers > layers:
+            raise BadInput(f"freeze {self.freeze}: {model} has {layers} transformer layers (cnn+1 .. cnn+{layers})")
+
+
+DEFAULT = Recipe()
+
+
+def make_recipe(checkpointing: str = "none", freeze: str = "none", accumulate: Any = 1, optimizer: str = "adamw",
+                compile: bool = False) -> Recipe:
+    """A recipe from option values, each checked (BadInput naming the option and the allowed values)."""
+    if checkpointing not in CHECKPOINTING:
+        raise BadInput(f"unknown checkpointing {checkpointing!r}; choose from {', '.join(CHECKPOINTING)}")
+    if optimizer not in OPTIMIZERS:
+        raise BadInput(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    text = str(accumulate).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise BadInput(f"accumulate must be a whole number >= 1, got {accumulate!r}")
+    return Recipe(checkpointing, _freeze(freeze), int(text), optimizer, bool(compile))
+
+
+def _freeze(text: str) -> str:
+    """none | cnn | cnn+N (N a whole number; cnn+0 is cnn)."""
+    text = str(text).strip()
+    if text in ("none", "cnn"):
+        return text
+    base, plus, count = text.partition("+")
+    if base != "cnn" or not plus or not count.isdigit():
+        raise BadInput(f"unknown freeze {text!r}; choose from none, cnn, cnn+N (N transformer layers too)")
+    return "cnn" if int(count) == 0 else f"cnn+{int(count)}"
+
+
+def parse_recipe(text: str) -> Recipe:
+    """A recipe from its short form (any order; `default` or empty is the default), e.g. `ckpt=all,accum=2`."""
+    text = (text or "").strip()
+    if text in ("", DEFAULT_RECIPE):
+        return DEFAULT
+    options: dict[str, Any] = {}
+    names = {short: name for name, short in _SHORT}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, _, value = part.partition("=")
+        if key == "compile" and value in ("", "true"):
+            options["compile"] = True
+        elif key in names and value:
+            options[names[key]] = value
+        else:
+            raise BadInput(f"recipe {text!r}: cannot read {part!r} (options: ckpt=, freeze=, accum=, optim=, "
+                           "compile)")
+    return make_recipe(**options)
+
+
+# -- applying a recipe to a model -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AppliedRecipe:
+    """What a recipe did to one model, per layer (for the layer rows)."""
+
+    recipe: Recipe
+    checkpointed: frozenset[str]  # layer names whose modules run under checkpointing
+    frozen: frozenset[str]  # layer names none of whose parameters gets a gradient
+
+
+def apply_recipe(model: "nn.Module", recipe: Recipe, layers: list["LayerSpec"]) -> AppliedRecipe:
+    """Freeze the recipe's parameters and wrap its checkpointed modules (in place); the default changes nothing."""
+    _freeze_parameters(model, recipe, layers)
+    wrapped = CHECKPOINTING[recipe.checkpointing]
+    checkpointed = set()
+    for layer in layers:
+        if layer.kind in wrapped and layer.modules:
+            for path in layer.modules:
+                module = model.get_submodule(path)
+                module.forward = _checkpointed(module.forward, layer.name)  # instance attribute: __call__ uses it
+            checkpointed.add(layer.name)
+    frozen = {layer.name for layer in layers if _layer_parameters(model, layer)
+              and not any(p.requires_grad for p in _layer_parameters(model, layer))}
+    return AppliedRecipe(recipe, frozenset(checkpointed), frozenset(frozen))
+
+
+def _layer_parameters(model: "nn.Module", layer: "LayerSpec") -> list["torch.nn.Parameter"]:
+    params = [p for path in layer.modules for p in model.get_submodule(path).parameters()]
+    return params + [getattr(model, name) for name in layer.parameters]
+
+
+def _freeze_parameters(model: "nn.Module", recipe: Recipe, layers: list["LayerSpec"]) -> None:
+    if recipe.freeze == "none":
+        return
+    frozen_kinds = {"cnn"}
+    count = recipe.frozen_transformer_layers
+    if count:
+        # Below the first frozen transformer layer everything is frozen too: a trainable module there would send
+        # gradients through the frozen layers, which would then keep their activations for it.
+        frozen_kinds |= {"projection", "positional"}
+        for name in ("mask_embedding",):
+            getattr(model, name).requires_grad_(False)
+    transformer_index = 0
+    for layer in layers:
+        if layer.kind == "transformer":
+            frozen = transformer_index < count
+            transformer_index += 1
+        else:
+            frozen = layer.kind in frozen_kinds
+        for path in layer.modules if frozen else ():
+            if path == "transformer.layer_norm" and not model.transformer.layer_norm_first:
+                continue  # pre-LN models apply it after the last layer: it stays trainable
+            model.get_submodule(path).requires_grad_(False)
+
+
+# -- activation checkpointing ------------------------------------------------------------------------------------
+_recomputing: list[str] = []  # the layers whose checkpointed forward is running again, innermost last
+
+
+def recomputing_layer() -> Optional[str]:
+    """The layer whose forward checkpointing is running again right now (during backward), else None."""
+    return _recomputing[-1] if _recomputing else None
+
+
+@contextlib.contextmanager
+def _recomputation(layer: str) -> Iterator[None]:
+    _recomputing.append(layer)
+    try:
+        yield
+    finally:
+        _recomputing.pop()
+
+
+def _checkpointed(forward: Any, layer: str) -> Any:
+    """`forward` under non-reentrant checkpointing; its recomputation announced as `layer`'s."""
+    from torch.utils.checkpoint import checkpoint
+
+    def contexts() -> tuple[Any, Any]:  # (around the first forward, around the recomputation), fresh each call
+        return contextlib.nullcontext(), _recomputation(layer)
+
+    @functools.wraps(forward)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+
+    return run
+
+
+# -- the optimizer and compilation -------------------------------------------------------------------------------
+def make_optimizer(model: "nn.Module", recipe: Recipe) -> "torch.optim.Optimizer":
+    """The recipe's optimizer over the trainable parameters only (frozen ones get no state).
+
+    AdamW and Adafactor take fairseq's learning rate and decoupled weight decay; SGD has momentum 0.9 and no weight
+    decay. RecipeUnsupported where this torch has no such optimizer (Adafactor needs torch 2.5).
+    """
+    import torch
+
+    c = model.config
+    params = [p for p in model.parameters() if p.requires_grad]
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=c.lr, momentum=SGD_MOMENTUM)
+    if recipe.optimizer == "adafactor":
+        if not hasattr(torch.optim, "Adafactor"):
+            raise RecipeUnsupported(f"torch {torch.__version__} has no torch.optim.Adafactor (torch 2.5 or newer)")
+        return torch.optim.Adafactor(params, lr=c.lr, weight_decay=c.weight_decay)
+    return torch.optim.AdamW(params, lr=c.lr, betas=c.adam_betas, eps=c.adam_eps, weight_decay=c.weight_decay)
+
+
+def optimizer_flops_per_param(optimizer: "torch.optim.Optimizer") -> int:
+    """OPTIMIZER_FLOPS_PER_PARAM of an optimizer by its class (AdamW's 14 for any other)."""
+    names = {"AdamW": "adamw", "SGD": "sgd", "Adafactor": "adafactor"}
+    return OPTIMIZER_FLOPS_PER_PARAM[names.get(type(optimizer).__name__, "adamw")]
+
+
+#: torch.compile's backend (tests use dynamo's "eager": tracing without code generation).
+COMPILE_BACKEND = "inductor"
+#: The layer kinds whose modules are compiled: the objective's host-side work (masking and negative sampling in
+#: numpy) stays eager, so those modules run as compiled graphs with dynamic shapes.
+COMPILED_KINDS = ("cnn", "projection", "positional", "transformer", "quantizer", "head")
+
+
+def compile_model(model: "nn.Module", layers: list["LayerSpec"]) -> None:
+    """torch.compile each layer's modules in place (`nn.Module.compile`, dynamic shapes): compilation itself
+    happens at their next call.
+
+    The whole forward is not one graph: it draws masks on the host (numpy) from host lengths, which dynamo cannot
+    trace with dynamic shapes. Per module, with dynamic shapes, a new masked-frame count needs no recompilation.
+    RecipeUnsupported where torch has no compiler for this Python or platform.
+    """
+    import torch
+
+    try:
+        import torch._dynamo
+
+        supported = torch._dynamo.is_dynamo_supported()
+    except Exception as exc:  # noqa: BLE001 - any failure to load the compiler means it is unavailable here
+        raise RecipeUnsupported(f"torch.compile unavailable: {type(exc).__name__}: {exc}") from None
+    if not supported or not hasattr(model, "compile"):
+        raise RecipeUnsupported(f"torch.compile is not supported by torch {torch.__version__} on this Python/platform")
+    for layer in layers:
+        if layer.kind in COMPILED_KINDS:
+            for path in layer.modules:
+                model.get_submodule(path).compile(backend=COMPILE_BACKEND, dynamic=True)

@@ -1,0 +1,299 @@
+"""Training recipes on the tiny model: what each option changes, checked by arithmetic on real measurement passes.
+
+Every profile here trains `tiny` (batch 4, 1 s) for one timed step: the numbers compared are counts (FLOPs, bytes,
+parameters), never times. Compilation itself is slow on a loaded 2-core machine, so its test compiles with dynamo's
+`eager` backend (tracing, no code generation): what is checked is that compilation is kept out of the timed steps
+and reported, not how fast inductor's code runs (benchmarks/recipes.py compiles for real).
+"""
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import replace
+
+import pytest
+
+from conftest import run_cli_in_process
+from w2vprof.errors import BadInput
+from w2vprof.measure.recipes import (
+    OPTIMIZER_FLOPS_PER_PARAM,
+    Recipe,
+    RecipeUnsupported,
+    make_recipe,
+    parse_recipe,
+)
+
+BATCH, SECONDS = 4, 1.0
+
+
+def _profile(recipe: str):
+    from w2vprof.measure.engine import ProfileConfig, profile_configuration
+
+    config = ProfileConfig(model="tiny", batch=BATCH, seconds=SECONDS, repeats=1, warmup=1, device="cpu",
+                           telemetry=False, recipe=recipe)
+    result = profile_configuration(config)
+    assert result.record.status == "ok", result.record.error
+    return result
+
+
+@pytest.fixture(scope="module")
+def measured():
+    """One tiny profile per recipe, measured once for the whole module."""
+    recipes = ["default", "ckpt=transformer", "freeze=cnn", "freeze=cnn+1", "accum=4", "optim=sgd",
+               "optim=adafactor", "ckpt=all"]
+    return {recipe: _profile(recipe) for recipe in recipes}
+
+
+def _rows(result, kind: str):
+    return [layer for layer in result.layers if layer.kind == kind]
+
+
+def _cnn_params() -> int:
+    from w2vprof.models import build_model
+
+    return sum(p.numel() for p in build_model("tiny").feature_extractor.parameters())
+
+
+# -- the recipe value ----------------------------------------------------------------------------------------------
+def test_default_and_canonical_text():
+    assert Recipe().text == "default" and parse_recipe("") == Recipe() and parse_recipe("default") == Recipe()
+    recipe = make_recipe("transformer", "cnn", "2", "adamw", False)
+    assert recipe.text == "ckpt=transformer,freeze=cnn,accum=2"  # options at their default are left out
+    # any order, defaults spelled out or not: one canonical text
+    assert parse_recipe("optim=adamw,accum=2,freeze=cnn,ckpt=transformer").text == recipe.text
+    assert parse_recipe("compile,optim=sgd,ckpt=all").text == "ckpt=all,optim=sgd,compile"
+    assert make_recipe(freeze="cnn+0").text == "freeze=cnn" and make_recipe(freeze="cnn+03").freeze == "cnn+3"
+    assert parse_recipe(recipe.text) == recipe
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"checkpointing": "sometimes"}, "unknown checkpointing 'sometimes'; choose from none, transformer, cnn, all"),
+        ({"optimizer": "lion"}, "unknown optimizer 'lion'; choose from adamw, sgd, adafactor"),
+        ({"freeze": "transformer"}, "unknown freeze 'transformer'"),
+        ({"freeze": "cnn+x"}, "unknown freeze 'cnn+x'"),
+        ({"accumulate": "0"}, "accumulate must be a whole number >= 1"),
+        ({"accumulate": "two"}, "accumulate must be a whole number >= 1"),
+    ],
+)
+def test_bad_option_values_are_named(options, message):
+    with pytest.raises(BadInput, match=re.escape(message)):
+        make_recipe(**options)
+
+
+def test_recipe_text_that_cannot_be_read():
+    with pytest.raises(BadInput, match="cannot read 'fast=yes'"):
+        parse_recipe("ckpt=all,fast=yes")
+
+
+def test_recipe_checks_against_model_and_batch():
+    with pytest.raises(BadInput, match="accumulate 3 does not divide batch 4"):
+        make_recipe(accumulate=3).check("base", 4)
+    with pytest.raises(BadInput, match="base has 12 transformer layers"):
+        make_recipe(freeze="cnn+99").check("base", 4)
+    make_recipe(freeze="cnn+12", accumulate=2).check("base", 4)  # the most there is: fine
+
+
+# -- what each option measures -------------------------------------------------------------------------------------
+def test_default_recipe_row(measured):
+    record = measured["default"].record
+    assert (record.recipe, record.checkpointing, record.freeze, record.accumulate, record.optimizer) == (
+        "default", "none", "none", 1, "adamw")
+    assert record.recompute_flops == 0 and record.compile_sec is None
+    assert record.trainable_params == record.param_bytes // 4
+    assert all(layer.trainable and not layer.checkpointed for layer in measured["default"].layers)
+
+
+def test_optimizer_state_follows_the_optimizer(measured):
+    adamw, sgd = measured["default"].record, measured["optim=sgd"].record
+    # SGD with momentum: one fp32 buffer per parameter; AdamW: two (plus one step count per tensor)
+    assert sgd.optim_state_bytes == 4 * sgd.trainable_params
+    assert adamw.optim_state_bytes == pytest.approx(8 * adamw.trainable_params, rel=0.01)
+    assert sgd.optim_flops == OPTIMIZER_FLOPS_PER_PARAM["sgd"] * sgd.trainable_params
+    adafactor = measured["optim=adafactor"].record
+    assert 0 < adafactor.optim_state_bytes < sgd.optim_state_bytes  # factored second moments
+    # the optimizer changes no forward or backward work
+    assert (sgd.fwd_flops, sgd.bwd_flops) == (adamw.fwd_flops, adamw.bwd_flops)
+
+
+def test_freezing_the_cnn(measured):
+    default, frozen = measured["default"], measured["freeze=cnn"]
+    assert frozen.record.trainable_params == default.record.trainable_params - _cnn_params()
+    for layer in _rows(frozen, "cnn"):
+        assert layer.act_mem_bytes == 0 and layer.bwd_flops == 0 and not layer.trainable
+    cnn_backward = sum(layer.bwd_flops for layer in _rows(default, "cnn"))
+    assert default.record.bwd_flops - frozen.record.bwd_flops == pytest.approx(cnn_backward, rel=0.02)
+    assert frozen.record.optim_state_bytes == pytest.approx(8 * frozen.record.trainable_params, rel=0.01)
+    assert frozen.record.grad_bytes == 4 * frozen.record.trainable_params
+
+
+def test_freezing_transformer_layers_too(measured):
+    result = measured["freeze=cnn+1"]
+    first, second = _rows(result, "transformer")
+    assert (first.trainable, first.act_mem_bytes, first.bwd_flops) == (False, 0, 0)
+    assert second.trainable and second.act_mem_bytes > 0
+    # nothing below a frozen layer needs a gradient: the front end is frozen with it
+    front = {layer.layer: layer for layer in result.layers}
+    assert not front["feature_projection"].trainable and front["feature_projection"].act_mem_bytes == 0
+
+
+def test_accumulation_keeps_the_work_and_cuts_the_activations(measured):
+    default, accumulated = measured["default"].record, measured["accum=4"].record
+    assert accumulated.accumulate == 4 and accumulated.batch == BATCH
+    assert accumulated.train_flops == pytest.approx(default.train_flops, rel=0.01)
+    assert accumulated.act_mem_bytes <= 0.3 * default.act_mem_bytes
+    assert accumulated.optim_flops == default.optim_flops  # one optimizer step per effective batch
+
+
+def test_checkpointing_the_transformer(measured):
+    default, checkpointed = measured["default"], measured["ckpt=transformer"]
+    layers = _rows(checkpointed, "transformer")
+    forward = sum(layer.fwd_flops for layer in layers)
+    assert checkpointed.record.recompute_flops == pytest.approx(forward, rel=0.02)
+    assert all(layer.checkpointed and layer.recompute_flops == layer.fwd_flops for layer in layers)
+    # a checkpointed layer keeps its input only: far less than all it saved before
+    for before, after in zip(_rows(default, "transformer"), layers, strict=True):
+        assert 0 < after.act_mem_bytes < before.act_mem_bytes / 10
+    record = checkpointed.record
+    assert record.bwd_flops == default.record.bwd_flops  # the recomputation is not backward work
+    assert record.train_flops == record.fwd_flops + record.bwd_flops + record.recompute_flops + record.optim_flops
+    assert record.act_mem_bytes < default.record.act_mem_bytes
+    assert sum(layer.recompute_flops for layer in checkpointed.layers) == record.recompute_flops
+
+
+def test_checkpointing_everything_below_the_heads(measured):
+    result = measured["ckpt=all"]
+    marked = {layer.kind for layer in result.layers if layer.checkpointed}
+    assert marked == {"cnn", "projection", "positional", "transformer"}
+    assert result.record.recompute_flops == pytest.approx(
+        sum(layer.fwd_flops for layer in result.layers if layer.checkpointed), rel=0.02)
+
+
+# -- compilation ---------------------------------------------------------------------------------------------------
+def test_compile_time_is_kept_out_of_the_timed_steps(monkeypatch):
+    """dynamo with its eager backend stands in for inductor: a real compilation, without code generation."""
+    from torch._dynamo.utils import counters
+
+    from w2vprof.measure import engine
+
+    monkeypatch.setattr("w2vprof.measure.recipes.COMPILE_BACKEND", "eager")
+    frames_at_timing: list[int] = []
+    real_timed_steps = engine.timed_steps
+
+    def timed_steps(*args, **kwargs):
+        frames_at_timing.append(sum(counters["frames"].values()))
+        timed = real_timed_steps(*args, **kwargs)
+        frames_at_timing.append(sum(counters["frames"].values()))
+        return timed
+
+    monkeypatch.setattr(engine, "timed_steps", timed_steps)
+    result = _profile("compile")
+    record = result.record
+    assert record.compile and record.recipe == "compile"
+    assert record.compile_sec is not None and record.compile_sec > 0
+    assert frames_at_timing[0] > 0 and frames_at_timing[1] == frames_at_timing[0]  # nothing compiled while timed
+
+
+def test_a_platform_that_cannot_compile_is_unsupported(monkeypatch):
+    def refuse(model, layers) -> None:
+        raise RecipeUnsupported("torch.compile is not supported by torch X on this Python/platform")
+
+    monkeypatch.setattr("w2vprof.measure.recipes.compile_model", refuse)
+    from w2vprof.measure.engine import ProfileConfig, profile_configuration
+
+    record = profile_configuration(ProfileConfig(model="tiny", batch=2, seconds=1.0, repeats=1, device="cpu",
+                                                 telemetry=False, recipe="compile")).record
+    assert (record.status, record.error) == ("unsupported", "torch.compile is not supported by torch X on this "
+                                                            "Python/platform")
+    assert record.compile and record.recipe == "compile"
+
+
+def test_a_compiler_that_fails_is_unsupported_with_its_reason(monkeypatch):
+    def broken_compile(model, layers) -> None:
+        def fail(*args, **kwargs):
+            raise RuntimeError("InductorError: no working C++ compiler found\nmore text")
+
+        model.forward = fail
+
+    monkeypatch.setattr("w2vprof.measure.recipes.compile_model", broken_compile)
+    from w2vprof.measure.engine import ProfileConfig, profile_configuration
+
+    record = profile_configuration(ProfileConfig(model="tiny", batch=2, seconds=1.0, repeats=1, device="cpu",
+                                                 telemetry=False, recipe="compile")).record
+    assert record.status == "unsupported"
+    assert record.error == "torch.compile failed here: RuntimeError: InductorError: no working C++ compiler found"
+
+
+# -- the command line ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--accumulate", "3", "--batch", "4"], "--accumulate 3 does not divide --batch 4"),
+        (["--freeze", "cnn+99", "--model", "base"], "--freeze cnn+99: base has 12 transformer layers"),
+        (["--checkpointing", "sometimes"], "unknown --checkpointing 'sometimes'"),
+        (["--optimizer", "lion"], "unknown --optimizer 'lion'"),
+    ],
+)
+def test_profile_refuses_bad_recipes_in_one_line(tmp_path, args, fragment):
+    result = run_cli_in_process("profile", *args, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("w2vprof: error: ") and fragment in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_refuses_bad_recipes_in_one_line(tmp_path):
+    result = run_cli_in_process("sweep", "--model", "tiny", "--batch", "2,4", "--accumulate", "1,4",
+                                "--out", str(tmp_path / "r.csv"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("w2vprof: error: --accumulate 4 does not divide --batch 2: each of the 4 "
+                                     "micro-batches must hold the same number of utterances")
+
+
+def test_profile_writes_the_recipe_columns(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli_in_process("profile", "--model", "tiny", "--batch", "2", "--seconds", "1", "--repeats", "1",
+                                "--checkpointing", "transformer", "--freeze", "cnn", "--optimizer", "sgd",
+                                "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    row = next(csv.DictReader((out / "results.csv").open()))
+    assert row["recipe"] == "ckpt=transformer,freeze=cnn,optim=sgd" and row["checkpointing"] == "transformer"
+    assert int(row["recompute_flops"]) > 0 and int(row["trainable_params"]) > 0
+    layers = {r["layer"]: r for r in csv.DictReader((out / "layers.csv").open())}
+    assert layers["cnn.0"]["trainable"] == "false" and layers["transformer.0"]["checkpointed"] == "true"
+    assert "recipe" in result.stdout
+
+
+# -- the sweep's grid and resume key --------------------------------------------------------------------------------
+def test_the_recipes_preset_and_recipe_flags_make_the_grid():
+    from w2vprof.sweep.grid import expand, preset_spec
+
+    configs = expand(preset_spec("recipes"), "cpu", {})
+    assert {(c.model, c.batch, c.seconds, c.precision) for c in configs} == {("base", 4, 5.5, "fp32")}
+    recipes = [c.recipe for c in configs]
+    assert recipes[0] == "default" and len(set(recipes)) == len(recipes)
+    for single in ("ckpt=transformer", "freeze=cnn", "accum=2", "optim=sgd", "optim=adafactor", "compile"):
+        assert single in recipes
+    assert "ckpt=transformer,freeze=cnn" in recipes
+    from w2vprof.cli.recipe_options import recipe_texts
+
+    assert recipe_texts("none,transformer", None, "1,2", None, False) == (
+        "default", "accum=2", "ckpt=transformer", "ckpt=transformer,accum=2")
+    assert recipe_texts(None, None, None, None, False) is None
+
+
+def test_resume_key_and_pruning_tell_recipes_apart():
+    from w2vprof.measure.engine import ProfileConfig
+    from w2vprof.records import ResultRecord
+    from w2vprof.sweep import runner
+
+    default = ProfileConfig(model="tiny", batch=4, seconds=1.0, device="cpu")
+    checkpointed = replace(default, recipe="ckpt=transformer")
+    assert runner._config_key(default, "f") != runner._config_key(checkpointed, "f")
+    # a default row written by schema 1 (no recipe column) is the default configuration
+    old_row = ResultRecord(model="tiny", batch=4, seconds=1.0, device="cpu", recipe="", device_fingerprint="f")
+    assert runner._record_key(old_row) == runner._config_key(default, "f")
+    oom = ResultRecord(model="tiny", batch=2, seconds=1.0, precision="fp32", status="oom")
+    assert runner._needs_at_least(default, oom) and not runner._needs_at_least(checkpointed, oom)
+    assert "ckpt=transformer" in runner.config_label(checkpointed)
