@@ -33,13 +33,6 @@ def profile(
     accumulate: str = ro.ACCUMULATE,
     optimizer: str = ro.OPTIMIZER,
     compile: bool = ro.COMPILE,
-    layer_repeats: str = typer.Option(
-        "3", "--layer-repeats", help="Extra steps after the timed ones timing each layer, forward and backward (0: none)."
-    ),
-    trace: Optional[Path] = typer.Option(None, "--trace", help="Write one training step as a Chrome/Perfetto trace."),
-    calibrate: bool = typer.Option(
-        False, "--calibrate", help="Measure this machine's peak FLOP/s and bandwidth if not cached (a few seconds)."
-    ),
 ) -> None:
     """Train real wav2vec 2.0 steps for one configuration and record time, FLOPs and memory per layer."""
     from w2vprof.errors import BadInput
@@ -59,9 +52,6 @@ def profile(
         seed=seed,
         **wo.workload_kwargs(audio, clips_dir, max_seconds, length_dist),
         recipe=ro.recipe_text(checkpointing, freeze, accumulate, optimizer, compile),
-        layer_repeats=parse_whole_number(layer_repeats, "--layer-repeats"),
-        trace=str(check_trace_path(trace)) if trace is not None else None,
-        calibrate="measure" if calibrate else "cached",
     )
     ro.check_recipe(config.recipe, config.model, config.batch)
     if out.exists() and not out.is_dir():

@@ -83,19 +83,6 @@ def sweep(
         _run(plan, quiet)
 
 
-def _calibrate(plan, threads: Optional[int], quiet: bool) -> None:
-    """This machine's ceilings in the cache before the first configuration (w2vprof.sweep.calibration)."""
-    from w2vprof.sweep.calibration import ensure_calibration
-
-    calibration, what = ensure_calibration(plan.device, threads, plan.options.device_identity)
-    if calibration is None:
-        typer.echo(f"w2vprof: warning: {what}; the rows' measured-peak columns stay empty", err=True)
-    elif not quiet:
-        fp32 = calibration.peak_flops_fp32_measured / 1e9
-        typer.echo(f"calibration ({what}): fp32 matmul {fp32:.1f} GFLOP/s, copy "
-                   f"{calibration.mem_bw_measured / 1e9:.1f} GB/s", err=True)
-
-
 #: The library names the sweep's settings; on the command line they are these flags.
 _FLAGS = {"preset": "--preset", "retry": "--retry", "resume": "--resume", "accumulate": "--accumulate",
           "freeze": "--freeze", "batch": "--batch"}

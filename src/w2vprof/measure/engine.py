@@ -27,18 +27,20 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from w2vprof import __version__
 from w2vprof.devices.resolve import resolve_device
 from w2vprof.errors import BadInput
 from w2vprof.measure.failures import classify_exception
+from w2vprof.measure.recipes import RecipeUnsupported
 from w2vprof.records import LayerRecord, ResultRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from w2vprof.measure.flops import FlopCount
     from w2vprof.measure.layers import LayerSpec
     from w2vprof.measure.memory import PeakReading
+    from w2vprof.measure.recipes import AppliedRecipe, Recipe
     from w2vprof.measure.step import TrainingStep
     from w2vprof.models.pretraining import Wav2Vec2ForPretraining
     from w2vprof.workload import Batch
@@ -76,6 +78,7 @@ class ProfileConfig:
     max_seconds: Optional[float] = None
     length_dist: Optional[str] = None
     telemetry: bool = True
+    recipe: str = "default"  # a training recipe's short form (w2vprof.measure.recipes.parse_recipe)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -169,7 +172,14 @@ def check_config(config: ProfileConfig) -> str:
             raise BadInput(f"{name} must be positive, got {getattr(config, name)!r}")
     if config.warmup < 0:
         raise BadInput(f"warmup cannot be negative, got {config.warmup!r}")
+    _recipe(config).check(config.model, config.batch)
     return resolve_device(config.device)
+
+
+def _recipe(config: ProfileConfig) -> "Recipe":
+    from w2vprof.measure.recipes import parse_recipe
+
+    return parse_recipe(config.recipe)
 
 
 def profile_configuration(config: ProfileConfig, model: Optional[BuiltModel] = None) -> ProfileResult:
@@ -189,6 +199,8 @@ def profile_configuration(config: ProfileConfig, model: Optional[BuiltModel] = N
         _measure(config, device, model, result)
     except BadInput:
         raise
+    except RecipeUnsupported as exc:  # this platform cannot run the recipe (compile, an optimizer): not a failure
+        result.record = replace(result.record, status="unsupported", error=str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure while measuring is a record, classified in one place
         status, line = classify_exception(exc)
         result.record = replace(result.record, status=status, error=line)
@@ -198,10 +210,12 @@ def profile_configuration(config: ProfileConfig, model: Optional[BuiltModel] = N
 def _measure(config: ProfileConfig, device: str, built: Optional[BuiltModel], result: ProfileResult) -> None:
     timed_batches, measure_batch = prepare_batches(config, device, result)
     model = (built or build_measured_model(config, device)).fresh()
-    step = _make_step(model, device, config)
     layers = _model_layers(model)
+    applied = _apply_recipe(model, layers, config)
+    step = _make_step(model, device, config, applied.recipe)
     counts = measurement_pass(step, layers, measure_batch)
-    result.layers = layer_rows(model, layers, counts)
+    result.layers = layer_rows(model, layers, counts, applied)
+    compiling = compile_steps(step, layers, [measure_batch, *timed_batches], device) if applied.recipe.compile else None
     warm_up(step, measure_batch, config.warmup - 1)
     timed = timed_steps(step, timed_batches, device, config.telemetry)
     result.step_times = timed.times
@@ -211,6 +225,7 @@ def _measure(config: ProfileConfig, device: str, built: Optional[BuiltModel], re
         **peak_fields(timed.peak),
         **timing_fields(timed.times, config.batch, counts.train_flops),
         **timed.telemetry,
+        **compile_fields(compiling, timed.times),
         status="ok",
     )
 
@@ -266,6 +281,7 @@ def _base_record(config: ProfileConfig, device: str, env: dict[str, Any]) -> Res
         repeats=config.repeats,
         warmup=config.warmup,
         seed=config.seed,
+        **_recipe(config).record_fields(),
         **{k: v for k, v in env.items() if k in known},
     )
 
@@ -316,11 +332,23 @@ def _on_device(batch: "Batch", device: str) -> "Batch":
 
 
 # -- 4 and 5. the step and the measurement pass ------------------------------------------------------------------
-def _make_step(model: "Wav2Vec2ForPretraining", device: str, config: ProfileConfig) -> "TrainingStep":
-    """The training step every later stage runs (a recipe will choose its optimizer, accumulation, ... here)."""
+def _apply_recipe(model: "Wav2Vec2ForPretraining", layers: list["LayerSpec"], config: ProfileConfig) -> "AppliedRecipe":
+    """Freeze and checkpoint what the configuration's recipe says (nothing for the default)."""
+    from w2vprof.measure.recipes import apply_recipe
+
+    return apply_recipe(model, _recipe(config), layers)
+
+
+def _make_step(model: "Wav2Vec2ForPretraining", device: str, config: ProfileConfig, recipe: "Recipe") -> "TrainingStep":
+    """The training step every later stage runs: the recipe's optimizer (over trainable parameters) and
+    micro-batches; the default recipe's is the plain step (AdamW over every parameter)."""
+    from w2vprof.measure.recipes import make_optimizer
     from w2vprof.measure.step import TrainingStep
 
-    return TrainingStep.create(model, device, config.precision)
+    step = TrainingStep.create(model, device, config.precision)
+    if recipe.optimizer != "adamw" or recipe.freeze != "none":
+        step = replace(step, optimizer=make_optimizer(model, recipe))
+    return replace(step, accumulate=recipe.accumulate) if recipe.accumulate > 1 else step
 
 
 def _model_layers(model: "Wav2Vec2ForPretraining") -> list["LayerSpec"]:
@@ -333,75 +361,126 @@ def _model_layers(model: "Wav2Vec2ForPretraining") -> list["LayerSpec"]:
 class PassCounts:
     """What the instrumented measurement pass found (plain numbers: nothing here keeps the graph alive)."""
 
-    forward: "FlopCount"  # per module, for the layer rows
+    forward: "FlopCount"  # per module, for the layer rows (every micro-batch's forward)
     fwd_flops: int
-    bwd_flops: int
+    bwd_flops: int  # without the recomputation (recompute_flops)
     bwd_by_layer: dict[str, int]
-    act_by_layer: dict[str, int]
+    act_by_layer: dict[str, int]  # the micro-batch that saved the most (one micro-batch's tensors live at a time)
     param_count: int
     param_bytes: int
     grad_bytes: int
     optim_state_bytes: int
     loss: float
     masked_fraction: float
+    recompute_by_layer: dict[str, int] = field(default_factory=dict)  # checkpointed forwards run again
+    trainable_params: Optional[int] = None  # None: every parameter
+    optim_flops_per_param: int = ADAMW_FLOPS_PER_PARAM
+
+    @property
+    def recompute_flops(self) -> int:
+        return sum(self.recompute_by_layer.values())
 
     @property
     def optim_flops(self) -> int:
-        return ADAMW_FLOPS_PER_PARAM * self.param_count
+        trainable = self.param_count if self.trainable_params is None else self.trainable_params
+        return self.optim_flops_per_param * trainable
 
     @property
     def train_flops(self) -> int:
-        return self.fwd_flops + self.bwd_flops + self.optim_flops
+        return self.fwd_flops + self.bwd_flops + self.recompute_flops + self.optim_flops
 
 
 def measurement_pass(step: "TrainingStep", layers: list["LayerSpec"], batch: "Batch") -> PassCounts:
-    """One full training step, untimed: the forward under the FLOP counter (per module), the saved-tensor tracker
-    and the backward-node labeler; the backward under the per-layer backward counter; then the update.
+    """One full training step, untimed: for each micro-batch (one without accumulation) the forward under the FLOP
+    counter (per module), the saved-tensor tracker and the backward-node labeler, and the backward under the
+    per-layer backward counter; then the update.
 
     NB: the backward's total is the sum of its per-layer counts: the per-layer counter uses the FLOP counter's
     formulas and sees every backward op, so the two are equal by construction (tests compare them). Counting the
     backward (and the optimizer step, which has no counted FLOPs) a second time under torch's counter would only
     add a Python dispatch per op to the pass, which a sweep pays once per configuration.
     """
-    import torch
+    from w2vprof.measure.memory import tensor_bytes
+    from w2vprof.measure.recipes import optimizer_flops_per_param
 
+    model = step.model
+    passes = [_micro_batch_pass(step, layers, micro) for micro in step.micro_batches(batch)]
+    grad_bytes = tensor_bytes(p.grad for p in model.parameters() if p.grad is not None)
+    step.update()
+    forward = passes[0].forward.plus(*(p.forward for p in passes[1:]))
+    bwd_by_layer = _add_up(p.bwd_by_layer for p in passes)
+    return PassCounts(
+        forward=forward,
+        fwd_flops=forward.total,
+        bwd_flops=sum(bwd_by_layer.values()),
+        bwd_by_layer=bwd_by_layer,
+        # saved tensors are freed by their micro-batch's backward: one micro-batch's are alive at a time
+        act_by_layer=max((p.act_by_layer for p in passes), key=lambda act: sum(act.values())),
+        param_count=sum(p.numel() for p in model.parameters()),
+        param_bytes=tensor_bytes(model.parameters()),
+        grad_bytes=grad_bytes,
+        optim_state_bytes=_optimizer_state_bytes(step.optimizer),
+        loss=sum(p.loss for p in passes) / len(passes),
+        masked_fraction=sum(p.num_masked for p in passes) / max(sum(p.num_frames for p in passes), 1),
+        recompute_by_layer=_add_up(p.recompute_by_layer for p in passes),
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        optim_flops_per_param=optimizer_flops_per_param(step.optimizer),
+    )
+
+
+@dataclass(frozen=True)
+class _MicroBatchCounts:
+    forward: "FlopCount"
+    bwd_by_layer: dict[str, int]
+    recompute_by_layer: dict[str, int]
+    act_by_layer: dict[str, int]
+    loss: float
+    num_masked: int
+    num_frames: int
+
+
+def _micro_batch_pass(step: "TrainingStep", layers: list["LayerSpec"], batch: "Batch") -> _MicroBatchCounts:
+    """Forward and backward of one micro-batch under the counters (gradients add up in the parameters)."""
     from w2vprof.measure.activations import ActivationTracker
     from w2vprof.measure.attribution import NodeLabeler, backward_flops_by_layer
     from w2vprof.measure.flops import count_flops
     from w2vprof.measure.layers import OBJECTIVE
-    from w2vprof.measure.memory import tensor_bytes
 
-    model = step.model
-    tracker = ActivationTracker(model, layers)
-    labeler = NodeLabeler(model, layers)
+    tracker = ActivationTracker(step.model, layers)
+    labeler = NodeLabeler(step.model, layers)
     with count_flops() as counter:
         with tracker.track(), labeler.track():
             output = step.forward(batch)
         after_forward = counter.snapshot()
     labeler.label_from(output.loss, OBJECTIVE)
-    with backward_flops_by_layer(labeler.labels) as bwd_by_layer:
+    recompute: dict[str, int] = {}
+    with backward_flops_by_layer(labeler.labels, recompute) as bwd_by_layer:
         step.backward(output)
-    grad_bytes = tensor_bytes(p.grad for p in model.parameters() if p.grad is not None)
-    step.update()
-    optimizer_state = step.optimizer.state.values()
-    return PassCounts(
-        forward=after_forward,
-        fwd_flops=after_forward.total,
-        bwd_flops=sum(bwd_by_layer.values()),
-        bwd_by_layer=dict(bwd_by_layer),
-        act_by_layer=dict(tracker.bytes_by_layer),
-        param_count=sum(p.numel() for p in model.parameters()),
-        param_bytes=tensor_bytes(model.parameters()),
-        grad_bytes=grad_bytes,
-        optim_state_bytes=tensor_bytes(v for state in optimizer_state for v in state.values() if torch.is_tensor(v)),
-        loss=float(output.loss.detach()),
-        masked_fraction=output.num_masked / max(output.num_frames, 1),
-    )
+    return _MicroBatchCounts(after_forward, dict(bwd_by_layer), recompute, dict(tracker.bytes_by_layer),
+                             float(output.loss.detach()), output.num_masked, output.num_frames)
+
+
+def _add_up(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for count in counts:
+        for name, value in count.items():
+            total[name] = total.get(name, 0) + value
+    return total
+
+
+def _optimizer_state_bytes(optimizer: Any) -> int:
+    import torch
+
+    from w2vprof.measure.memory import tensor_bytes
+
+    return tensor_bytes(v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v))
 
 
 # -- 6. layer rows -----------------------------------------------------------------------------------------------
-def layer_rows(model: "Wav2Vec2ForPretraining", layers: list["LayerSpec"], counts: PassCounts) -> list[LayerRecord]:
-    """One row per layer in forward order; the rows add up to the record's FLOPs and activation bytes."""
+def layer_rows(model: "Wav2Vec2ForPretraining", layers: list["LayerSpec"], counts: PassCounts,
+               applied: Optional["AppliedRecipe"] = None) -> list[LayerRecord]:
+    """One row per layer in forward order; the rows add up to the record's FLOPs and activation bytes.
+    `applied`: what the recipe froze and checkpointed (None: nothing)."""
     from w2vprof.measure.summary import flops_per_layer, layer_params
 
     fwd_by_layer = flops_per_layer(counts.forward, type(model).__name__, layers)
@@ -418,6 +497,9 @@ def layer_rows(model: "Wav2Vec2ForPretraining", layers: list["LayerSpec"], count
                 bwd_flops=counts.bwd_by_layer.get(layer.name, 0),
                 act_mem_bytes=act,
                 cum_act_mem_bytes=cumulative,
+                recompute_flops=counts.recompute_by_layer.get(layer.name, 0),
+                trainable=applied is None or layer.name not in applied.frozen,
+                checkpointed=applied is not None and layer.name in applied.checkpointed,
             )
         )
     return rows
@@ -427,6 +509,37 @@ def layer_rows(model: "Wav2Vec2ForPretraining", layers: list["LayerSpec"], count
 def warm_up(step: "TrainingStep", batch: "Batch", steps: int) -> None:
     for _ in range(max(steps, 0)):
         step(batch)
+
+
+class _NoSampling:
+    def sample(self) -> None:
+        """Compiling steps are no part of the peak memory of the timed steps."""
+
+
+def compile_steps(step: "TrainingStep", layers: list["LayerSpec"], batches: list["Batch"], device: str) -> list[float]:
+    """torch.compile the step's model's layers, then one step on each distinct batch shape (in order), each timed:
+    compilation (and a recompilation for a new shape) happens here, never in the timed steps.
+
+    RecipeUnsupported with the reason where this platform cannot compile; running out of memory stays `oom`.
+    """
+    from w2vprof.measure.recipes import compile_model
+
+    compile_model(step.model, layers)
+    times: list[float] = []
+    shapes: set[tuple[int, ...]] = set()
+    for batch in batches:
+        shape = tuple(batch.waveforms.shape)
+        if shape in shapes:
+            continue
+        shapes.add(shape)
+        try:
+            times.append(_timed_step(step, batch, device, _NoSampling()))
+        except Exception as exc:  # compilation fails in many ways; each says why in one line
+            status, line = classify_exception(exc)
+            if status == "oom":
+                raise
+            raise RecipeUnsupported(f"torch.compile failed here: {line}") from None
+    return times
 
 
 @dataclass(frozen=True)
@@ -488,9 +601,17 @@ def count_fields(counts: PassCounts) -> dict[str, Any]:
         "bwd_flops": counts.bwd_flops,
         "optim_flops": counts.optim_flops,
         "train_flops": counts.train_flops,
-        "flops_source": FLOPS_SOURCE,
+        "flops_source": _flops_source(counts.optim_flops_per_param),
         "act_mem_bytes": sum(counts.act_by_layer.values()),
+        "recompute_flops": counts.recompute_flops,
+        "trainable_params": counts.trainable_params,
     }
+
+
+def _flops_source(optim_flops_per_param: int) -> str:
+    if optim_flops_per_param == ADAMW_FLOPS_PER_PARAM:
+        return FLOPS_SOURCE
+    return FLOPS_SOURCE.replace("14/param AdamW", f"{optim_flops_per_param}/param (docs/recipes.md)")
 
 
 def peak_fields(peak: "PeakReading") -> dict[str, Any]:
@@ -499,6 +620,15 @@ def peak_fields(peak: "PeakReading") -> dict[str, Any]:
         "peak_mem_reserved_bytes": peak.reserved_bytes,
         "peak_mem_source": peak.source,
     }
+
+
+def compile_fields(compiling: Optional[list[float]], times: list[float]) -> dict[str, Any]:
+    """compile_sec: the compiling steps' wall time beyond as many median timed steps (nothing without compile)."""
+    if compiling is None:
+        return {}
+    from statistics import median
+
+    return {"compile_sec": max(sum(compiling) - len(compiling) * median(times), 0.0)}
 
 
 def timing_fields(times: list[float], batch: int, train_flops: int) -> dict[str, Any]:
