@@ -33,12 +33,12 @@ SWEEPS = {
 TARGETS = {"grid": 1.3, "b4": 1.15}
 
 
-def run_sweep(model: str, seconds: str, batch: str, repeats: int, out: Path) -> float:
+def run_sweep(model: str, seconds: str, batch: str, repeats: int, out: Path, extra: list[str]) -> float:
     """Wall seconds of one `w2vprof sweep` command."""
     start = time.monotonic()
     subprocess.run(
         [sys.executable, "-m", "w2vprof.cli.main", "sweep", "--model", model, "--seconds", seconds, "--batch", batch,
-         "--precision", "fp32", "--repeats", str(repeats), "--out", str(out), "--quiet"],
+         "--precision", "fp32", "--repeats", str(repeats), "--out", str(out), "--quiet", *extra],
         check=True,
     )
     return time.monotonic() - start
@@ -90,8 +90,11 @@ def breakdown(model: str, batch: int, seconds: float, repeats: int) -> None:
 
 def import_seconds() -> float:
     """A fresh interpreter importing what a configuration child needs (what the fork server saves each one)."""
+    from w2vprof.sweep.child import MEASUREMENT_MODULES
+    from w2vprof.sweep.launch import PRELOAD
+
     start = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import w2vprof.sweep.child"], check=True)
+    subprocess.run([sys.executable, "-c", "import " + ", ".join(PRELOAD + MEASUREMENT_MODULES)], check=True)
     return time.monotonic() - start
 
 
@@ -100,18 +103,26 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SWEEPS))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--breakdown", action="store_true")
+    parser.add_argument("--model", default="base", help="the grid's model (tiny: start-up dominates)")
+    parser.add_argument("--threads", type=int, help="torch threads (1 keeps a loaded machine's timings proportional)")
     args = parser.parse_args()
+    extra = ["--threads", str(args.threads)] if args.threads else []
     print(f"cores: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="w2vprof-efficiency-") as folder:
         for name in [args.only] if args.only else list(SWEEPS):
             out = Path(folder) / f"{name}.csv"
-            wall = run_sweep(*SWEEPS[name], args.repeats, out)
+            _, seconds, batch = SWEEPS[name]
+            wall = run_sweep(args.model, seconds, batch, args.repeats, out, extra)
             report(name, wall, out, args.repeats)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.breakdown:
         print(f"fresh interpreter importing a child's modules: {import_seconds():.2f} s")
-        breakdown("base", 1, 1.0, args.repeats)
-        breakdown("base", 4, 5.5, args.repeats)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        breakdown(args.model, 1, 1.0, args.repeats)
+        breakdown(args.model, 4, 5.5, args.repeats)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def _cli(argv: list[str], capsys) -> tuple[int, str]:
     return int(exit_info.value.code or 0), capsys.readouterr().err
 
 
-def _plan(tmp_path: Path, name: str = "r.csv", **changes) -> "object":
+def _plan(tmp_path: Path, name: str = "r.csv", **changes) -> object:
     request = SweepRequest(models=("tiny",), seconds=(1.0, 2.0), batches=(1, 2), precisions=("fp32",), repeats=1,
                            device="cpu", out=tmp_path / name, **changes)
     return plan_sweep(request, warm_start=False)

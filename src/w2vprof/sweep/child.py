@@ -55,7 +55,7 @@ def _oom_killer_takes_me_first() -> None:
         pass
 
 
-def measure(config_json: str, result_path: str, built: Optional["BuiltModel"] = None) -> int:
+def measure(config_json: str, result_path: str, built: Optional[BuiltModel] = None) -> int:
     """Measure the configuration and write the result as JSON; returns the process's exit status."""
     from w2vprof.errors import BadInput
     from w2vprof.files import write_text_atomic
@@ -100,7 +100,7 @@ def _exit_when_gone(sweep_pid: int, interval_s: float = 1.0) -> None:
 
 
 def forked_entry(config_json: str, result_path: str, stderr_path: str, sweep_pid: int,
-                 built: Optional["BuiltModel"] = None) -> None:
+                 built: Optional[BuiltModel] = None) -> None:
     """Entry point of a configuration child (from the fork server, a template, or spawn). Never returns."""
     os.setsid()  # its own process group: the sweep can stop it and anything it started
     _die_with_parent()
@@ -119,14 +119,14 @@ def forked_entry(config_json: str, result_path: str, stderr_path: str, sweep_pid
     os._exit(code)
 
 
-def _built_for(template: "BuiltModel", config_json: str, threads: int) -> "BuiltModel":
+def _built_for(template: BuiltModel, config_json: str, threads: int) -> BuiltModel:
     """In a child forked from a template: the template's model for this configuration's device and threads."""
     from dataclasses import replace
 
+    import torch
+
     from w2vprof.devices.resolve import resolve_device
     from w2vprof.measure.engine import ProfileConfig
-
-    import torch
 
     config = ProfileConfig.from_json(config_json)
     torch.set_num_threads(config.threads or threads)  # what a fresh process would run with
@@ -136,7 +136,7 @@ def _built_for(template: "BuiltModel", config_json: str, threads: int) -> "Built
     return replace(template, model=template.model.to(device), device=device)
 
 
-def _serve(conn: "Connection", template: "BuiltModel", threads: int, sweep_pid: int) -> None:
+def _serve(conn: Connection, template: BuiltModel, threads: int, sweep_pid: int) -> None:
     """Fork one configuration child per request (config_json, result_path, stderr_path); report its pid, then
     its exit code. Ends when the sweep sends None or goes away."""
     while True:
@@ -164,7 +164,7 @@ def _serve(conn: "Connection", template: "BuiltModel", threads: int, sweep_pid: 
             return
 
 
-def template_entry(conn: "Connection", model: str, seed: int, sweep_pid: int) -> None:
+def template_entry(conn: Connection, model: str, seed: int, sweep_pid: int) -> None:
     """A model template: build `model` with `seed` once, then serve configuration children (see launch.py)."""
     import threading
 

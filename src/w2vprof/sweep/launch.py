@@ -135,7 +135,7 @@ class _ProcessChild:
 class _TemplateChild:
     """A child forked by a model template: the template reports its exit code."""
 
-    def __init__(self, template: "_Template", pid: int) -> None:
+    def __init__(self, template: _Template, pid: int) -> None:
         self._template = template
         self.pid = pid
         self._code: Optional[int] = None
