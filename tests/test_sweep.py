@@ -118,7 +118,8 @@ def test_plan_holds_the_files_lock_until_closed(tmp_path):
     plan = _plan(tmp_path)
     with plan:
         assert [c.device for c in plan.configs] == ["cpu"] * 4
-        with pytest.raises(BadInput, match=f"{plan.out}: being written by another w2vprof process \\(pid {os.getpid()}\\)"):
+        holder = f"{plan.out}: being written by another w2vprof process \\(pid {os.getpid()}\\)"
+        with pytest.raises(BadInput, match=holder):
             _plan(tmp_path, resume=True)
     _plan(tmp_path, resume=True).close()  # released
 
@@ -198,7 +199,7 @@ def test_retry_reruns_the_named_statuses_in_place_and_oom_only_when_named(tmp_pa
 
     with _plan(tmp_path, resume=True, retry=("error", "timeout")) as plan:
         written = run_sweep(plan, _Quiet(), measure=measure)
-    assert measured == [(plan.configs[1].batch, plan.configs[1].seconds), (plan.configs[2].batch, plan.configs[2].seconds)]
+    assert measured == [(c.batch, c.seconds) for c in plan.configs[1:3]]
     assert [r.status for r in written] == ["ok", "ok"]
     rows = _rows(plan.out)
     assert [r.status for r in rows] == ["ok", "ok", "ok", "oom"]  # replaced in place, each configuration once
