@@ -16,7 +16,7 @@ measured ratio (the recipe's fitted time at the target over the default's at 5.5
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple, Union
 
 from w2vprof.analysis.data import (
     PAPER_SECONDS,
@@ -32,7 +32,7 @@ from w2vprof.records import DEFAULT_RECIPE, ResultRecord, length_key, recipe_of
 
 __all__ = ["CostFit", "Plan", "PlanRow", "PlanTarget", "fit_cost", "plan_recipes", "target_for"]
 
-Point = tuple[int, float, float]  # (batch, seconds, measured cost)
+Point = Tuple[int, float, float]  # (batch, seconds, measured cost)
 
 
 @dataclass(frozen=True)
@@ -102,14 +102,16 @@ def target_for(profiles: list[DeviceProfile], device: Optional[str], memory_byte
     if not 0 < usable_fraction <= 1:
         raise BadInput(f"usable fraction must be in (0, 1], got {usable_fraction:g}")
     profile = next((p for p in profiles if p.name == device), None)
-    if memory_bytes is None:
-        if profile is None:
-            known = ", ".join(p.name for p in profiles)
-            raise BadInput(f"unknown device {device!r} and no memory size given; known devices: {known}"
-                           if device else "give a device (one of the profiles) or a memory size")
-        if not profile.memory_gb:
-            raise BadInput(f"device {profile.name!r} has no memory size in its profile; give one")
-    memory_gb = memory_bytes / 1e9 if memory_bytes is not None else float(profile.memory_gb or 0)
+    if memory_bytes is not None:
+        memory_gb = memory_bytes / 1e9
+    elif profile is None:
+        known = ", ".join(p.name for p in profiles)
+        raise BadInput(f"unknown device {device!r} and no memory size given; known devices: {known}"
+                       if device else "give a device (one of the profiles) or a memory size")
+    elif not profile.memory_gb:
+        raise BadInput(f"device {profile.name!r} has no memory size in its profile; give one")
+    else:
+        memory_gb = profile.memory_gb
     name = device or f"{memory_gb:g} GB"
     mixed = profile.mixed_precision if profile is not None else True
     return PlanTarget(name, memory_gb, usable_fraction, model, batch, seconds, precision, mixed)
@@ -205,7 +207,7 @@ def _time_fit(records: list[ResultRecord]) -> Optional[CostFit]:
     return fit_cost([(r.batch, r.seconds, t) for r in records if (t := sec_per_batch(r)) is not None])
 
 
-Table2Time = Optional[tuple[Optional[float], str]]  # None: not a Table 2 device; else (time or None, why not)
+Table2Time = Optional[Tuple[Optional[float], str]]  # None: not a Table 2 device; else (time or None, why not)
 
 
 def _table2_time(target: PlanTarget) -> Table2Time:
@@ -222,7 +224,7 @@ def _table2_time(target: PlanTarget) -> Table2Time:
 
 
 def _predict(recipe: str, records: list[ResultRecord], target: PlanTarget, default_time: Optional[CostFit],
-             table2: Table2Time) -> PlanRow | str:
+             table2: Table2Time) -> Union[PlanRow, str]:
     """One recipe's row, or why it has none (a note)."""
     points, source = _memory_points(records)
     memory = fit_cost(points)

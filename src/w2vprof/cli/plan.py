@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
@@ -13,7 +13,7 @@ __all__ = ["register"]
 
 
 def plan_command(
-    results: list[Path] = typer.Argument(..., help="w2vprof results CSVs with rows of each recipe at two sizes or "
+    results: List[Path] = typer.Argument(..., help="w2vprof results CSVs with rows of each recipe at two sizes or "
                                                    "more (e.g. sweep --preset recipes --seconds 1,2,4,5.5)."),
     device: Optional[str] = typer.Option(None, "--device", help="Target device: a profile name, e.g. "
                                                                 "'Jetson Xavier NX' (see devices/profiles.csv)."),
@@ -58,7 +58,7 @@ def plan_command(
         emit(tables_terminal([plan_table(plan)], out is not None, [plan.verdict, *plan.notes]), out)
 
 
-def _json(plan: "Plan") -> str:
+def _json(plan: Plan) -> str:
     import json
     from dataclasses import asdict
 

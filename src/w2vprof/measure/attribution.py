@@ -40,7 +40,7 @@ def _tensors(value: Any) -> Iterator[Any]:
 
 
 class NodeLabeler:
-    def __init__(self, model: "nn.Module", layers: list["LayerSpec"]) -> None:
+    def __init__(self, model: nn.Module, layers: list[LayerSpec]) -> None:
         self._model = model
         self._layers = layers
         self.labels: dict[Any, str] = {}  # autograd node -> layer name (holding the node keeps it alive)
@@ -55,7 +55,7 @@ class NodeLabeler:
             stack.extend(next_node for next_node, _ in node.next_functions)
 
     @contextmanager
-    def track(self) -> Iterator["NodeLabeler"]:
+    def track(self) -> Iterator[NodeLabeler]:
         handles = []
         for layer in self._layers:
             for path in layer.modules:
@@ -105,8 +105,8 @@ def backward_flops_by_layer(labels: dict[Any, str], recompute: Optional[dict[str
             formula = registry.get(func._overloadpacket) or registry.get(func)
             if formula is not None:
                 flops = int(formula(*args, **kwargs, out_val=out))
-                recomputed = recomputing_layer() if recompute is not None else None
-                if recomputed is not None:
+                recomputed = recomputing_layer()
+                if recompute is not None and recomputed is not None:
                     recompute[recomputed] = recompute.get(recomputed, 0) + flops
                 else:
                     counts[labels.get(torch._C._current_autograd_node(), OBJECTIVE)] += flops

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from w2vprof.measure.layers import LayerSpec
+    from w2vprof.models.pretraining import Wav2Vec2ForPretraining
 
 __all__ = [
     "CHECKPOINTING",
@@ -172,7 +173,7 @@ class AppliedRecipe:
     frozen: frozenset[str]  # layer names none of whose parameters gets a gradient
 
 
-def apply_recipe(model: "nn.Module", recipe: Recipe, layers: list["LayerSpec"]) -> AppliedRecipe:
+def apply_recipe(model: Wav2Vec2ForPretraining, recipe: Recipe, layers: list[LayerSpec]) -> AppliedRecipe:
     """Freeze the recipe's parameters and wrap its checkpointed modules (in place); the default changes nothing."""
     _freeze_parameters(model, recipe, layers)
     wrapped = CHECKPOINTING[recipe.checkpointing]
@@ -188,12 +189,12 @@ def apply_recipe(model: "nn.Module", recipe: Recipe, layers: list["LayerSpec"]) 
     return AppliedRecipe(recipe, frozenset(checkpointed), frozenset(frozen))
 
 
-def _layer_parameters(model: "nn.Module", layer: "LayerSpec") -> list["torch.nn.Parameter"]:
+def _layer_parameters(model: nn.Module, layer: LayerSpec) -> list[torch.nn.Parameter]:
     params = [p for path in layer.modules for p in model.get_submodule(path).parameters()]
     return params + [getattr(model, name) for name in layer.parameters]
 
 
-def _freeze_parameters(model: "nn.Module", recipe: Recipe, layers: list["LayerSpec"]) -> None:
+def _freeze_parameters(model: Wav2Vec2ForPretraining, recipe: Recipe, layers: list[LayerSpec]) -> None:
     if recipe.freeze == "none":
         return
     frozen_kinds = {"cnn"}
@@ -237,20 +238,33 @@ def _recomputation(layer: str) -> Iterator[None]:
 
 def _checkpointed(forward: Any, layer: str) -> Any:
     """`forward` under non-reentrant checkpointing; its recomputation announced as `layer`'s."""
+    import inspect
+
+    import torch
     from torch.utils.checkpoint import checkpoint
 
     def contexts() -> tuple[Any, Any]:  # (around the first forward, around the recomputation), fresh each call
         return contextlib.nullcontext(), _recomputation(layer)
 
+    def announced(*args: Any, **kwargs: Any) -> Any:  # torch 2.0 (no context_fn): a forward run by backward
+        if torch._C._current_graph_task_id() == -1:  # is the recomputation
+            return forward(*args, **kwargs)
+        with _recomputation(layer):
+            return forward(*args, **kwargs)
+
+    takes_contexts = "context_fn" in inspect.signature(checkpoint).parameters  # torch 2.1+
+
     @functools.wraps(forward)
     def run(*args: Any, **kwargs: Any) -> Any:
-        return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+        if takes_contexts:
+            return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+        return checkpoint(announced, *args, use_reentrant=False, **kwargs)
 
     return run
 
 
 # -- the optimizer and compilation -------------------------------------------------------------------------------
-def make_optimizer(model: "nn.Module", recipe: Recipe) -> "torch.optim.Optimizer":
+def make_optimizer(model: Wav2Vec2ForPretraining, recipe: Recipe) -> torch.optim.Optimizer:
     """The recipe's optimizer over the trainable parameters only (frozen ones get no state).
 
     AdamW and Adafactor take fairseq's learning rate and decoupled weight decay; SGD has momentum 0.9 and no weight
@@ -269,7 +283,7 @@ def make_optimizer(model: "nn.Module", recipe: Recipe) -> "torch.optim.Optimizer
     return torch.optim.AdamW(params, lr=c.lr, betas=c.adam_betas, eps=c.adam_eps, weight_decay=c.weight_decay)
 
 
-def optimizer_flops_per_param(optimizer: "torch.optim.Optimizer") -> int:
+def optimizer_flops_per_param(optimizer: torch.optim.Optimizer) -> int:
     """OPTIMIZER_FLOPS_PER_PARAM of an optimizer by its class (AdamW's 14 for any other)."""
     names = {"AdamW": "adamw", "SGD": "sgd", "Adafactor": "adafactor"}
     return OPTIMIZER_FLOPS_PER_PARAM[names.get(type(optimizer).__name__, "adamw")]
@@ -282,7 +296,7 @@ COMPILE_BACKEND = "inductor"
 COMPILED_KINDS = ("cnn", "projection", "positional", "transformer", "quantizer", "head")
 
 
-def compile_model(model: "nn.Module", layers: list["LayerSpec"]) -> None:
+def compile_model(model: nn.Module, layers: list[LayerSpec]) -> None:
     """torch.compile each layer's modules in place (`nn.Module.compile`, dynamic shapes): compilation itself
     happens at their next call.
 

@@ -109,7 +109,7 @@ def memory_time_png(rows: Sequence[ResultRecord]) -> Optional[bytes]:
     (device, model, batch, seconds, precision), members = chosen
     fig, (ax,) = new_figure(9, 5.5)
     for record in members:
-        x, y = sec_per_batch(record), (_memory(record) or 0) / 1e9
+        x, y = sec_per_batch(record) or 0.0, (_memory(record) or 0) / 1e9
         default = recipe_of(record) == DEFAULT_RECIPE
         ax.plot([x], [y], "s" if default else "o", color="#C44E52" if default else "#4C72B0")
         ax.annotate(recipe_of(record), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
@@ -132,7 +132,7 @@ def memory_time_caption(rows: Sequence[ResultRecord]) -> str:
             f"batch {batch}, {seconds:g} s, {precision}, {device}; the square is the default step")
 
 
-def plan_table(plan: "Plan") -> Table:
+def plan_table(plan: Plan) -> Table:
     """`w2vprof plan`'s view: one line per recipe, fastest fitting first."""
     t = plan.target
     return Table(
