@@ -132,10 +132,18 @@ def _print_round(record) -> None:
 
 @run_command("simulate", "training", "data")
 def simulate_command(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for rounds.csv, clients.csv, run.json (and a generated corpus)."),
-    clients: int = typer.Option(10, "--clients", help="Clients (virtual SuperNodes); a partitions folder needs at least this many."),
-    corpus_engine: str = typer.Option("auto", "--corpus-engine", help="Synthetic partitions: auto, espeak or synthetic."),
-    parallel: int = typer.Option(1, "--parallel", help="Clients training at once (1: each alone with every core, honest seconds)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for rounds.csv, clients.csv, run.json (and a generated corpus).",
+    ),
+    clients: int = typer.Option(
+        10, "--clients", help="Clients (virtual SuperNodes); a partitions folder needs at least this many.",
+    ),
+    corpus_engine: str = typer.Option(
+        "auto", "--corpus-engine", help="Synthetic partitions: auto, espeak or synthetic.",
+    ),
+    parallel: int = typer.Option(
+        1, "--parallel", help="Clients training at once (1: each alone with every core, honest seconds).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's own logs."),
     *,
     training: dict[str, Any],
@@ -174,13 +182,31 @@ def _warn_insecure(address: str) -> None:
 
 @run_command("deploy-config", "training")
 def deploy_config_command(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the Flower app, FLWR_HOME, keys, commands.sh and results/ (on the SuperLink machine)."),
-    superlink: str = typer.Option(..., "--superlink", help="HOST:PORT devices reach the SuperLink at (e.g. 192.168.1.10:9093)."),
-    node: List[str] = typer.Option(..., "--node", help="NAME=PARTITION_PATH[,CLIPS_DIR] of one device (paths on that device); repeat per device."),
-    validation: str = typer.Option(..., "--validation", help="Held-out manifest or audio folder on the SuperLink machine."),
-    tls_name: Optional[List[str]] = typer.Option(None, "--tls-name", help="Another host name or address the SuperLink is reached at (its certificate names it); repeatable."),
-    new_keys: bool = typer.Option(False, "--new-keys", help="Make a new CA, certificate and device keys even if OUT holds some (every device then needs its new files)."),
-    insecure: bool = typer.Option(False, "--insecure", help="No TLS and no SuperNode authentication: any machine that reaches the SuperLink can join (trusted lab network only)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for the Flower app, FLWR_HOME, keys, commands.sh and results/ (on the "
+                                 "SuperLink machine).",
+    ),
+    superlink: str = typer.Option(
+        ..., "--superlink", help="HOST:PORT devices reach the SuperLink at (e.g. 192.168.1.10:9093).",
+    ),
+    node: List[str] = typer.Option(
+        ..., "--node", help="NAME=PARTITION_PATH[,CLIPS_DIR] of one device (paths on that device); repeat per device.",
+    ),
+    validation: str = typer.Option(
+        ..., "--validation", help="Held-out manifest or audio folder on the SuperLink machine.",
+    ),
+    tls_name: Optional[List[str]] = typer.Option(
+        None, "--tls-name", help="Another host name or address the SuperLink is reached at (its certificate names it);"
+                                 " repeatable.",
+    ),
+    new_keys: bool = typer.Option(
+        False, "--new-keys", help="Make a new CA, certificate and device keys even if OUT holds some (every device "
+                                  "then needs its new files).",
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="No TLS and no SuperNode authentication: any machine that reaches the SuperLink can "
+                                  "join (trusted lab network only).",
+    ),
     *,
     training: dict[str, Any],
 ) -> None:
@@ -227,7 +253,10 @@ def deploy_local_command(
 def report_command(
     runs: List[Path] = typer.Argument(..., help="Run folders (each with rounds.csv and clients.csv)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for validation-loss.png and client-cost-<run>.png."),
-    profile: Optional[List[Path]] = typer.Option(None, "--profile", help="results.csv of `w2vprof profile` for the same configuration: prints predicted vs measured client seconds."),
+    profile: Optional[List[Path]] = typer.Option(
+        None, "--profile", help="results.csv of `w2vprof profile` for the same configuration: prints predicted vs "
+                                "measured client seconds.",
+    ),
 ) -> None:
     """Plot validation loss per round for every run and each run's per-client cost; compare with a profile."""
     from w2vprof.fl.plots import write_plots
@@ -248,7 +277,8 @@ def report_command(
                     f"{check.run} on {check.device}: predicted epoch {check.predicted_epoch_sec:.3f} s "
                     f"(ceil({check.utterances_per_client}/{check.batch}) x {check.sec_per_batch:.4f} s/batch); "
                     f"measured train {check.measured_train_sec:.3f} s ({check.train_ratio:.2f}x, {verdict} "
-                    f"{TOLERANCE:.0%}), whole client round {check.measured_client_sec:.3f} s ({check.client_ratio:.2f}x)"
+                    f"{TOLERANCE:.0%}), whole client round {check.measured_client_sec:.3f} s "
+                    f"({check.client_ratio:.2f}x)"
                 )
 
 
