@@ -86,7 +86,7 @@ class SuperNodeKeys:
 
 def _crypto_available() -> None:
     try:
-        import cryptography  # noqa: F401
+        import cryptography  # noqa: F401 - imported only to learn whether it is installed
     except ImportError:
         raise BadInput("TLS keys need the cryptography library: pip install 'w2vprof[fl]'") from None
 
