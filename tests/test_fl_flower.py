@@ -9,10 +9,10 @@ import pytest
 
 flwr = pytest.importorskip("flwr")
 
-from typer.testing import CliRunner  # noqa: E402
+from typer.testing import CliRunner
 
-from w2vprof.cli.main import app  # noqa: E402
-from w2vprof.fl.records import read_clients_csv, read_rounds_csv  # noqa: E402
+from w2vprof.cli.main import app
+from w2vprof.fl.records import read_clients_csv, read_rounds_csv
 
 # Small enough for 2 CPU cores: tiny model, 3 clients of 2 short generated utterances, 4 held-out utterances.
 SMALL = ["--model", "tiny", "--rounds", "2", "--utterances-per-client", "2", "--validation-utterances", "4"]
@@ -56,7 +56,7 @@ def test_simulate_refuses_to_overwrite_a_run(simulated):
 
 
 def test_report_plots_and_compares_with_a_profile(simulated, tmp_path):
-    from w2vprof.records import ResultRecord, RESULT_COLUMNS, write_records_csv
+    from w2vprof.records import RESULT_COLUMNS, ResultRecord, write_records_csv
 
     out, _ = simulated
     profile = tmp_path / "results.csv"

@@ -18,9 +18,10 @@ GOLDEN = Path(__file__).parent / "golden" / "numbers"
 
 
 def _summary_csv(model: str, seconds: float, batch: int, per_layer: bool) -> str:
+    from dataclasses import fields
+
     from w2vprof.measure.summary import summarize
     from w2vprof.records import ModuleSummaryRow, rows_to_csv_text
-    from dataclasses import fields
 
     rows = summarize(model, seconds, batch, per_layer=per_layer)
     return rows_to_csv_text(rows, [f.name for f in fields(ModuleSummaryRow)])

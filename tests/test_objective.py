@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
+from w2vprof.measure.step import TrainingStep
 from w2vprof.models import build_model
 from w2vprof.models.objective import compute_span_mask, sample_negative_indices
-from w2vprof.measure.step import TrainingStep
 from w2vprof.workload import Batch
 
 

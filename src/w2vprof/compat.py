@@ -130,7 +130,7 @@ def _builder_problem(torchaudio: Any) -> str | None:
     return f"torchaudio.models.wav2vec2.components lacks {', '.join(absent)}" if absent else None
 
 
-@functools.lru_cache(maxsize=None)  # noqa: UP033 - functools.cache is Python 3.9+
+@functools.lru_cache(maxsize=None)  # not functools.cache: Python 3.9+
 def model_support_problem() -> str | None:
     """Why the installed torch/torchaudio cannot build wav2vec 2.0 here (one line naming both versions), or None.
 

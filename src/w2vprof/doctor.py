@@ -88,7 +88,7 @@ def machine() -> dict[str, str]:
         found.update(platform=identity["platform"], device=identity["device_name"], board=identity["board"],
                      cpu=f"{identity['cpu_model']}, {identity['cpu_cores']} cores",
                      memory=f"{identity['total_mem_bytes'] / 2**30:.1f} GiB")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a failing check is reported with its reason; the doctor goes on
         found["identify"] = f"failed: {one_line(exc)}"
     return found
 
@@ -207,7 +207,7 @@ def telemetry_checks(device: str) -> list[Check]:
 
     try:
         rows = available_sources(device)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a failing check is reported with its reason; the doctor goes on
         return [Check("sources", "failed", one_line(exc))]
     return [Check(source, "ok" if available else "no", details) for source, available, details in rows]
 
@@ -238,7 +238,7 @@ def step_checks() -> list[Check]:
     name = f"{STEP_MODEL}, batch {STEP_BATCH}, {STEP_SECONDS:g} s, cpu fp32"
     try:
         seconds, detail = _training_step()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a failing check is reported with its reason; the doctor goes on
         return [Check(name, "failed", one_line(exc))]
     return [Check(name, "ok", f"{seconds:.3f} s per step, {detail}", seconds=round(seconds, 4))]
 

@@ -161,7 +161,7 @@ class WriterLock:
         self._fd = fd
 
     @classmethod
-    def acquire(cls, path: Path) -> "WriterLock":
+    def acquire(cls, path: Path) -> WriterLock:
         """Take the lock on `path` without waiting; BadInput naming the file and the holder's pid if it is held."""
         try:
             import fcntl
@@ -199,7 +199,7 @@ class WriterLock:
         os.close(self._fd)
         self._fd = None
 
-    def __enter__(self) -> "WriterLock":
+    def __enter__(self) -> WriterLock:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -20,7 +20,7 @@ __all__ = ["DPI", "new_figure", "figure_png", "integer_ticks"]
 DPI = 110
 
 
-def new_figure(width: float = 9.0, height: float = 4.5, rows: int = 1) -> tuple["Figure", list["Axes"]]:
+def new_figure(width: float = 9.0, height: float = 4.5, rows: int = 1) -> tuple[Figure, list[Axes]]:
     """A figure of `rows` stacked axes sharing its width; `height` is per row."""
     from matplotlib.figure import Figure
 
@@ -29,7 +29,7 @@ def new_figure(width: float = 9.0, height: float = 4.5, rows: int = 1) -> tuple[
     return figure, [row[0] for row in axes]
 
 
-def figure_png(figure: "Figure") -> bytes:
+def figure_png(figure: Figure) -> bytes:
     """The figure as PNG bytes, laid out so labels are not clipped."""
     buffer = io.BytesIO()
     figure.tight_layout()
@@ -37,7 +37,7 @@ def figure_png(figure: "Figure") -> bytes:
     return buffer.getvalue()
 
 
-def integer_ticks(axes: "Axes") -> None:
+def integer_ticks(axes: Axes) -> None:
     """Whole-number ticks on the x axis (rounds, steps): no 'round 1.5'."""
     from matplotlib.ticker import MaxNLocator
 

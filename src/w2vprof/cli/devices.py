@@ -86,7 +86,7 @@ def calibrate_command(device: str, fmt: str, calibrate: bool, refresh: bool, thr
         typer.echo(f"cached in {cache_path(calibration.device_fingerprint)}")
 
 
-def device_tables(info: dict[str, Any]) -> list["Table"]:
+def device_tables(info: dict[str, Any]) -> list[Table]:
     """This device (key-value), its telemetry sources, and what a profile would record with which source."""
     from w2vprof.report.render import Table
 
@@ -102,7 +102,7 @@ def device_tables(info: dict[str, Any]) -> list["Table"]:
     return [identity_table(info), sources, recorded]
 
 
-def identity_table(info: dict[str, Any]) -> "Table":
+def identity_table(info: dict[str, Any]) -> Table:
     from w2vprof.report.render import Table
 
     identity = info["identity"]

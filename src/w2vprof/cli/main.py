@@ -11,6 +11,19 @@ from typing import Optional
 import typer
 
 from w2vprof import __version__
+from w2vprof.cli import (
+    analysis,
+    compare,
+    devices,
+    doctor,
+    fl,
+    partition,
+    plan,
+    profile,
+    report,
+    summary,
+    sweep,
+)
 from w2vprof.errors import W2vprofError
 
 __all__ = ["app", "run"]
@@ -39,21 +52,7 @@ def _root(
     """w2vprof: profile wav2vec 2.0 pretraining on the device in front of you."""
 
 
-# Each command module registers itself; the order here is the order in --help.
-from w2vprof.cli import (  # noqa: E402
-    summary,
-    profile,
-    sweep,
-    report,
-    compare,
-    analysis,
-    plan,
-    devices,
-    partition,
-    fl,
-    doctor,
-)
-
+# Each command module registers its commands; the order here is the order in --help.
 for _module in (summary, profile, sweep, report, compare, analysis, plan, devices, partition, fl, doctor):
     _module.register(app)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from w2vprof.errors import BadInput
 from w2vprof.files import write_text_atomic

@@ -34,7 +34,7 @@ def partition(
     typer.echo(f"Client manifests: {out}/{result.clients[0].manifest} .. {result.clients[-1].manifest}; summary: {out / 'summary.csv'}")
 
 
-def partition_table(result) -> "Table":
+def partition_table(result) -> Table:
     """Speakers, utterances and hours of speech per client, with a total row in bold."""
     from w2vprof.report.render import Table
 

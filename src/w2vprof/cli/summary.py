@@ -46,7 +46,7 @@ def summary(
         emit(table_terminal(summary_table(rows), plain=out is not None), out)
 
 
-def summary_table(rows) -> "Table":
+def summary_table(rows) -> Table:
     """The terminal view: params in millions and GFLOPs per module, the total in bold."""
     from w2vprof.report.render import Table
 

@@ -111,7 +111,7 @@ class Calibration:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "Calibration":
+    def from_json(cls, text: str) -> Calibration:
         """A calibration from its JSON; ValueError for anything else (a missing field, a wrong type)."""
         data = json.loads(text)
         if not isinstance(data, dict):
@@ -216,7 +216,7 @@ def measure_copy(ops: CalibrationOps, nbytes: int, repeats: int,
 
 
 # -- calibration -------------------------------------------------------------------------------------------------
-def mixed_dtype_name(device: str, dtype_mixed: Union[None, str, "torch.dtype"] = None) -> str:
+def mixed_dtype_name(device: str, dtype_mixed: Union[None, str, torch.dtype] = None) -> str:
     """The mixed dtype's name: as given (a torch dtype or its name), else the one training uses on `device`."""
     if dtype_mixed is None:
         return "bfloat16" if device == "cpu" else "float16"
@@ -226,7 +226,7 @@ def mixed_dtype_name(device: str, dtype_mixed: Union[None, str, "torch.dtype"] =
 
 def calibrate(
     device: str,
-    dtype_mixed: Union[None, str, "torch.dtype"] = None,
+    dtype_mixed: Union[None, str, torch.dtype] = None,
     *,
     ops: Optional[CalibrationOps] = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -296,7 +296,7 @@ def _tflops(value: Optional[float]) -> Optional[float]:
 
 
 def matching_profile(identity: dict[str, Any],
-                     profiles: Optional[list["DeviceProfile"]] = None) -> Optional["DeviceProfile"]:
+                     profiles: Optional[list[DeviceProfile]] = None) -> Optional[DeviceProfile]:
     """The shipped device profile naming this device (its name appears in the device, GPU or board name; the
     longest such name wins: "Raspberry Pi 4" for "Raspberry Pi 4 Model B Rev 1.4"), or None."""
     from w2vprof.analysis.data import load_profiles
@@ -318,7 +318,7 @@ def cache_path(fingerprint: str, folder: Optional[Path] = None) -> Path:
     return (folder if folder is not None else cache_folder()) / f"calibration-{fingerprint}.json"
 
 
-def cached_calibration(device: str, dtype_mixed: Union[None, str, "torch.dtype"] = None,
+def cached_calibration(device: str, dtype_mixed: Union[None, str, torch.dtype] = None,
                        folder: Optional[Path] = None, identity: Optional[dict[str, Any]] = None
                        ) -> Optional[Calibration]:
     """The cached calibration for this device, or None: none yet, unreadable or corrupt, or made under another
@@ -340,7 +340,7 @@ def cached_calibration(device: str, dtype_mixed: Union[None, str, "torch.dtype"]
     return cached
 
 
-def load_or_calibrate(device: str, refresh: bool = False, dtype_mixed: Union[None, str, "torch.dtype"] = None,
+def load_or_calibrate(device: str, refresh: bool = False, dtype_mixed: Union[None, str, torch.dtype] = None,
                       folder: Optional[Path] = None, **calibrate_options: Any) -> Calibration:
     """The cached calibration for this device, else (or with `refresh`) a new one, written to the cache.
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+
 from w2vprof.devices._fs import read_text
 from w2vprof.devices.devicetree import soc_name
 

@@ -10,6 +10,6 @@ def apple_chip_name(runner: CommandRunner = run_command) -> str:
     """'Apple M2 Pro' from `sysctl -n machdep.cpu.brand_string`, '' where sysctl is not there (not a Mac)."""
     try:
         return runner(["sysctl", "-n", "machdep.cpu.brand_string"]).strip()
-    except Exception:  # OSError, a failing exit, a timeout: no name rather than no profile
+    except Exception:  # noqa: BLE001 - OSError, a failing exit, a timeout: no name rather than no profile
         return ""
 

@@ -157,7 +157,7 @@ def _torch_properties(torch_index: int) -> Any:
         import torch
 
         return torch.cuda.get_device_properties(torch_index) if torch.cuda.is_available() else None
-    except Exception:  # no torch, a CPU build, an index out of range: fall back to the environment
+    except Exception:  # noqa: BLE001 - no torch, a CPU build, an index out of range: fall back to the environment
         return None
 
 
@@ -181,12 +181,12 @@ def load_nvml(
             return None, "nvidia-ml-py (pynvml) is not installed"
     try:
         pynvml.nvmlInit()
-    except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: pynvml raises many kinds
+    except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...: pynvml raises many kinds
         return None, f"NVML cannot start ({exc}): no NVIDIA driver on this machine"
     if properties is _FROM_TORCH:
         properties = _torch_properties(torch_index)
     try:
         handle, why_not = nvml_handle_for_cuda(pynvml, properties, os.environ if environ is None else environ)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any NVML error here means no handle; the line says which
         return None, f"NVML has no GPU for cuda:{torch_index} ({exc})"
     return (PynvmlDevice(pynvml, handle), "") if handle is not None else (None, why_not)

@@ -53,7 +53,7 @@ def run_vcgencmd(*args: str, runner: Optional[CommandRunner] = None) -> Optional
     """Output of `vcgencmd ARGS`, or None where the command is missing, fails or is unknown to the firmware."""
     try:
         return (runner or run_command)(["vcgencmd", *args])
-    except Exception:  # OSError (no binary), CalledProcessError, TimeoutExpired, or whatever a runner raises
+    except Exception:  # noqa: BLE001 - OSError (no binary), CalledProcessError, TimeoutExpired, whatever a runner raises
         return None
 
 

@@ -57,7 +57,7 @@ def aggregation_weights(
     return [w / total for w in raw]
 
 
-def average_arrays(updates: Sequence[dict[str, "np.ndarray"]], weights: Sequence[float]) -> dict[str, "np.ndarray"]:
+def average_arrays(updates: Sequence[dict[str, np.ndarray]], weights: Sequence[float]) -> dict[str, np.ndarray]:
     """sum_i w_i * update_i, key by key, accumulated in float64 and returned in each array's own dtype.
 
     Integer arrays (the model's update counter, which drives the Gumbel temperature schedule) are rounded, not

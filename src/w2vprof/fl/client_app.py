@@ -14,11 +14,11 @@ from w2vprof.fl import require_flwr
 
 require_flwr()
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
-from flwr.clientapp import ClientApp  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
 
-from w2vprof.fl.settings import FlSettings  # noqa: E402
-from w2vprof.fl.strategy import ARRAYS_KEY, CONFIG_KEY, MEASUREMENTS_KEY, METRICS_KEY, payload_bytes  # noqa: E402
+from w2vprof.fl.settings import FlSettings
+from w2vprof.fl.strategy import ARRAYS_KEY, CONFIG_KEY, MEASUREMENTS_KEY, METRICS_KEY, payload_bytes
 
 __all__ = ["app", "client_name"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from w2vprof.errors import BadInput
-from w2vprof.workload import SAMPLE_RATE, Batch, collate
+from w2vprof.workload import Batch, collate
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -86,7 +86,7 @@ def _clip_paths(manifest: Path, clips_dir: str) -> list[Path]:
     return paths
 
 
-def load_utterances(entry: Path, clips_dir: str = "", limit: Optional[int] = None) -> list["torch.Tensor"]:
+def load_utterances(entry: Path, clips_dir: str = "", limit: Optional[int] = None) -> list[torch.Tensor]:
     """Decode (mono, 16 kHz) the utterances of a manifest or an audio folder: the first `limit`, in order."""
     import torch
 
@@ -112,8 +112,8 @@ def load_utterances(entry: Path, clips_dir: str = "", limit: Optional[int] = Non
 
 
 def client_utterances(
-    settings: "FlSettings", partition_id: Optional[int], partition_path: Optional[str], clips_dir: Optional[str]
-) -> list["torch.Tensor"]:
+    settings: FlSettings, partition_id: Optional[int], partition_path: Optional[str], clips_dir: Optional[str]
+) -> list[torch.Tensor]:
     """A client's partition: its own path (a deployed SuperNode), or entry `partition_id` of --partitions."""
     clips = clips_dir or settings.clips_dir
     if partition_path:
@@ -128,7 +128,7 @@ def client_utterances(
     return load_utterances(entries[partition_id], clips)
 
 
-def validation_source(settings: "FlSettings") -> Path:
+def validation_source(settings: FlSettings) -> Path:
     if settings.validation:
         return Path(settings.validation)
     entry = held_out_entry(Path(settings.partitions)) if settings.partitions else None
@@ -140,13 +140,13 @@ def validation_source(settings: "FlSettings") -> Path:
     return entry
 
 
-def validation_utterances(settings: "FlSettings") -> list["torch.Tensor"]:
+def validation_utterances(settings: FlSettings) -> list[torch.Tensor]:
     """The held-out set scored each round (its first --validation-utterances utterances)."""
     return load_utterances(validation_source(settings), settings.clips_dir, limit=settings.validation_utterances)
 
 
 def epoch_batches(
-    utterances: list["torch.Tensor"], batch_size: int, max_samples: int, seed: int, shuffle: bool = True
+    utterances: list[torch.Tensor], batch_size: int, max_samples: int, seed: int, shuffle: bool = True
 ) -> list[Batch]:
     """One pass over `utterances` in batches, longer ones cropped to a random `max_samples` window.
 
@@ -179,7 +179,7 @@ class SyntheticLayout:
         self.partitions = Path(out_dir) / "partitions"
 
 
-def prepare_synthetic(settings: "FlSettings", engine: str = "auto") -> "FlSettings":
+def prepare_synthetic(settings: FlSettings, engine: str = "auto") -> FlSettings:
     """Generate a corpus with one speaker per client, split it speaker-disjoint, and a held-out corpus.
 
     Returns the settings pointing at them. engine: auto (espeak-ng when installed) | espeak | synthetic.

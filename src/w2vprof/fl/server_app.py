@@ -19,15 +19,15 @@ from w2vprof.fl import flwr_version, require_flwr
 
 require_flwr()
 
-from flwr.app import ArrayRecord, ConfigRecord, Context  # noqa: E402
-from flwr.serverapp import Grid, ServerApp  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.serverapp import Grid, ServerApp
 
-from w2vprof.fl.records import RoundRecord  # noqa: E402
-from w2vprof.fl.settings import FlSettings  # noqa: E402
+from w2vprof.fl.records import RoundRecord
+from w2vprof.fl.settings import FlSettings
 
 __all__ = ["app", "make_server_app", "run_federation", "RESULT_FILES"]
 
-from w2vprof.fl.records import RESULT_FILES  # noqa: E402 - re-exported
+from w2vprof.fl.records import RESULT_FILES  # re-exported
 
 app = ServerApp()
 

@@ -82,7 +82,7 @@ class FlSettings:
         return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "FlSettings":
+    def from_config(cls, config: Mapping[str, Any]) -> FlSettings:
         """Inverse of to_config; unknown keys (Flower's own, such as server-round) are ignored."""
         values: dict[str, Any] = {}
         for f in fields(cls):
@@ -93,6 +93,6 @@ class FlSettings:
                 values[f.name] = kind(config[key])
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "FlSettings":
+    def replace(self, **changes: Any) -> FlSettings:
         return dataclasses.replace(self, **changes)
 

@@ -16,20 +16,20 @@ from w2vprof.fl import require_flwr
 
 require_flwr()
 
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord  # noqa: E402
-from flwr.serverapp import Grid  # noqa: E402
-from flwr.serverapp.strategy import FedAvg  # noqa: E402
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
 
-from w2vprof.fl.aggregation import aggregation_label, aggregation_weights, average_arrays  # noqa: E402
-from w2vprof.fl.records import (  # noqa: E402
+from w2vprof.fl.aggregation import aggregation_label, aggregation_weights, average_arrays
+from w2vprof.fl.records import (
     CLIENT_COLUMNS,
     ROUND_COLUMNS,
     ClientRoundRecord,
     DurableCsv,
     RoundRecord,
 )
-from w2vprof.fl.settings import FlSettings  # noqa: E402
-from w2vprof.measure.failures import classify_error_text  # noqa: E402
+from w2vprof.fl.settings import FlSettings
+from w2vprof.measure.failures import classify_error_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from w2vprof.models.pretraining import Wav2Vec2ForPretraining
@@ -82,8 +82,8 @@ class W2vprofStrategy(FedAvg):
         self,
         settings: FlSettings,
         out_dir: Path,
-        model: "Wav2Vec2ForPretraining",
-        validation: list["Batch"],
+        model: Wav2Vec2ForPretraining,
+        validation: list[Batch],
         on_round: Optional[Callable[[RoundRecord], None]] = None,
     ) -> None:
         sampled = settings.sampled_per_round

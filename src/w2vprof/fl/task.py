@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-def torch_device(kind: str) -> "torch.device":
+def torch_device(kind: str) -> torch.device:
     """The run's `device` setting as a torch device; one this machine lacks is bad input (w2vprof.devices.resolve)."""
     import torch
 
@@ -43,7 +43,7 @@ def torch_device(kind: str) -> "torch.device":
     return torch.device(resolve_device(kind))
 
 
-def build_fl_model(settings: FlSettings) -> "Wav2Vec2ForPretraining":
+def build_fl_model(settings: FlSettings) -> Wav2Vec2ForPretraining:
     """The model every participant builds: the named configuration, the run's learning rate if given."""
     from w2vprof.models import build_model
 
@@ -58,7 +58,7 @@ class RoundMeter:
         self.device_kind = device_kind
         self._telemetry: Any = None
 
-    def start(self) -> "RoundMeter":
+    def start(self) -> RoundMeter:
         release_free_memory()
         self._reset_worked, self._start_rss = reset_peak()
         if self.device_kind == "cuda":
@@ -95,7 +95,7 @@ class RoundMeter:
         if self._telemetry is not None:
             try:
                 fields = self._telemetry.stop(max(steps, 1))
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a sensor that fails to stop loses energy, never the round
                 fields = {}
             per_batch = fields.get("energy_j_per_batch")
             if per_batch is not None:
@@ -106,7 +106,7 @@ class RoundMeter:
 
 @dataclass
 class LocalResult:
-    state: dict[str, "torch.Tensor"]
+    state: dict[str, torch.Tensor]
     train_loss: float
     train_contrastive_loss: float
     examples: int
@@ -117,7 +117,7 @@ class LocalResult:
 
 
 def train_round(
-    state: dict[str, "torch.Tensor"], utterances: list["torch.Tensor"], settings: FlSettings, server_round: int,
+    state: dict[str, torch.Tensor], utterances: list[torch.Tensor], settings: FlSettings, server_round: int,
     partition_seed: int,
 ) -> LocalResult:
     """`settings.local_epochs` passes over `utterances` from the global weights `state`, a fresh AdamW each round.
@@ -170,7 +170,7 @@ def _mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if len(finite) == len(values) and values else float("nan")
 
 
-def _to(batch: "Batch", device: "torch.device") -> "Batch":
+def _to(batch: Batch, device: torch.device) -> Batch:
     if device.type == "cpu":
         return batch
     from w2vprof.workload import Batch
@@ -178,7 +178,7 @@ def _to(batch: "Batch", device: "torch.device") -> "Batch":
     return Batch(waveforms=batch.waveforms.to(device), lengths=batch.lengths.to(device))
 
 
-def validation_batches(utterances: list["torch.Tensor"], settings: FlSettings) -> list["Batch"]:
+def validation_batches(utterances: list[torch.Tensor], settings: FlSettings) -> list[Batch]:
     """The held-out set cut once, in a fixed order and fixed crops, so every round scores the same audio."""
     from w2vprof.fl.data import epoch_batches
 
@@ -188,7 +188,7 @@ def validation_batches(utterances: list["torch.Tensor"], settings: FlSettings) -
 
 
 def validation_loss(
-    model: "Wav2Vec2ForPretraining", batches: list["Batch"], seed: int
+    model: Wav2Vec2ForPretraining, batches: list[Batch], seed: int
 ) -> tuple[float, float]:
     """(full objective, contrastive loss), frame-weighted over the held-out batches, in eval mode.
 
@@ -214,5 +214,5 @@ def validation_loss(
     return total / weight, contrastive / weight
 
 
-def _as_inputs(batch: "Batch") -> tuple["torch.Tensor", "torch.Tensor"]:
+def _as_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     return batch.waveforms, batch.lengths

@@ -27,13 +27,13 @@ StorageKey = Tuple[int, str, Optional[int]]
 
 
 class ActivationTracker:
-    def __init__(self, model: "nn.Module", layers: list["LayerSpec"]) -> None:
+    def __init__(self, model: nn.Module, layers: list[LayerSpec]) -> None:
         self._model = model
         self._layers = layers
         self._stack: list[str] = []
         self._seen: set[StorageKey] = set()
         #: layer -> bytes, in the order layers first saved something
-        self.bytes_by_layer: "OrderedDict[str, int]" = OrderedDict()
+        self.bytes_by_layer: OrderedDict[str, int] = OrderedDict()
 
     @property
     def total_bytes(self) -> int:
@@ -62,7 +62,7 @@ class ActivationTracker:
         self._stack.pop()
 
     @contextmanager
-    def track(self) -> Iterator["ActivationTracker"]:
+    def track(self) -> Iterator[ActivationTracker]:
         import torch
 
         self._parameter_keys = {

@@ -56,9 +56,9 @@ class Diagnostics:
 
 
 def run_diagnostics(
-    step: "TrainingStep",
-    specs: list["LayerSpec"],
-    batches: list["Batch"],
+    step: TrainingStep,
+    specs: list[LayerSpec],
+    batches: list[Batch],
     device: str,
     layers: list[LayerRecord],
     step_times: list[float],
@@ -81,7 +81,7 @@ def run_diagnostics(
     return found
 
 
-def _time_layers(found: Diagnostics, step: "TrainingStep", specs: list["LayerSpec"], batches: list["Batch"],
+def _time_layers(found: Diagnostics, step: TrainingStep, specs: list[LayerSpec], batches: list[Batch],
                  device: str, repeats: int, step_times: list[float]) -> None:
     from w2vprof.measure.layer_timing import time_layers, with_flop_rates
 
@@ -96,7 +96,7 @@ def _time_layers(found: Diagnostics, step: "TrainingStep", specs: list["LayerSpe
     found.layer_timing = timing_summary(timing, step_times)
 
 
-def rows_with_times(rows: list[LayerRecord], timing: "LayerTiming") -> list[LayerRecord]:
+def rows_with_times(rows: list[LayerRecord], timing: LayerTiming) -> list[LayerRecord]:
     """The layer rows with their seconds, FLOP/s, shares and io bytes, then the `other` row: the rows' `sec`
     add up to the step as the timing tells it (LayerTiming.step_sec)."""
     from w2vprof.measure.layer_timing import OTHER
@@ -117,7 +117,7 @@ def rows_with_times(rows: list[LayerRecord], timing: "LayerTiming") -> list[Laye
     return result
 
 
-def timing_summary(timing: "LayerTiming", step_times: list[float]) -> dict[str, Any]:
+def timing_summary(timing: LayerTiming, step_times: list[float]) -> dict[str, Any]:
     """run.json's account of the layer times: the rows' sum next to the headline median step (both numbers and
     their ratio), the instrumented steps' own median, and every repeat's raw seconds."""
     median_step = statistics.median(step_times) if step_times else None
@@ -132,7 +132,7 @@ def timing_summary(timing: "LayerTiming", step_times: list[float]) -> dict[str, 
     }
 
 
-def _trace(found: Diagnostics, step: "TrainingStep", specs: list["LayerSpec"], batch: "Batch", path: Path) -> None:
+def _trace(found: Diagnostics, step: TrainingStep, specs: list[LayerSpec], batch: Batch, path: Path) -> None:
     from w2vprof.errors import W2vprofError
     from w2vprof.measure.trace import trace_step
 

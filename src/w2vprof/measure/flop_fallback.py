@@ -103,7 +103,8 @@ def formula_registry(custom: dict) -> dict:
     formulas (torch 2.4+; ours for matmuls and convolutions before), `custom` on top. Formulas marked `_get_raw`
     take tensors; the others take shapes."""
     if native_counter_works():
-        from torch.utils.flop_counter import flop_registry, shape_wrapper as torch_shape_wrapper
+        from torch.utils.flop_counter import flop_registry
+        from torch.utils.flop_counter import shape_wrapper as torch_shape_wrapper
 
         return {**flop_registry, **{op: f if getattr(f, "_get_raw", False) else torch_shape_wrapper(f)
                                    for op, f in custom.items()}}
@@ -184,7 +185,7 @@ class ModuleTracker:
         self._leave(name)()
         self._on_gradients(output, self._enter(name, backward=True))
 
-    def __enter__(self) -> "ModuleTracker":
+    def __enter__(self) -> ModuleTracker:
         from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
         self._handles.append(register_module_forward_pre_hook(self._before_forward))
@@ -220,7 +221,7 @@ class FallbackFlopCounter:
             for path in set(self.tracker.parents):
                 self.flop_counts[path][packet] += flops
 
-    def __enter__(self) -> "FallbackFlopCounter":
+    def __enter__(self) -> FallbackFlopCounter:
         self.flop_counts.clear()
         self.tracker.__enter__()
         self._mode = _dispatch_mode(self)

@@ -145,7 +145,7 @@ class FlopCount:
     def module_total(self, path: str) -> int:
         return sum(self.by_module.get(path, {}).values())
 
-    def plus(self, *others: "FlopCount") -> "FlopCount":
+    def plus(self, *others: FlopCount) -> FlopCount:
         """This count and `others` added up, per module and op (e.g. the forwards of several micro-batches)."""
         result = {path: dict(ops) for path, ops in self.by_module.items()}
         for other in others:
@@ -155,7 +155,7 @@ class FlopCount:
                     into[op] = into.get(op, 0) + n
         return FlopCount(result)
 
-    def minus(self, other: "FlopCount") -> "FlopCount":
+    def minus(self, other: FlopCount) -> FlopCount:
         result: dict[str, dict[str, int]] = {}
         for path, ops in self.by_module.items():
             before = other.by_module.get(path, {})

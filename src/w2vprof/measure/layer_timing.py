@@ -96,7 +96,7 @@ class LayerBoundaries:
     hooks when it ends, and nothing is stored on the model.
     """
 
-    def __init__(self, model: "nn.Module", layers: list["LayerSpec"], observer: BoundaryObserver) -> None:
+    def __init__(self, model: nn.Module, layers: list[LayerSpec], observer: BoundaryObserver) -> None:
         self._model = model
         self._layers = layers
         self._observer = observer
@@ -275,9 +275,9 @@ class LayerTiming:
 
 
 def time_layers(
-    step: "TrainingStep",
-    layers: list["LayerSpec"],
-    batches: Sequence["Batch"],
+    step: TrainingStep,
+    layers: list[LayerSpec],
+    batches: Sequence[Batch],
     device: str,
     repeats: int = 3,
     *,
@@ -299,7 +299,7 @@ def time_layers(
     return _summarise([layer.name for layer in layers], runs)
 
 
-def _instrumented_step(step: "TrainingStep", batch: "Batch", boundaries: LayerBoundaries) -> None:
+def _instrumented_step(step: TrainingStep, batch: Batch, boundaries: LayerBoundaries) -> None:
     """step(batch) taken apart as TrainingStep does it (each micro-batch's forward and backward, then one
     update), with the boundaries watching."""
     boundaries.switch(OTHER, STEP)

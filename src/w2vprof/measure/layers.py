@@ -29,7 +29,7 @@ def _child_count(model: nn.Module, path: str) -> int:
     return sum(1 for _ in model.get_submodule(path).children())
 
 
-def model_layers(model: "nn.Module") -> list[LayerSpec]:
+def model_layers(model: nn.Module) -> list[LayerSpec]:
     conv_count = _child_count(model, "feature_extractor.conv_layers")
     layer_count = _child_count(model, "transformer.layers")
     layers = [LayerSpec(f"cnn.{i}", "cnn", (f"feature_extractor.conv_layers.{i}",)) for i in range(conv_count)]

@@ -51,7 +51,7 @@ class LayerRanges:
             self._open = opened
 
 
-def trace_step(step: "TrainingStep", batch: "Batch", layers: list["LayerSpec"], path: Path) -> Path:
+def trace_step(step: TrainingStep, batch: Batch, layers: list[LayerSpec], path: Path) -> Path:
     """Run one training step (forward, backward, update: it trains the model like any step) under
     torch.profiler and write its Chrome trace to `path` atomically; returns the path.
 

@@ -56,7 +56,7 @@ class ModelConfig:
     adam_eps: float = 1e-6
     weight_decay: float = 0.01
 
-    def with_overrides(self, **changes: Any) -> "ModelConfig":
+    def with_overrides(self, **changes: Any) -> ModelConfig:
         return replace(self, **changes)
 
 

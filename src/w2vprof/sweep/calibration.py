@@ -33,7 +33,7 @@ def calibration_command(device: str, threads: int) -> list[str]:
 
 
 def ensure_calibration(device: str, threads: Optional[int] = None, identity: Optional[dict[str, Any]] = None,
-                       run: Run = subprocess.run) -> tuple[Optional["Calibration"], str]:
+                       run: Run = subprocess.run) -> tuple[Optional[Calibration], str]:
     """(the calibration the children will find, what happened) or (None, why not).
 
     `threads`: the sweep's --threads; None means this process's count (a sweep sets none of its own, so it is

@@ -39,7 +39,7 @@ class ResultsWriter:
         self.path = self.rows.path
 
     @classmethod
-    def open(cls, path: Path, resume: bool) -> tuple["ResultsWriter", list[ResultRecord]]:
+    def open(cls, path: Path, resume: bool) -> tuple[ResultsWriter, list[ResultRecord]]:
         """Become the one writer of `path`; return the writer and the rows the file already holds.
 
         - Another w2vprof process writing `path`: BadInput "<path>: being written by another w2vprof process
@@ -81,7 +81,7 @@ class ResultsWriter:
         if self.lock is not None:
             self.lock.release()
 
-    def __enter__(self) -> "ResultsWriter":
+    def __enter__(self) -> ResultsWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -115,7 +115,7 @@ def _short_reason(exc: Exception) -> str:
 
 def load_audio(
     path: Union[str, Path], sample_rate: int = SAMPLE_RATE, resamplers: Optional[dict] = None
-) -> "np.ndarray":
+) -> np.ndarray:
     """Decode one file to mono float32 at `sample_rate` (channels averaged, torchaudio sinc resampling).
 
     A file of n frames at rate r comes back with ceil(n * sample_rate / r) samples. `resamplers`, a dict the
@@ -183,7 +183,7 @@ class AudioWorkload(Workload):
         self.source = source
         self.max_seconds = float(max_seconds) if max_seconds is not None else None
         self.name = f"audio:{source.resolve().name}"
-        self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_bytes = int(cache_bytes)
         self._cached = 0
         self._resamplers: dict = {}
@@ -231,7 +231,7 @@ class AudioWorkload(Workload):
         """Header length of every usable utterance, seconds (before any --max-seconds crop)."""
         return [u.seconds for u, ok in zip(self.utterances, self._usable) if ok]
 
-    def load(self, index: int) -> "np.ndarray":
+    def load(self, index: int) -> np.ndarray:
         """Utterance `index` as mono float32 16 kHz, through a bounded LRU cache of decoded audio."""
         if index in self._cache:
             self._cache.move_to_end(index)
@@ -252,7 +252,7 @@ class AudioWorkload(Workload):
         crop = int(round(self.max_seconds * SAMPLE_RATE)) if self.max_seconds else None
         order: list[int] = []
         while True:
-            waves: list["np.ndarray"] = []
+            waves: list[np.ndarray] = []
             while len(waves) < batch_size:
                 if not order:
                     usable = [i for i, ok in enumerate(self._usable) if ok]

@@ -25,14 +25,14 @@ SAMPLE_RATE = 16_000
 
 @dataclass
 class Batch:
-    waveforms: "torch.Tensor"  # (batch, samples) float32, zero-padded after each utterance's end
-    lengths: "torch.Tensor"  # (batch,) int64: valid samples per utterance
+    waveforms: torch.Tensor  # (batch, samples) float32, zero-padded after each utterance's end
+    lengths: torch.Tensor  # (batch,) int64: valid samples per utterance
 
     @property
     def size(self) -> int:
         return int(self.waveforms.shape[0])
 
-    def attention_mask(self) -> "torch.Tensor":
+    def attention_mask(self) -> torch.Tensor:
         """(batch, samples) bool: True on real audio, False on padding (what the model's mask is built from)."""
         import torch
 
@@ -83,7 +83,7 @@ class SyntheticWorkload(Workload):
             index += 1
 
 
-def collate(waveforms: Sequence[Union["np.ndarray", "torch.Tensor"]]) -> Batch:
+def collate(waveforms: Sequence[Union[np.ndarray, torch.Tensor]]) -> Batch:
     """Stack 1-D utterances into a Batch, zero-padded to the longest (as a trainer's collater does)."""
     import torch
 

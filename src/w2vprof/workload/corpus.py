@@ -27,12 +27,7 @@ __all__ = ["Corpus", "ENGINES", "CV_COLUMNS", "generate_corpus", "espeak_availab
 
 ENGINES = ("auto", "espeak", "synthetic")
 CV_COLUMNS = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents", "locale", "segment"]
-_WORDS = (
-    "the a river quiet morning station people often bring small green boxes under every bridge while "
-    "children learn numbers after school seven thousand birds fly south before winter comes again "
-    "our neighbour painted his door bright yellow last summer and nobody could sleep through the noise "
-    "trains arrive late when snow covers northern hills doctors recommend walking slowly each evening"
-).split()
+_WORDS = ["the", "a", "river", "quiet", "morning", "station", "people", "often", "bring", "small", "green", "boxes", "under", "every", "bridge", "while", "children", "learn", "numbers", "after", "school", "seven", "thousand", "birds", "fly", "south", "before", "winter", "comes", "again", "our", "neighbour", "painted", "his", "door", "bright", "yellow", "last", "summer", "and", "nobody", "could", "sleep", "through", "the", "noise", "trains", "arrive", "late", "when", "snow", "covers", "northern", "hills", "doctors", "recommend", "walking", "slowly", "each", "evening"]
 _ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
 
 
@@ -116,7 +111,7 @@ class _Voice:
     pitch: int  # espeak -p 0..99
 
     @classmethod
-    def random(cls, rng: "np.random.Generator", index: int) -> "_Voice":
+    def random(cls, rng: np.random.Generator, index: int) -> _Voice:
         variant = _ESPEAK_VARIANTS[index % len(_ESPEAK_VARIANTS)]
         female = variant.startswith("f")
         f0 = float(rng.uniform(170, 250) if female else rng.uniform(90, 150))
@@ -124,7 +119,7 @@ class _Voice:
                    pitch=int(rng.integers(25, 75)))
 
 
-def _espeak(sentence: str, voice: _Voice) -> tuple["np.ndarray", int]:
+def _espeak(sentence: str, voice: _Voice) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,7 +138,7 @@ _VOWELS = ((730, 1090, 2440), (270, 2290, 3010), (530, 1840, 2480), (570, 840, 2
            (660, 1720, 2410), (490, 1350, 1690))
 
 
-def _synthesize(sentence: str, voice: _Voice, rng: "np.random.Generator", rate: int = 16_000) -> "np.ndarray":
+def _synthesize(sentence: str, voice: _Voice, rng: np.random.Generator, rate: int = 16_000) -> np.ndarray:
     """Voiced speech-like audio: harmonics of a wandering f0 under moving formant peaks, words and pauses."""
     import numpy as np
 

@@ -46,7 +46,7 @@ class LengthDistribution:
         parts = [self.mean, self.std] + ([self.min_sec, self.max_sec] if self.explicit_bounds else [])
         return f"{self.kind}({','.join(_fmt(p) for p in parts)})"
 
-    def sample(self, rng: "np.random.Generator", count: int) -> "np.ndarray":
+    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
         """`count` lengths in seconds, each within [min_sec, max_sec]."""
         import numpy as np
 
@@ -59,7 +59,7 @@ class LengthDistribution:
         # NB: only reachable when the bounds hold a vanishing share of the distribution; clipping then.
         return np.clip(np.concatenate([out, self._draw(rng, count)])[:count], self.min_sec, self.max_sec)
 
-    def _draw(self, rng: "np.random.Generator", count: int) -> "np.ndarray":
+    def _draw(self, rng: np.random.Generator, count: int) -> np.ndarray:
         if self.kind == "uniform":
             return rng.uniform(self.min_sec, self.max_sec, count)
         if self.kind == "normal":
