@@ -184,3 +184,43 @@ def test_on_meta_makes_one_hot_without_a_kernel():
         indices = torch.zeros(2, 3, dtype=torch.long)
         one_hot = torch.nn.functional.one_hot(indices, 5)
     assert one_hot.is_meta and one_hot.shape == (2, 3, 5) and one_hot.dtype == torch.long
+
+
+def recomputations_seen(model, batch) -> list:
+    """recomputing_layer() each time transformer.0's feed-forward runs in one forward and backward."""
+    from w2vprof.measure.recipes import recomputing_layer
+
+    seen = []
+    feed_forward = model.get_submodule("transformer.layers.0.feed_forward")
+    handle = feed_forward.register_forward_hook(lambda *_: seen.append(recomputing_layer()))
+    try:
+        model(batch.waveforms, batch.lengths).loss.backward()
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_checkpointing_announces_its_recomputation_without_context_fn(monkeypatch):
+    """torch 2.0's checkpoint has no context_fn: the recomputation is then the forward that backward runs."""
+    import torch
+    import torch.utils.checkpoint
+
+    from w2vprof.measure.layers import model_layers
+    from w2vprof.measure.recipes import apply_recipe, make_recipe
+    from w2vprof.models import build_model
+    from w2vprof.workload import make_workload
+
+    real = torch.utils.checkpoint.checkpoint
+
+    def checkpoint_of_torch_2_0(function, *args, use_reentrant=True, **kwargs):
+        assert "context_fn" not in kwargs  # torch 2.0 would hand it to `function`
+        return real(function, *args, use_reentrant=use_reentrant, **kwargs)
+
+    batch = next(make_workload(1.0).batches(2, 0))
+    for patched in (False, True):
+        if patched:
+            monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", checkpoint_of_torch_2_0)
+        torch.manual_seed(0)
+        model = build_model("tiny").train()
+        apply_recipe(model, make_recipe(checkpointing="transformer"), model_layers(model))
+        assert recomputations_seen(model, batch) == [None, "transformer.0"], patched
