@@ -136,7 +136,7 @@ def test_epoch_batches_crop_pad_and_cover_every_utterance():
     utterances = [torch.ones(n) for n in (100, 250, 50, 400, 120)]
     batches = epoch_batches(utterances, batch_size=2, max_samples=200, seed=3)
     assert [b.size for b in batches] == [2, 2, 1]
-    assert sorted(int(l) for b in batches for l in b.lengths) == [50, 100, 120, 200, 200]
+    assert sorted(int(length) for b in batches for length in b.lengths) == [50, 100, 120, 200, 200]
     assert all(b.waveforms.shape[1] == int(b.lengths.max()) for b in batches)
 
 

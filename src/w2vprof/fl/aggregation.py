@@ -38,17 +38,17 @@ def aggregation_weights(
     """
     if len(examples) != len(losses):
         raise ValueError("one loss and one example count per client")
-    usable = [math.isfinite(l) and n > 0 for n, l in zip(examples, losses)]
+    usable = [math.isfinite(loss) and n > 0 for n, loss in zip(examples, losses)]
     if aggregation == "fedavg":
         raw = [float(n) if ok else 0.0 for n, ok in zip(examples, usable)]
     elif aggregation == "loss" and loss_weighting == "exp":
         if temperature <= 0:
             raise ValueError("the temperature T must be positive")
-        finite = [l for l, ok in zip(losses, usable) if ok]
+        finite = [loss for loss, ok in zip(losses, usable) if ok]
         lowest = min(finite) if finite else 0.0
-        raw = [math.exp(-(l - lowest) / temperature) if ok else 0.0 for l, ok in zip(losses, usable)]
+        raw = [math.exp(-(loss - lowest) / temperature) if ok else 0.0 for loss, ok in zip(losses, usable)]
     elif aggregation == "loss" and loss_weighting == "inverse":
-        raw = [1.0 / l if ok and l > 0 else 0.0 for l, ok in zip(losses, usable)]
+        raw = [1.0 / loss if ok and loss > 0 else 0.0 for loss, ok in zip(losses, usable)]
     else:
         raise ValueError(f"unknown aggregation {aggregation!r} / {loss_weighting!r}")
     total = math.fsum(raw)
