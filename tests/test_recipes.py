@@ -297,3 +297,43 @@ def test_resume_key_and_pruning_tell_recipes_apart():
     oom = ResultRecord(model="tiny", batch=2, seconds=1.0, precision="fp32", status="oom")
     assert runner._needs_at_least(default, oom) and not runner._needs_at_least(checkpointed, oom)
     assert "ckpt=transformer" in runner.config_label(checkpointed)
+
+
+# -- the report ----------------------------------------------------------------------------------------------------
+def _report_rows():
+    from w2vprof.records import ResultRecord
+
+    def row(recipe: str, peak: float, time: float, flops: int, **fields) -> ResultRecord:
+        return ResultRecord(model="base", batch=4, seconds=5.5, precision="fp32", device="cpu", device_name="lab",
+                            recipe=recipe, peak_mem_bytes=int(peak), act_mem_bytes=int(peak / 2),
+                            sec_per_batch_median=time, train_flops=flops, peak_mem_source="rss_hwm", **fields)
+
+    return [row("default", 2.0e9, 2.0, 1000 * 10**9), row("ckpt=transformer", 1.0e9, 2.2, 1300 * 10**9,
+                                                           recompute_flops=300 * 10**9),
+            row("freeze=cnn", 1.4e9, 1.5, 700 * 10**9)]
+
+
+def test_report_recipes_table_relative_to_the_default():
+    from w2vprof.report.build import ReportInputs, build_report
+
+    report = build_report(ReportInputs(results=_report_rows(), sources=["synthetic"]))
+    table = report.tables["recipes"]
+    rows = {r[table.columns.index("recipe")]: r for r in table.rows}
+    assert set(rows) == {"default", "ckpt=transformer", "freeze=cnn"}
+    ckpt = rows["ckpt=transformer"]
+    vs = [i for i, name in enumerate(table.columns) if name == "vs default"]
+    assert [ckpt[i] for i in vs] == ["0.50x", "0.50x", "1.10x", "1.30x"]  # peak, activations, time, FLOPs
+    assert ckpt[table.columns.index("recomputed GFLOPs")] == "300.0"
+    assert "recipes_memory_vs_time.png" in report.figures
+    assert report.figures["recipes_memory_vs_time.png"].startswith(b"\x89PNG")
+    # the results table names each row's recipe; Table 2 is the plain step's
+    assert report.tables["results"].columns[-1] == "recipe"
+    assert report.tables["table2"].rows == [["lab", "4", "2.00", "-"]]
+
+
+def test_report_without_recipes_has_no_recipes_table():
+    from w2vprof.report.build import ReportInputs, build_report
+
+    report = build_report(ReportInputs(results=_report_rows()[:1], sources=["synthetic"]))
+    assert "recipes" not in report.tables and "recipes_memory_vs_time.png" not in report.figures
+    assert "recipe" not in report.tables["results"].columns

@@ -117,8 +117,9 @@ def memory_time_png(rows: Sequence[ResultRecord]) -> Optional[bytes]:
     ax.set_ylabel(f"peak memory (GB, {members[0].peak_mem_source or 'peak'})")
     ax.set_title(f"Training recipes: memory against time ({model}, batch {batch}, {seconds:g} s, {precision}, "
                  f"{device})")
-    ax.set_ylim(bottom=0)
-    ax.set_xlim(left=0)
+    # from zero, with room on the right for the last point's label
+    ax.set_xlim(0, 1.3 * max(sec_per_batch(r) or 0.0 for r in members))
+    ax.set_ylim(0, 1.1 * max((_memory(r) or 0) / 1e9 for r in members))
     ax.grid(alpha=0.3)
     return figure_png(fig)
 
