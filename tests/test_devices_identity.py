@@ -25,7 +25,10 @@ def _write(path: Path, text: str) -> None:
 
 
 def _meminfo(root: Path) -> None:
-    _write(root / "proc/meminfo", "MemTotal:        7772000 kB\nMemFree:          500000 kB\nMemAvailable:    3000000 kB\n")
+    _write(
+        root / "proc/meminfo",
+        "MemTotal:        7772000 kB\nMemFree:          500000 kB\nMemAvailable:    3000000 kB\n",
+    )
 
 
 @pytest.fixture

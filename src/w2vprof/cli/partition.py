@@ -19,19 +19,23 @@ def partition(
     clients: str = typer.Option("10", "--clients", "-n", help="How many clients (e.g. 10 or 100)."),
     by: str = typer.Option("speaker", "--by", help="What no two clients may share: speaker (client_id)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for client_NNN.tsv files and summary.csv."),
-    clips_dir: Optional[Path] = typer.Option(None, "--clips-dir", help="Where the clips are (default: the manifest's clips/)."),
+    clips_dir: Optional[Path] = typer.Option(
+        None, "--clips-dir", help="Where the clips are (default: the manifest's clips/)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Orders speakers with equal speech (reproducible splits)."),
 ) -> None:
     """Split MANIFEST into speaker-disjoint client manifests with about the same hours of speech each."""
     from w2vprof.report.render import table_terminal
     from w2vprof.workload.partition import partition_manifest, write_partition
 
-    result = partition_manifest(manifest, parse_positive_int(clients, "--clients"), clips_dir=clips_dir, by=by, seed=seed)
+    client_count = parse_positive_int(clients, "--clients")
+    result = partition_manifest(manifest, client_count, clips_dir=clips_dir, by=by, seed=seed)
     write_partition(result, out)
     for warning in result.warnings:
         typer.echo(f"w2vprof: warning: {warning}", err=True)
     typer.echo(table_terminal(partition_table(result)), nl=False)
-    typer.echo(f"Client manifests: {out}/{result.clients[0].manifest} .. {result.clients[-1].manifest}; summary: {out / 'summary.csv'}")
+    first, last = result.clients[0].manifest, result.clients[-1].manifest
+    typer.echo(f"Client manifests: {out}/{first} .. {last}; summary: {out / 'summary.csv'}")
 
 
 def partition_table(result) -> Table:

@@ -99,7 +99,8 @@ class Calibration:
             f"torch {self.torch_version}, measured {self.measured_at}",
             f"fp32 matmul:    {self.peak_flops_fp32_measured / 1e9:.1f} GFLOP/s ({self.matmul_size_fp32}^2 matmul)",
             f"{self.mixed_dtype} matmul: {mixed}",
-            f"memory copy:    {self.mem_bw_measured / 1e9:.1f} GB/s read + written ({self.copy_bytes >> 20} MiB buffer)",
+            f"memory copy:    {self.mem_bw_measured / 1e9:.1f} GB/s read + written "
+            f"({self.copy_bytes >> 20} MiB buffer)",
         ]
         if self.vendor_profile:
             vendor = [f"{name} {value / 1e12:.2f} TFLOP/s" for name, value in

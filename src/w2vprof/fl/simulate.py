@@ -41,7 +41,8 @@ def check_partitions(settings: FlSettings) -> None:
     entries = client_entries(Path(settings.partitions))
     if len(entries) < settings.clients:
         raise BadInput(
-            f"--partitions {settings.partitions} holds {len(entries)} client partitions; --clients is {settings.clients}"
+            f"--partitions {settings.partitions} holds {len(entries)} client partitions; "
+            f"--clients is {settings.clients}"
         )
     if not validation_source(settings).exists():
         raise BadInput(f"--validation {validation_source(settings)}: no such file or folder")
