@@ -97,7 +97,8 @@ def device_tables(info: dict[str, Any]) -> list[Table]:
     recorded = Table(
         title=f"What a profile on {info['torch_device']} records here", align="lll",
         columns=["measure", "source", "details / why empty"],
-        rows=[[measure, choice["source"] or "(empty)", choice["details"]] for measure, choice in info["recorded"].items()],
+        rows=[[measure, choice["source"] or "(empty)", choice["details"]]
+              for measure, choice in info["recorded"].items()],
     )
     return [identity_table(info), sources, recorded]
 
