@@ -249,3 +249,26 @@ def test_fl_simulate_stops_before_flower_starts_when_torchaudio_is_broken(torcha
 
     monkeypatch.setattr(w2vprof.fl.simulate, "simulate", started)
     _exits_2_naming_the_pair(["fl", "simulate", "--out", str(tmp_path / "run"), "--clients", "2"], capsys)
+
+
+@pytest.mark.parametrize("torch_version, numpy_version, refused", [
+    ("2.1.2", "2.1.3", True), ("2.0.0+nv23.05", "2.0.0", True), ("2.2.2", "2.3.0", True),
+    ("2.1.2", "1.26.4", False), ("2.3.1", "2.1.3", False), ("2.14.1", "2.4.0", False), ("2.1.2", "", False),
+])
+def test_torch_before_2_3_needs_numpy_1(torch_version, numpy_version, refused):
+    """torch 2.0-2.2 were built against NumPy 1: with NumPy 2, torch.from_numpy raises "Numpy is not available"."""
+    problem = compat.numpy_pair_problem(torch_version, numpy_version)
+    assert (problem is not None) == refused
+    if refused:
+        assert "install numpy<2" in problem
+
+
+def test_an_old_torch_with_numpy_2_is_one_line_before_importing_torch(monkeypatch):
+    """Read from the installed versions: importing such a torch prints NumPy's multi-line warning first."""
+    versions = {"torch": "2.1.2", "torchaudio": "2.1.2", "numpy": "2.1.3"}
+    monkeypatch.setattr(compat, "installed_version", versions.get)
+    monkeypatch.setitem(sys.modules, "torch", None)  # importing it would fail the test
+    problem = model_support_problem()
+    assert problem.startswith("torch 2.1.2 with torchaudio ")
+    assert "cannot train wav2vec 2.0 here: torch 2.1 was built against NumPy 1" in problem
+    assert "\n" not in problem

@@ -8,6 +8,7 @@ The goldens (tests/golden/numbers) then hold with w2vprof's own counter (measure
 this torch has the native counter, both give the same count for every module and op of a training step.
 A real old torch is tested by .ci/test-dependency-floor.sh (README: what was run).
 """
+
 from __future__ import annotations
 
 import csv
@@ -98,10 +99,13 @@ def test_the_fallback_counts_a_training_step_as_torchs_counter(monkeypatch):
     assert sum(both["Global"].values()) > 2 * sum(forward["Global"].values())  # the backward was counted
 
 
-@pytest.mark.parametrize("golden, model, seconds, batch, per_layer", [
-    ("summary_base_5.5.csv", "base", 5.5, 1, False),
-    ("summary_tiny_layers_1s.csv", "tiny", 1.0, 1, True),
-])
+@pytest.mark.parametrize(
+    "golden, model, seconds, batch, per_layer",
+    [
+        ("summary_base_5.5.csv", "base", 5.5, 1, False),
+        ("summary_tiny_layers_1s.csv", "tiny", 1.0, 1, True),
+    ],
+)
 def test_summary_goldens_hold_with_the_fallback_counter(monkeypatch, golden, model, seconds, batch, per_layer):
     from dataclasses import fields
 
@@ -133,8 +137,9 @@ def test_the_tiny_profile_goldens_hold_with_the_fallback_counter(monkeypatch):
     golden = json.loads((GOLDEN / "profile_tiny_b2_1s.json").read_text())["values"]
     frames = 98  # 2 utterances of 49 frames
     masked, golden_masked = round(record.masked_fraction * frames), round(float(golden["masked_fraction"]) * frames)
-    expected = {row["layer"]: row for row in csv.DictReader(io.StringIO(
-        (GOLDEN / "profile_tiny_b2_1s_layers.csv").read_text()))}
+    expected = {
+        row["layer"]: row for row in csv.DictReader(io.StringIO((GOLDEN / "profile_tiny_b2_1s_layers.csv").read_text()))
+    }
     assert [layer.layer for layer in result.layers] == list(expected)
     for layer in result.layers:
         row = expected[layer.layer]

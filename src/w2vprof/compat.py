@@ -37,6 +37,7 @@ __all__ = [
     "installed_version",
     "major_minor",
     "model_support_problem",
+    "numpy_pair_problem",
     "one_line",
     "torch_floor_problem",
     "training_problem",
@@ -50,6 +51,9 @@ STABLE_ABI_TORCHAUDIO = (2, 11)
 #: attribute FLOPs to every module, so there w2vprof counts with its own (w2vprof.measure.flop_fallback), built on
 #: what torch 2.0 added: dispatch modes, global module hooks, register_multi_grad_hook, torch.device as a context.
 TORCH_FLOOR = (2, 0)
+
+#: The first torch built against NumPy 2: older ones cannot exchange arrays with NumPy 2 ("Numpy is not available").
+NUMPY_2_TORCH = (2, 3)
 
 #: What w2vprof.models.pretraining takes from torchaudio: the builder's keyword arguments and the components.
 BUILDER_ARGUMENTS = (
@@ -97,6 +101,16 @@ def torch_floor_problem(torch_version: str) -> str | None:
     return None
 
 
+def numpy_pair_problem(torch_version: str, numpy_version: str) -> str | None:
+    """Why this torch cannot exchange arrays with this NumPy (torch 2.0-2.2 with NumPy 2; the masks and the audio
+    are drawn and read as arrays), or None."""
+    torch_mm, numpy_mm = major_minor(torch_version), major_minor(numpy_version)
+    if torch_mm is None or numpy_mm is None or torch_mm >= NUMPY_2_TORCH or numpy_mm < (2, 0):
+        return None
+    return (f"torch {torch_mm[0]}.{torch_mm[1]} was built against NumPy 1 and cannot exchange arrays with numpy "
+            f"{numpy_version}; install numpy<2 (pip install 'numpy<2')")
+
+
 def version_pair_problem(torch_version: str, torchaudio_version: str) -> str | None:
     """Why this torchaudio release cannot work with this torch release, or None (also when a version is unreadable:
     then importing and building decide)."""
@@ -137,6 +151,10 @@ def model_support_problem() -> str | None:
     Cached: the answer cannot change within a process (call `model_support_problem.cache_clear()` in tests).
     """
     audio_version = installed_version("torchaudio") or "(not installed)"
+    numpy = numpy_pair_problem(installed_version("torch") or "", installed_version("numpy") or "")
+    if numpy:  # before importing torch, which then prints NumPy's own multi-line warning
+        pair = f"torch {installed_version('torch')} with torchaudio {audio_version}"
+        return f"{pair} cannot train wav2vec 2.0 here: {numpy}"
     try:
         import torch
     except Exception as exc:  # noqa: BLE001 - any failure to import is the answer

@@ -13,18 +13,30 @@ the same counting as torch 2.4+'s FlopCounterMode, written on APIs torch 2.0 has
   backward ends. Module paths are ModuleTracker's: the root's class name, then attribute names.
 On torch 2.4+ the native counter is used: tests/test_old_torch.py checks that both give the same counts.
 """
+
 from __future__ import annotations
 
 import weakref
 from collections import defaultdict
 from functools import wraps
 from math import prod
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Sequence
 
-__all__ = ["FallbackFlopCounter", "base_formulas", "ModuleTracker", "counter_mode", "formula_registry",
-           "native_counter_works", "shape_wrapper"]
+__all__ = [
+    "FallbackFlopCounter",
+    "base_formulas",
+    "ModuleTracker",
+    "counter_mode",
+    "formula_registry",
+    "native_counter_works",
+    "shape_wrapper",
+]
 
 GLOBAL = "Global"
+
+#: op (an OpOverloadPacket) -> formula; typing.Dict: evaluated at import (Python 3.8).
+FormulaTable = Dict[Any, Callable[..., int]]
+Shape = Sequence[int]
 
 
 def native_counter_works() -> bool:
@@ -38,43 +50,59 @@ def native_counter_works() -> bool:
 
 
 # -- formulas: the same arithmetic as torch 2.4+'s torch.utils.flop_counter, on shapes -----------------------------
-def mm_flops(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+def mm_flops(a_shape: Shape, b_shape: Shape, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     """(m, k) x (k, n): 2*m*k*n."""
     m, k = a_shape
-    return 2 * m * k * b_shape[1]
+    return 2 * m * k * int(b_shape[1])
 
 
-def addmm_flops(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+def addmm_flops(self_shape: Shape, a_shape: Shape, b_shape: Shape, *args: Any, **kwargs: Any) -> int:
     return mm_flops(a_shape, b_shape)
 
 
-def bmm_flops(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+def bmm_flops(a_shape: Shape, b_shape: Shape, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     """(b, m, k) x (b, k, n): 2*b*m*k*n."""
     b, m, k = a_shape
-    return 2 * b * m * k * b_shape[2]
+    return 2 * b * m * k * int(b_shape[2])
 
 
-def baddbmm_flops(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+def baddbmm_flops(self_shape: Shape, a_shape: Shape, b_shape: Shape, *args: Any, **kwargs: Any) -> int:
     return bmm_flops(a_shape, b_shape)
 
 
-def conv_flops(x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed, *args, out_shape=None,
-               **kwargs) -> int:
+def conv_flops(
+    x_shape: Shape,
+    w_shape: Shape,
+    _bias: Any,
+    _stride: Any,
+    _padding: Any,
+    _dilation: Any,
+    transposed: bool,
+    *args: Any,
+    out_shape: Shape = (),
+    **kwargs: Any,
+) -> int:
     """2 * batch * output positions (input positions when transposed) * filter size * c_out * c_in per group."""
     c_out, c_in, *filter_size = w_shape
     positions = (x_shape if transposed else out_shape)[2:]
-    return 2 * x_shape[0] * prod(positions) * prod(filter_size) * c_out * c_in
+    return 2 * int(x_shape[0]) * prod(positions) * prod(filter_size) * c_out * c_in
 
 
 #: aten op name -> shape formula, for ops that exist in this torch (see base_formulas).
 _BASE_FORMULA_NAMES: Dict[str, Callable[..., int]] = {
-    "mm": mm_flops, "addmm": addmm_flops, "bmm": bmm_flops, "baddbmm": baddbmm_flops,
-    "convolution": conv_flops, "_convolution": conv_flops, "cudnn_convolution": conv_flops,
-    "convolution_overrideable": conv_flops, "_slow_conv2d_forward": conv_flops,
+    "mm": mm_flops,
+    "addmm": addmm_flops,
+    "bmm": bmm_flops,
+    "baddbmm": baddbmm_flops,
+    "convolution": conv_flops,
+    "_convolution": conv_flops,
+    "cudnn_convolution": conv_flops,
+    "convolution_overrideable": conv_flops,
+    "_slow_conv2d_forward": conv_flops,
 }
 
 
-def base_formulas() -> dict:
+def base_formulas() -> FormulaTable:
     """op packet -> shape formula: torch 2.4+'s matmul and convolution formulas, for the ops this torch has."""
     import torch
 
@@ -98,18 +126,19 @@ def shape_wrapper(formula: Callable[..., int]) -> Callable[..., int]:
     return on_tensors
 
 
-def formula_registry(custom: dict) -> dict:
+def formula_registry(custom: FormulaTable) -> FormulaTable:
     """op packet -> formula(*tensors, out_val=out, **kwargs), as FlopCounterMode builds its table: torch's
     formulas (torch 2.4+; ours for matmuls and convolutions before), `custom` on top. Formulas marked `_get_raw`
     take tensors; the others take shapes."""
+    wrap: Callable[[Callable[..., int]], Callable[..., int]]
     if native_counter_works():
-        from torch.utils.flop_counter import flop_registry
-        from torch.utils.flop_counter import shape_wrapper as torch_shape_wrapper
+        from torch.utils import flop_counter
 
-        return {**flop_registry, **{op: f if getattr(f, "_get_raw", False) else torch_shape_wrapper(f)
-                                   for op, f in custom.items()}}
-    table = {**base_formulas(), **custom}
-    return {op: f if getattr(f, "_get_raw", False) else shape_wrapper(f) for op, f in table.items()}
+        torchs: FormulaTable = dict(flop_counter.flop_registry)  # registered already wrapped
+        wrap = flop_counter.shape_wrapper
+    else:
+        torchs, wrap, custom = {}, shape_wrapper, {**base_formulas(), **custom}
+    return {**torchs, **{op: f if getattr(f, "_get_raw", False) else wrap(f) for op, f in custom.items()}}
 
 
 # -- attribution: torch 2.4+'s ModuleTracker rules ------------------------------------------------------------------
@@ -118,8 +147,8 @@ class ModuleTracker:
 
     def __init__(self) -> None:
         self.parents = {GLOBAL}
-        self._known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._seen: weakref.WeakSet = weakref.WeakSet()
+        self._known: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
         self._callback_queued = False
         self._handles: List[Any] = []
 
@@ -202,7 +231,7 @@ class FallbackFlopCounter:
     """FlopCounterMode's counting (torch 2.4+) on torch 2.0+: `get_flop_counts()` gives {module path: {op: FLOPs}}
     with 'Global' for the whole run; every counted op is charged to each module in ModuleTracker's `parents`."""
 
-    def __init__(self, registry: dict) -> None:
+    def __init__(self, registry: FormulaTable) -> None:
         self.registry = registry
         self.flop_counts: Dict[str, Dict[Any, int]] = defaultdict(lambda: defaultdict(int))
         self.tracker = ModuleTracker()
@@ -214,7 +243,7 @@ class FallbackFlopCounter:
     def get_flop_counts(self) -> Dict[str, Dict[Any, int]]:
         return {path: dict(ops) for path, ops in self.flop_counts.items()}
 
-    def count(self, packet: Any, out: Any, args: tuple, kwargs: dict) -> None:
+    def count(self, packet: Any, out: Any, args: Sequence[Any], kwargs: Dict[str, Any]) -> None:
         formula = self.registry.get(packet)
         if formula is not None:
             flops = int(formula(*args, **kwargs, out_val=out))
@@ -241,12 +270,17 @@ def _dispatch_mode(counter: FallbackFlopCounter) -> Any:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    class _Counting(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
+    class _Counting(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's class is untyped
+        def __torch_dispatch__(
+            self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Dict[str, Any] | None = None
+        ) -> Any:
             kwargs = kwargs or {}
             decompose = getattr(func, "decompose", None)
-            if (func._overloadpacket not in counter.registry and decompose is not None
-                    and func is not torch.ops.prim.device.default):
+            if (
+                func._overloadpacket not in counter.registry
+                and decompose is not None
+                and func is not torch.ops.prim.device.default
+            ):
                 with self:
                     decomposed = decompose(*args, **kwargs)
                 if decomposed is not NotImplemented:
@@ -255,10 +289,10 @@ def _dispatch_mode(counter: FallbackFlopCounter) -> Any:
             counter.count(func._overloadpacket, out, args, kwargs)
             return out
 
-    return _Counting()
+    return _Counting()  # type: ignore[no-untyped-call]  # torch's __init__ is untyped
 
 
-def counter_mode(custom_formulas: dict) -> Any:
+def counter_mode(custom_formulas: FormulaTable) -> Any:
     """A FLOP counter context (torch's FlopCounterMode on torch 2.4+, FallbackFlopCounter before) with `custom_formulas`
     on top of the matmul and convolution formulas; read it with `get_flop_counts()`."""
     if native_counter_works():
