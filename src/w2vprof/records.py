@@ -27,7 +27,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Type, TypeVar
 
 from w2vprof.errors import BadInput
 from w2vprof.files import DurableCsv, csv_text, read_csv_rows, write_text_atomic
@@ -382,9 +382,16 @@ class _Invalid(str):
     """A cell's reason for breaking the rules (kept apart from text values by its type)."""
 
 
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import DataclassInstance
+
+#: A row type: one of the dataclasses above.
+Row = TypeVar("Row", bound="DataclassInstance")
+
+
 def read_records(
-    path: Path, cls: type, rules: RowRules, text: Optional[str] = None, require_rows: bool = True
-) -> list:
+    path: Path, cls: Type[Row], rules: RowRules, text: Optional[str] = None, require_rows: bool = True
+) -> list[Row]:
     """Rows of the CSV file `path` (or of `text`, named `path` in messages) as `cls`, each checked against `rules`.
 
     Columns `cls` does not have are ignored and columns it has but the file lacks take their defaults (files of

@@ -116,7 +116,8 @@ def compare(rows: list[ResultRecord], baseline: Optional[str] = None, seconds: O
 
 def _batch_gains(rows: list[CompareRow]) -> list[BatchGainRow]:
     """Per device, model, precision and length: the smallest batch against each larger one measured."""
-    groups: dict[tuple, list[tuple[int, float]]] = {}  # -> (batch, seconds per sequence) of each measured row
+    # (device, model, precision, seconds) -> (batch, seconds per sequence) of each measured row
+    groups: dict[tuple[str, str, str, float], list[tuple[int, float]]] = {}
     for row in rows:
         if row.sec_per_sequence is not None:
             groups.setdefault((row.device, row.model, row.precision, row.seconds), []).append(
@@ -248,7 +249,7 @@ def _choose_configuration(sets: list[LayerSet]) -> tuple[list[LayerSet], str]:
     Fig. 2 configuration on a tie, then the largest), bare layers files joining it; a device's last set wins."""
     configs = {s.config for s in sets if s.config is not None}
 
-    def devices_at(config: Optional[tuple]) -> dict[str, LayerSet]:
+    def devices_at(config: Optional[tuple[str, int, float, str]]) -> dict[str, LayerSet]:
         chosen: dict[str, LayerSet] = {}
         for s in sets:
             if s.config is None or s.config == config:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from w2vprof.measure.layers import OBJECTIVE
 
@@ -68,14 +68,14 @@ class NodeLabeler:
             for handle in handles:
                 handle.remove()
 
-    def _before_hook(self):
-        def before(module, args) -> None:
+    def _before_hook(self) -> Callable[[nn.Module, Any], None]:
+        def before(module: nn.Module, args: Any) -> None:
             self.label_from(args, OBJECTIVE)
 
         return before
 
-    def _after_hook(self, name: str):
-        def after(module, args, output) -> None:  # returns None: a value would replace the output
+    def _after_hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def after(module: nn.Module, args: Any, output: Any) -> None:  # returns None: a value would replace the output
             self.label_from(output, name)
 
         return after
@@ -98,8 +98,8 @@ def backward_flops_by_layer(labels: dict[Any, str], recompute: Optional[dict[str
     registry = formula_registry()
     counts: dict[str, int] = defaultdict(int)
 
-    class _BackwardCounter(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    class _BackwardCounter(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's class is untyped
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             formula = registry.get(func._overloadpacket) or registry.get(func)
@@ -112,5 +112,5 @@ def backward_flops_by_layer(labels: dict[Any, str], recompute: Optional[dict[str
                     counts[labels.get(torch._C._current_autograd_node(), OBJECTIVE)] += flops
             return out
 
-    with _BackwardCounter():
+    with _BackwardCounter():  # type: ignore[no-untyped-call]  # torch's __init__ is untyped
         yield counts

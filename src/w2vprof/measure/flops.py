@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Dict, Iterator, Sequence
 
 __all__ = ["FlopCount", "count_flops", "flop_formulas", "formula_registry", "subtree_flops"]
+
+#: aten op (or op packet) -> its FLOP formula.
+FormulaTable = Dict[Any, Callable[..., int]]
 
 #: Fused attention kernels whose first three arguments are query, key, value shaped (b, h, s, d).
 SDPA_FORWARD_OPS = (
@@ -51,14 +54,16 @@ KERNEL_ATTENTION_OPS = {
 }
 
 
-def sdpa_forward_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+def sdpa_forward_flops(query_shape: Sequence[int], key_shape: Sequence[int], value_shape: Sequence[int], *args: Any,
+                       out_shape: Any = None, **kwargs: Any) -> int:
     """QK^T (b, h, Sq, d) x (b, h, d, Sk) and AV (b, h, Sq, Sk) x (b, h, Sk, dv): 2 FLOPs per multiply-add."""
-    b, h, s_q, d = query_shape
-    s_k, d_v = key_shape[-2], value_shape[-1]
+    b, h, s_q, d = (int(n) for n in query_shape)
+    s_k, d_v = int(key_shape[-2]), int(value_shape[-1])
     return 2 * b * h * s_q * s_k * d + 2 * b * h * s_q * s_k * d_v
 
 
-def sdpa_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+def sdpa_backward_flops(grad_out_shape: Sequence[int], query_shape: Sequence[int], key_shape: Sequence[int],
+                        value_shape: Sequence[int], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     """grad of the scores, of V, of Q and of K: four matmuls, the sizes of the forward's two. No recomputation."""
     return 2 * sdpa_forward_flops(query_shape, key_shape, value_shape)
 
@@ -91,8 +96,9 @@ def _kernel_formula(positions: tuple[int, ...], multiple: int) -> Callable[..., 
     return formula
 
 
-def _conv_backward(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
-                   _output_padding, _groups, output_mask, out_shape=None) -> int:
+def _conv_backward(grad_out_shape: Sequence[int], x_shape: Sequence[int], w_shape: Sequence[int], _bias: Any,
+                   _stride: Any, _padding: Any, _dilation: Any, transposed: bool, _output_padding: Any, _groups: Any,
+                   output_mask: Sequence[bool], out_shape: Any = None) -> int:
     # Each of grad_input and grad_weight costs what the forward convolution costs.
     # NB: torch's own formula takes the weight gradient's inner size from the full input channels, which
     # overcounts grouped convolutions by the group count (16x for wav2vec 2.0's positional conv).
@@ -102,7 +108,7 @@ def _conv_backward(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _
     return one * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
-def flop_formulas() -> dict:
+def flop_formulas() -> FormulaTable:
     """Our additions to torch's flop formulas (FlopCounterMode's custom_mapping): attention and conv backward.
 
     Ops this torch does not have are skipped. Formulas marked `_get_raw` take tensors; the others take shapes.
@@ -110,7 +116,7 @@ def flop_formulas() -> dict:
     import torch
 
     aten = torch.ops.aten
-    formulas: dict = {aten.convolution_backward: _conv_backward}
+    formulas: FormulaTable = {aten.convolution_backward: _conv_backward}
     for names, formula in ((SDPA_FORWARD_OPS, sdpa_forward_flops), (SDPA_BACKWARD_OPS, sdpa_backward_flops)):
         for name in names:
             if hasattr(aten, name):
@@ -121,7 +127,7 @@ def flop_formulas() -> dict:
     return formulas
 
 
-def formula_registry() -> dict:
+def formula_registry() -> FormulaTable:
     """op packet -> formula called as formula(*args, out_val=out, **kwargs): torch's, with ours on top.
 
     The table FlopCounterMode builds from `flop_formulas()`, for code that counts with its own dispatch mode
@@ -166,7 +172,7 @@ class FlopCount:
 
 
 class _Counter:
-    def __init__(self, mode) -> None:
+    def __init__(self, mode: Any) -> None:
         self._mode = mode
 
     def snapshot(self) -> FlopCount:
