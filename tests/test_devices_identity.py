@@ -72,7 +72,10 @@ PI4_CPUINFO = "".join(
     f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n"
     f"CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n"
     for n in range(4)
-) + "Hardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 100000001234abcd\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+) + (
+    "Hardware\t: BCM2835\nRevision\t: c03114\n"
+    "Serial\t\t: 100000001234abcd\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+)
 
 # /proc/cpuinfo of a Jetson Xavier NX (JetPack 5): neither `model name` nor `Hardware`, only part numbers.
 XAVIER_NX_CPUINFO = "".join(
