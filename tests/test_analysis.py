@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli_in_process
 from w2vprof.analysis.data import DeviceProfile, load_profiles, paper_results
 from w2vprof.analysis.estimates import FlSetting, feasibility, fit_memory, fl_estimate, forecast
 from w2vprof.errors import BadInput
@@ -35,12 +35,12 @@ def test_fl_estimate_reproduces_the_paper():
 
 
 def test_fl_estimate_cli_csv():
-    result = run_cli("fl-estimate", "--reference", "paper", "--format", "csv")
+    result = run_cli_in_process("fl-estimate", "--reference", "paper", "--format", "csv")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert {"device", "epoch_hours", "total_days"} <= set(rows[0])
     assert float(_dict(rows, "Raspberry Pi 4")["total_days"]) == pytest.approx(456, rel=0.03)
-    table = run_cli("fl-estimate", "--reference", "paper")
+    table = run_cli_in_process("fl-estimate", "--reference", "paper")
     assert table.returncode == 0 and "Jetson Xavier NX" in table.stdout
 
 
@@ -76,10 +76,10 @@ def test_forecast_nx_reaches_the_a40_in_2026():
     # 1.78 / 0.27 = 6.59; log2(6.59) = 2.72 doublings x 1.5 years = 4.08 years -> 2026.08
     assert result.ratio == pytest.approx(6.593, abs=0.001)
     assert result.years == pytest.approx(4.08, abs=0.01) and 2026 <= result.year <= 2027
-    cli = run_cli("forecast", "--device", "Jetson Xavier NX", "--target", "NVIDIA A40")
+    cli = run_cli_in_process("forecast", "--device", "Jetson Xavier NX", "--target", "NVIDIA A40")
     assert cli.returncode == 0 and "ratio 6.59" in cli.stdout and "doubles every 18 months" in cli.stdout
     assert "2026.1" in cli.stdout
-    as_json = json.loads(run_cli("forecast", "--device", "Jetson Xavier NX", "--format", "json").stdout)
+    as_json = json.loads(run_cli_in_process("forecast", "--device", "Jetson Xavier NX", "--format", "json").stdout)
     assert as_json[0]["year"] == pytest.approx(2026.08, abs=0.01)
 
 
@@ -143,21 +143,21 @@ def test_feasibility_skips_a_group_with_one_point_and_refuses_when_none_is_left(
     assert [f.precision for f in result.fits] == ["fp32"] and "base mixed" in result.skipped[0]
     one = tmp_path / "one.csv"
     write_records_csv(one, [r for r in rows if r.seconds == 1.0], RESULT_COLUMNS)
-    cli = run_cli("feasibility", str(one))
+    cli = run_cli_in_process("feasibility", str(one))
     assert cli.returncode == 2 and "two or more" in cli.stderr and len(cli.stderr.strip().splitlines()) == 1
 
 
 def test_feasibility_cli_with_shipped_and_given_profiles(tmp_path):
-    result = run_cli("feasibility", str(DATA / "small.csv"), "--format", "csv")
+    result = run_cli_in_process("feasibility", str(DATA / "small.csv"), "--format", "csv")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     names = {p.name for p in load_profiles()}
     assert {r["device"] for r in rows} == names - {p.name for p in load_profiles() if not p.memory_gb}
     assert {"Raspberry Pi 5", "Jetson Orin Nano 8GB", "Apple M2 MacBook Air"} <= names
     (tmp_path / "profiles.csv").write_text("name,memory_gb\nMy Board,8\n")
-    mine = run_cli("feasibility", str(DATA / "small.csv"), "--devices", str(tmp_path), "--format", "json")
+    mine = run_cli_in_process("feasibility", str(DATA / "small.csv"), "--devices", str(tmp_path), "--format", "json")
     assert {r["device"] for r in json.loads(mine.stdout)} == {"My Board"}
-    table = run_cli("feasibility", str(DATA / "small.csv"), "--device", "Jetson Xavier NX")
+    table = run_cli_in_process("feasibility", str(DATA / "small.csv"), "--device", "Jetson Xavier NX")
     assert table.returncode == 0 and "Jetson Xavier NX" in table.stdout and "Raspberry" not in table.stdout
 
 
@@ -186,7 +186,7 @@ def test_shipped_profiles_have_memory_and_a_source():
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, fragment):
-    result = run_cli(*args)
+    result = run_cli_in_process(*args)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
 

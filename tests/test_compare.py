@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli_in_process
 from w2vprof.analysis.compare import compare
 from w2vprof.analysis.data import paper_results
 from w2vprof.report.render import table_markdown
@@ -53,7 +53,7 @@ def test_markdown_view_matches_golden():
 
 
 def test_csv_columns_and_every_format():
-    result = run_cli("compare", "--reference", "paper", "--baseline", "NVIDIA A40", "--format", "csv")
+    result = run_cli_in_process("compare", "--reference", "paper", "--baseline", "NVIDIA A40", "--format", "csv")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert list(rows[0])[:7] == ["device", "model", "batch", "precision", "sec_per_batch", "status",
@@ -63,16 +63,16 @@ def test_csv_columns_and_every_format():
     pi = next(r for r in rows if r["device"] == "Raspberry Pi 4" and r["model"] == "large" and r["batch"] == "1"
               and r["precision"] == "fp32")
     assert pi["status"] == "oom" and pi["sec_per_batch"] == "" and pi["slowdown_vs_baseline"] == ""
-    as_json = json.loads(run_cli("compare", "--reference", "paper", "--format", "json").stdout)
+    as_json = json.loads(run_cli_in_process("compare", "--reference", "paper", "--format", "json").stdout)
     assert {"baseline", "rows", "batch_gains", "mixed_speedups", "oom"} <= set(as_json)
-    table = run_cli("compare", str(DATA / "small.csv"), "--reference", "paper", "--baseline", "NVIDIA A40")
+    table = run_cli_in_process("compare", str(DATA / "small.csv"), "--reference", "paper", "--baseline", "NVIDIA A40")
     assert table.returncode == 0 and "Test Board" in table.stdout and "138.3x" in table.stdout
 
 
 def test_a_measured_device_joins_the_paper_at_the_same_length(tmp_path):
     out = tmp_path / "cmp.csv"
-    result = run_cli("compare", str(DATA / "small.csv"), "--reference", "paper", "--baseline", "NVIDIA A40",
-                     "--seconds", "5.5", "--format", "csv", "--out", str(out))
+    result = run_cli_in_process("compare", str(DATA / "small.csv"), "--reference", "paper", "--baseline",
+                                "NVIDIA A40", "--seconds", "5.5", "--format", "csv", "--out", str(out))
     assert result.returncode == 0 and result.stdout == ""
     assert "Test Board" not in out.read_text()  # it was measured at 1-4 s only: no 5.5 s rows to set beside
 
@@ -95,7 +95,7 @@ def test_reference_data_loads_outside_the_source_tree(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, fragment):
-    result = run_cli("compare", *args)
+    result = run_cli_in_process("compare", *args)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, \
         result.stderr
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
 
-from w2vprof.cli.main import app, run
+from conftest import run_cli_in_process
 from w2vprof.errors import BadInput
 from w2vprof.workload.manifest import read_manifest
 from w2vprof.workload.partition import assign_speakers, partition_manifest, write_partition
@@ -60,9 +59,9 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
 def test_cli_10_clients_writes_disjoint_balanced_manifests_and_summary(tmp_path):
     manifest = make_corpus(tmp_path / "cv", speakers=120)
     out = tmp_path / "split10"
-    result = CliRunner().invoke(app, ["partition", str(manifest), "--clients", "10", "--by", "speaker", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    assert "10 clients by speaker" in result.output and "total" in result.output
+    result = run_cli_in_process("partition", str(manifest), "--clients", "10", "--by", "speaker", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "10 clients by speaker" in result.stdout and "total" in result.stdout
     files = sorted(out.glob("client_*.tsv"))
     assert [f.name for f in files] == [f"client_{i:03d}.tsv" for i in range(10)]
     original = read_tsv(manifest)
@@ -97,12 +96,12 @@ def read_tsv_csv(path: Path) -> list[dict[str, str]]:
 def test_cli_100_clients_and_a_smaller_split_replaces_the_old_one(tmp_path):
     manifest = make_corpus(tmp_path / "cv", speakers=110, per_speaker=1)
     out = tmp_path / "split"
-    assert CliRunner().invoke(app, ["partition", str(manifest), "--clients", "100", "--out", str(out)]).exit_code == 0
+    assert run_cli_in_process("partition", str(manifest), "--clients", "100", "--out", str(out)).returncode == 0
     files = sorted(out.glob("client_*.tsv"))
     assert len(files) == 100 and files[-1].name == "client_099.tsv"
     speakers = [r["client_id"] for f in files for r in read_tsv(f)]
     assert len(speakers) == len(set(speakers)) == 110 and all(read_tsv(f) for f in files)
-    assert CliRunner().invoke(app, ["partition", str(manifest), "--clients", "10", "--out", str(out)]).exit_code == 0
+    assert run_cli_in_process("partition", str(manifest), "--clients", "10", "--out", str(out)).returncode == 0
     assert len(list(out.glob("client_*.tsv"))) == 10  # no stale client_057.tsv left from the 100-way split
 
 
@@ -119,12 +118,6 @@ def test_unreadable_clips_are_left_out_with_one_warning(tmp_path):
     assert [p.name for p in written] == ["client_000.tsv", "client_001.tsv", "summary.csv"]
 
 
-def exit_of(argv: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as stop:
-        run(argv)
-    return stop.value.code, capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     "extra, fragment",
     [
@@ -133,17 +126,19 @@ def exit_of(argv: list[str], capsys) -> tuple[int, str]:
         (["--clients", "2", "--by", "gender"], "unknown --by 'gender'"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, fragment):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, fragment):
     manifest = make_corpus(tmp_path / "cv", speakers=4)
-    code, err = exit_of(["partition", str(manifest), "--out", str(tmp_path / "o"), *extra], capsys)
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1 and fragment in err
+    result = run_cli_in_process("partition", str(manifest), "--out", str(tmp_path / "o"), *extra)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
 
 
-def test_missing_manifest_or_clips_is_exit_2(tmp_path, capsys):
-    code, err = exit_of(["partition", str(tmp_path / "none.tsv"), "--out", str(tmp_path / "o")], capsys)
-    assert code == 2 and "no such file" in err
+def test_missing_manifest_or_clips_is_exit_2(tmp_path):
+    result = run_cli_in_process("partition", str(tmp_path / "none.tsv"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "no such file" in result.stderr
     manifest = make_corpus(tmp_path / "cv", speakers=2)
-    code, err = exit_of(["partition", str(manifest), "--clips-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")], capsys)
-    assert code == 2 and "does not exist (set --clips-dir)" in err
-    assert exit_of(["partition", str(manifest), "--clients", "2", "--out", str(tmp_path / "ok")], capsys)[0] == 0
+    result = run_cli_in_process("partition", str(manifest), "--clips-dir", str(tmp_path / "nowhere"),
+                                "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "does not exist (set --clips-dir)" in result.stderr
+    result = run_cli_in_process("partition", str(manifest), "--clients", "2", "--out", str(tmp_path / "ok"))
+    assert result.returncode == 0, result.stderr

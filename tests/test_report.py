@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli_in_process
 from w2vprof.analysis.data import paper_results
-from w2vprof.cli.main import run
 from w2vprof.records import RESULT_COLUMNS, read_layers_csv, read_results_csv, replace, write_records_csv
 from w2vprof.report import plots
 from w2vprof.report.build import build_report, load_inputs
@@ -25,14 +25,6 @@ def _golden(name: str, text: str) -> None:
     if os.environ.get("W2VPROF_UPDATE_GOLDEN"):
         path.write_text(text, encoding="utf-8")
     assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file (W2VPROF_UPDATE_GOLDEN=1)"
-
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    """`w2vprof ARGS` in this process, through the real entry point (one-line errors, exit codes)."""
-    with pytest.raises(SystemExit) as stop:
-        run(list(args))
-    out, err = capsys.readouterr()
-    return stop.value.code, out, err
 
 
 # -- tables -------------------------------------------------------------------------------------------------
@@ -88,11 +80,11 @@ def test_every_plot_draws_and_degrades_without_data():
 
 
 # -- the command --------------------------------------------------------------------------------------------
-def test_report_writes_every_table_and_plot(tmp_path, capsys):
+def test_report_writes_every_table_and_plot(tmp_path):
     out = tmp_path / "report"
-    code, stdout, err = _cli(capsys, "report", str(DATA / "small.csv"), str(DATA / "summary_tiny.csv"),
-                             "--out", str(out), "--format", "latex")
-    assert code == 0, err
+    result = run_cli_in_process("report", str(DATA / "small.csv"), str(DATA / "summary_tiny.csv"),
+                                "--out", str(out), "--format", "latex")
+    assert result.returncode == 0, result.stderr
     names = {p.name for p in out.iterdir()}
     tables = {"table1", "table2", "results", "environment"}
     figures = {"fig2_activation_memory.png", "fig2_flops.png", "fig3_memory_vs_seconds.png",
@@ -108,15 +100,15 @@ def test_report_writes_every_table_and_plot(tmp_path, capsys):
     assert all(f"]({name})" in md for name in figures) and "(table2.csv)" in md
     assert "Test Board,8,OOM,-" in (out / "table2.csv").read_text()  # 4 s: the length measured most often
     assert ",oom," in (out / "results.csv").read_text()
-    assert "Training time" in stdout and "Test Board" in stdout  # the Table 2 view on the terminal
+    assert "Training time" in result.stdout and "Test Board" in result.stdout  # the Table 2 view on the terminal
 
 
-def test_report_with_the_paper_puts_your_device_in_table2(tmp_path, capsys):
+def test_report_with_the_paper_puts_your_device_in_table2(tmp_path):
     rows = [replace(r, seconds=5.5) for r in read_results_csv(DATA / "small.csv") if r.seconds == 1.0]
     path = tmp_path / "mine.csv"
     write_records_csv(path, rows, RESULT_COLUMNS)
-    code, stdout, err = _cli(capsys, "report", str(path), "--reference", "paper", "--out", str(tmp_path / "r"))
-    assert code == 0, err
+    result = run_cli_in_process("report", str(path), "--reference", "paper", "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
     table = (tmp_path / "r" / "table2.csv").read_text().splitlines()
     assert table[0] == "device,batch,base FP32,base Mixed,large FP32,large Mixed"
     assert "NVIDIA A40,1,0.12,0.11,0.23,0.21" in table and "Test Board,4,0.50,0.50,-,-" in table
@@ -154,19 +146,21 @@ def test_older_schema_still_loads():
         ([], "give at least one results CSV"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, fragment):
-    code, _, err = _cli(capsys, "report", *args, "--out", str(tmp_path / "r"))
-    assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
+    result = run_cli_in_process("report", *args, "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, \
+        result.stderr
     assert not (tmp_path / "r").exists()  # nothing half-written
 
 
-def test_report_folder_problems_are_one_line_before_any_input_is_read(tmp_path, capsys):
+def test_report_folder_problems_are_one_line_before_any_input_is_read(tmp_path):
     (tmp_path / "a_file").write_text("x")
     for folder, fragment in ((tmp_path / "a_file", "is a file; give a folder"),
                              (tmp_path / "missing" / "r", "does not exist")):
         # NB: the input does not exist either: the folder is checked first, so that is not what is reported
-        code, _, err = _cli(capsys, "report", str(DATA / "no_such.csv"), "--out", str(folder))
-        assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+        result = run_cli_in_process("report", str(DATA / "no_such.csv"), "--out", str(folder))
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, \
+            result.stderr
 
 
 def test_write_report_replaces_files_and_leaves_no_temporary_file(tmp_path):
@@ -198,7 +192,6 @@ def test_reference_data_is_packaged_with_the_code():
 
 def test_report_plots_federated_runs(tmp_path):
     """Fig. 5 top: validation loss per round, one curve per aggregation; and each run's per-client cost."""
-    from conftest import run_cli
     from w2vprof.fl.records import ClientRoundRecord, RoundRecord
     from w2vprof.records import rows_to_csv_text
     from dataclasses import fields
@@ -215,7 +208,7 @@ def test_report_plots_federated_runs(tmp_path):
         (folder / "clients.csv").write_text(rows_to_csv_text(clients, [f.name for f in fields(ClientRoundRecord)]))
         runs.append(str(folder))
     out = tmp_path / "report"
-    result = run_cli("report", *runs, "--out", str(out))
+    result = run_cli_in_process("report", *runs, "--out", str(out))
     assert result.returncode == 0, result.stderr
     names = {p.name for p in out.iterdir()}
     assert "fl_validation_loss.png" in names
