@@ -149,7 +149,7 @@ def test_bad_input_found_while_measuring_still_raises(tmp_path):
     "changes, fragment",
     [({"precision": "fp8"}, "unknown precision 'fp8'"), ({"batch": 0}, "batch must be positive"),
      ({"seconds": float("nan")}, "seconds must be positive"), ({"warmup": -1}, "warmup cannot be negative"),
-     ({"device": "tpu"}, "unknown device 'tpu'")],
+     ({"device": "tpu"}, "device 'tpu' is unknown")],
 )
 def test_the_library_names_the_setting_not_a_flag(changes, fragment):
     from w2vprof.errors import BadInput
@@ -193,7 +193,7 @@ def test_deterministic_with_seed():
         (["--precision", "fp8"], "unknown precision 'fp8'"),
         (["--model", "huge"], "unknown model 'huge'"),
         (["--repeats", "0"], "--repeats must be a positive whole number"),
-        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--device", "tpu"], "--device 'tpu' is unknown"),
     ],
 )
 def test_profile_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):

@@ -137,7 +137,7 @@ def test_cheap_first_order():
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["--preset", "huge"], "unknown --preset 'huge'"),
+        (["--preset", "huge"], "--preset 'huge' is unknown"),
         (["--batch", "0"], "--batch must be a positive whole number"),
         (["--seconds", "x"], "--seconds must be a positive number"),
         (["--warmup", "-1"], "--warmup must be a whole number"),
@@ -146,7 +146,7 @@ def test_cheap_first_order():
         (["--precision", "fp16"], "unknown precision 'fp16'"),
         (["--retry", "error"], "--retry re-runs rows of an existing results file: it needs --resume"),
         (["--resume", "--retry", "ok"], "unknown --retry status 'ok'"),
-        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--device", "tpu"], "--device 'tpu' is unknown"),
         (["--out", "/nonexistent-folder/r.csv"], "does not exist"),
     ],
 )

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.workload import SAMPLE_RATE, length_stats, make_workload, workload_name
 from w2vprof.workload.audio import AudioWorkload, load_audio, probe_audio
 
@@ -192,7 +192,7 @@ def test_common_voice_manifest_resolves_clips_and_counts_missing(tmp_path):
     # --clips-dir: the clips live elsewhere.
     elsewhere = write_manifest(tmp_path / "lists" / "train.tsv", [("s", "a.flac", "z")])
     assert len(make_workload(5.0, audio=elsewhere, clips_dir=cv / "clips").utterances) == 1
-    with pytest.raises(BadInput, match="set --clips-dir"):
+    with pytest.raises(SettingError, match=r"^clips_dir .* does not exist \(the folder of .*train.tsv's clips\)"):
         make_workload(5.0, audio=elsewhere)
     bad = tmp_path / "bad.tsv"
     bad.write_text("client_id\tfile\n1\ta.wav\n")
@@ -212,10 +212,10 @@ def test_a_file_that_fails_late_is_skipped_and_added_to_the_warning(tmp_path):
 def test_make_workload_rejects_contradictions(tmp_path):
     with pytest.raises(BadInput, match="cannot be combined"):
         make_workload(5.0, audio=tmp_path, length_dist="normal:5,1")
-    with pytest.raises(BadInput, match="--clips-dir needs --audio"):
+    with pytest.raises(SettingError, match="^clips_dir needs audio MANIFEST.tsv"):
         make_workload(5.0, clips_dir=tmp_path)
-    with pytest.raises(BadInput, match="shorter than --seconds"):
+    with pytest.raises(SettingError, match="^max_seconds 2 is shorter than seconds 5: for fixed-length batches set seconds"):
         make_workload(5.0, max_seconds=2.0)
-    with pytest.raises(BadInput, match="--max-seconds must be a positive"):
+    with pytest.raises(SettingError, match="^max_seconds must be a positive"):
         make_workload(5.0, length_dist="normal:5,1", max_seconds=0)
     assert make_workload(5.0, max_seconds=8.0).name == "synthetic"

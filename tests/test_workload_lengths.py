@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import SettingError
 from w2vprof.workload import (
     LengthDistributionWorkload,
     SyntheticWorkload,
@@ -31,7 +31,7 @@ def test_parse_defaults_and_labels():
              "uniform:3,2", "uniform:1", "normal:nan,1", "normal:5,1,1"],
 )
 def test_bad_specs_are_bad_input(text):
-    with pytest.raises(BadInput, match="--length-dist"):
+    with pytest.raises(SettingError, match="^length_dist "):
         parse_length_dist(text)
 
 

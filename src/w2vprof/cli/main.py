@@ -6,7 +6,7 @@ Only typer/rich are imported here; each command imports torch & co. inside its f
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import typer
 
@@ -24,7 +24,7 @@ from w2vprof.cli import (
     summary,
     sweep,
 )
-from w2vprof.errors import W2vprofError
+from w2vprof.errors import SettingError, W2vprofError
 
 __all__ = ["app", "run"]
 
@@ -62,6 +62,9 @@ def run(argv: Optional[list[str]] = None) -> None:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="w2vprof", standalone_mode=False)
+    except SettingError as exc:
+        print(f"w2vprof: error: {as_flag(exc, command, sys.argv[1:] if argv is None else argv)}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except W2vprofError as exc:
         print(f"w2vprof: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -81,6 +84,31 @@ def run(argv: Optional[list[str]] = None) -> None:
             sys.exit(130)
         raise
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def as_flag(exc: SettingError, root: Any, argv: Sequence[str]) -> W2vprofError:
+    """The library names a setting (`batch`); the user typed a flag (`--batch`). The flag is the long option of
+    the invoked command's parameter of that name (Typer names parameters after the function's arguments), so no
+    table of flags is kept anywhere; a setting no parameter of the command carries keeps the library's word."""
+    flags = {}
+    for param in getattr(invoked_command(root, argv), "params", ()):
+        long_options = [opt for opt in param.opts if opt.startswith("--")]
+        if long_options:
+            flags[param.name] = long_options[0]
+    return exc.worded(lambda setting: flags.get(setting, setting))
+
+
+def invoked_command(root: Any, argv: Sequence[str]) -> Any:
+    """The (sub)command the argument words select: each group's subcommand named by the next plain word."""
+    command = root
+    for word in argv:
+        if word.startswith("-"):
+            continue
+        subcommands = getattr(command, "commands", None)
+        if not subcommands or word not in subcommands:
+            break
+        command = subcommands[word]
+    return command
 
 
 if __name__ == "__main__":  # pragma: no cover

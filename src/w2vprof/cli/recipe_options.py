@@ -5,11 +5,9 @@ docs/recipes.md explains each option; w2vprof.measure.recipes checks the values 
 from __future__ import annotations
 
 from itertools import product
-from typing import Callable, Optional, TypeVar
+from typing import Optional
 
 import typer
-
-T = TypeVar("T")
 
 CHECKPOINTING_HELP = "Activation checkpointing: none, transformer, cnn or all (every layer up to the transformer's)."
 FREEZE_HELP = "Frozen layers: none, cnn (the CNN encoder) or cnn+N (also the first N transformer layers)."
@@ -31,10 +29,11 @@ OPTIMIZER_LIST = typer.Option(None, "--optimizer", help="Comma list. " + OPTIMIZ
 
 
 def recipe_text(checkpointing: str, freeze: str, accumulate: str, optimizer: str, compile: bool) -> str:
-    """The canonical recipe of one value per option (BadInput naming the flag for a bad value)."""
+    """The canonical recipe of one value per option (a SettingError, which cli.main shows as the flag, for a bad
+    value)."""
     from w2vprof.measure.recipes import make_recipe
 
-    return _flagged(lambda: make_recipe(checkpointing, freeze, accumulate, optimizer, compile).text)
+    return make_recipe(checkpointing, freeze, accumulate, optimizer, compile).text
 
 
 def recipe_texts(checkpointing: Optional[str], freeze: Optional[str], accumulate: Optional[str],
@@ -61,22 +60,7 @@ def _values(text: Optional[str], default: str) -> list[str]:
 
 
 def check_recipe(text: str, model: str, batch: int) -> None:
-    """BadInput (naming flags) where the recipe cannot train this model at this batch."""
+    """A SettingError (shown as the flag) where the recipe cannot train this model at this batch."""
     from w2vprof.measure.recipes import parse_recipe
 
-    _flagged(lambda: parse_recipe(text).check(model, batch))
-
-
-def _flagged(make: Callable[[], T]) -> T:
-    """The library names options (`accumulate 3 ...`); the command line shows them as flags (`--accumulate 3`)."""
-    from w2vprof.cli.options import flag_names
-    from w2vprof.errors import W2vprofError
-
-    try:
-        return make()
-    except W2vprofError as exc:
-        raise flag_names(exc, _FLAGS) from None
-
-
-_FLAGS = {"checkpointing": "--checkpointing", "freeze": "--freeze", "accumulate": "--accumulate",
-          "optimizer": "--optimizer", "batch": "--batch"}
+    parse_recipe(text).check(model, batch)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import SettingError
 
 __all__ = ["AUTO", "DEVICE_KINDS", "check_device_name", "mps_available", "resolve_device"]
 
@@ -18,15 +18,16 @@ DEVICE_KINDS = ("cpu", "cuda", "mps")  # torch device types w2vprof measures on
 
 def _import_torch() -> Any:
     import torch
+    import torch.mps  # torch 2.0 does not import it with torch; the engine calls torch.mps.synchronize
 
     return torch
 
 
 def check_device_name(requested: str, allow_auto: bool = True) -> str:
-    """The name alone (no torch needed): one of DEVICE_KINDS, or `auto` where allowed; else BadInput."""
+    """The name alone (no torch needed): one of DEVICE_KINDS, or `auto` where allowed; else SettingError."""
     choices = ((AUTO,) if allow_auto else ()) + DEVICE_KINDS
     if requested not in choices:
-        raise BadInput(f"unknown device {requested!r}; choose from {', '.join(choices)}")
+        raise SettingError.unknown("device", requested, choices)
     return requested
 
 
@@ -49,7 +50,7 @@ def resolve_device(requested: str, torch_module: Optional[Any] = None) -> str:
     if requested == AUTO:
         return "cuda" if has_cuda else "mps" if has_mps else "cpu"
     if requested == "cuda" and not has_cuda:
-        raise BadInput("device 'cuda': torch sees no CUDA device on this machine")
+        raise SettingError("device", "'cuda': torch sees no CUDA device on this machine")
     if requested == "mps" and not has_mps:
-        raise BadInput("device 'mps': Apple MPS is not available on this machine")
+        raise SettingError("device", "'mps': Apple MPS is not available on this machine")
     return requested

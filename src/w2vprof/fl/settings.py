@@ -10,9 +10,9 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
 from w2vprof.devices.resolve import check_device_name
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 
-__all__ = ["AGGREGATIONS", "LOSS_WEIGHTINGS", "FlSettings"]
+__all__ = ["AGGREGATIONS", "LOSS_WEIGHTINGS", "FlSettings", "run_config_key", "run_config_words"]
 
 AGGREGATIONS = ("fedavg", "loss")
 LOSS_WEIGHTINGS = ("exp", "inverse")
@@ -49,24 +49,24 @@ class FlSettings:
 
         get_config(self.model)
         if self.aggregation not in AGGREGATIONS:
-            raise BadInput(f"unknown --aggregation {self.aggregation!r}; choose from {', '.join(AGGREGATIONS)}")
+            raise SettingError.unknown("aggregation", self.aggregation, AGGREGATIONS)
         if self.loss_weighting not in LOSS_WEIGHTINGS:
-            raise BadInput(
-                f"unknown --loss-weighting {self.loss_weighting!r}; choose from {', '.join(LOSS_WEIGHTINGS)}"
-            )
+            raise SettingError.unknown("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
         for name in ("clients", "rounds", "local_epochs", "batch", "utterances_per_client", "validation_utterances"):
             if int(getattr(self, name)) <= 0:
-                raise BadInput(f"--{name.replace('_', '-')} must be a positive whole number, got {getattr(self, name)}")
+                raise SettingError(name, f"must be a positive whole number, got {getattr(self, name)}")
         for name in ("temperature", "max_seconds", "round_timeout"):
             value = float(getattr(self, name))
             if not value > 0 or value == float("inf"):
-                raise BadInput(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+                raise SettingError(name, f"must be a positive number, got {value}")
         if not 0 <= self.clients_per_round <= self.clients:
-            raise BadInput(f"--clients-per-round must be between 1 and --clients ({self.clients})")
-        if self.lr < 0 or self.threads < 0:
-            raise BadInput("--lr and --threads cannot be negative")
+            raise SettingError("clients_per_round", f"must be between 1 and {{clients}} ({self.clients}), got "
+                               f"{self.clients_per_round}", ("clients",))
+        for name in ("lr", "threads"):
+            if getattr(self, name) < 0:
+                raise SettingError(name, f"cannot be negative, got {getattr(self, name)}")
         if self.precision not in ("fp32", "mixed"):
-            raise BadInput(f"unknown --precision {self.precision!r}; choose from fp32, mixed")
+            raise SettingError.unknown("precision", self.precision, ("fp32", "mixed"))
         check_device_name(self.device, allow_auto=False)  # availability is each participant's to check
 
     @property
@@ -83,16 +83,38 @@ class FlSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FlSettings:
-        """Inverse of to_config; unknown keys (Flower's own, such as server-round) are ignored."""
+        """Inverse of to_config; unknown keys (Flower's own, such as server-round) are ignored.
+
+        The config is a Flower run config (a deployment's pyproject, `flwr run --run-config`) or the one the
+        ServerApp sends on from it, so a bad value is reported by its run-config key (BadInput)."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            key = f.name.replace("_", "-")
+            key = run_config_key(f.name)
             if key in config:
                 # Every setting has a plain default (str, int, float or bool): its type converts the value.
                 kind: Callable[[Any], Any] = type(f.default)
-                values[f.name] = kind(config[key])
-        return cls(**values)
+                try:
+                    values[f.name] = kind(config[key])
+                except (TypeError, ValueError):
+                    raise BadInput(f"run-config key {key!r} must be {kind.__name__}, got {config[key]!r}") from None
+        try:
+            return cls(**values)
+        except SettingError as exc:
+            raise exc.worded(run_config_words) from None
 
     def replace(self, **changes: Any) -> FlSettings:
         return dataclasses.replace(self, **changes)
+
+
+def run_config_key(setting: str) -> str:
+    """The Flower run-config key of a setting (`local_epochs` -> `local-epochs`): to_config's keys."""
+    return setting.replace("_", "-")
+
+
+def run_config_words(setting: str) -> str:
+    """How a run-config error names a setting: "run-config key 'local-epochs'" (FlSettings' own settings only)."""
+    return f"run-config key {run_config_key(setting)!r}" if setting in _SETTING_NAMES else setting
+
+
+_SETTING_NAMES = frozenset(f.name for f in fields(FlSettings))
 

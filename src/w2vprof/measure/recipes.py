@@ -1,7 +1,7 @@
 """Training recipes: the standard ways over the memory wall (activation checkpointing, freezing, micro-batches, the
 optimizer, compilation), as one checked value that the measurement engine applies to a model and its step.
 
-A `Recipe` is made from options (`make_recipe`, BadInput naming the option for a bad value) or from its short text
+A `Recipe` is made from options (`make_recipe`, SettingError naming the option for a bad value) or from its short text
 (`parse_recipe`). Its canonical text (`Recipe.text`) is the `recipe` column of a results row and the recipe's part of
 a sweep's resume key: `default` when nothing differs from the plain training step, else the options that differ,
 in a fixed order, e.g. `ckpt=transformer,freeze=cnn,accum=2,optim=sgd,compile`.
@@ -28,7 +28,7 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.records import DEFAULT_RECIPE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,11 +110,12 @@ class Recipe:
         from w2vprof.models import get_config
 
         if batch % self.accumulate:
-            raise BadInput(f"accumulate {self.accumulate} does not divide batch {batch}: each of the "
-                           f"{self.accumulate} micro-batches must hold the same number of utterances")
+            raise SettingError("accumulate", f"{self.accumulate} does not divide {{batch}} {batch}: each of the "
+                               f"{self.accumulate} micro-batches must hold the same number of utterances", ("batch",))
         layers = get_config(model).num_layers
         if self.frozen_transformer_layers > layers:
-            raise BadInput(f"freeze {self.freeze}: {model} has {layers} transformer layers (cnn+1 .. cnn+{layers})")
+            raise SettingError("freeze", f"{self.freeze}: {model} has {layers} transformer layers "
+                               f"(cnn+1 .. cnn+{layers})")
 
 
 DEFAULT = Recipe()
@@ -124,12 +125,12 @@ def make_recipe(checkpointing: str = "none", freeze: str = "none", accumulate: A
                 compile: bool = False) -> Recipe:
     """A recipe from option values, each checked (BadInput naming the option and the allowed values)."""
     if checkpointing not in CHECKPOINTING:
-        raise BadInput(f"unknown checkpointing {checkpointing!r}; choose from {', '.join(CHECKPOINTING)}")
+        raise SettingError.unknown("checkpointing", checkpointing, CHECKPOINTING)
     if optimizer not in OPTIMIZERS:
-        raise BadInput(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        raise SettingError.unknown("optimizer", optimizer, OPTIMIZERS)
     text = str(accumulate).strip()
     if not text.isdigit() or int(text) < 1:
-        raise BadInput(f"accumulate must be a whole number >= 1, got {accumulate!r}")
+        raise SettingError("accumulate", f"must be a whole number >= 1, got {accumulate!r}")
     return Recipe(checkpointing, _freeze(freeze), int(text), optimizer, bool(compile))
 
 
@@ -140,7 +141,7 @@ def _freeze(text: str) -> str:
         return text
     base, plus, count = text.partition("+")
     if base != "cnn" or not plus or not count.isdigit():
-        raise BadInput(f"unknown freeze {text!r}; choose from none, cnn, cnn+N (N transformer layers too)")
+        raise SettingError.unknown("freeze", text, ("none", "cnn", "cnn+N (N transformer layers too)"))
     return "cnn" if int(count) == 0 else f"cnn+{int(count)}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import SettingError
 from w2vprof.measure.engine import ProfileConfig
 
 __all__ = ["PRESETS", "GridSpec", "preset_spec", "default_spec", "expand"]
@@ -53,7 +53,7 @@ def preset_spec(name: str) -> GridSpec:
     try:
         return PRESETS[name]
     except KeyError:
-        raise BadInput(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
+        raise SettingError.unknown("preset", name, PRESETS) from None
 
 
 def default_spec(device: str, bf16_native: Optional[bool] = None) -> GridSpec:

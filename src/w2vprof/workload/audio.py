@@ -3,7 +3,7 @@
 Every file is probed up front (header, plus one short read at the end to catch truncation); audio is decoded
 only when a batch needs it and kept in a bounded cache. Decoded audio is mixed down to mono and resampled
 to 16 kHz with torchaudio. Batches are random (seeded) epochs of utterances, as a trainer draws them,
-zero-padded to the longest, with an optional fairseq-style random crop to --max-seconds.
+zero-padded to the longest, with an optional fairseq-style random crop to `max_seconds`.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Union
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.workload.base import SAMPLE_RATE, Batch, Workload, collate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -190,7 +190,7 @@ class AudioWorkload(Workload):
 
         if source.is_dir():
             if clips_dir is not None:
-                raise BadInput("--clips-dir applies to a TSV manifest, not to a folder of audio files")
+                raise SettingError("clips_dir", "applies to a TSV manifest, not to a folder of audio files")
             root, candidates = source, find_audio_files(source)
             if not candidates:
                 raise BadInput(f"{source}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in this folder")
@@ -202,11 +202,11 @@ class AudioWorkload(Workload):
             if not candidates:
                 raise BadInput(f"{source}: the manifest lists no clips")
             if not manifest.clips_dir.is_dir():
-                raise BadInput(f"{source}: clips folder {manifest.clips_dir} does not exist (set --clips-dir)")
+                raise SettingError("clips_dir", f"{manifest.clips_dir} does not exist (the folder of {source}'s clips)")
         elif source.is_file():
             root, candidates = source.parent, [source]
         else:
-            raise BadInput(f"--audio {source}: no such file or folder")
+            raise SettingError("audio", f"{source}: no such file or folder")
 
         self.utterances: list[AudioInfo] = []
         self.skipped: list[tuple[str, str]] = []  # (name relative to the folder, reason)
@@ -218,7 +218,9 @@ class AudioWorkload(Workload):
                 self.skipped.append((_display_name(path, root), str(exc)))
         self.total_files = len(candidates)
         if not self.utterances:
-            raise BadInput(f"--audio {source}: no readable audio; " + skipped_warning(self.skipped, self.total_files))
+            raise SettingError(
+                "audio", f"{source}: no readable audio; " + skipped_warning(self.skipped, self.total_files)
+            )
         self._usable = [True] * len(self.utterances)
 
     @property
@@ -257,8 +259,9 @@ class AudioWorkload(Workload):
                 if not order:
                     usable = [i for i, ok in enumerate(self._usable) if ok]
                     if not usable:
-                        raise BadInput(
-                            f"--audio {self.source}: no readable audio; " + skipped_warning(self.skipped, self.total_files)
+                        raise SettingError(
+                            "audio", f"{self.source}: no readable audio; "
+                            + skipped_warning(self.skipped, self.total_files)
                         )
                     order = [usable[i] for i in rng.permutation(len(usable))]
                 index = order.pop()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import SettingError
 from w2vprof.workload.audio import AudioWorkload
 from w2vprof.workload.base import SyntheticWorkload, Workload
 from w2vprof.workload.lengths import LengthDistributionWorkload, parse_length_dist
@@ -37,19 +37,19 @@ def make_workload(
     Reading a folder probes every file's header (cheap); audio is decoded only when a batch needs it.
     """
     if max_seconds is not None and not float(max_seconds) > 0:
-        raise BadInput(f"--max-seconds must be a positive number, got {max_seconds!r}")
+        raise SettingError("max_seconds", f"must be a positive number, got {max_seconds!r}")
     if audio is not None and length_dist is not None:
-        raise BadInput("--audio and --length-dist cannot be combined: real audio has its own lengths")
+        raise SettingError("length_dist", "cannot be combined with {audio}: real audio has its own lengths", ("audio",))
     if clips_dir is not None and audio is None:
-        raise BadInput("--clips-dir needs --audio MANIFEST.tsv")
+        raise SettingError("clips_dir", "needs {audio} MANIFEST.tsv", ("audio",))
     if audio is not None:
         return AudioWorkload(audio, clips_dir=clips_dir, max_seconds=max_seconds)
     if length_dist is not None:
         return LengthDistributionWorkload(parse_length_dist(length_dist), max_seconds=max_seconds)
     if max_seconds is not None and float(max_seconds) < float(seconds):
-        # Cropping every fixed-length utterance would silently profile a different --seconds than recorded.
-        raise BadInput(
-            f"--max-seconds {float(max_seconds):g} is shorter than --seconds {float(seconds):g}: "
-            "for fixed-length batches set --seconds instead"
+        # Cropping every fixed-length utterance would silently profile a different length than recorded.
+        raise SettingError(
+            "max_seconds", f"{float(max_seconds):g} is shorter than {{seconds}} {float(seconds):g}: "
+            "for fixed-length batches set {seconds} instead", ("seconds",)
         )
     return SyntheticWorkload(seconds)

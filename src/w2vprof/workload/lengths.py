@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Optional
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import SettingError
 from w2vprof.workload.base import SAMPLE_RATE, Batch, Workload
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,34 +71,34 @@ class LengthDistribution:
 
 
 def parse_length_dist(text: str) -> LengthDistribution:
-    """Parse `normal:5.5,2.0` and friends (module docstring); BadInput with the grammar on any mistake."""
+    """Parse `normal:5.5,2.0` and friends (module docstring); SettingError with the grammar on any mistake."""
     usage = "use normal:MEAN,STD[,MIN,MAX], lognormal:MEAN,STD[,MIN,MAX] or uniform:MIN,MAX (seconds)"
     kind, sep, rest = str(text).strip().partition(":")
     kind = kind.strip().lower()
     if not sep or kind not in KINDS:
-        raise BadInput(f"--length-dist {text!r}: {usage}")
+        raise SettingError("length_dist", f"{text!r}: {usage}")
     try:
         numbers = [float(part) for part in rest.split(",")]
     except ValueError:
-        raise BadInput(f"--length-dist {text!r}: {usage}") from None
+        raise SettingError("length_dist", f"{text!r}: {usage}") from None
     if any(not math.isfinite(n) for n in numbers):
-        raise BadInput(f"--length-dist {text!r}: numbers must be finite")
+        raise SettingError("length_dist", f"{text!r}: numbers must be finite")
     if kind == "uniform":
         if len(numbers) != 2:
-            raise BadInput(f"--length-dist {text!r}: {usage}")
+            raise SettingError("length_dist", f"{text!r}: {usage}")
         low, high = numbers
         if not 0 < low < high:
-            raise BadInput(f"--length-dist {text!r}: need 0 < MIN < MAX")
+            raise SettingError("length_dist", f"{text!r}: need 0 < MIN < MAX")
         return LengthDistribution("uniform", (low + high) / 2, 0.0, low, high, True)
     if len(numbers) not in (2, 4):
-        raise BadInput(f"--length-dist {text!r}: {usage}")
+        raise SettingError("length_dist", f"{text!r}: {usage}")
     mean, std = numbers[:2]
     if not mean > 0 or std < 0:
-        raise BadInput(f"--length-dist {text!r}: need MEAN > 0 and STD >= 0")
+        raise SettingError("length_dist", f"{text!r}: need MEAN > 0 and STD >= 0")
     explicit = len(numbers) == 4
     low, high = numbers[2:] if explicit else (min(1.0, mean / 2), 3 * mean)
     if not 0 < low <= mean <= high:
-        raise BadInput(f"--length-dist {text!r}: need 0 < MIN <= MEAN <= MAX")
+        raise SettingError("length_dist", f"{text!r}: need 0 < MIN <= MEAN <= MAX")
     return LengthDistribution(kind, mean, std, low, high, explicit)
 
 

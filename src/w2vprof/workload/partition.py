@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.files import write_text_atomic
 
 __all__ = [
@@ -71,11 +71,11 @@ def assign_speakers(speaker_seconds: Mapping[str, float], clients: int, seed: in
     import numpy as np
 
     if clients < 1:
-        raise BadInput(f"--clients must be at least 1, got {clients}")
+        raise SettingError("clients", f"must be at least 1, got {clients}")
     if len(speaker_seconds) < clients:
-        raise BadInput(
-            f"{len(speaker_seconds)} speakers cannot fill {clients} clients without a speaker in two clients; "
-            "use fewer --clients"
+        raise SettingError(
+            "clients", f"{clients}: {len(speaker_seconds)} speakers cannot fill {clients} clients without a speaker "
+            "in two clients"
         )
     names = sorted(speaker_seconds)
     shuffled = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
@@ -106,12 +106,12 @@ def partition_manifest(
     from w2vprof.workload.manifest import read_manifest
 
     if by not in BY:
-        raise BadInput(f"unknown --by {by!r}; choose from {', '.join(BY)}")
+        raise SettingError.unknown("by", by, BY)
     data = read_manifest(manifest, clips_dir)
     if "client_id" not in data.columns:
         raise BadInput(f"{data.path}: no 'client_id' column, so speakers are unknown")
     if not data.clips_dir.is_dir():
-        raise BadInput(f"{data.path}: clips folder {data.clips_dir} does not exist (set --clips-dir)")
+        raise SettingError("clips_dir", f"{data.clips_dir} does not exist (the folder of {data.path}'s clips)")
     speech: dict[str, float] = {}
     rows: dict[str, list[dict[str, str]]] = {}
     skipped: list[tuple[str, str]] = []
@@ -158,7 +158,7 @@ def write_partition(partition: Partition, out_dir: Union[str, Path]) -> list[Pat
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out} exists and is not a folder")
+        raise SettingError("out", f"{out} exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = []
@@ -174,5 +174,5 @@ def write_partition(partition: Partition, out_dir: Union[str, Path]) -> list[Pat
             if _CLIENT_FILE.fullmatch(stale.name) and stale.name not in names:
                 stale.unlink()
     except OSError as exc:
-        raise BadInput(f"--out {out}: cannot write ({exc.strerror})") from None
+        raise SettingError("out", f"{out}: cannot write ({exc.strerror})") from None
     return written
