@@ -16,7 +16,7 @@ from w2vprof.analysis.data import DeviceProfile, paper_results
 from w2vprof.analysis.estimates import FlSetting, fl_estimate
 from w2vprof.analysis.fleet import FleetGroup, fl_estimate_fleet
 from w2vprof.analysis.fleet_io import fleet_records, parse_fleet, read_fleet
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.records import read_results_csv, replace
 
 DATA = Path(__file__).parent / "data"
@@ -218,15 +218,15 @@ def test_unknown_device_lists_the_devices_of_the_results():
 @pytest.mark.parametrize(
     "options, fragment",
     [
-        ({"over_commit": 0.5}, "--over-commit must be 1 or more"),
-        ({"deadline_s": 0}, "--deadline must be positive"),
-        ({"clients_per_round": 11}, "--clients-per-round must be between 1 and the fleet's 10 clients"),
-        ({"rounds": -3}, "--rounds must be positive"),
-        ({"rounds": 0}, "--rounds must be positive"),
+        ({"over_commit": 0.5}, "over_commit must be 1 or more"),
+        ({"deadline_s": 0}, "deadline must be positive"),
+        ({"clients_per_round": 11}, "clients_per_round must be between 1 and the fleet's 10 clients"),
+        ({"rounds": -3}, "rounds must be positive"),
+        ({"rounds": 0}, "rounds must be positive"),
     ],
 )
-def test_bad_options_are_bad_input(options, fragment):
-    with pytest.raises(BadInput, match=fragment.replace("(", r"\(")):
+def test_bad_options_name_the_setting(options, fragment):
+    with pytest.raises(SettingError, match="^" + fragment.replace("(", r"\(")):
         fl_estimate_fleet(paper_results(), [FleetGroup(NX, 10)], FlSetting(), **options)
 
 

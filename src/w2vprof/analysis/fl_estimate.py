@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from w2vprof.analysis.data import device_label, latest_by_config, sec_per_batch
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.records import ResultRecord, length_key
 
 __all__ = ["FlEstimateRow", "FlSetting", "fl_estimate"]
@@ -54,15 +54,14 @@ class FlEstimateRow:
 def _check_setting(setting: FlSetting) -> None:
     for name in ("clients", "samples_per_client", "batch", "rounds"):
         if getattr(setting, name) <= 0:
-            raise BadInput(f"--{name.replace('_', '-')} must be positive, got {getattr(setting, name)}")
+            raise SettingError(name, f"must be positive, got {getattr(setting, name)}")
     if not setting.local_epochs > 0:
-        raise BadInput(f"--local-epochs must be positive, got {setting.local_epochs:g}")
+        raise SettingError("local_epochs", f"must be positive, got {setting.local_epochs:g}")
     if setting.clients_per_round is not None and not 0 < setting.clients_per_round <= setting.clients:
-        raise BadInput(
-            f"--clients-per-round must be between 1 and --clients ({setting.clients}), got {setting.clients_per_round}"
-        )
+        raise SettingError("clients_per_round", f"must be between 1 and {{clients}} ({setting.clients}), got "
+                           f"{setting.clients_per_round}", ("clients",))
     if setting.bandwidth_mbps is not None and not setting.bandwidth_mbps > 0:
-        raise BadInput(f"--bandwidth must be positive, got {setting.bandwidth_mbps:g}")
+        raise SettingError("bandwidth", f"must be positive, got {setting.bandwidth_mbps:g}")
 
 
 def fl_estimate(rows: list[ResultRecord], setting: FlSetting) -> list[FlEstimateRow]:

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from w2vprof.analysis.data import DeviceProfile, device_label, latest_by_config, load_profiles
 from w2vprof.analysis.estimates import PAPER_SECONDS, FlSetting, feasibility, fit_memory, fl_estimate
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.records import ResultRecord, length_key
 
 __all__ = [
@@ -167,7 +167,7 @@ def fl_estimate_fleet(
     total = sum(g.count for g in fleet)
     wanted = clients_per_round or setting.clients_per_round or eligible
     if not 0 < wanted <= total:
-        raise BadInput(f"--clients-per-round must be between 1 and the fleet's {total} clients, got {wanted}")
+        raise SettingError("clients_per_round", f"must be between 1 and the fleet's {total} clients, got {wanted}")
     sample_size = min(math.ceil(round(wanted * over_commit, 9)), eligible)
     update_bytes = _update_bytes(fleet, setting, costs)
     times = [_client_sec(g, costs[g.device], setting, update_bytes) for g in fleet]
@@ -184,17 +184,17 @@ def _check_options(fleet: list[FleetGroup], setting: FlSetting, deadline_s: Opti
         raise BadInput("the fleet has no rows")
     for name in ("samples_per_client", "batch", "rounds"):
         if getattr(setting, name) <= 0:
-            raise BadInput(f"--{name.replace('_', '-')} must be positive, got {getattr(setting, name)}")
+            raise SettingError(name, f"must be positive, got {getattr(setting, name)}")
     if not setting.local_epochs > 0:
-        raise BadInput(f"--local-epochs must be positive, got {setting.local_epochs:g}")
+        raise SettingError("local_epochs", f"must be positive, got {setting.local_epochs:g}")
     if deadline_s is not None and not deadline_s > 0:
-        raise BadInput(f"--deadline must be positive (seconds), got {deadline_s:g}")
+        raise SettingError("deadline", f"must be positive (seconds), got {deadline_s:g}")
     if not over_commit >= 1:
-        raise BadInput(f"--over-commit must be 1 or more (sample K x F clients), got {over_commit:g}")
+        raise SettingError("over_commit", f"must be 1 or more (sample K x F clients), got {over_commit:g}")
     if trials < 1:
-        raise BadInput(f"trials must be positive, got {trials}")
+        raise SettingError("trials", f"must be positive, got {trials}")
     if setting.bandwidth_mbps is not None and not setting.bandwidth_mbps > 0:
-        raise BadInput(f"--bandwidth must be positive, got {setting.bandwidth_mbps:g}")
+        raise SettingError("bandwidth", f"must be positive, got {setting.bandwidth_mbps:g}")
 
 
 def _config_rows(rows: list[ResultRecord], setting: FlSetting) -> dict[str, dict[float, ResultRecord]]:
@@ -218,8 +218,8 @@ def _common_length(rows: list[ResultRecord], fleet: list[FleetGroup], setting: F
     if not common:
         listed = "; ".join(f"{g.device}: {', '.join(f'{s:g}' for s in sorted(by_device[g.device]))} s"
                            for g in fleet if g.device in by_device)
-        raise BadInput(f"the fleet's devices share no utterance length for {setting.model}, batch {setting.batch}, "
-                       f"{setting.precision} ({listed}); measure one or pick one with --seconds")
+        raise SettingError("seconds", f"needed: the fleet's devices share no utterance length for {setting.model}, "
+                           f"batch {setting.batch}, {setting.precision} ({listed}); measure one or pick one")
     return PAPER_SECONDS if length_key(PAPER_SECONDS) in common else max(common)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from w2vprof.analysis.data import PAPER_SECONDS, device_label, latest_by_config, sec_per_batch
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.records import ResultRecord, length_key
 
 __all__ = ["ForecastResult", "forecast"]
@@ -41,7 +41,7 @@ def forecast(
     NB: assumes seconds per batch falls in proportion to compute; memory bandwidth and software are ignored.
     """
     if not doubling_months > 0:
-        raise BadInput(f"--doubling-months must be positive, got {doubling_months:g}")
+        raise SettingError("doubling_months", f"must be positive, got {doubling_months:g}")
     known = sorted({device_label(r) for r in rows})
     latest = latest_by_config(rows)
 
