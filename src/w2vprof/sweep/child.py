@@ -177,10 +177,10 @@ def template_entry(conn: Connection, model: str, seed: int, sweep_pid: int) -> N
     # pool started hangs in its first parallel op. With one thread torch never starts the pool; the weights are
     # the same bit for bit (the initialisers draw serially).
     torch.set_num_threads(1)
+    from w2vprof.measure.engine import ProfileConfig, build_measured_model  # before the thread: no import race
+
     importer = threading.Thread(target=_import_all, args=(MEASUREMENT_MODULES,), name="w2vprof-imports")
     importer.start()  # mostly Python while the build is mostly torch ops, which release the GIL
-    from w2vprof.measure.engine import ProfileConfig, build_measured_model
-
     template = build_measured_model(ProfileConfig(model=model, seed=seed, device="cpu"), "cpu")
     importer.join()  # no thread may run at fork time
     _serve(conn, template, threads, sweep_pid)
