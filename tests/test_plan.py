@@ -123,6 +123,7 @@ def test_a_paper_device_scales_its_table2_time_by_the_measured_ratio():
     plan2 = plan_recipes([row(r.recipe, 2, r.seconds, r.peak_mem_bytes, 1.0) for r in rows()],
                          target_for(load_profiles(), "Jetson Xavier NX", None, "base", 2, 8.0))
     assert all(r.sec_per_batch is None and "no base fp32 row at batch 2" in r.time_basis for r in plan2.rows)
+    assert "least memory: ckpt=transformer" in plan2.verdict and "no time" in plan2.verdict
 
 
 def test_a_table2_out_of_memory_gives_no_time():

@@ -5,9 +5,10 @@ the input size, as `feasibility` fits the default's memory:
     cost = a + b x + c x s,   x = batch x seconds, s = seconds
 `b x` is the work and the tensors that grow with the audio (convolutions, linear layers); `c x s` is what grows
 with its square (attention scores: batch x frames^2). The `c` term is fitted only from four rows at three lengths
-or more, and dropped where it comes out negative (noise); otherwise cost = a + b x. Memory is the measured peak
-where two sizes have it, else the sum of activations, parameters, gradients and optimizer state (one measure per
-fit, as feasibility). A recipe fits when its predicted memory at the target is within the usable memory.
+or more, and dropped where it comes out negative (noise); otherwise cost = a + b x. Memory is each row's measured
+memory (feasibility's figure: what the row's device reported at its peak) where two sizes have it, else the sum of
+activations, parameters, gradients and optimizer state (one measure per fit, as feasibility). A recipe fits when
+its predicted memory at the target is within the usable memory.
 
 Seconds per batch are the fit's, on the device that measured the rows; for a device in the paper's Table 2 they are
 instead the device's Table 2 time (the default step, same model, batch and precision, 5.5 s) times this recipe's
@@ -26,7 +27,7 @@ from w2vprof.analysis.data import (
     paper_results,
     sec_per_batch,
 )
-from w2vprof.analysis.feasibility import PARTS, PEAK, training_memory
+from w2vprof.analysis.feasibility import PARTS, training_memory
 from w2vprof.errors import BadInput
 from w2vprof.records import DEFAULT_RECIPE, ResultRecord, length_key, recipe_of
 
@@ -152,9 +153,11 @@ class Plan:
         usable = f"{t.usable_bytes / 1e9:.2f} GB usable"
         if fitting:
             best = fitting[0]
-            speed = f", {best.sec_per_batch:.3g} s per batch" if best.sec_per_batch is not None else ""
-            return (f"{len(fitting)} of {len(self.rows)} recipes fit {what} ({usable}); fastest: {best.recipe} "
-                    f"({best.peak_mem_gb:.2f} GB{speed}).")
+            if best.sec_per_batch is None:  # no time for any: they are in order of memory
+                first = f"least memory: {best.recipe} ({best.peak_mem_gb:.2f} GB; no time)"
+            else:
+                first = f"fastest: {best.recipe} ({best.peak_mem_gb:.2f} GB, {best.sec_per_batch:.3g} s per batch)"
+            return f"{len(fitting)} of {len(self.rows)} recipes fit {what} ({usable}); {first}."
         if not self.rows:
             return f"No recipe could be predicted for {what}."
         closest = min(self.rows, key=lambda r: r.peak_mem_gb)
@@ -194,13 +197,14 @@ def plan_recipes(rows: Sequence[ResultRecord], target: PlanTarget) -> Plan:
 
 
 def _memory_points(records: list[ResultRecord]) -> tuple[list[Point], str]:
-    """One memory measure for all points: the peak where two sizes have it, else the parts."""
-    for source in (PEAK, PARTS):
-        points = [(r.batch, r.seconds, float(training_memory(r)[source])) for r in records
-                  if source in training_memory(r)]
-        if len({b * s for b, s, _ in points}) >= 2:
-            return points, source
-    return [], ""
+    """One memory measure for all points: each row's measured memory (the figure feasibility fits: what the row's
+    device reports at its peak) where two sizes have it, else the sum of the parts; and the measure's name."""
+    measured = [(r, {k: v for k, v in training_memory(r).items() if k != PARTS}) for r in records]
+    points = [(r.batch, r.seconds, float(next(iter(found.values())))) for r, found in measured if found]
+    if len({b * s for b, s, _ in points}) >= 2:
+        return points, "/".join(sorted({name for _, found in measured for name in found}))
+    points = [(r.batch, r.seconds, float(training_memory(r)[PARTS])) for r in records if PARTS in training_memory(r)]
+    return (points, PARTS) if len({b * s for b, s, _ in points}) >= 2 else ([], "")
 
 
 def _time_fit(records: list[ResultRecord]) -> Optional[CostFit]:
@@ -241,7 +245,7 @@ def _predict(recipe: str, records: list[ResultRecord], target: PlanTarget, defau
         batch=target.batch, seconds=target.seconds, recipe=recipe, fits=peak <= target.usable_bytes,
         peak_mem_gb=peak / 1e9, over_gb=max(peak - target.usable_bytes, 0.0) / 1e9, sec_per_batch=time,
         time_basis=basis, extrapolated=x > 2 * memory.max_batch_seconds,
-        memory_fit=memory.describe(1e9, "GB") + (" peak" if source == PEAK else " parts"),
+        memory_fit=f"{memory.describe(1e9, 'GB')} {source}",
         time_fit=time_fit.describe(1, "s") if time_fit else "", measured_rows=_measured(records),
     )
 
