@@ -231,7 +231,7 @@ def compare_layers(sets: list[LayerSet], seconds: Optional[float] = None, notes:
     if baseline is not None:
         labels = [s.label for s in ordered]
         if baseline not in labels:
-            raise BadInput(f"unknown baseline device {baseline!r}; devices with layer times: {', '.join(labels)}")
+            raise BadInput(f"unknown --baseline device {baseline!r}; devices with layer times: {', '.join(labels)}")
         ordered.insert(0, ordered.pop(labels.index(baseline)))
     slowest = max(ordered[1:], key=lambda s: s.total_sec)
     baseline_set = ordered[0]
