@@ -131,9 +131,15 @@ def _built_for(template: BuiltModel, config_json: str, threads: int) -> BuiltMod
     config = ProfileConfig.from_json(config_json)
     torch.set_num_threads(config.threads or threads)  # what a fresh process would run with
     device = resolve_device(config.device)
-    if device == template.device:
-        return template
-    return replace(template, model=template.model.to(device), device=device)
+    if device != template.device:
+        return replace(template, model=template.model.to(device), device=device)
+    # NB: the weights are still the template's pages, shared copy-on-write; the first update would copy them a
+    # page at a time, as 4 KiB pages even where a fresh build gets transparent huge pages. Fresh allocations of
+    # our own (a memcpy) make the timed steps run on weights laid out as in a process that built them.
+    with torch.no_grad():
+        for tensor in [*template.model.parameters(), *template.model.buffers()]:
+            tensor.data = tensor.data.clone()
+    return template
 
 
 def _serve(conn: Connection, template: BuiltModel, threads: int, sweep_pid: int) -> None:
