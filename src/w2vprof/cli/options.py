@@ -1,9 +1,12 @@
-"""Parsing of user-supplied values shared by several commands; every failure is BadInput (exit 2)."""
+"""Parsing of user-supplied values shared by several commands; every failure is BadInput (exit 2).
+
+These are CLI code, so their messages name the flag they were given (`what`, e.g. "--batch"). The library's own
+errors name settings instead (w2vprof.errors.SettingError), which cli.main shows as the invoked command's flag."""
 from __future__ import annotations
 
 import re
 
-from w2vprof.errors import BadInput, W2vprofError
+from w2vprof.errors import BadInput
 
 __all__ = [
     "parse_positive_float",
@@ -13,7 +16,6 @@ __all__ = [
     "parse_name_list",
     "parse_whole_number",
     "parse_bytes",
-    "flag_names",
 ]
 
 
@@ -88,11 +90,3 @@ def parse_bytes(text: str, what: str) -> int:
     if value <= 0:
         raise BadInput(f"{what} must be positive, got {text!r}")
     return int(value)
-
-
-def flag_names(exc: W2vprofError, flags: dict[str, str]) -> W2vprofError:
-    """The library's error with each setting it names shown as the flag that sets it ("unknown preset 'x'" ->
-    "unknown --preset 'x'"). Words inside paths and quoted values are left alone."""
-    pattern = r"(?<![\w/.'\"-])(" + "|".join(re.escape(name) for name in flags) + r")(?![\w/.'\"-])"
-    message = re.sub(pattern, lambda match: flags[match.group(1)], str(exc))
-    return exc if message == str(exc) else W2vprofError(message, exc.exit_code)

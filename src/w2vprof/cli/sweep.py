@@ -49,9 +49,8 @@ def sweep(
     compile: bool = ro.COMPILE,
 ) -> None:
     """Train real wav2vec 2.0 steps over a grid of models, lengths, batches and precisions; one CSV row each."""
-    from w2vprof.cli.options import flag_names, parse_bytes, parse_float_list, parse_int_list, parse_name_list
+    from w2vprof.cli.options import parse_bytes, parse_float_list, parse_int_list, parse_name_list
     from w2vprof.cli.options import parse_positive_float, parse_positive_int, parse_whole_number
-    from w2vprof.errors import W2vprofError
     from w2vprof.models import MODEL_NAMES
     from w2vprof.sweep.plan import RETRYABLE, SweepRequest, plan_sweep
 
@@ -75,22 +74,13 @@ def sweep(
         timeout_s=parse_positive_float(timeout, "--timeout") if timeout is not None else None,
         prune=not no_prune,
     )
-    try:
-        plan = plan_sweep(request)
-    except W2vprofError as exc:
-        raise flag_names(exc, _FLAGS) from None
+    plan = plan_sweep(request)  # a SettingError names a setting; cli.main shows it as this command's flag
     with plan:
         _run(plan, quiet)
 
 
-#: The library names the sweep's settings; on the command line they are these flags.
-_FLAGS = {"preset": "--preset", "retry": "--retry", "resume": "--resume", "accumulate": "--accumulate",
-          "freeze": "--freeze", "batch": "--batch"}
-
-
 def _run(plan, quiet: bool) -> None:
     """Run the plan with progress on stderr; Ctrl-C or SIGTERM: finished rows kept, the resume command printed."""
-    from w2vprof.cli.options import flag_names
     from w2vprof.errors import W2vprofError
     from w2vprof.sweep.runner import run_sweep
 
@@ -110,9 +100,9 @@ def _run(plan, quiet: bool) -> None:
             err=True,
         )
         raise typer.Exit(130) from None
-    except W2vprofError as exc:
+    except W2vprofError:
         reporter.close()  # a full disk, say: its one line goes out after the progress bar
-        raise flag_names(exc, _FLAGS) from None
+        raise
     _print_summary(written, plan.out, len(plan.configs))
 
 

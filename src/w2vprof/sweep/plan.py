@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.records import ResultRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,9 +114,9 @@ def check_retry(retry: tuple[str, ...], resume: bool) -> tuple[str, ...]:
     """The statuses to re-run, checked: each retryable, and only when resuming a file."""
     for status in retry:
         if status not in RETRYABLE:
-            raise BadInput(f"unknown retry status {status!r}; choose from {', '.join(RETRYABLE)}")
+            raise SettingError("retry", f"status {status!r} is unknown; choose from {', '.join(RETRYABLE)}")
     if retry and not resume:
-        raise BadInput("retry re-runs rows of an existing results file: it needs resume")
+        raise SettingError("retry", "re-runs rows of an existing results file: it needs {resume}", ("resume",))
     return tuple(dict.fromkeys(retry))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.files import DiskWriteError, WriterLock, write_text_atomic
 from w2vprof.records import RESULT_COLUMNS, RecordCsv, ResultRecord, read_results_csv
 
@@ -53,8 +53,9 @@ class ResultsWriter:
         try:
             existing = load_existing(path) if path.exists() and path.stat().st_size > 0 else []
             if existing and not resume:
-                raise BadInput(
-                    f"{path} already holds {len(existing)} result rows: resume it, or choose a new file"
+                raise SettingError(
+                    "out", f"{path} already holds {len(existing)} result rows: {{resume}} it, or choose a new file",
+                    ("resume",)
                 )
             return cls(path, lock), existing
         except BaseException:
