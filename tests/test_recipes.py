@@ -69,7 +69,8 @@ def test_default_and_canonical_text():
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"checkpointing": "sometimes"}, "checkpointing 'sometimes' is unknown; choose from none, transformer, cnn, all"),
+        ({"checkpointing": "sometimes"},
+         "checkpointing 'sometimes' is unknown; choose from none, transformer, cnn, all"),
         ({"optimizer": "lion"}, "optimizer 'lion' is unknown; choose from adamw, sgd, adafactor"),
         ({"freeze": "transformer"}, "freeze 'transformer' is unknown"),
         ({"freeze": "cnn+x"}, "freeze 'cnn+x' is unknown"),
@@ -337,3 +338,41 @@ def test_report_without_recipes_has_no_recipes_table():
     report = build_report(ReportInputs(results=_report_rows()[:1], sources=["synthetic"]))
     assert "recipes" not in report.tables and "recipes_memory_vs_time.png" not in report.figures
     assert "recipe" not in report.tables["results"].columns
+
+
+def test_a_recipe_sweep_resumes_and_prunes_per_recipe(tmp_path):
+    """Each recipe is its own configuration: resume skips the finished ones, and one recipe's OOM prunes only the
+    larger configurations of that recipe."""
+    from w2vprof.measure.recipes import parse_recipe
+    from w2vprof.records import ResultRecord, read_results_csv
+    from w2vprof.sweep.plan import SweepRequest, plan_sweep
+    from w2vprof.sweep.runner import run_sweep
+
+    class Quiet:
+        def started(self, total, to_run): ...
+        def running(self, index, config, eta_s): ...
+        def finished(self, index, record, wall_s): ...
+
+    measured = []
+
+    def measure(config, options):
+        measured.append((config.recipe, config.seconds))
+        status = "oom" if config.recipe == "default" and config.seconds >= 2 else "ok"
+        return ResultRecord(model=config.model, batch=config.batch, seconds=config.seconds, precision="fp32",
+                            device=config.device, status=status, sec_per_batch_median=0.01 if status == "ok" else None,
+                            device_fingerprint=options.device_identity.get("device_fingerprint", ""),
+                            **parse_recipe(config.recipe).record_fields()), []
+
+    request = dict(models=("tiny",), seconds=(1.0, 2.0, 4.0), batches=(2,), precisions=("fp32",), repeats=1,
+                   device="cpu", recipes=("default", "ckpt=transformer"), out=tmp_path / "r.csv")
+    with plan_sweep(SweepRequest(**request), warm_start=False) as plan:
+        run_sweep(plan, Quiet(), measure=measure)
+    # default ran out at 2 s, so its 4 s is pruned; the checkpointed recipe runs every length
+    assert measured == [("default", 1.0), ("ckpt=transformer", 1.0), ("default", 2.0), ("ckpt=transformer", 2.0),
+                        ("ckpt=transformer", 4.0)]
+    rows = {(r.recipe, r.seconds): r for r in read_results_csv(tmp_path / "r.csv")}
+    assert rows[("default", 4.0)].skipped_because == "tiny batch 2 2 s fp32 was oom"
+    measured.clear()
+    with plan_sweep(SweepRequest(**request, resume=True), warm_start=False) as plan:
+        run_sweep(plan, Quiet(), measure=measure)
+    assert measured == []  # every (configuration, recipe) is in the file
