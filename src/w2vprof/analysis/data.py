@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass
 import sys
 from pathlib import Path
-from typing import ContextManager, Iterable, Optional
+from typing import Any, ContextManager, Iterable, Optional
 
 from w2vprof.errors import BadInput
 from w2vprof.records import DEFAULT_RECIPE, ResultRecord, length_key, read_results_csv, recipe_of, replace
@@ -102,14 +102,14 @@ def sec_per_batch(record: ResultRecord) -> Optional[float]:
     return record.sec_per_batch_median if record.sec_per_batch_median is not None else record.sec_per_batch_mean
 
 
-def latest_by_config(rows: Iterable[ResultRecord], recipes: bool = False) -> dict[tuple, ResultRecord]:
+def latest_by_config(rows: Iterable[ResultRecord], recipes: bool = False) -> dict[tuple[Any, ...], ResultRecord]:
     """One row per (device, model, batch, seconds, precision): the last one wins (a later rerun or --resume).
 
     Only rows of the default training recipe: every analysis of the plain training step (Table 2, compare,
     feasibility, fl-estimate, forecast) leaves rows that checkpoint, freeze, accumulate, ... out. `recipes`: rows of
     every recipe, keyed by (device, model, batch, seconds, precision, recipe).
     """
-    chosen: dict[tuple, ResultRecord] = {}
+    chosen: dict[tuple[Any, ...], ResultRecord] = {}
     for row in rows:
         key = (device_label(row), row.model, row.batch, length_key(row.seconds), row.precision)
         if recipes:
