@@ -17,6 +17,7 @@ from w2vprof.measure.stats import quantile, time_stats
 from w2vprof.records import (
     LAYER_COLUMNS,
     RESULT_COLUMNS,
+    SCHEMA_VERSION,
     read_layers_csv,
     read_results_csv,
 )
@@ -42,11 +43,14 @@ def test_profile_writes_the_three_files_with_the_schema(tiny_profile):
         assert getattr(record, name) and getattr(record, name) > 0, name
     assert record.train_flops == record.fwd_flops + record.bwd_flops + record.optim_flops
     assert record.sec_per_sequence == pytest.approx(record.sec_per_batch_median / 2)
-    assert record.repeats == 3 and record.schema_version == 1
+    assert record.repeats == 3 and record.schema_version == SCHEMA_VERSION
     assert record.torch_version and record.hostname and record.timestamp and record.cpu_model
     # params in fp32; AdamW keeps two moments per parameter (plus a scalar step per tensor)
     assert record.grad_bytes == record.param_bytes
     assert 2 * record.param_bytes <= record.optim_state_bytes < 2 * record.param_bytes + 4096
+    # the system-level peak (here the resident high-water mark of the timed steps) and no scaler to skip a step
+    assert record.sys_peak_mem_bytes > 0 and record.sys_peak_mem_source.startswith("vmhwm")
+    assert record.skipped_steps == 0 and record.cuda_context_bytes is None
     run = json.loads((out / "run.json").read_text())
     assert len(run["step_times_s"]) == 3
     assert run["record"]["sec_per_batch_median"] == pytest.approx(sorted(run["step_times_s"])[1])
@@ -96,7 +100,7 @@ def test_time_statistics_exact():
 def test_unsupported_precision_is_a_record_not_a_crash(monkeypatch):
     import w2vprof.measure.engine as engine
 
-    monkeypatch.setattr(engine, "_mixed_precision_problem", lambda device: "autocast unsupported on cpu: test")
+    monkeypatch.setattr(engine, "mixed_precision_problem", lambda device: "autocast unsupported on cpu: test")
     result = profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=1.0, precision="mixed", repeats=1))
     assert result.record.status == "unsupported"
     assert "autocast unsupported" in result.record.error

@@ -20,6 +20,7 @@ from w2vprof.fl.records import (
 from w2vprof.records import (
     LAYER_COLUMNS,
     RESULT_COLUMNS,
+    SCHEMA_VERSION,
     LayerRecord,
     read_layers_csv,
     read_results_csv,
@@ -142,7 +143,7 @@ def test_line_numbers_count_blank_lines(tmp_path):
 
 def test_newer_schema_is_named_before_its_cells_are_judged(tmp_path):
     path = _edited(tmp_path, "schema_version", "9", _edited(tmp_path, "status", "paused").read_text())
-    with pytest.raises(BadInput, match=r"newer w2vprof \(schema 9 > 1\)"):
+    with pytest.raises(BadInput, match=rf"newer w2vprof \(schema 9 > {SCHEMA_VERSION}\)"):
         read_results_csv(path)
 
 

@@ -1,5 +1,10 @@
 """Feasibility: which devices can hold which model. Memory is fitted as a + b x (batch x seconds) per model and
 precision over measured rows, then compared with each device profile's usable memory.
+
+The memory of a row is the figure that answers "does it fit" on the device that measured it (`fit_mem_bytes`; how
+each figure is measured: w2vprof.measure.memory): the system-level peak on CPUs and unified-memory boards (Jetson),
+where the GPU's allocations come out of the same RAM; the CUDA allocator's reserve at its peak plus the CUDA context
+on discrete GPUs; the allocator's peak where a row has nothing better (MPS, files written before schema 2).
 """
 from __future__ import annotations
 
@@ -12,6 +17,11 @@ from w2vprof.errors import BadInput
 from w2vprof.records import ResultRecord
 
 __all__ = [
+    "FIT_PEAK",
+    "FIT_RESERVED",
+    "FIT_RESERVED_CONTEXT",
+    "FIT_SOURCES",
+    "FIT_SYSTEM",
     "PARTS",
     "PEAK",
     "Feasibility",
@@ -19,18 +29,47 @@ __all__ = [
     "MemoryFit",
     "MemoryFits",
     "feasibility",
+    "fit_mem_bytes",
     "fit_memory",
     "training_memory",
 ]
 
-PEAK, PARTS = "peak_mem_bytes", "act+param+grad+optim"
+FIT_SYSTEM = "sys_peak_mem_bytes"
+FIT_RESERVED_CONTEXT = "peak_mem_reserved_bytes+cuda_context_bytes"
+FIT_RESERVED = "peak_mem_reserved_bytes"
+FIT_PEAK = "peak_mem_bytes"
+#: Every answer fit_mem_bytes can give, best first.
+FIT_SOURCES = (FIT_SYSTEM, FIT_RESERVED_CONTEXT, FIT_RESERVED, FIT_PEAK)
+PEAK, PARTS = FIT_PEAK, "act+param+grad+optim"
+
+
+def fit_mem_bytes(record: ResultRecord) -> tuple[Optional[int], str]:
+    """(bytes, which figure) answering "does this configuration fit on its device"; (None, '') when the row has
+    none.
+
+    - discrete CUDA GPU: the caching allocator's reserve at its peak (what it took from the device: the tensors'
+      peak plus the allocator's slack) plus the CUDA context where NVML gave it; the host's RAM is another budget;
+    - CPU and unified memory (Jetson): the system-level peak, which holds the GPU's allocations there;
+    - MPS, and rows written before schema 2: the allocator's peak.
+    """
+    unified = record.memory_ceiling_source == "os_available"  # how devices.identify marks Jetson and Apple silicon
+    if record.device == "cuda" and not unified:
+        if record.peak_mem_reserved_bytes and record.cuda_context_bytes is not None:
+            return record.peak_mem_reserved_bytes + record.cuda_context_bytes, FIT_RESERVED_CONTEXT
+        if record.peak_mem_reserved_bytes:
+            return record.peak_mem_reserved_bytes, FIT_RESERVED
+    elif record.device != "mps" and record.sys_peak_mem_bytes:
+        return record.sys_peak_mem_bytes, FIT_SYSTEM
+    return (record.peak_mem_bytes, FIT_PEAK) if record.peak_mem_bytes else (None, "")
 
 
 def training_memory(record: ResultRecord) -> dict[str, int]:
-    """The memory measures a row offers: its measured peak and/or the sum of its parts, by name."""
+    """The memory measures a row offers, by name: its measured figure for "does it fit" (named by which figure it
+    is: fit_mem_bytes) and/or the sum of its parts."""
     found = {}
-    if record.peak_mem_bytes:
-        found[PEAK] = record.peak_mem_bytes
+    fit, source = fit_mem_bytes(record)
+    if fit:
+        found[source] = fit
     parts = [record.act_mem_bytes, record.param_bytes, record.grad_bytes, record.optim_state_bytes]
     known = [p for p in parts if p is not None]
     if len(known) == len(parts):
@@ -64,8 +103,9 @@ class MemoryFits:
 def fit_memory(rows: list[ResultRecord]) -> MemoryFits:
     """Least squares memory = a + b x (batch x seconds), per model and precision, over measured ok rows.
 
-    One measure per fit, never a mix: the measured peak when at least two batch x seconds have it, else the
-    sum of activations, parameters, gradients and optimizer state (what `profile` counts without a peak).
+    One measure per fit, never a mix: the first measured figure of FIT_SOURCES (best first: the system-level
+    peak, the CUDA reserve plus context, the reserve, the allocator's peak) that at least two batch x seconds have,
+    else the sum of activations, parameters, gradients and optimizer state (what `profile` counts without a peak).
     """
     groups: dict[tuple[str, str], list[ResultRecord]] = {}
     for record in latest_by_config(rows).values():
@@ -74,7 +114,7 @@ def fit_memory(rows: list[ResultRecord]) -> MemoryFits:
     fits, skipped = [], []
     for (model, precision), records in sorted(groups.items()):
         chosen = None
-        for source in (PEAK, PARTS):
+        for source in (*FIT_SOURCES, PARTS):
             points = [(r.batch * r.seconds, training_memory(r)[source], device_label(r))
                       for r in records if source in training_memory(r)]
             if len({p[0] for p in points}) >= 2:

@@ -2,16 +2,19 @@
 
 `profile_configuration` reads top-down; each step is one function below it:
 1. check the settings and resolve the device (bad input is BadInput, naming the setting);
-2. start the record: environment, identity, and whether this device can run the precision at all;
+2. start the record: environment, identity, and whether this device can run the precision at all (one small
+   training step in that precision: compat.training_problem);
 3. prepare the batches: every batch the run uses, on the device before anything is timed (decoding is not
    training);
 4. the model: seeded and built (`build_measured_model`; a caller measuring many configurations may build it ahead);
 5. the measurement pass: one instrumented, untimed full step (forward, backward, AdamW, zero_grad) under the FLOP
    counter and the saved-tensor tracker; it doubles as the first warmup step;
 6. layer rows: per-layer parameters, FLOPs and activation bytes from that pass;
-7. warmup: warmup - 1 plain untimed steps;
+7. warmup: warmup - 1 plain untimed steps, then (float16 with a gradient scaler) up to MAX_EXTRA_WARMUP_STEPS more
+   until the loss scale stopped falling and the optimizer holds its state, so no timed step allocates it;
 8. timed steps: each timed alone, the device synchronised before and after, nothing else in the loop (no hooks,
-   no counters, no memory bookkeeping); peak memory is the high-water mark of exactly these steps (reset before);
+   no counters, no memory bookkeeping); peak memory is the high-water mark of exactly these steps (reset before),
+   the system-level peak is read around them, and steps the scaler skipped are counted off the clock;
 9. the record: counts, peak memory, timing and telemetry fields, by name.
 Any failure from 3 on is a record (`oom` or `error`, one line; w2vprof.measure.failures), never a traceback.
 
@@ -39,7 +42,7 @@ from w2vprof.records import LayerRecord, ResultRecord
 if TYPE_CHECKING:  # pragma: no cover
     from w2vprof.measure.flops import FlopCount
     from w2vprof.measure.layers import LayerSpec
-    from w2vprof.measure.memory import PeakReading
+    from w2vprof.measure.memory import PeakReading, SystemPeak
     from w2vprof.measure.recipes import AppliedRecipe, Recipe
     from w2vprof.measure.step import TrainingStep
     from w2vprof.models.pretraining import Wav2Vec2ForPretraining
@@ -47,17 +50,23 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ADAMW_FLOPS_PER_PARAM",
+    "MAX_EXTRA_WARMUP_STEPS",
     "BuiltModel",
     "ProfileConfig",
     "ProfileResult",
     "build_measured_model",
     "check_config",
+    "mixed_precision_problem",
     "profile_configuration",
 ]
 
 #: NB: the optimizer update is elementwise, which FLOP counters do not count. AdamW per parameter element:
 #: decay 1, first moment (lerp) 3, second moment 4, denominator (sqrt, divide, add eps) 3, update 3.
 ADAMW_FLOPS_PER_PARAM = 14
+
+#: Warm-up steps run beyond the asked ones, at most, while float16's loss scale is still falling (each overflow
+#: halves it: 128 reaches 1/8 in 10 steps, where a model that still overflows has diverged).
+MAX_EXTRA_WARMUP_STEPS = 10
 
 FLOPS_SOURCE = "torch.utils.flop_counter (fwd, bwd; CPU attention formula added); optim estimated: 14/param AdamW"
 
@@ -216,16 +225,20 @@ def _measure(config: ProfileConfig, device: str, built: Optional[BuiltModel], re
     counts = measurement_pass(step, layers, measure_batch)
     result.layers = layer_rows(model, layers, counts, applied)
     compiling = compile_steps(step, layers, [measure_batch, *timed_batches], device) if applied.recipe.compile else None
-    warm_up(step, measure_batch, config.warmup - 1)
-    timed = timed_steps(step, timed_batches, device, config.telemetry)
+    warm = warm_up(step, measure_batch, config.warmup - 1)
+    # the state the timed steps find (the measurement pass's update may have been skipped for overflow)
+    counts = replace(counts, optim_state_bytes=warm.optim_state_bytes)
+    timed = timed_steps(step, timed_batches, device, config.telemetry, unified=_unified_memory(result.record))
     result.step_times = timed.times
     result.record = replace(
         result.record,
         **count_fields(counts),
         **peak_fields(timed.peak),
+        **system_memory_fields(timed),
         **timing_fields(timed.times, config.batch, counts.train_flops),
         **timed.telemetry,
         **compile_fields(compiling, timed.times),
+        notes="; ".join(filter(None, [result.record.notes, warm.note])),
         status="ok",
     )
 
@@ -246,7 +259,7 @@ def _start_result(config: ProfileConfig, device: str) -> ProfileResult:
         if config.precision == "mixed" and not record.bf16_native:
             record.notes = "CPU has no native bfloat16: autocast bf16 is emulated (often slower than fp32)"
     if config.precision == "mixed":
-        problem = _mixed_precision_problem(device)
+        problem = mixed_precision_problem(device)
         if problem:
             record.status, record.error = "unsupported", problem
     return ProfileResult(record=record, environment=env)
@@ -286,17 +299,22 @@ def _base_record(config: ProfileConfig, device: str, env: dict[str, Any]) -> Res
     )
 
 
-def _mixed_precision_problem(device: str) -> Optional[str]:
-    """Why this device cannot train in mixed precision, or None."""
-    import torch
+def mixed_precision_problem(device: str) -> Optional[str]:
+    """Why this device cannot train in mixed precision, or None: one small training step as the measured one runs
+    it (autocast in the step's dtype, backward, the gradient scaler's step and update where the step uses one,
+    AdamW). A torch without a scaler for the device (torch.amp.GradScaler is 2.3+) or a scaler step that fails
+    (MPS on torch 2.5-2.7 converts to float64: pytorch#142397) is `unsupported` with its reason, not an error."""
+    from w2vprof.compat import training_problem
+    from w2vprof.measure.step import autocast_dtype, uses_grad_scaler
 
-    try:
-        with torch.autocast(device_type=device, dtype=torch.bfloat16 if device == "cpu" else torch.float16):
-            a = torch.ones(4, 4, device=device)
-            (a @ a).sum().item()
-    except Exception as exc:  # noqa: BLE001 - any failure here means "unsupported", recorded as such
-        return f"autocast unsupported on {device}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-    return None
+    problem = training_problem(device, autocast_dtype=autocast_dtype(device), scaled=uses_grad_scaler(device))
+    return f"mixed precision cannot train on {device}: {problem}" if problem else None
+
+
+def _unified_memory(record: ResultRecord) -> bool:
+    from w2vprof.measure.memory import unified_memory
+
+    return unified_memory(record)
 
 
 # -- 3. batches --------------------------------------------------------------------------------------------------
@@ -506,9 +524,52 @@ def layer_rows(model: "Wav2Vec2ForPretraining", layers: list["LayerSpec"], count
 
 
 # -- 7 and 8. warmup and timed steps -----------------------------------------------------------------------------
-def warm_up(step: "TrainingStep", batch: "Batch", steps: int) -> None:
+class LossScaleWatch:
+    """Whether the gradient scaler skipped the last optimizer step: a skipped step (a gradient overflowed in
+    float16) halves the loss scale, and nothing else lowers it. Reads the scale from the device: off the clock."""
+
+    def __init__(self, step: "TrainingStep") -> None:
+        self.step = step
+        self.scale = step.loss_scale()
+
+    def fell(self) -> bool:
+        """Whether the scale fell since the last reading (always False without a scaler)."""
+        before, self.scale = self.scale, self.step.loss_scale()
+        return before is not None and self.scale is not None and self.scale < before
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """What the warm-up left for the timed steps."""
+
+    extra_steps: int  # run beyond the asked ones while the loss scale was still falling
+    optim_state_bytes: int  # the optimizer's state as the timed steps find it
+    note: str  # for the record's notes ('' when warm-up ran as asked)
+
+
+def warm_up(step: "TrainingStep", batch: "Batch", steps: int, max_extra: int = MAX_EXTRA_WARMUP_STEPS) -> WarmUp:
+    """`steps` untimed steps; then, with a gradient scaler, up to `max_extra` more while the last one was skipped
+    for overflow (its loss scale fell) or, before any, while the optimizer holds no state (the measurement pass's
+    update was skipped). Where every one overflowed, AdamW's state is allocated as its first real step would, so
+    no timed step allocates it."""
+    from w2vprof.measure.step import allocate_optimizer_state, optimizer_state_bytes
+
+    watch = LossScaleWatch(step)
+    skipped: Optional[bool] = None  # None: no step watched yet
     for _ in range(max(steps, 0)):
         step(batch)
+        skipped = watch.fell()
+    extra = 0
+    while step.scaler is not None and extra < max_extra and (skipped or (skipped is None and not step.optimizer.state)):
+        step(batch)
+        skipped, extra = watch.fell(), extra + 1
+    if not skipped:
+        note = f"warm-up ran {extra} extra step(s) until the loss scale stopped falling" if extra else ""
+    else:
+        note = f"float16 overflow: the loss scale was still falling after {extra} extra warm-up step(s)"
+        if not step.optimizer.state and allocate_optimizer_state(step.optimizer):
+            note += "; no update happened, so the optimizer state was allocated before timing"
+    return WarmUp(extra, optimizer_state_bytes(step.optimizer), note)
 
 
 class _NoSampling:
@@ -547,21 +608,34 @@ class TimedSteps:
     times: list[float]  # seconds, one per timed step
     peak: "PeakReading"
     telemetry: dict[str, Any]  # the record's telemetry fields; empty without telemetry
+    system: Optional["SystemPeak"] = None  # the system-level peak of these steps
+    skipped_steps: int = 0  # optimizer steps the gradient scaler skipped for overflow
+    cuda_context_bytes: Optional[int] = None  # discrete GPU: the process's device memory outside torch's reserve
 
 
-def timed_steps(step: "TrainingStep", batches: list["Batch"], device: str, telemetry: bool) -> TimedSteps:
-    """Each batch once, each step timed alone; peak memory reset before the first and read after the last."""
-    from w2vprof.measure.memory import StepPeakMemory
+def timed_steps(step: "TrainingStep", batches: list["Batch"], device: str, telemetry: bool,
+                unified: bool = False) -> TimedSteps:
+    """Each batch once, each step timed alone; peak memory reset before the first and read after the last, the
+    system-level peak read around them (`unified`: the GPU allocates from the system's RAM), skipped optimizer
+    steps counted between them."""
+    from w2vprof.measure.memory import StepPeakMemory, SystemPeakMemory, cuda_context_bytes
 
     sampler = _telemetry_sampler(device) if telemetry else None
     memory = StepPeakMemory(device)
+    system = SystemPeakMemory(device, unified)
+    scale = LossScaleWatch(step)
     memory.reset()
     synchronize(device)
+    system.start()
     if sampler is not None:
         sampler.start()
-    times = [_timed_step(step, batch, device, memory) for batch in batches]
+    times, skipped = [], 0
+    for batch in batches:
+        times.append(_timed_step(step, batch, device, memory))
+        skipped += scale.fell()  # off the clock
     fields = sampler.stop(steps=len(times)) if sampler is not None else {}
-    return TimedSteps(times=times, peak=memory.read(), telemetry=dict(fields))
+    context = cuda_context_bytes() if device == "cuda" and not unified else None
+    return TimedSteps(times, memory.read(), dict(fields), system.stop(), skipped, context)
 
 
 def _timed_step(step: "TrainingStep", batch: "Batch", device: str, memory: Any) -> float:
@@ -612,6 +686,15 @@ def _flops_source(optim_flops_per_param: int) -> str:
     if optim_flops_per_param == ADAMW_FLOPS_PER_PARAM:
         return FLOPS_SOURCE
     return FLOPS_SOURCE.replace("14/param AdamW", f"{optim_flops_per_param}/param (docs/recipes.md)")
+
+
+def system_memory_fields(timed: TimedSteps) -> dict[str, Any]:
+    return {
+        "sys_peak_mem_bytes": timed.system.bytes if timed.system is not None else None,
+        "sys_peak_mem_source": timed.system.source if timed.system is not None else "",
+        "cuda_context_bytes": timed.cuda_context_bytes,
+        "skipped_steps": timed.skipped_steps,
+    }
 
 
 def peak_fields(peak: "PeakReading") -> dict[str, Any]:

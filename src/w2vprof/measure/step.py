@@ -90,12 +90,12 @@ def allocate_optimizer_state(optimizer: "torch.optim.Optimizer") -> int:
 
     Used when every warm-up step was skipped for overflow: the state then exists before the timed steps, so no
     timed step pays for its allocation. A zero state is exactly what AdamW itself starts from, so the numbers of
-    the steps that follow are unchanged.
+    the steps that follow are unchanged. Other optimizers are left as they are (0).
     """
     import torch
 
     if not isinstance(optimizer, torch.optim.AdamW):
-        raise TypeError(f"cannot allocate the state of {type(optimizer).__name__} ahead (AdamW only)")
+        return 0
     allocated = 0
     for group in optimizer.param_groups:
         for param in group["params"]:
@@ -145,7 +145,7 @@ class TrainingStep:
         """The batch as `accumulate` equal micro-batches, each keeping the batch's padded length ([batch] for 1)."""
         if self.accumulate == 1:
             return [batch]
-        pieces = zip(batch.waveforms.chunk(self.accumulate), batch.lengths.chunk(self.accumulate), strict=True)
+        pieces = zip(batch.waveforms.chunk(self.accumulate), batch.lengths.chunk(self.accumulate))
         return [type(batch)(waveforms, lengths) for waveforms, lengths in pieces]
 
     def forward(self, batch: "Batch") -> "PretrainingOutput":
