@@ -24,9 +24,11 @@ GOLDEN = Path(__file__).parent / "golden" / "numbers"
 
 def as_torch_before_2_4(monkeypatch) -> None:
     """This torch as torch 2.0-2.3 offers FLOP counting: no module tracker, no formula registry to extend."""
-    from torch.utils import flop_counter
-
     monkeypatch.setitem(sys.modules, "torch.utils.module_tracker", None)  # importing it raises ImportError
+    try:
+        from torch.utils import flop_counter
+    except ImportError:  # torch 2.0 has no flop counter at all
+        return
     monkeypatch.delattr(flop_counter, "flop_registry", raising=False)  # (absent on a torch that is that old)
     monkeypatch.delattr(flop_counter, "shape_wrapper", raising=False)
 
@@ -172,11 +174,10 @@ def test_module_hooks_register_gradient_hooks_in_grad_mode(monkeypatch):
         return real(tensors, fn)
 
     monkeypatch.setattr(torch.autograd.graph, "register_multi_grad_hook", as_before_2_4)
-    conv = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(4, 4, 3), dim=2)
+    linear = torch.nn.Linear(4, 3)
     with torch.no_grad(), FallbackFlopCounter(formula_registry({})) as counter:
-        conv(torch.randn(1, 4, 8))
-    # (1, 4, 8) -> (1, 4, 6) by a 3-wide kernel: 2 FLOPs x 6 positions x 3 taps x 4 x 4 channels
-    assert sum(counter.get_flop_counts()["ParametrizedConv1d"].values()) == 2 * 6 * 3 * 4 * 4
+        linear(torch.nn.Parameter(torch.randn(2, 4)))  # as weight norm's parametrization gets its parameters
+    assert sum(counter.get_flop_counts()["Linear"].values()) == 2 * 2 * 4 * 3
 
 
 def test_on_meta_makes_one_hot_without_a_kernel():

@@ -155,6 +155,7 @@ def _serve(conn: Connection, template: BuiltModel, threads: int, sweep_pid: int)
         config_json, result_path, stderr_path = request
         pid = os.fork()
         if pid == 0:
+            conn.close()  # the template's end of the pipe: once the template is gone, the sweep must see EOF
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             try:
                 built = _built_for(template, config_json, threads)
@@ -197,7 +198,10 @@ def _import_all(names: list[str]) -> None:
     import importlib
 
     for name in names:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError:  # not in this torch (torch.utils.flop_counter is 2.1+): nothing to preload
+            pass
 
 
 if __name__ == "__main__":
