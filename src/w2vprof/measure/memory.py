@@ -172,7 +172,7 @@ class StepPeakMemory:
 SYS_SOURCE_UNIFIED = "rss+cuda_reserved+memavailable_drop"  # the unified-memory formula (module docstring)
 
 
-def unified_memory(record: "ResultRecord") -> bool:
+def unified_memory(record: ResultRecord) -> bool:
     """Whether the record's device allocates from the OS's RAM (Jetson, Apple silicon).
 
     w2vprof.devices.identify marks those devices by their memory ceiling: what the OS has available.

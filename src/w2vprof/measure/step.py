@@ -53,7 +53,7 @@ MIXED_PRECISION = {
 }
 
 
-def make_optimizer(model: "Wav2Vec2ForPretraining") -> "torch.optim.Optimizer":
+def make_optimizer(model: Wav2Vec2ForPretraining) -> torch.optim.Optimizer:
     """AdamW with fairseq's pretraining values (decoupled weight decay 0.01, betas (0.9, 0.98), eps 1e-6)."""
     import torch
 
@@ -63,11 +63,12 @@ def make_optimizer(model: "Wav2Vec2ForPretraining") -> "torch.optim.Optimizer":
     )
 
 
-def autocast_dtype(device_kind: str) -> "torch.dtype":
+def autocast_dtype(device_kind: str) -> torch.dtype:
     """Mixed precision: float16 (with a gradient scaler) on CUDA and MPS, bfloat16 on CPU."""
     import torch
 
-    return getattr(torch, MIXED_PRECISION[device_kind].dtype_name)
+    dtype: torch.dtype = getattr(torch, MIXED_PRECISION[device_kind].dtype_name)
+    return dtype
 
 
 def uses_grad_scaler(device_kind: str) -> bool:
@@ -75,7 +76,7 @@ def uses_grad_scaler(device_kind: str) -> bool:
     return MIXED_PRECISION[device_kind].scaled
 
 
-def optimizer_state_bytes(optimizer: "torch.optim.Optimizer") -> int:
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes of every tensor the optimizer keeps per parameter (AdamW: two moments and a step count)."""
     import torch
 
@@ -84,7 +85,7 @@ def optimizer_state_bytes(optimizer: "torch.optim.Optimizer") -> int:
     return tensor_bytes(v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v))
 
 
-def allocate_optimizer_state(optimizer: "torch.optim.Optimizer") -> int:
+def allocate_optimizer_state(optimizer: torch.optim.Optimizer) -> int:
     """Give every trainable parameter AdamW state that has none yet, as AdamW's first real step would (zero
     moments, step 0); returns how many parameters got state.
 
@@ -113,15 +114,15 @@ def allocate_optimizer_state(optimizer: "torch.optim.Optimizer") -> int:
 
 @dataclass
 class TrainingStep:
-    model: "Wav2Vec2ForPretraining"
-    optimizer: "torch.optim.Optimizer"
+    model: Wav2Vec2ForPretraining
+    optimizer: torch.optim.Optimizer
     device_kind: str  # cpu | cuda | mps
     precision: str = "fp32"
     scaler: Optional[Any] = None
     accumulate: int = 1  # micro-batches per optimizer step (gradient accumulation; a training recipe)
 
     @classmethod
-    def create(cls, model, device_kind: str, precision: str) -> "TrainingStep":
+    def create(cls, model: Wav2Vec2ForPretraining, device_kind: str, precision: str) -> TrainingStep:
         from w2vprof import compat
 
         scaler = None
@@ -129,7 +130,7 @@ class TrainingStep:
             scaler = compat.grad_scaler(device_kind, init_scale=LOSS_SCALE_INIT)
         return cls(model, make_optimizer(model), device_kind, precision, scaler)
 
-    def autocast(self):
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
         import torch
 
         if self.precision != "mixed":
@@ -141,18 +142,19 @@ class TrainingStep:
         inside a timed step."""
         return float(self.scaler.get_scale()) if self.scaler is not None else None
 
-    def micro_batches(self, batch: "Batch") -> list["Batch"]:
+    def micro_batches(self, batch: Batch) -> list[Batch]:
         """The batch as `accumulate` equal micro-batches, each keeping the batch's padded length ([batch] for 1)."""
         if self.accumulate == 1:
             return [batch]
         pieces = zip(batch.waveforms.chunk(self.accumulate), batch.lengths.chunk(self.accumulate))
         return [type(batch)(waveforms, lengths) for waveforms, lengths in pieces]
 
-    def forward(self, batch: "Batch") -> "PretrainingOutput":
+    def forward(self, batch: Batch) -> PretrainingOutput:
         with self.autocast():
-            return self.model(batch.waveforms, batch.lengths)
+            output: PretrainingOutput = self.model(batch.waveforms, batch.lengths)
+        return output
 
-    def backward(self, output: "PretrainingOutput") -> None:
+    def backward(self, output: PretrainingOutput) -> None:
         """Gradients of the loss; with micro-batches, of its share (loss / accumulate), added to the others'."""
         loss = output.loss if self.accumulate == 1 else output.loss / self.accumulate
         loss = loss if self.scaler is None else self.scaler.scale(loss)
@@ -167,7 +169,7 @@ class TrainingStep:
         self.optimizer.zero_grad(set_to_none=True)
         self.model.step_schedule()
 
-    def __call__(self, batch: "Batch") -> "PretrainingOutput":
+    def __call__(self, batch: Batch) -> PretrainingOutput:
         for micro_batch in self.micro_batches(batch):
             output = self.forward(micro_batch)
             self.backward(output)
