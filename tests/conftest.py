@@ -2,9 +2,10 @@
 session's thread count and fake calibration cache.
 
 Two loops (markers registered in pyproject.toml):
-    python -m pytest -q -m "not integration"   # the unit loop: no model training, no processes, no Flower
+    python -m pytest -q -m "not integration"   # the unit loop: no training, no sweep children, servers or Flower
     python -m pytest -q                        # everything
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -115,12 +116,24 @@ def _fake_calibration_cache(_few_threads, tmp_path_factory):
     os.environ["XDG_CACHE_HOME"] = str(folder)
     identity = identify("cpu")
     fake = Calibration(
-        device="cpu", device_fingerprint=str(identity["device_fingerprint"]), device_name="fake",
-        threads=torch.get_num_threads(), peak_flops_fp32_measured=FAKE_PEAK_FLOPS_FP32,
-        peak_flops_mixed_measured=FAKE_PEAK_FLOPS_MIXED, mixed_dtype=mixed_dtype_name("cpu"),
-        mem_bw_measured=FAKE_MEM_BW, matmul_size_fp32=2048, matmul_size_mixed=2048, copy_bytes=2**28, repeats=5,
-        peak_flops_fp32_vendor=None, peak_flops_mixed_vendor=None, vendor_profile="",
-        torch_version=torch.__version__, measured_at="2026-01-01T00:00:00+00:00", note="fake (tests/conftest.py)",
+        device="cpu",
+        device_fingerprint=str(identity["device_fingerprint"]),
+        device_name="fake",
+        threads=torch.get_num_threads(),
+        peak_flops_fp32_measured=FAKE_PEAK_FLOPS_FP32,
+        peak_flops_mixed_measured=FAKE_PEAK_FLOPS_MIXED,
+        mixed_dtype=mixed_dtype_name("cpu"),
+        mem_bw_measured=FAKE_MEM_BW,
+        matmul_size_fp32=2048,
+        matmul_size_mixed=2048,
+        copy_bytes=2**28,
+        repeats=5,
+        peak_flops_fp32_vendor=None,
+        peak_flops_mixed_vendor=None,
+        vendor_profile="",
+        torch_version=torch.__version__,
+        measured_at="2026-01-01T00:00:00+00:00",
+        note="fake (tests/conftest.py)",
     )
     path = cache_path(fake.device_fingerprint)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,3 +143,185 @@ def _fake_calibration_cache(_few_threads, tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = previous
+
+
+# -- the unit/integration split -------------------------------------------------------------------------------------
+#: Tests marked `integration` (pyproject.toml says what that means), by module: the names of its tests, or of
+#: fixtures whose every user is one, that train a model, run a profile or a sweep's children, start a process that
+#: imports torch or a server, run Flower, or fuzz a reader with thousands of cases. "*": the whole module.
+#: Kept here so no test file needs editing; a test may also carry @pytest.mark.integration itself.
+INTEGRATION: dict[str, frozenset[str]] = {
+    "test_compat": frozenset(
+        {
+            "test_training_probe_works_on_cpu_in_both_precisions",
+            "test_training_probe_reports_the_failure_in_one_line",
+        }
+    ),
+    "test_device_rules": frozenset(
+        {
+            "test_a_training_step_makes_no_float64_tensor",
+            "test_a_tiny_profile_makes_no_float64_tensor",
+            "test_the_model_reads_no_tensor_value_in_a_step",
+        }
+    ),
+    # its module fixture `report` runs the real doctor (a training probe)
+    "test_doctor": frozenset(
+        {
+            "report",
+        }
+    ),
+    "test_files": frozenset(
+        {
+            "test_a_killed_holder_never_blocks",
+        }
+    ),
+    # its module fixture `simulated` runs a Flower simulation
+    "test_fl_flower": frozenset(
+        {
+            "simulated",
+        }
+    ),
+    "test_fl_tls": frozenset(
+        {
+            "test_only_registered_supernodes_that_trust_the_ca_can_join",
+            "test_deploy_local_rehearses_over_tls_with_supernode_auth",
+        }
+    ),
+    "test_golden_numbers": frozenset(
+        {
+            "tiny_profile",
+        }
+    ),
+    "test_layer_timing": frozenset(
+        {
+            "tiny_step",
+        }
+    ),
+    "test_layer_wiring": frozenset(
+        {
+            "profiled",
+            "test_a_slow_layer_lands_on_that_layer_and_direction_in_the_records",
+            "test_a_failing_layer_timing_is_a_warning_and_the_measurement_stands",
+            "test_without_layer_repeats_layers_have_no_times_and_no_other_row",
+            "test_a_trace_that_cannot_be_written_is_a_warning",
+            "test_a_real_sweep_child_records_layer_times_and_the_calibration",
+        }
+    ),
+    "test_measurement_pass": frozenset(
+        {
+            "*",
+        }
+    ),
+    "test_mixed_precision": frozenset(
+        {
+            "cpu_float16_scaled",
+            "test_warm_up_runs_until_the_scale_stops_falling_and_skipped_steps_are_counted",
+            "test_warm_up_is_bounded_and_the_state_is_allocated_when_every_step_overflows",
+            "test_fp32_and_bfloat16_rows_record_no_skipped_steps",
+            "test_allocating_adamw_state_ahead_changes_nothing_that_follows",
+        }
+    ),
+    "test_objective": frozenset(
+        {
+            "test_untrained_contrastive_loss_is_near_ln_101",
+            "test_gradients_reach_conv_stack_codebook_and_mask_embedding",
+            "test_tiny_training_step_updates_every_parameter_group",
+        }
+    ),
+    "test_old_torch": frozenset(
+        {
+            "test_the_tiny_profile_goldens_hold_with_the_fallback_counter",
+            "test_the_fallback_counts_a_training_step_as_torchs_counter",
+            "test_checkpointing_announces_its_recomputation_without_context_fn",
+        }
+    ),
+    "test_profile": frozenset(
+        {
+            "tiny_profile",
+            "test_mixed_precision_on_cpu_runs_in_bfloat16",
+            "test_unsupported_precision_is_a_record_not_a_crash",
+            "test_any_failure_while_measuring_is_a_one_line_record_not_a_traceback",
+            "test_an_out_of_memory_while_measuring_is_an_oom_record",
+            "test_a_model_built_ahead_gives_the_same_numbers_and_is_measured_once",
+            "test_deterministic_with_seed",
+            "test_activation_memory_and_flops_grow_linearly_with_length",
+            "test_profile_bad_input_is_one_line_and_exit_2",
+            "test_profile_out_in_missing_folder",
+            "test_cuda_request_without_cuda_is_bad_input",
+        }
+    ),
+    "test_python38_source": frozenset(
+        {
+            "test_vermin_finds_nothing_newer_than_python_38",
+        }
+    ),
+    # 2,000 generated files per reader (the truncation tests stay in the unit loop)
+    "test_readers_fuzz": frozenset(
+        {
+            "test_results_reader",
+            "test_resume_reader",
+            "test_layers_reader",
+            "test_rounds_reader",
+            "test_clients_reader",
+            "test_summary_reader",
+            "test_profiles_reader",
+            "test_manifest_reader",
+        }
+    ),
+    "test_recipes": frozenset(
+        {
+            "measured",
+            "test_compile_time_is_kept_out_of_the_timed_steps",
+            "test_profile_writes_the_recipe_columns",
+            "test_a_platform_that_cannot_compile_is_unsupported",
+            "test_a_compiler_that_fails_is_unsupported_with_its_reason",
+        }
+    ),
+    # Table 1's counts against a real forward pass of base (tiny's stays in the unit loop)
+    "test_summary": frozenset(
+        {
+            "test_meta_count_equals_a_real_pass[base-1.0-1]",
+            "test_conv_and_linear_flops_equal_twice_fvcore[base-0.5]",
+        }
+    ),
+    "test_sweep": frozenset(
+        {
+            "test_two_sweeps_on_one_file_started_together_one_runs_the_other_exits_2",
+            "test_resident_memory_watcher_reads_a_real_process",
+            "test_children_match_an_in_process_profile_and_limits_stop_only_the_child",
+            "test_a_template_killed_mid_run_costs_that_configuration_only",
+            "test_sigkill_then_resume_runs_exactly_the_missing_configurations",
+            "test_sigterm_stops_cleanly_with_the_resume_command",
+        }
+    ),
+    "test_telemetry": frozenset(
+        {
+            "*",
+        }
+    ),
+    "test_trace": frozenset(
+        {
+            "*",
+        }
+    ),
+    "test_unified_memory": frozenset(
+        {
+            "test_a_profile_records_both_peaks",
+            "test_a_unified_memory_device_profile_uses_the_mem_available_formula",
+        }
+    ),
+}
+
+
+def is_integration(module: str, test: str, test_id: str, fixtures: list[str]) -> bool:
+    """Whether INTEGRATION names this test (its function, or one parameter set: test_id) or one of its fixtures."""
+    names = INTEGRATION.get(module, frozenset())
+    return "*" in names or test in names or test_id in names or not names.isdisjoint(fixtures)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else ""
+        test = getattr(item, "originalname", item.name)
+        if is_integration(module, test, item.name, list(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.integration)

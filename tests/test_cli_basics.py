@@ -3,6 +3,7 @@
 Most cases run in this process (conftest.run_cli_in_process, the console-script entry with its error mapping);
 a few start a real `python -m w2vprof.cli.main` so the status the shell receives is checked too.
 """
+
 from __future__ import annotations
 
 import subprocess

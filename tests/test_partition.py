@@ -85,7 +85,8 @@ def test_cli_10_clients_writes_disjoint_balanced_manifests_and_summary(tmp_path)
     # summary speech equals the clips' own lengths
     clips = read_manifest(manifest).clips_dir
     first = read_tsv(files[0])
-    assert float(summary[0]["speech_sec"]) == pytest.approx(sum(sf.info(str(clips / r["path"])).duration for r in first), abs=1e-3)
+    clip_seconds = sum(sf.info(str(clips / r["path"])).duration for r in first)
+    assert float(summary[0]["speech_sec"]) == pytest.approx(clip_seconds, abs=1e-3)
 
 
 def read_tsv_csv(path: Path) -> list[dict[str, str]]:

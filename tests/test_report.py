@@ -192,9 +192,10 @@ def test_reference_data_is_packaged_with_the_code():
 
 def test_report_plots_federated_runs(tmp_path):
     """Fig. 5 top: validation loss per round, one curve per aggregation; and each run's per-client cost."""
+    from dataclasses import fields
+
     from w2vprof.fl.records import ClientRoundRecord, RoundRecord
     from w2vprof.records import rows_to_csv_text
-    from dataclasses import fields
 
     runs = []
     for aggregation in ("fedavg", "loss:exp(T=1)"):
