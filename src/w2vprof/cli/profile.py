@@ -33,6 +33,13 @@ def profile(
     accumulate: str = ro.ACCUMULATE,
     optimizer: str = ro.OPTIMIZER,
     compile: bool = ro.COMPILE,
+    layer_repeats: str = typer.Option(
+        "3", "--layer-repeats", help="Extra steps after the timed ones, timing each layer forward and backward."
+    ),
+    trace: Optional[Path] = typer.Option(None, "--trace", help="Write one training step as a Chrome/Perfetto trace."),
+    calibrate: bool = typer.Option(
+        False, "--calibrate", help="Measure this machine's peak FLOP/s and bandwidth if not cached (a few seconds)."
+    ),
 ) -> None:
     """Train real wav2vec 2.0 steps for one configuration and record time, FLOPs and memory per layer."""
     from w2vprof.errors import BadInput
@@ -52,6 +59,9 @@ def profile(
         seed=seed,
         **wo.workload_kwargs(audio, clips_dir, max_seconds, length_dist),
         recipe=ro.recipe_text(checkpointing, freeze, accumulate, optimizer, compile),
+        layer_repeats=parse_whole_number(layer_repeats, "--layer-repeats"),
+        trace=str(check_trace_path(trace)) if trace is not None else None,
+        calibrate="measure" if calibrate else "cached",
     )
     ro.check_recipe(config.recipe, config.model, config.batch)
     if out.exists() and not out.is_dir():
@@ -68,8 +78,21 @@ def profile(
         typer.echo(f"w2vprof: warning: {warning}", err=True)
     print_record(result.record, result.layers)
     typer.echo(f"Results: {out / 'results.csv'}, {out / 'layers.csv'}, {out / 'run.json'}")
+    if config.trace and Path(config.trace).is_file():
+        typer.echo(f"Trace: {config.trace} (open it at https://ui.perfetto.dev)")
     if result.record.status in ("error", "timeout"):
         raise typer.Exit(1)
+
+
+def check_trace_path(path: Path) -> Path:
+    """BadInput before anything is measured when the trace file could not be written there."""
+    from w2vprof.errors import BadInput
+
+    if path.is_dir():
+        raise BadInput(f"--trace {path} is a folder; give a file name such as step.json")
+    if not path.parent.is_dir():
+        raise BadInput(f"--trace {path}: folder {path.parent} does not exist")
+    return path
 
 
 def print_record(record, layers) -> None:
@@ -107,6 +130,11 @@ def print_record(record, layers) -> None:
     if layers:
         top = max(layers, key=lambda l: l.act_mem_bytes)
         console.print(f"Largest activation memory: {top.layer} ({top.act_mem_bytes / 1e6:.0f} MB); per-layer rows in layers.csv")
+        from w2vprof.measure.diagnostics import time_summary_line
+
+        line = time_summary_line(record, layers)
+        if line:
+            console.print(line)
 
 
 def register(app: typer.Typer) -> None:

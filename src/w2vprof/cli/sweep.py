@@ -38,6 +38,12 @@ def sweep(
     timeout: Optional[str] = typer.Option(None, "--timeout", help="Seconds allowed per configuration."),
     no_prune: bool = typer.Option(False, "--no-prune", help="Measure configurations that an OOM implies are OOM."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
+    layer_repeats: str = typer.Option(
+        "0", "--layer-repeats", help="Extra steps per configuration timing each layer (default 0: none)."
+    ),
+    calibrate: bool = typer.Option(
+        True, "--calibrate/--no-calibrate", help="Record this machine's measured peaks (measured once, then cached)."
+    ),
     audio: Optional[Path] = wo.AUDIO,
     clips_dir: Optional[Path] = wo.CLIPS_DIR,
     max_seconds: Optional[str] = wo.MAX_SECONDS,
@@ -73,10 +79,26 @@ def sweep(
         mem_limit_bytes=parse_bytes(mem_limit, "--mem-limit") if mem_limit is not None else None,
         timeout_s=parse_positive_float(timeout, "--timeout") if timeout is not None else None,
         prune=not no_prune,
+        layer_repeats=parse_whole_number(layer_repeats, "--layer-repeats"),
     )
     plan = plan_sweep(request)  # a SettingError names a setting; cli.main shows it as this command's flag
     with plan:
+        if calibrate:
+            _calibrate(plan, request.threads, quiet)
         _run(plan, quiet)
+
+
+def _calibrate(plan, threads: Optional[int], quiet: bool) -> None:
+    """This machine's ceilings in the cache before the first configuration (w2vprof.sweep.calibration)."""
+    from w2vprof.sweep.calibration import ensure_calibration
+
+    calibration, what = ensure_calibration(plan.device, threads, plan.options.device_identity)
+    if calibration is None:
+        typer.echo(f"w2vprof: warning: {what}; the rows' measured-peak columns stay empty", err=True)
+    elif not quiet:
+        fp32 = calibration.peak_flops_fp32_measured / 1e9
+        typer.echo(f"calibration ({what}): fp32 matmul {fp32:.1f} GFLOP/s, copy "
+                   f"{calibration.mem_bw_measured / 1e9:.1f} GB/s", err=True)
 
 
 def _run(plan, quiet: bool) -> None:

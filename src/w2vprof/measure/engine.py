@@ -16,6 +16,8 @@
    no counters, no memory bookkeeping); peak memory is the high-water mark of exactly these steps (reset before),
    the system-level peak is read around them, and steps the scaler skipped are counted off the clock;
 9. the record: counts, peak memory, timing and telemetry fields, by name.
+10. after the timed steps, as asked: seconds per layer on extra steps, a trace of one step, the machine's
+   calibrated ceilings (w2vprof.measure.diagnostics); a failure there is a warning, never the record's status.
 Any failure from 3 on is a record (`oom` or `error`, one line; w2vprof.measure.failures), never a traceback.
 
 Where later work plugs in: a training recipe (checkpointing, freezing, accumulation, optimizer, compile) changes
@@ -88,6 +90,9 @@ class ProfileConfig:
     length_dist: Optional[str] = None
     telemetry: bool = True
     recipe: str = "default"  # a training recipe's short form (w2vprof.measure.recipes.parse_recipe)
+    layer_repeats: int = 0  # extra steps timing each layer after the timed steps (w2vprof.measure.diagnostics)
+    trace: Optional[str] = None  # write one step as a Chrome/Perfetto trace to this file
+    calibrate: str = "cached"  # the machine's ceilings in the record: off | cached | measure
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -104,6 +109,7 @@ class ProfileResult:
     step_times: list[float] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    layer_timing: dict[str, Any] = field(default_factory=dict)  # rows' sum vs the median step, raw repeats
 
     def run_json(self, config: ProfileConfig) -> str:
         return json.dumps(
@@ -113,6 +119,7 @@ class ProfileResult:
                 "environment": self.environment,
                 "record": asdict(self.record),
                 "warnings": self.warnings,
+                "layer_timing": self.layer_timing,
             },
             indent=2,
         )
@@ -179,6 +186,7 @@ def check_config(config: ProfileConfig) -> str:
     for name in ("batch", "seconds", "repeats"):
         if not getattr(config, name) > 0:
             raise BadInput(f"{name} must be positive, got {getattr(config, name)!r}")
+    _check_diagnostics(config)
     if config.warmup < 0:
         raise BadInput(f"warmup cannot be negative, got {config.warmup!r}")
     _recipe(config).check(config.model, config.batch)
@@ -241,6 +249,31 @@ def _measure(config: ProfileConfig, device: str, built: Optional[BuiltModel], re
         notes="; ".join(filter(None, [result.record.notes, warm.note])),
         status="ok",
     )
+    _diagnose(config, step, layers, timed_batches, device, result)
+
+
+def _check_diagnostics(config: ProfileConfig) -> None:
+    from w2vprof.errors import SettingError
+    from w2vprof.measure.diagnostics import CALIBRATION_MODES
+
+    if config.layer_repeats < 0:
+        raise SettingError("layer_repeats", f"cannot be negative, got {config.layer_repeats!r}")
+    if config.calibrate not in CALIBRATION_MODES:
+        raise SettingError.unknown("calibrate", config.calibrate, CALIBRATION_MODES)
+
+
+def _diagnose(config: ProfileConfig, step: "TrainingStep", layers: list["LayerSpec"], batches: list["Batch"],
+              device: str, result: ProfileResult) -> None:
+    """After the timed steps: seconds per layer, the trace, the ceilings (w2vprof.measure.diagnostics)."""
+    from w2vprof.measure.diagnostics import run_diagnostics
+
+    found = run_diagnostics(step, layers, batches, device, result.layers, result.step_times,
+                            layer_repeats=config.layer_repeats, trace=config.trace, calibrate=config.calibrate,
+                            identity=result.environment)
+    result.layers, result.layer_timing = found.layers, found.layer_timing
+    result.warnings.extend(found.warnings)
+    notes = "; ".join(filter(None, [result.record.notes, *found.warnings]))
+    result.record = replace(result.record, **found.record_fields, notes=notes)
 
 
 # -- 2. the record's start ---------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ class SweepRequest:
     mem_limit_bytes: Optional[int] = None
     timeout_s: Optional[float] = None
     prune: bool = True
+    layer_repeats: int = 0  # extra steps per configuration timing each layer (0: none, so the wall-time target holds)
 
 
 @dataclass
