@@ -327,7 +327,7 @@ class _Eta:
 
     @staticmethod
     def _steps(config: ProfileConfig) -> int:
-        return config.repeats + max(config.warmup, 1)
+        return config.repeats + max(config.warmup, 1) + config.layer_repeats  # layer timing's steps run too
 
     def learn(self, config: ProfileConfig, record: ResultRecord, wall_s: float) -> None:
         if record.status != "ok" or not record.sec_per_batch_median:
