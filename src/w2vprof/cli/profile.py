@@ -13,6 +13,16 @@ from w2vprof.cli.options import parse_positive_float, parse_positive_int, parse_
 __all__ = ["register", "print_record"]
 
 
+#: What runs after the timed steps (issue 14; w2vprof.measure.diagnostics).
+LAYER_REPEATS = typer.Option(
+    "3", "--layer-repeats", help="Extra steps after the timed ones, timing each layer forward and backward."
+)
+TRACE = typer.Option(None, "--trace", help="Write one training step as a Chrome/Perfetto trace.")
+CALIBRATE = typer.Option(
+    False, "--calibrate", help="Measure this machine's peak FLOP/s and bandwidth if not cached (a few seconds)."
+)
+
+
 def profile(
     model: str = typer.Option("base", "--model", "-m", help="tiny, base or large."),
     batch: str = typer.Option("4", "--batch", "-b", help="Utterances per batch."),
@@ -33,16 +43,11 @@ def profile(
     accumulate: str = ro.ACCUMULATE,
     optimizer: str = ro.OPTIMIZER,
     compile: bool = ro.COMPILE,
-    layer_repeats: str = typer.Option(
-        "3", "--layer-repeats", help="Extra steps after the timed ones, timing each layer forward and backward."
-    ),
-    trace: Optional[Path] = typer.Option(None, "--trace", help="Write one training step as a Chrome/Perfetto trace."),
-    calibrate: bool = typer.Option(
-        False, "--calibrate", help="Measure this machine's peak FLOP/s and bandwidth if not cached (a few seconds)."
-    ),
+    layer_repeats: str = LAYER_REPEATS,
+    trace: Optional[Path] = TRACE,
+    calibrate: bool = CALIBRATE,
 ) -> None:
     """Train real wav2vec 2.0 steps for one configuration and record time, FLOPs and memory per layer."""
-    from w2vprof.errors import BadInput
     from w2vprof.measure.engine import ProfileConfig
     from w2vprof.models import get_config
 
@@ -64,10 +69,7 @@ def profile(
         calibrate="measure" if calibrate else "cached",
     )
     ro.check_recipe(config.recipe, config.model, config.batch)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out} exists and is not a folder")
-    if not out.parent.is_dir():
-        raise BadInput(f"--out {out}: folder {out.parent} does not exist")
+    check_out_folder(out)
 
     from w2vprof.measure.engine import profile_configuration
     from w2vprof.measure.output import write_profile
@@ -77,11 +79,25 @@ def profile(
     for warning in result.warnings:
         typer.echo(f"w2vprof: warning: {warning}", err=True)
     print_record(result.record, result.layers)
-    typer.echo(f"Results: {out / 'results.csv'}, {out / 'layers.csv'}, {out / 'run.json'}")
-    if config.trace and Path(config.trace).is_file():
-        typer.echo(f"Trace: {config.trace} (open it at https://ui.perfetto.dev)")
+    print_files(out, config.trace)
     if result.record.status in ("error", "timeout"):
         raise typer.Exit(1)
+
+
+def check_out_folder(out: Path) -> None:
+    """BadInput before anything is measured when --out cannot be the profile's folder."""
+    from w2vprof.errors import BadInput
+
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} exists and is not a folder")
+    if not out.parent.is_dir():
+        raise BadInput(f"--out {out}: folder {out.parent} does not exist")
+
+
+def print_files(out: Path, trace: Optional[str]) -> None:
+    typer.echo(f"Results: {out / 'results.csv'}, {out / 'layers.csv'}, {out / 'run.json'}")
+    if trace and Path(trace).is_file():
+        typer.echo(f"Trace: {trace} (open it at https://ui.perfetto.dev)")
 
 
 def check_trace_path(path: Path) -> Path:

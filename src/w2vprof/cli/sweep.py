@@ -16,6 +16,13 @@ from w2vprof.cli import workload_options as wo
 __all__ = ["register"]
 
 
+#: Seconds per layer and the calibrated ceilings (issue 14): layer timing off by default, so the wall time holds.
+LAYER_REPEATS = typer.Option("0", "--layer-repeats", help="Extra steps per configuration timing each layer (default 0).")
+CALIBRATE = typer.Option(
+    True, "--calibrate/--no-calibrate", help="Record this machine's measured peaks (measured once, then cached)."
+)
+
+
 def sweep(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Comma list: tiny, base, large."),
     seconds: Optional[str] = typer.Option(None, "--seconds", "-s", help="Comma list of utterance lengths (s)."),
@@ -38,12 +45,8 @@ def sweep(
     timeout: Optional[str] = typer.Option(None, "--timeout", help="Seconds allowed per configuration."),
     no_prune: bool = typer.Option(False, "--no-prune", help="Measure configurations that an OOM implies are OOM."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
-    layer_repeats: str = typer.Option(
-        "0", "--layer-repeats", help="Extra steps per configuration timing each layer (default 0: none)."
-    ),
-    calibrate: bool = typer.Option(
-        True, "--calibrate/--no-calibrate", help="Record this machine's measured peaks (measured once, then cached)."
-    ),
+    layer_repeats: str = LAYER_REPEATS,
+    calibrate: bool = CALIBRATE,
     audio: Optional[Path] = wo.AUDIO,
     clips_dir: Optional[Path] = wo.CLIPS_DIR,
     max_seconds: Optional[str] = wo.MAX_SECONDS,
@@ -83,15 +86,16 @@ def sweep(
     )
     plan = plan_sweep(request)  # a SettingError names a setting; cli.main shows it as this command's flag
     with plan:
-        if calibrate:
-            _calibrate(plan, request.threads, quiet)
+        _calibrate(plan, request.threads, quiet, calibrate)
         _run(plan, quiet)
 
 
-def _calibrate(plan, threads: Optional[int], quiet: bool) -> None:
+def _calibrate(plan, threads: Optional[int], quiet: bool, asked: bool = True) -> None:
     """This machine's ceilings in the cache before the first configuration (w2vprof.sweep.calibration)."""
     from w2vprof.sweep.calibration import ensure_calibration
 
+    if not asked:
+        return
     calibration, what = ensure_calibration(plan.device, threads, plan.options.device_identity)
     if calibration is None:
         typer.echo(f"w2vprof: warning: {what}; the rows' measured-peak columns stay empty", err=True)
