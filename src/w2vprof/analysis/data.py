@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ContextManager, Iterable, Optional
 
@@ -60,9 +60,19 @@ def reference_results(name: str) -> list[ResultRecord]:
     """A shipped reference results file by its --reference name."""
     if name not in REFERENCES:
         raise BadInput(f"unknown --reference {name!r}; choose from {', '.join(REFERENCES)}")
-    # as_file gives a real path even when the package is imported from a zip.
-    with as_file(files(REFERENCE_PACKAGE).joinpath(REFERENCES[name])) as path:
+    with shipped_file(REFERENCES[name]) as path:
         return read_results_csv(path)
+
+
+def shipped_file(name: str) -> ContextManager[Path]:
+    """A real path to one of the package's reference files, even when the package is imported from a zip."""
+    if sys.version_info >= (3, 9):
+        from importlib.resources import as_file, files  # novermin - the branch for 3.9+
+
+        return as_file(files(REFERENCE_PACKAGE).joinpath(name))
+    from importlib.resources import path  # Python 3.8 (deprecated from 3.11, so not used there)
+
+    return path(REFERENCE_PACKAGE, name)
 
 
 def load_results(paths: Iterable[Path], reference: Optional[str] = None) -> list[ResultRecord]:
@@ -127,7 +137,8 @@ def _float(text: Optional[str]) -> Optional[float]:
 def load_profiles(path: Optional[Path] = None) -> list[DeviceProfile]:
     """Device profiles: the shipped ones, or a CSV (or a folder holding profiles.csv) with the same columns."""
     if path is None:
-        text = files(REFERENCE_PACKAGE).joinpath("profiles.csv").read_text(encoding="utf-8")
+        with shipped_file("profiles.csv") as shipped:
+            text = shipped.read_text(encoding="utf-8")
         name = "profiles.csv (shipped)"
     else:
         path = Path(path)
