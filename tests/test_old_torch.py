@@ -54,6 +54,24 @@ def test_the_fallback_counter_stands_in_before_torch_2_4(monkeypatch):
     assert registry[aten.mm](torch.empty(3, 4, device="meta"), torch.empty(4, 5, device="meta"), out_val=None) == 120
 
 
+def test_torch_2_0_without_any_flop_counter_module(monkeypatch):
+    """torch 2.0 has no torch.utils.flop_counter at all: the summary still counts, with the goldens' numbers."""
+    from dataclasses import fields
+
+    import torch.utils
+
+    from w2vprof.measure.summary import summarize
+    from w2vprof.records import ModuleSummaryRow, rows_to_csv_text
+
+    monkeypatch.setitem(sys.modules, "torch.utils.flop_counter", None)
+    monkeypatch.delattr(torch.utils, "flop_counter", raising=False)
+    with pytest.raises(ImportError):
+        from torch.utils import flop_counter  # noqa: F401 - the patch holds
+    rows = summarize("tiny", 1.0, 1, per_layer=True)
+    expected = (GOLDEN / "summary_tiny_layers_1s.csv").read_text()
+    assert rows_to_csv_text(rows, [f.name for f in fields(ModuleSummaryRow)]) == expected
+
+
 @pytest.mark.skipif(not native_counter_here(), reason="this torch has no native per-module counter to compare with")
 def test_the_native_counter_is_used_where_torch_has_it():
     from torch.utils.flop_counter import FlopCounterMode
