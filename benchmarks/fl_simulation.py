@@ -8,6 +8,7 @@
 Per run: mean and max client seconds per round, median peak memory of a client round, wall time. The plot of
 both validation curves is written to OUT/fl-report/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,10 +55,16 @@ def main() -> None:
     for aggregation in ("fedavg", "loss"):
         out = args.out / f"{args.clients}-clients-{aggregation}"
         started = time.perf_counter()
-        simulate(FlSettings(
-            model="tiny", clients=args.clients, rounds=args.rounds, aggregation=aggregation,
-            utterances_per_client=args.utterances, out_dir=str(out),
-        ))
+        simulate(
+            FlSettings(
+                model="tiny",
+                clients=args.clients,
+                rounds=args.rounds,
+                aggregation=aggregation,
+                utterances_per_client=args.utterances,
+                out_dir=str(out),
+            )
+        )
         summarise(f"{args.clients} clients, {aggregation}", out, started)
         runs.append(out)
     for path in write_plots(runs, args.out / "fl-report"):
@@ -65,10 +72,16 @@ def main() -> None:
     if not args.skip_large:
         out = args.out / "100-clients-fedavg"
         started = time.perf_counter()
-        simulate(FlSettings(
-            model="tiny", clients=100, clients_per_round=20, rounds=args.large_rounds, utterances_per_client=4,
-            out_dir=str(out),
-        ))
+        simulate(
+            FlSettings(
+                model="tiny",
+                clients=100,
+                clients_per_round=20,
+                rounds=args.large_rounds,
+                utterances_per_client=4,
+                out_dir=str(out),
+            )
+        )
         summarise("100 clients, 20 per round, fedavg", out, started)
 
 

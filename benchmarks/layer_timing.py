@@ -14,6 +14,7 @@
 Heavy with the defaults (base, batch 4, 5.5 s): minutes on a small CPU. Timings are only meaningful on an
 otherwise idle machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,10 +64,14 @@ def report_sums(headline: list[float], timing: LayerTiming) -> None:
     median = statistics.median(headline)
     rows_sum = sum(row.sec for row in timing.rows)
     print(f"headline timed steps:   median {median:.3f} s  ({', '.join(f'{t:.3f}' for t in headline)})")
-    print(f"layer rows + other:     {rows_sum:.3f} s  (other {timing.row(OTHER).sec:.3f} s; instrumented steps: "
-          f"median {timing.median_step_sec:.3f} s, {timing.wall_sec:.3f} s with bookkeeping)")
-    print(f"ratio rows / headline:  {rows_sum / median:.3f}   (target 0.90-1.10); instrumented median / headline: "
-          f"{timing.median_step_sec / median:.3f}")
+    print(
+        f"layer rows + other:     {rows_sum:.3f} s  (other {timing.row(OTHER).sec:.3f} s; instrumented steps: "
+        f"median {timing.median_step_sec:.3f} s, {timing.wall_sec:.3f} s with bookkeeping)"
+    )
+    print(
+        f"ratio rows / headline:  {rows_sum / median:.3f}   (target 0.90-1.10); instrumented median / headline: "
+        f"{timing.median_step_sec / median:.3f}"
+    )
 
 
 def report_cnn_share(measured: Measured) -> None:
@@ -77,14 +82,15 @@ def report_cnn_share(measured: Measured) -> None:
 
 
 def report_layers(timing: LayerTiming, flops: dict[str, int], peak: float | None) -> None:
-    print(f"{'layer':20s} {'fwd s':>8s} {'bwd s':>8s} {'share':>6s} {'fwd GF/s':>9s} {'bwd GF/s':>9s} "
-          f"{'of peak':>7s}")
+    print(f"{'layer':20s} {'fwd s':>8s} {'bwd s':>8s} {'share':>6s} {'fwd GF/s':>9s} {'bwd GF/s':>9s} {'of peak':>7s}")
     for row in timing.rows:
         rate = flops.get(row.layer, 0) / row.sec if row.sec > 0 and row.layer != OTHER else None
         fraction = f"{rate / peak:7.1%}" if rate and peak else f"{'':7s}"
-        print(f"{row.layer:20s} {_cell(row.fwd_sec, 1, '8.3f')} {_cell(row.bwd_sec, 1, '8.3f')} "
-              f"{row.time_share:6.1%} {_cell(row.fwd_flops_per_sec, 1e9, '9.1f')} "
-              f"{_cell(row.bwd_flops_per_sec, 1e9, '9.1f')} {fraction}")
+        print(
+            f"{row.layer:20s} {_cell(row.fwd_sec, 1, '8.3f')} {_cell(row.bwd_sec, 1, '8.3f')} "
+            f"{row.time_share:6.1%} {_cell(row.fwd_flops_per_sec, 1e9, '9.1f')} "
+            f"{_cell(row.bwd_flops_per_sec, 1e9, '9.1f')} {fraction}"
+        )
 
 
 def _cell(value: float | None, scale: float, spec: str) -> str:
@@ -108,8 +114,10 @@ def report_calibration() -> Calibration:
     calibration = calibrate("cpu")
     loop, fastest = plain_mm_rates()
     print("\n".join(calibration.summary_lines()))
-    print(f"plain 2048^2 torch.mm loop: {loop / 1e9:.1f} GFLOP/s (its fastest product {fastest / 1e9:.1f}); "
-          f"calibrated / loop = {calibration.peak_flops_fp32_measured / loop:.3f}   (target 0.80-1.20)")
+    print(
+        f"plain 2048^2 torch.mm loop: {loop / 1e9:.1f} GFLOP/s (its fastest product {fastest / 1e9:.1f}); "
+        f"calibrated / loop = {calibration.peak_flops_fp32_measured / loop:.3f}   (target 0.80-1.20)"
+    )
     return calibration
 
 
@@ -129,6 +137,7 @@ def main() -> None:
     report_sums(measured.headline, measured.timing)
     report_cnn_share(measured)
     report_layers(measured.timing, measured.flops, peak)
+
 
 if __name__ == "__main__":
     main()

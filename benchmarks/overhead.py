@@ -5,6 +5,7 @@
 The plain loop: build the same model, AdamW, one warmup step, then time `repeats` steps with
 time.perf_counter and nothing else. Prints both medians and their ratio (target: within 3 %).
 """
+
 from __future__ import annotations
 
 import argparse

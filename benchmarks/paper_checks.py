@@ -6,6 +6,7 @@ Prints: activation memory vs the paper's 2.54 GB, the layer with the most activa
 512->512 conv's FLOPs over a transformer layer's (arithmetic: ~3.4x), forward FLOPs over 4x the `summary`
 figure (batch 1), backward over forward FLOPs. Takes ~1 minute on a 2-core CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,17 +32,23 @@ def main() -> None:
         f"activation memory (saved for backward): {act_gb:.2f} GB = {act_gb / PAPER_PEAK_GB:.0%} "
         f"of the paper's {PAPER_PEAK_GB} GB"
     )
-    print(f"  + parameters: {with_params:.2f} GB = {with_params / PAPER_PEAK_GB:.0%}; + grads + AdamW state: "
-          f"{(record.act_mem_bytes + record.param_bytes + record.grad_bytes + record.optim_state_bytes) / 1e9:.2f} GB")
+    print(
+        f"  + parameters: {with_params:.2f} GB = {with_params / PAPER_PEAK_GB:.0%}; + grads + AdamW state: "
+        f"{(record.act_mem_bytes + record.param_bytes + record.grad_bytes + record.optim_state_bytes) / 1e9:.2f} GB"
+    )
     largest_transformer = max(row.act_mem_bytes for n, row in layers.items() if n.startswith("transformer."))
-    print(f"layer with most activation memory: {top.layer} ({top.act_mem_bytes / 1e6:.0f} MB); "
-          f"largest transformer layer: {largest_transformer / 1e6:.0f} MB")
+    print(
+        f"layer with most activation memory: {top.layer} ({top.act_mem_bytes / 1e6:.0f} MB); "
+        f"largest transformer layer: {largest_transformer / 1e6:.0f} MB"
+    )
     cnn_vs_transformer = layers["cnn.1"].fwd_flops / layers["transformer.0"].fwd_flops
     print(f"cnn.1 forward FLOPs / transformer.0 forward FLOPs: {cnn_vs_transformer:.2f}x")
     print(f"forward FLOPs / (4 x summary batch-1 FLOPs): {record.fwd_flops / (4 * inference):.4f}")
     print(f"backward / forward FLOPs: {record.bwd_flops / record.fwd_flops:.2f}")
-    print(f"seconds per batch (median of {record.repeats}): {record.sec_per_batch_median:.2f} s; "
-          f"peak RSS {record.peak_mem_bytes / 1e9:.2f} GB")
+    print(
+        f"seconds per batch (median of {record.repeats}): {record.sec_per_batch_median:.2f} s; "
+        f"peak RSS {record.peak_mem_bytes / 1e9:.2f} GB"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ predictions at --target from the rows at --lengths against the measured --target
 Heavy with base (a few minutes per configuration on a 2-core CPU): --model auto takes base when the 1-minute load
 average is under 3, else tiny (and says so). Seconds per batch are only meaningful on an otherwise idle machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,12 +44,31 @@ RECIPES = [
 ]
 
 
-def sweep(results: Path, args: argparse.Namespace, seconds: str, flags: List[str],
-          timeout: Optional[float] = None) -> None:
-    command = [sys.executable, "-m", "w2vprof.cli.main", "sweep", "--model", args.model, "--batch", str(args.batch),
-               "--seconds", seconds, "--precision", "fp32", "--repeats", str(args.repeats), "--device", "cpu",
-               "--out", str(results),
-               "--quiet", *flags]
+def sweep(
+    results: Path, args: argparse.Namespace, seconds: str, flags: List[str], timeout: Optional[float] = None
+) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "w2vprof.cli.main",
+        "sweep",
+        "--model",
+        args.model,
+        "--batch",
+        str(args.batch),
+        "--seconds",
+        seconds,
+        "--precision",
+        "fp32",
+        "--repeats",
+        str(args.repeats),
+        "--device",
+        "cpu",
+        "--out",
+        str(results),
+        "--quiet",
+        *flags,
+    ]
     if results.exists():
         command.append("--resume")
     if timeout is not None:
@@ -58,8 +78,11 @@ def sweep(results: Path, args: argparse.Namespace, seconds: str, flags: List[str
 
 
 def rows_by_recipe(results: Path, seconds: float) -> Dict[str, ResultRecord]:
-    return {recipe_of(r): r for r in read_results_csv(results)
-            if length_key(r.seconds) == length_key(seconds) and r.precision == "fp32"}
+    return {
+        recipe_of(r): r
+        for r in read_results_csv(results)
+        if length_key(r.seconds) == length_key(seconds) and r.precision == "fp32"
+    }
 
 
 def layers_of(results: Path, record: ResultRecord) -> List[LayerRecord]:
@@ -81,21 +104,27 @@ def report_recipes(results: Path, args: argparse.Namespace) -> None:
             print(f"{recipe:18s} {r.status if r else 'missing'}: {r.error if r else ''}")
             continue
         time, base_time = r.sec_per_batch_median, default.sec_per_batch_median
-        print(f"{recipe:18s} activations {r.act_mem_bytes / 1e9:.3f} GB "
-              f"({ratio(r.act_mem_bytes, default.act_mem_bytes)}), peak {r.peak_mem_bytes / 1e9:.3f} GB "
-              f"({ratio(r.peak_mem_bytes, default.peak_mem_bytes)}), s/batch {time:.3f} ({ratio(time, base_time)}), "
-              f"train GFLOPs {r.train_flops / 1e9:.1f} ({ratio(r.train_flops, default.train_flops)})")
+        print(
+            f"{recipe:18s} activations {r.act_mem_bytes / 1e9:.3f} GB "
+            f"({ratio(r.act_mem_bytes, default.act_mem_bytes)}), peak {r.peak_mem_bytes / 1e9:.3f} GB "
+            f"({ratio(r.peak_mem_bytes, default.peak_mem_bytes)}), s/batch {time:.3f} ({ratio(time, base_time)}), "
+            f"train GFLOPs {r.train_flops / 1e9:.1f} ({ratio(r.train_flops, default.train_flops)})"
+        )
     check_checkpointing(results, rows.get("ckpt=transformer"), base_layers)
     check_freezing(results, rows.get("freeze=cnn"), default, base_layers)
     accumulated = rows.get("accum=4")
     if accumulated is not None and accumulated.status == "ok":
-        print(f"accum=4: activations {ratio(accumulated.act_mem_bytes, default.act_mem_bytes)} of the default's "
-              f"(target <= 0.30x); train FLOPs {ratio(accumulated.train_flops, default.train_flops)} "
-              "(target 1.00x +- 1 %)")
+        print(
+            f"accum=4: activations {ratio(accumulated.act_mem_bytes, default.act_mem_bytes)} of the default's "
+            f"(target <= 0.30x); train FLOPs {ratio(accumulated.train_flops, default.train_flops)} "
+            "(target 1.00x +- 1 %)"
+        )
     sgd = rows.get("optim=sgd")
     if sgd is not None and sgd.status == "ok":
-        print(f"optim=sgd: state {sgd.optim_state_bytes / sgd.trainable_params:.3f} bytes per trainable parameter "
-              f"(target 4); adamw {default.optim_state_bytes / default.trainable_params:.3f} (target 8)")
+        print(
+            f"optim=sgd: state {sgd.optim_state_bytes / sgd.trainable_params:.3f} bytes per trainable parameter "
+            f"(target 4); adamw {default.optim_state_bytes / default.trainable_params:.3f} (target 8)"
+        )
     compiled = rows.get("compile")
     if compiled is not None:
         detail = f"compile_sec {compiled.compile_sec:.1f} s" if compiled.compile_sec is not None else compiled.error
@@ -109,14 +138,17 @@ def check_checkpointing(results: Path, r: Optional[ResultRecord], base_layers: D
     forward = sum(layer.fwd_flops for layer in layers)
     largest = max(layer.act_mem_bytes for layer in layers)
     before = max(base_layers[layer.layer].act_mem_bytes for layer in layers)
-    print(f"ckpt=transformer: activations {r.act_mem_bytes / 1e9:.3f} GB (target <= 1.0 GB for base b4 5.5 s); "
-          f"largest transformer row {largest / 1e6:.1f} MB (was {before / 1e6:.1f} MB; target < 10 MB); "
-          f"recompute {r.recompute_flops / 1e9:.2f} GFLOPs vs the layers' forward {forward / 1e9:.2f} "
-          f"({(r.recompute_flops - forward) / forward:+.2%}, target within 2 %)")
+    print(
+        f"ckpt=transformer: activations {r.act_mem_bytes / 1e9:.3f} GB (target <= 1.0 GB for base b4 5.5 s); "
+        f"largest transformer row {largest / 1e6:.1f} MB (was {before / 1e6:.1f} MB; target < 10 MB); "
+        f"recompute {r.recompute_flops / 1e9:.2f} GFLOPs vs the layers' forward {forward / 1e9:.2f} "
+        f"({(r.recompute_flops - forward) / forward:+.2%}, target within 2 %)"
+    )
 
 
-def check_freezing(results: Path, r: Optional[ResultRecord], default: ResultRecord,
-                   base_layers: Dict[str, LayerRecord]) -> None:
+def check_freezing(
+    results: Path, r: Optional[ResultRecord], default: ResultRecord, base_layers: Dict[str, LayerRecord]
+) -> None:
     if r is None or r.status != "ok":
         return
     cnn = [layer for layer in layers_of(results, r) if layer.kind == "cnn"]
@@ -124,11 +156,13 @@ def check_freezing(results: Path, r: Optional[ResultRecord], default: ResultReco
     saved = default.bwd_flops - r.bwd_flops
     cnn_params = sum(base_layers[layer.layer].params for layer in cnn)
     exact = r.trainable_params == default.trainable_params - cnn_params
-    print(f"freeze=cnn: CNN rows' activations {sum(layer.act_mem_bytes for layer in cnn)} bytes (target 0); "
-          f"backward saved {saved / 1e9:.2f} GFLOPs vs the CNN's {cnn_backward / 1e9:.2f} "
-          f"({(saved - cnn_backward) / cnn_backward:+.2%}, target within 2 %); trainable {r.trainable_params:,} = "
-          f"{default.trainable_params:,} - {cnn_params:,}: {exact}; "
-          f"s/batch {ratio(r.sec_per_batch_median, default.sec_per_batch_median)} (target <= 0.90x)")
+    print(
+        f"freeze=cnn: CNN rows' activations {sum(layer.act_mem_bytes for layer in cnn)} bytes (target 0); "
+        f"backward saved {saved / 1e9:.2f} GFLOPs vs the CNN's {cnn_backward / 1e9:.2f} "
+        f"({(saved - cnn_backward) / cnn_backward:+.2%}, target within 2 %); trainable {r.trainable_params:,} = "
+        f"{default.trainable_params:,} - {cnn_params:,}: {exact}; "
+        f"s/batch {ratio(r.sec_per_batch_median, default.sec_per_batch_median)} (target <= 0.90x)"
+    )
 
 
 def report_plan(results: Path, args: argparse.Namespace) -> None:
@@ -148,9 +182,11 @@ def report_plan(results: Path, args: argparse.Namespace) -> None:
         measured_memory = next(v for k, v in training_memory(real).items() if k != PARTS)
         memory_error = row.peak_mem_gb * 1e9 / measured_memory - 1
         time_error = row.sec_per_batch / real.sec_per_batch_median - 1
-        print(f"{row.recipe:18s} peak predicted {row.peak_mem_gb:.3f} GB, measured {measured_memory / 1e9:.3f} GB "
-              f"({memory_error:+.1%}, target within 10 %); s/batch predicted {row.sec_per_batch:.3f}, measured "
-              f"{real.sec_per_batch_median:.3f} ({time_error:+.1%}, target within 15 %); fit {row.memory_fit}")
+        print(
+            f"{row.recipe:18s} peak predicted {row.peak_mem_gb:.3f} GB, measured {measured_memory / 1e9:.3f} GB "
+            f"({memory_error:+.1%}, target within 10 %); s/batch predicted {row.sec_per_batch:.3f}, measured "
+            f"{real.sec_per_batch_median:.3f} ({time_error:+.1%}, target within 15 %); fit {row.memory_fit}"
+        )
 
 
 def parse() -> argparse.Namespace:
@@ -167,8 +203,10 @@ def parse() -> argparse.Namespace:
     if args.model == "auto":
         load = os.getloadavg()[0]
         args.model = "base" if load < 3 else "tiny"
-        print(f"1-minute load average {load:.1f}: measuring {args.model}"
-              + ("" if args.model == "base" else " (base needs an idle machine: --model base to insist)"))
+        print(
+            f"1-minute load average {load:.1f}: measuring {args.model}"
+            + ("" if args.model == "base" else " (base needs an idle machine: --model base to insist)")
+        )
     return args
 
 

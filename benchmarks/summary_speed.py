@@ -8,6 +8,7 @@ count used to be (same process shape). Wall and CPU seconds (CPU: user + system 
 every thread; on a loaded machine wall time includes waiting for a core, CPU time much less so). The peak RSS
 of each process in MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,18 @@ def main() -> None:
     parser.add_argument("--seconds", default="5.5")
     parser.add_argument("--runs", type=int, default=2)
     args = parser.parse_args()
-    cli = [sys.executable, "-m", "w2vprof.cli.main", "summary", "--model", args.model, "--seconds", args.seconds,
-           "--format", "csv"]
+    cli = [
+        sys.executable,
+        "-m",
+        "w2vprof.cli.main",
+        "summary",
+        "--model",
+        args.model,
+        "--seconds",
+        args.seconds,
+        "--format",
+        "csv",
+    ]
     for index in range(args.runs):
         rows = {
             "command (meta)": run(COMMAND, *cli),
@@ -62,7 +73,9 @@ def main() -> None:
             "library call (real pass)": run(LIBRARY, args.model, args.seconds, "real"),
         }
         for name, r in rows.items():
-            print(f"run {index + 1}  {name:26s} wall {r['wall']:6.2f} s  cpu {r['cpu']:6.2f} s  rss {r['rss_mb']:6.0f} MB")
+            print(
+                f"run {index + 1}  {name:26s} wall {r['wall']:6.2f} s  cpu {r['cpu']:6.2f} s  rss {r['rss_mb']:6.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ a full training step under the FLOP counter that doubles as the warmup, so no sw
 The ratio is within one run, but a loaded machine stretches steps unevenly: the 1-minute load average is printed
 before and after; compare ratios only from a quiet machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,26 @@ def run_sweep(model: str, seconds: str, batch: str, repeats: int, out: Path, ext
     """Wall seconds of one `w2vprof sweep` command."""
     start = time.monotonic()
     subprocess.run(
-        [sys.executable, "-m", "w2vprof.cli.main", "sweep", "--model", model, "--seconds", seconds, "--batch", batch,
-         "--precision", "fp32", "--repeats", str(repeats), "--out", str(out), "--quiet", *extra],
+        [
+            sys.executable,
+            "-m",
+            "w2vprof.cli.main",
+            "sweep",
+            "--model",
+            model,
+            "--seconds",
+            seconds,
+            "--batch",
+            batch,
+            "--precision",
+            "fp32",
+            "--repeats",
+            str(repeats),
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ],
         check=True,
     )
     return time.monotonic() - start
@@ -51,8 +70,10 @@ def report(name: str, wall: float, out: Path, repeats: int) -> None:
     floor = (repeats + 1) / repeats
     print(f"{name}: {len(rows)} configurations, repeats {repeats}; statuses {sorted({r['status'] for r in rows})}")
     print(f"  sum of timed steps: {timed:.1f} s; sweep wall time: {wall:.1f} s")
-    print(f"  ratio wall / timed: {wall / timed:.2f} (target <= {TARGETS[name]}; floor with one untimed pass "
-          f"per configuration: {floor:.2f})")
+    print(
+        f"  ratio wall / timed: {wall / timed:.2f} (target <= {TARGETS[name]}; floor with one untimed pass "
+        f"per configuration: {floor:.2f})"
+    )
 
 
 def breakdown(model: str, batch: int, seconds: float, repeats: int) -> None:
@@ -84,8 +105,10 @@ def breakdown(model: str, batch: int, seconds: float, repeats: int) -> None:
     print(f"breakdown: {model} batch {batch} {seconds:g} s, {torch.get_num_threads()} threads")
     for (_, before), (name, after) in zip(marks, marks[1:]):
         print(f"  {name:40s} {after - before:7.2f} s")
-    print(f"  timed steps: {', '.join(f'{t:.2f}' for t in times)} s; pass / median step: "
-          f"{(marks[3][1] - marks[2][1]) / sorted(times)[len(times) // 2]:.2f}")
+    print(
+        f"  timed steps: {', '.join(f'{t:.2f}' for t in times)} s; pass / median step: "
+        f"{(marks[3][1] - marks[2][1]) / sorted(times)[len(times) // 2]:.2f}"
+    )
 
 
 def import_seconds() -> float:

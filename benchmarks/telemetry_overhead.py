@@ -12,6 +12,7 @@ this code path. --real-root samples this machine's own sources instead (on a VM 
 It also prints the CPU cost of one poll: on a shared machine step-time medians are noisy (rerun A/A to see how
 much), while the poll cost / interval bounds what sampling can take from the timed steps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -109,7 +110,9 @@ def main() -> None:
                     without += timed_steps(args.steps, args.size)
         poll_s = poll_cost_s(TelemetrySampler("cpu", root=root, interval_s=args.interval))
     median_without, median_with = statistics.median(without), statistics.median(with_sampler)
-    print(f"load average over the last minute: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (others' work is noise)")
+    print(
+        f"load average over the last minute: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (others' work is noise)"
+    )
     print(f"sampler sources ({'this machine' if args.real_root else 'fake Jetson tree'}): {polls}")
     print(f"steps: {len(without)} without, {len(with_sampler)} with (interval {args.interval} s)")
     print(f"median s/step without telemetry: {median_without:.5f}")

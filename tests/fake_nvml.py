@@ -2,6 +2,7 @@
 
 The only copy of these fakes: the library ships none.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

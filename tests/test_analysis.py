@@ -1,5 +1,6 @@
 """feasibility / fl-estimate / forecast: the paper's figures come out of the data, and small inputs give
 answers that can be checked by hand."""
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,12 @@ def test_fl_estimate_reproduces_the_paper():
     assert rows["NVIDIA A40"].batches_per_epoch == 4875
     assert rows["NVIDIA A40"].epoch_hours == pytest.approx(0.37, rel=0.03)
     assert rows["NVIDIA A40"].total_days == pytest.approx(2.31, rel=0.03)
-    for device, days in (("MacBook Pro 2019", 110), ("Raspberry Pi 4", 456), ("Jetson Xavier AGX", 9),
-                         ("Jetson Xavier NX", 15)):
+    for device, days in (
+        ("MacBook Pro 2019", 110),
+        ("Raspberry Pi 4", 456),
+        ("Jetson Xavier AGX", 9),
+        ("Jetson Xavier NX", 15),
+    ):
         assert rows[device].total_days == pytest.approx(days, rel=0.03), device
 
 
@@ -52,8 +57,9 @@ def test_local_epochs_sampling_and_bandwidth_arithmetic():
     base = _row(fl_estimate(paper_results(), FlSetting()), device="NVIDIA A40")
     two = _row(fl_estimate(paper_results(), FlSetting(local_epochs=2)), device="NVIDIA A40")
     assert two.epoch_hours == base.epoch_hours and two.total_hours == pytest.approx(2 * base.total_hours)
-    sampled = _row(fl_estimate(paper_results(), FlSetting(clients=100, clients_per_round=20, rounds=500)),
-                   device="NVIDIA A40")
+    sampled = _row(
+        fl_estimate(paper_results(), FlSetting(clients=100, clients_per_round=20, rounds=500)), device="NVIDIA A40"
+    )
     # 500 rounds x 20 clients / 100 clients = each client trains in 100 rounds; 500 x 20 x 0.3656 h = 3,656 h
     assert sampled.rounds_per_client == 100 and sampled.device_hours == pytest.approx(500 * 20 * 4875 * 0.27 / 3600)
     linked = _row(fl_estimate(paper_results(), FlSetting(bandwidth_mbps=8.0, model_bytes=10**9)), device="NVIDIA A40")
@@ -195,8 +201,16 @@ def test_bad_input_is_one_line_and_exit_2(args, fragment):
 def _timed(device: str, seconds: float, sec_per_batch: float):
     from w2vprof.records import ResultRecord
 
-    return ResultRecord(model="base", batch=4, seconds=seconds, precision="fp32", device="cpu", status="ok",
-                        device_name=device, sec_per_batch_median=sec_per_batch)
+    return ResultRecord(
+        model="base",
+        batch=4,
+        seconds=seconds,
+        precision="fp32",
+        device="cpu",
+        status="ok",
+        device_name=device,
+        sec_per_batch_median=sec_per_batch,
+    )
 
 
 def test_lengths_equal_to_the_millisecond_are_one_length_in_every_analysis():

@@ -8,6 +8,7 @@ a function (a lazy import still makes the two modules depend on each other), exc
 
 Run as a script (`python tests/test_architecture.py`) to print every cycle and private import found.
 """
+
 from __future__ import annotations
 
 import ast
@@ -80,15 +81,21 @@ def imports_of(module: str, path: Path, known: dict[str, Path]) -> list[Import]:
     found = []
     for node in _walk_runtime(tree):
         if isinstance(node, ast.Import):
-            found += [Import(module, alias.name, (), node.lineno) for alias in node.names
-                      if alias.name.split(".")[0] == ROOT_PACKAGE]
+            found += [
+                Import(module, alias.name, (), node.lineno)
+                for alias in node.names
+                if alias.name.split(".")[0] == ROOT_PACKAGE
+            ]
         elif isinstance(node, ast.ImportFrom):
             target = _resolve_from(module, is_package, node)
             if target.split(".")[0] != ROOT_PACKAGE:
                 continue
             plain = tuple(a.name for a in node.names if f"{target}.{a.name}" not in known)
-            found += [Import(module, f"{target}.{a.name}", (), node.lineno) for a in node.names
-                      if f"{target}.{a.name}" in known]
+            found += [
+                Import(module, f"{target}.{a.name}", (), node.lineno)
+                for a in node.names
+                if f"{target}.{a.name}" in known
+            ]
             if plain:
                 found.append(Import(module, target, plain, node.lineno))
     return found
@@ -178,8 +185,11 @@ def private_imports(imports: list[Import]) -> list[tuple[str, str, int]]:
 
 def _witness(group: set[str], imports: list[Import], of=lambda name: name) -> list[str]:
     """The import lines inside one cycle, so a failure says where to cut it."""
-    return sorted(f"{imp.importer} -> {imp.target} (line {imp.line})" for imp in imports
-                  if of(imp.importer) in group and of(imp.target) in group and of(imp.importer) != of(imp.target))
+    return sorted(
+        f"{imp.importer} -> {imp.target} (line {imp.line})"
+        for imp in imports
+        if of(imp.importer) in group and of(imp.target) in group and of(imp.importer) != of(imp.target)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +216,8 @@ def test_no_import_cycle_between_modules(imports):
 def test_no_import_cycle_between_packages(imports):
     cycles = [g for g in package_cycles(imports) if frozenset(g) not in KNOWN_PACKAGE_CYCLES]
     assert not cycles, "\n".join(
-        " <-> ".join(sorted(g)) + ":\n  " + "\n  ".join(_witness(g, imports, package_of)) for g in cycles)
+        " <-> ".join(sorted(g)) + ":\n  " + "\n  ".join(_witness(g, imports, package_of)) for g in cycles
+    )
 
 
 def test_no_private_name_imported_across_modules(imports):
@@ -226,8 +237,11 @@ def test_known_findings_are_still_there(imports):
     cycles = {frozenset(g) for g in module_cycles(imports)}
     packages = {frozenset(g) for g in package_cycles(imports)}
     private = {(p[0], p[1]) for p in private_imports(imports)}
-    stale = ([sorted(c) for c in KNOWN_MODULE_CYCLES - cycles] + [sorted(c) for c in KNOWN_PACKAGE_CYCLES - packages]
-             + [list(p) for p in KNOWN_PRIVATE_IMPORTS - private])
+    stale = (
+        [sorted(c) for c in KNOWN_MODULE_CYCLES - cycles]
+        + [sorted(c) for c in KNOWN_PACKAGE_CYCLES - packages]
+        + [list(p) for p in KNOWN_PRIVATE_IMPORTS - private]
+    )
     assert not stale, f"fixed, remove from the allow-list: {stale}"
 
 

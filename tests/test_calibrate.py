@@ -3,6 +3,7 @@
 Fake operations advance a fake clock by exactly (work / rate) seconds, times a slowdown that varies run to run
 (the warmup slowest, the best timed run exactly 1x), so every rate is known in advance and exact.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,7 @@ class FakeOps:
 
     def matmul(self, n: int, dtype: str) -> Callable[[], None]:
         if dtype not in self.rates:
-            raise RuntimeError(f'"addmm_impl_cpu_" not implemented for \'{dtype}\'\nsecond line')
+            raise RuntimeError(f"\"addmm_impl_cpu_\" not implemented for '{dtype}'\nsecond line")
         self.prepared.append((dtype, n))
         return self._runs(2 * n**3 / self.rates[dtype])
 
@@ -64,12 +65,18 @@ class FakeOps:
         return run
 
 
-IDENTITY = {"device_fingerprint": "0123abcd", "device_name": "Test box", "gpu_name": "", "board": "",
-            "memory_ceiling_bytes": 64 * GIB}
+IDENTITY = {
+    "device_fingerprint": "0123abcd",
+    "device_name": "Test box",
+    "gpu_name": "",
+    "board": "",
+    "memory_ceiling_bytes": 64 * GIB,
+}
 
 
-def fake_calibration(rates: dict[str, float], bandwidth: float = 10e9, identity: dict[str, Any] = IDENTITY,
-                     **options: Any) -> tuple[Calibration, FakeOps]:
+def fake_calibration(
+    rates: dict[str, float], bandwidth: float = 10e9, identity: dict[str, Any] = IDENTITY, **options: Any
+) -> tuple[Calibration, FakeOps]:
     clock = FakeClock()
     ops = FakeOps(clock, rates, bandwidth)
     return calibrate("cpu", ops=ops, clock=clock, identity=identity, **options), ops
@@ -122,23 +129,27 @@ def test_the_copy_fits_a_small_device():
     "identity, profile, fp32_peak",
     [
         ({"device_name": "NVIDIA A40", "gpu_name": "NVIDIA A40"}, "NVIDIA A40", 37.4e12),
-        ({"device_name": "NVIDIA Jetson Xavier NX Developer Kit (JetPack 5.1)", "board": ""},
-         "Jetson Xavier NX", 0.84e12),
+        (
+            {"device_name": "NVIDIA Jetson Xavier NX Developer Kit (JetPack 5.1)", "board": ""},
+            "Jetson Xavier NX",
+            0.84e12,
+        ),
         ({"device_name": "Raspberry Pi 4 Model B Rev 1.4"}, "Raspberry Pi 4", None),
         ({"device_name": "Intel(R) Xeon(R) CPU"}, "", None),
     ],
 )
 def test_vendor_peaks_come_from_the_device_profile_named_in_the_device(identity, profile, fp32_peak):
-    calibration, _ = fake_calibration({"float32": 1e11, "bfloat16": 1e11},
-                                      identity=dict(IDENTITY, **identity))
+    calibration, _ = fake_calibration({"float32": 1e11, "bfloat16": 1e11}, identity=dict(IDENTITY, **identity))
     assert calibration.vendor_profile == profile
     assert calibration.peak_flops_fp32_vendor == (pytest.approx(fp32_peak) if fp32_peak else None)
     assert calibration.record_fields()["peak_flops_fp32_vendor"] == calibration.peak_flops_fp32_vendor
 
 
 def test_the_longest_profile_name_wins():
-    profiles = [DeviceProfile(name, "edge CPU", 8, True, None, None, False, "") for name in
-                ("Raspberry Pi", "Raspberry Pi 4", "Pi")]
+    profiles = [
+        DeviceProfile(name, "edge CPU", 8, True, None, None, False, "")
+        for name in ("Raspberry Pi", "Raspberry Pi 4", "Pi")
+    ]
     found = matching_profile({"device_name": "Raspberry Pi 4 Model B Rev 1.4"}, profiles)
     assert found is not None and found.name == "Raspberry Pi 4"
     assert matching_profile({"device_name": "", "board": "", "gpu_name": ""}, profiles) is None
@@ -185,8 +196,9 @@ def test_a_corrupt_cache_file_is_measured_again(tmp_path, spoil):
     assert Calibration.from_json(path.read_text()) == calibration  # and the file is good again
 
 
-@pytest.mark.parametrize("field, value", [("threads", 999), ("torch_version", "0.0.1"), ("mixed_dtype", "float16"),
-                                          ("cache_version", 0)])
+@pytest.mark.parametrize(
+    "field, value", [("threads", 999), ("torch_version", "0.0.1"), ("mixed_dtype", "float16"), ("cache_version", 0)]
+)
 def test_a_calibration_made_under_other_conditions_is_measured_again(tmp_path, field, value):
     cached_run(tmp_path)
     path = cache_path(IDENTITY["device_fingerprint"], tmp_path)

@@ -1,4 +1,5 @@
 """compare: the paper's ratios come out of the shipped data; formats; the wheel-independent reference."""
+
 from __future__ import annotations
 
 import csv
@@ -32,17 +33,24 @@ def test_paper_ratios_come_out_of_the_table():
 
     assert slowdown("MacBook Pro 2019") == pytest.approx(31.3, abs=0.05)  # 3.76 / 0.12
     assert slowdown("Raspberry Pi 4") == pytest.approx(138.3, abs=0.05)  # 16.60 / 0.12
-    for device, gain in (("MacBook Pro 2019", 0.15), ("Raspberry Pi 4", 0.20),  # 1 - 12.83 / 4 / 3.76 = 0.147
-                         ("Jetson Xavier AGX", 0.29), ("Jetson Xavier NX", 0.33)):  # 1 - 1.78 / 4 / 0.67 = 0.336
+    for device, gain in (
+        ("MacBook Pro 2019", 0.15),
+        ("Raspberry Pi 4", 0.20),  # 1 - 12.83 / 4 / 3.76 = 0.147
+        ("Jetson Xavier AGX", 0.29),
+        ("Jetson Xavier NX", 0.33),
+    ):  # 1 - 1.78 / 4 / 0.67 = 0.336
         row = _row(comparison.batch_gains, device=device, model="base", precision="fp32")
         assert (row.batch_small, row.batch_large) == (1, 4)
         assert row.per_sequence_gain == pytest.approx(gain, abs=0.01), device
     nx = _row(comparison.mixed_speedups, device="Jetson Xavier NX", model="base", batch=4)
     assert nx.mixed_speedup == pytest.approx(1.56, abs=0.005)  # 1.78 / 1.14
     assert {(r.device, r.model, r.batch, r.precision) for r in comparison.ooms} == {
-        ("Raspberry Pi 4", "large", 1, "fp32"), ("Raspberry Pi 4", "large", 4, "fp32"),
-        ("Jetson Xavier AGX", "large", 4, "fp32"), ("Jetson Xavier NX", "large", 1, "fp32"),
-        ("Jetson Xavier NX", "large", 1, "mixed"), ("Jetson Xavier NX", "large", 4, "fp32"),
+        ("Raspberry Pi 4", "large", 1, "fp32"),
+        ("Raspberry Pi 4", "large", 4, "fp32"),
+        ("Jetson Xavier AGX", "large", 4, "fp32"),
+        ("Jetson Xavier NX", "large", 1, "fp32"),
+        ("Jetson Xavier NX", "large", 1, "mixed"),
+        ("Jetson Xavier NX", "large", 4, "fp32"),
         ("Jetson Xavier NX", "large", 4, "mixed"),
     }
 
@@ -56,12 +64,27 @@ def test_csv_columns_and_every_format():
     result = run_cli_in_process("compare", "--reference", "paper", "--baseline", "NVIDIA A40", "--format", "csv")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(rows[0])[:7] == ["device", "model", "batch", "precision", "sec_per_batch", "status",
-                                 "slowdown_vs_baseline"]
-    assert {r["device"] for r in rows} == {"NVIDIA A40", "MacBook Pro 2019", "Raspberry Pi 4", "Jetson Xavier AGX",
-                                           "Jetson Xavier NX"}
-    pi = next(r for r in rows if r["device"] == "Raspberry Pi 4" and r["model"] == "large" and r["batch"] == "1"
-              and r["precision"] == "fp32")
+    assert list(rows[0])[:7] == [
+        "device",
+        "model",
+        "batch",
+        "precision",
+        "sec_per_batch",
+        "status",
+        "slowdown_vs_baseline",
+    ]
+    assert {r["device"] for r in rows} == {
+        "NVIDIA A40",
+        "MacBook Pro 2019",
+        "Raspberry Pi 4",
+        "Jetson Xavier AGX",
+        "Jetson Xavier NX",
+    }
+    pi = next(
+        r
+        for r in rows
+        if r["device"] == "Raspberry Pi 4" and r["model"] == "large" and r["batch"] == "1" and r["precision"] == "fp32"
+    )
     assert pi["status"] == "oom" and pi["sec_per_batch"] == "" and pi["slowdown_vs_baseline"] == ""
     as_json = json.loads(run_cli_in_process("compare", "--reference", "paper", "--format", "json").stdout)
     assert {"baseline", "rows", "batch_gains", "mixed_speedups", "oom"} <= set(as_json)
@@ -71,16 +94,30 @@ def test_csv_columns_and_every_format():
 
 def test_a_measured_device_joins_the_paper_at_the_same_length(tmp_path):
     out = tmp_path / "cmp.csv"
-    result = run_cli_in_process("compare", str(DATA / "small.csv"), "--reference", "paper", "--baseline",
-                                "NVIDIA A40", "--seconds", "5.5", "--format", "csv", "--out", str(out))
+    result = run_cli_in_process(
+        "compare",
+        str(DATA / "small.csv"),
+        "--reference",
+        "paper",
+        "--baseline",
+        "NVIDIA A40",
+        "--seconds",
+        "5.5",
+        "--format",
+        "csv",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0 and result.stdout == ""
     assert "Test Board" not in out.read_text()  # it was measured at 1-4 s only: no 5.5 s rows to set beside
 
 
 def test_reference_data_loads_outside_the_source_tree(tmp_path):
     """As from an installed package: importlib.resources, not a path into the checkout."""
-    code = ("from w2vprof.analysis.data import paper_results, load_profiles; "
-            "print(len(paper_results()), len(load_profiles()))")
+    code = (
+        "from w2vprof.analysis.data import paper_results, load_profiles; "
+        "print(len(paper_results()), len(load_profiles()))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "40" and int(out.stdout.split()[1]) >= 16
 
@@ -97,8 +134,9 @@ def test_reference_data_loads_outside_the_source_tree(tmp_path):
 )
 def test_bad_input_is_one_line_and_exit_2(args, fragment):
     result = run_cli_in_process("compare", *args)
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, \
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, (
         result.stderr
+    )
 
 
 def test_two_machines_with_one_device_name_stay_apart(tmp_path):
@@ -107,17 +145,21 @@ def test_two_machines_with_one_device_name_stay_apart(tmp_path):
 
     rows = read_results_csv(DATA / "small.csv")
     for host in ("pi-a", "pi-b"):
-        write_records_csv(tmp_path / f"{host}.csv", [replace(r, hostname=host, device_fingerprint=host) for r in rows],
-                          RESULT_COLUMNS)
+        write_records_csv(
+            tmp_path / f"{host}.csv", [replace(r, hostname=host, device_fingerprint=host) for r in rows], RESULT_COLUMNS
+        )
     names = {r.device_name for r in load_results([tmp_path / "pi-a.csv", tmp_path / "pi-b.csv"])}
     assert names == {"Test Board (pi-a)", "Test Board (pi-b)"}
     assert {r.device_name for r in load_results([DATA / "small.csv"])} == {"Test Board"}  # one machine: as is
 
 
-@pytest.mark.parametrize("command", [
-    ["compare", "--reference", "paper"],
-    ["fl-estimate", "--reference", "paper", "--bandwidth", "10"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["compare", "--reference", "paper"],
+        ["fl-estimate", "--reference", "paper", "--bandwidth", "10"],
+    ],
+)
 def test_a_table_written_to_a_file_has_no_colour_codes(tmp_path, monkeypatch, command):
     """--out from a colour terminal: the file holds the drawing, not the terminal's escape codes."""
     from typer.testing import CliRunner

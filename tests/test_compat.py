@@ -1,6 +1,7 @@
 """The torch/torchaudio start-up check and the training probe (w2vprof.compat), with broken installs faked
 in-process: a torchaudio whose import fails as an ABI mismatch does, one missing the wav2vec 2.0 builder, one from
 another torch release, and a torch without torch.amp.GradScaler."""
+
 from __future__ import annotations
 
 import importlib.abc
@@ -101,10 +102,20 @@ def test_pairs_that_do_not(torch_version, torchaudio_version, reason):
     assert version_pair_problem(torch_version, torchaudio_version) == reason
 
 
-@pytest.mark.parametrize("version, refused", [("1.13.1", True), ("1.12.0a0+2c916ef.nv22.3", True),
-                                              ("2.0.0+nv23.05", False), ("2.1.0a0+41361538.nv23.06", False),
-                                              ("2.3.1", False), ("2.4.0a0+3bcc3cddb5.nv24.07", False), ("2.4.1", False),
-                                              ("2.14.1", False), ("nightly", False)])
+@pytest.mark.parametrize(
+    "version, refused",
+    [
+        ("1.13.1", True),
+        ("1.12.0a0+2c916ef.nv22.3", True),
+        ("2.0.0+nv23.05", False),
+        ("2.1.0a0+41361538.nv23.06", False),
+        ("2.3.1", False),
+        ("2.4.0a0+3bcc3cddb5.nv24.07", False),
+        ("2.4.1", False),
+        ("2.14.1", False),
+        ("nightly", False),
+    ],
+)
 def test_torch_older_than_the_floor_is_refused(version, refused):
     problem = compat.torch_floor_problem(version)
     assert (problem is not None) == refused
@@ -227,8 +238,9 @@ def _exits_2_naming_the_pair(argv: list[str], capsys) -> None:
     assert err.count("\n") == 1 and "cannot build wav2vec 2.0 here: importing torchaudio failed" in err
 
 
-def test_sweep_stops_before_any_child_when_torchaudio_is_broken(torchaudio_fails_to_import, monkeypatch, tmp_path,
-                                                                capsys):
+def test_sweep_stops_before_any_child_when_torchaudio_is_broken(
+    torchaudio_fails_to_import, monkeypatch, tmp_path, capsys
+):
     import w2vprof.sweep.runner
 
     def started(*args, **kwargs):
@@ -239,8 +251,9 @@ def test_sweep_stops_before_any_child_when_torchaudio_is_broken(torchaudio_fails
     assert not (tmp_path / "results.csv").exists()
 
 
-def test_fl_simulate_stops_before_flower_starts_when_torchaudio_is_broken(torchaudio_fails_to_import, monkeypatch,
-                                                                          tmp_path, capsys):
+def test_fl_simulate_stops_before_flower_starts_when_torchaudio_is_broken(
+    torchaudio_fails_to_import, monkeypatch, tmp_path, capsys
+):
     pytest.importorskip("flwr")
     import w2vprof.fl.simulate
 
@@ -251,10 +264,18 @@ def test_fl_simulate_stops_before_flower_starts_when_torchaudio_is_broken(torcha
     _exits_2_naming_the_pair(["fl", "simulate", "--out", str(tmp_path / "run"), "--clients", "2"], capsys)
 
 
-@pytest.mark.parametrize("torch_version, numpy_version, refused", [
-    ("2.1.2", "2.1.3", True), ("2.0.0+nv23.05", "2.0.0", True), ("2.2.2", "2.3.0", True),
-    ("2.1.2", "1.26.4", False), ("2.3.1", "2.1.3", False), ("2.14.1", "2.4.0", False), ("2.1.2", "", False),
-])
+@pytest.mark.parametrize(
+    "torch_version, numpy_version, refused",
+    [
+        ("2.1.2", "2.1.3", True),
+        ("2.0.0+nv23.05", "2.0.0", True),
+        ("2.2.2", "2.3.0", True),
+        ("2.1.2", "1.26.4", False),
+        ("2.3.1", "2.1.3", False),
+        ("2.14.1", "2.4.0", False),
+        ("2.1.2", "", False),
+    ],
+)
 def test_torch_before_2_3_needs_numpy_1(torch_version, numpy_version, refused):
     """torch 2.0-2.2 were built against NumPy 1: with NumPy 2, torch.from_numpy raises "Numpy is not available"."""
     problem = compat.numpy_pair_problem(torch_version, numpy_version)

@@ -1,4 +1,5 @@
 """generate_corpus: a Common Voice style folder of speech-like audio (numpy synthesis; espeak-ng if present)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,9 @@ def test_synthetic_corpus_is_common_voice_shaped_and_speech_like(tmp_path):
 
 
 def test_corpus_feeds_the_audio_workload_and_partition(tmp_path):
-    corpus = generate_corpus(tmp_path / "cv", speakers=4, utterances_per_speaker=2, seed=0, engine="synthetic", words=(3, 6))
+    corpus = generate_corpus(
+        tmp_path / "cv", speakers=4, utterances_per_speaker=2, seed=0, engine="synthetic", words=(3, 6)
+    )
     workload = make_workload(5.0, audio=corpus.manifest)
     assert workload.warnings == [] and len(workload.utterances) == 8
     stats = length_stats([b for b, _ in zip(workload.batches(4, seed=0), range(2))])
@@ -50,7 +53,9 @@ def test_corpus_feeds_the_audio_workload_and_partition(tmp_path):
 
 @pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 def test_espeak_corpus(tmp_path):
-    corpus = generate_corpus(tmp_path / "cv", speakers=2, utterances_per_speaker=1, engine="espeak", audio_format="flac")
+    corpus = generate_corpus(
+        tmp_path / "cv", speakers=2, utterances_per_speaker=1, engine="espeak", audio_format="flac"
+    )
     assert corpus.engine == "espeak"
     clips = sorted(corpus.clips_dir.glob("*.flac"))
     assert len(clips) == 2 and all(sf.info(str(c)).samplerate == 22_050 for c in clips)

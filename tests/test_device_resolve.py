@@ -1,4 +1,5 @@
 """The device resolver with a fake torch: what `auto` picks, and one clear error naming the setting otherwise."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -47,4 +48,3 @@ def test_auto_can_be_refused_where_a_concrete_device_is_needed():
     assert check_device_name("mps", allow_auto=False) == "mps"
     with pytest.raises(BadInput, match="choose from cpu, cuda, mps$"):
         check_device_name("auto", allow_auto=False)
-

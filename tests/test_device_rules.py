@@ -5,6 +5,7 @@
 - A GPU step must not wait for the device: the model's own code reads no tensor value into Python (the update
   count, the padding check, the real-frame count and the mask sizes are all known on the host).
 """
+
 from __future__ import annotations
 
 import traceback
@@ -135,8 +136,13 @@ def test_length_stats_are_exact_host_arithmetic():
     with RefuseFloat64():
         stats = length_stats([batch])
     # p90: rank 0.9 * 2 = 1.8 -> 2 s + 0.8 * (3 s - 2 s); padding: 144000 samples hold 96000 real ones
-    assert stats == {"utt_sec_mean": 2.0, "utt_sec_median": 2.0, "utt_sec_p90": pytest.approx(2.8, abs=1e-15),
-                     "utt_sec_max": 3.0, "padding_fraction": pytest.approx(1 / 3, abs=1e-15)}
+    assert stats == {
+        "utt_sec_mean": 2.0,
+        "utt_sec_median": 2.0,
+        "utt_sec_p90": pytest.approx(2.8, abs=1e-15),
+        "utt_sec_max": 3.0,
+        "padding_fraction": pytest.approx(1 / 3, abs=1e-15),
+    }
 
 
 def test_host_tensors_reach_a_gpu_from_pinned_memory_without_waiting():

@@ -1,4 +1,5 @@
 """identify() and available_sources() on fake Jetson, Raspberry Pi and x86 trees; `w2vprof devices`."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,15 @@ from w2vprof.devices.cpu import read_cpu_model
 from w2vprof.devices.nvml import load_nvml
 
 IDENTITY_KEYS = {
-    "device_name", "device_fingerprint", "cpu_model", "cpu_cores", "total_mem_bytes", "gpu_name",
-    "memory_ceiling_bytes", "memory_ceiling_source", "hostname",
+    "device_name",
+    "device_fingerprint",
+    "cpu_model",
+    "cpu_cores",
+    "total_mem_bytes",
+    "gpu_name",
+    "memory_ceiling_bytes",
+    "memory_ceiling_source",
+    "hostname",
 }
 
 
@@ -73,8 +81,7 @@ PI4_CPUINFO = "".join(
     f"CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n"
     for n in range(4)
 ) + (
-    "Hardware\t: BCM2835\nRevision\t: c03114\n"
-    "Serial\t\t: 100000001234abcd\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+    "Hardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 100000001234abcd\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
 )
 
 # /proc/cpuinfo of a Jetson Xavier NX (JetPack 5): neither `model name` nor `Hardware`, only part numbers.
@@ -100,8 +107,10 @@ def test_identify_raspberry_pi_4_by_its_device_tree(tmp_path):
 def test_identify_jetson_whose_cpuinfo_names_nothing(tmp_path):
     _write(tmp_path / "etc/nv_tegra_release", "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref\n")
     _write(tmp_path / "proc/device-tree/model", "NVIDIA Jetson Xavier NX Developer Kit\x00")
-    _write(tmp_path / "proc/device-tree/compatible", "nvidia,p3509-0000+p3668-0001\x00nvidia,jetson-xavier-nx\x00"
-           "nvidia,tegra194\x00")
+    _write(
+        tmp_path / "proc/device-tree/compatible",
+        "nvidia,p3509-0000+p3668-0001\x00nvidia,jetson-xavier-nx\x00nvidia,tegra194\x00",
+    )
     _write(tmp_path / "proc/cpuinfo", XAVIER_NX_CPUINFO)
     _meminfo(tmp_path)
     identity = identify("cpu", root=str(tmp_path))
@@ -122,8 +131,11 @@ def test_board_name_from_the_firmware_device_tree_then_compatible(tmp_path):
     other = tmp_path / "rock5b"  # another Arm board: its own model names it; no model file: its compatible does
     _write(other / "proc/device-tree/model", "Radxa ROCK 5B\x00")
     _write(other / "proc/device-tree/compatible", "radxa,rock-5b\x00rockchip,rk3588\x00")
-    _write(other / "proc/cpuinfo", "processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd05\n\n"
-           "processor\t: 1\nCPU implementer\t: 0x41\nCPU part\t: 0xd0b\n")
+    _write(
+        other / "proc/cpuinfo",
+        "processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd05\n\n"
+        "processor\t: 1\nCPU implementer\t: 0x41\nCPU part\t: 0xd0b\n",
+    )
     _meminfo(other)
     identity = identify("cpu", root=str(other))
     assert (identity["platform"], identity["device_name"]) == ("linux", "Radxa ROCK 5B")
@@ -133,17 +145,20 @@ def test_board_name_from_the_firmware_device_tree_then_compatible(tmp_path):
 
 
 def test_arm_cpu_model_falls_back_to_what_cpuinfo_has(tmp_path):
-    _write(tmp_path / "proc/cpuinfo", "processor\t: 0\nmodel name\t: ARMv7 Processor rev 4 (v7l)\n"
-           "Hardware\t: BCM2835\n")
+    _write(
+        tmp_path / "proc/cpuinfo", "processor\t: 0\nmodel name\t: ARMv7 Processor rev 4 (v7l)\nHardware\t: BCM2835\n"
+    )
     assert read_cpu_model(str(tmp_path)) == "ARMv7 Processor rev 4 (v7l)"  # no device tree, no part number
-    _write(tmp_path / "proc/cpuinfo", "processor\t: 0\nCPU implementer\t: 0x99\nCPU part\t: 0x001\n"
-           "Hardware\t: Some SoC\n")
+    _write(
+        tmp_path / "proc/cpuinfo", "processor\t: 0\nCPU implementer\t: 0x99\nCPU part\t: 0x001\nHardware\t: Some SoC\n"
+    )
     assert read_cpu_model(str(tmp_path)) == "Some SoC"  # an unknown core says nothing; Hardware is all there is
 
 
 def test_identify_x86(tmp_path):
-    _write(tmp_path / "proc/cpuinfo",
-           "vendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz\n")
+    _write(
+        tmp_path / "proc/cpuinfo", "vendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz\n"
+    )
     _meminfo(tmp_path)
     identity = identify("cpu", root=str(tmp_path))
     assert identity["platform"] == "x86" and identity["device_name"] == "Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz"

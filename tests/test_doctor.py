@@ -1,5 +1,6 @@
 """`w2vprof doctor`, in-process: the JSON parses and has every section, the CPU really trains, and a probe that
 raises is reported as failed (with its one line) while the others still run."""
+
 from __future__ import annotations
 
 import json
@@ -75,11 +76,16 @@ def test_a_probe_that_raises_is_reported_not_propagated(monkeypatch):
     monkeypatch.setattr(doctor, "install_checks", broken_section)
     report = _doctor_json()
     devices = _by_name(report["devices"])
-    assert devices["cuda"] == {"name": "cuda", "status": "failed", "detail": "RuntimeError: cuda probe exploded",
-                               "seconds": None}
+    assert devices["cuda"] == {
+        "name": "cuda",
+        "status": "failed",
+        "detail": "RuntimeError: cuda probe exploded",
+        "seconds": None,
+    }
     assert report["precisions"] == [] and report["peak_memory"] == []  # no device known to work: nothing to try
-    assert report["install"] == [{"name": "install", "status": "failed",
-                                  "detail": "ValueError: install section exploded", "seconds": None}]
+    assert report["install"] == [
+        {"name": "install", "status": "failed", "detail": "ValueError: install section exploded", "seconds": None}
+    ]
     assert report["training_step"][0]["status"] == "failed"
     assert report["training_step"][0]["detail"] == "OSError: libtorch_cpu.so: cannot open shared object file"
     assert report["telemetry"], "the other probes still ran"
@@ -105,8 +111,11 @@ def test_a_cuda_device_is_described_and_its_mixed_precision_uses_float16_with_a_
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: (8, 7))
-    monkeypatch.setattr(torch.cuda, "get_device_properties",
-                        lambda index=0: types.SimpleNamespace(name="Orin", total_memory=int(7.4 * 2**30)))
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda index=0: types.SimpleNamespace(name="Orin", total_memory=int(7.4 * 2**30)),
+    )
     monkeypatch.setattr(doctor, "training_problem", fake_probe)
     checks, usable = doctor.device_checks()
     assert _by_name([vars(c) for c in checks])["cuda"]["detail"] == "Orin, capability 8.7, 7.4 GiB"
@@ -117,7 +126,12 @@ def test_a_cuda_device_is_described_and_its_mixed_precision_uses_float16_with_a_
 
 
 def test_a_precision_that_fails_says_why(monkeypatch):
-    monkeypatch.setattr(doctor, "training_problem", lambda device, autocast_dtype=None, scaled=False:
-                        "RuntimeError: MPS autocast only supports float16" if autocast_dtype is not None else None)
+    monkeypatch.setattr(
+        doctor,
+        "training_problem",
+        lambda device, autocast_dtype=None, scaled=False: (
+            "RuntimeError: MPS autocast only supports float16" if autocast_dtype is not None else None
+        ),
+    )
     assert doctor._precision("mps", "mixed") == ("no", "float16: RuntimeError: MPS autocast only supports float16")
     assert doctor._precision("mps", "fp32")[0] == "ok"

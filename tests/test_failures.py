@@ -1,5 +1,6 @@
 """The failure classifier on recorded error text: real messages from CUDA, MPS, Jetson (cuBLAS, cuDNN, NvMap, NVML)
 and the host, as exceptions and as the stderr of a failed child. Fast: no torch, no subprocess."""
+
 from __future__ import annotations
 
 import pytest
@@ -81,7 +82,8 @@ def test_a_child_traceback_gives_the_exception_line_not_the_advice_after_it():
         "",
     )
     assert classify_error_text(text) == (
-        "oom", "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"
+        "oom",
+        "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
     )
 
 
@@ -95,8 +97,10 @@ def test_a_non_memory_cuda_error_keeps_its_first_line():
 
 def test_only_the_final_exception_of_a_chained_traceback_decides():
     first = _traceback("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
-    text = first + "\n\nDuring handling of the above exception, another exception occurred:\n\n" + _traceback(
-        "KeyError: 'batch'"
+    text = (
+        first
+        + "\n\nDuring handling of the above exception, another exception occurred:\n\n"
+        + _traceback("KeyError: 'batch'")
     )
     assert classify_error_text(text) == ("error", "KeyError: 'batch'")
 
@@ -111,13 +115,16 @@ def test_nvmap_enomem_beside_a_cuda_failure_is_oom_with_both_in_the_line():
     )
     status, line = classify_error_text(text)
     assert status == "oom"
-    assert line == "RuntimeError: CUDA error: unspecified launch failure (after NvMapMemAllocInternalTagged: " \
+    assert (
+        line == "RuntimeError: CUDA error: unspecified launch failure (after NvMapMemAllocInternalTagged: "
         "1075072515 error 12)"
+    )
 
 
 def test_nvmap_noise_does_not_make_an_unrelated_python_error_an_oom():
-    text = "NvMapMemAllocInternalTagged: 1075072515 error 12\n" + _traceback("TypeError: 'NoneType' object is not "
-                                                                         "iterable")
+    text = "NvMapMemAllocInternalTagged: 1075072515 error 12\n" + _traceback(
+        "TypeError: 'NoneType' object is not iterable"
+    )
     assert classify_error_text(text) == ("error", "TypeError: 'NoneType' object is not iterable")
 
 
@@ -157,7 +164,8 @@ class OutOfMemoryError(RuntimeError):
 
 def test_exceptions_named_out_of_memory_are_oom_whatever_they_say():
     assert classify_exception(OutOfMemoryError("Tried to allocate 2.00 GiB")) == (
-        "oom", "OutOfMemoryError: Tried to allocate 2.00 GiB"
+        "oom",
+        "OutOfMemoryError: Tried to allocate 2.00 GiB",
     )
     assert classify_exception(MemoryError()) == ("oom", "MemoryError")
 
@@ -170,17 +178,21 @@ def test_exception_subclasses_of_an_oom_class_are_oom():
 
 
 def test_an_exception_keeps_the_first_line_of_its_message():
-    exc = RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`\n"
-                       "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.")
+    exc = RuntimeError(
+        "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`\n"
+        "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions."
+    )
     assert classify_exception(exc) == (
-        "oom", "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"
+        "oom",
+        "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
     )
 
 
 def test_a_type_error_is_an_error_with_its_type():
     exc = TypeError("Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64.")
     assert classify_exception(exc) == (
-        "error", "TypeError: Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64."
+        "error",
+        "TypeError: Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64.",
     )
 
 
@@ -195,13 +207,17 @@ def test_a_flower_reply_from_a_deployed_client_is_classified_by_its_exception():
     assert classify_error_text(reason) == ("oom", "OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB")
     assert classify_error_text("<class 'MemoryError'>:<''>") == ("oom", "MemoryError:")
     assert classify_error_text("<class 'ZeroDivisionError'>:<'division by zero'>") == (
-        "error", "ZeroDivisionError: division by zero"
+        "error",
+        "ZeroDivisionError: division by zero",
     )
 
 
 def test_a_flower_reply_from_a_simulated_client_loses_the_wrapper():
-    reason = ("<class 'flwr.clientapp.client_app.ClientAppException'>:<'\nException ClientAppException occurred. "
-              "Message: MPS backend out of memory (MPS allocated: 1.59 GB, other allocations: 7.78 GB)'>")
+    reason = (
+        "<class 'flwr.clientapp.client_app.ClientAppException'>:<'\nException ClientAppException occurred. "
+        "Message: MPS backend out of memory (MPS allocated: 1.59 GB, other allocations: 7.78 GB)'>"
+    )
     assert classify_error_text(reason) == (
-        "oom", "MPS backend out of memory (MPS allocated: 1.59 GB, other allocations: 7.78 GB)"
+        "oom",
+        "MPS backend out of memory (MPS allocated: 1.59 GB, other allocations: 7.78 GB)",
     )

@@ -1,4 +1,5 @@
 """files.py and the sweep's ResultsWriter: atomic writes, the durable CSV, one writer per file, full disks."""
+
 from __future__ import annotations
 
 import errno
@@ -45,8 +46,15 @@ def test_atomic_write_replaces_the_whole_file_and_leaves_no_temp_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
 
 
-@pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "no space left on device"), (errno.EIO, "input/output error"),
-                                         (errno.EROFS, "read-only file system"), (errno.EDQUOT, "quota exceeded")])
+@pytest.mark.parametrize(
+    "code, cause",
+    [
+        (errno.ENOSPC, "no space left on device"),
+        (errno.EIO, "input/output error"),
+        (errno.EROFS, "read-only file system"),
+        (errno.EDQUOT, "quota exceeded"),
+    ],
+)
 def test_atomic_write_on_a_failing_disk_keeps_the_old_file(tmp_path, monkeypatch, code, cause):
     path = tmp_path / "out.txt"
     write_text_atomic(path, "old\n")
@@ -176,9 +184,15 @@ def test_a_stale_sidecar_does_not_block(tmp_path):
 def test_a_killed_holder_never_blocks(tmp_path):
     path = tmp_path / "r.csv"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from w2vprof.files import WriterLock; "
-         "WriterLock.acquire(sys.argv[1]); print('locked', flush=True); time.sleep(60)", str(path)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from w2vprof.files import WriterLock; "
+            "WriterLock.acquire(sys.argv[1]); print('locked', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -1,5 +1,6 @@
 """Flower end to end: a 2-round simulation through the CLI and the deployment files. Skipped without flwr.
 The local deployment (SuperLink + SuperNodes + flwr run on 127.0.0.1, over TLS) is tested in test_fl_tls.py."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,8 @@ SMALL = ["--model", "tiny", "--rounds", "2", "--utterances-per-client", "2", "--
 def simulated(tmp_path_factory):
     out = tmp_path_factory.mktemp("fl") / "loss-run"
     result = CliRunner().invoke(
-        app, ["fl", "simulate", "--out", str(out), "--clients", "3", "--aggregation", "loss", *SMALL],
+        app,
+        ["fl", "simulate", "--out", str(out), "--clients", "3", "--aggregation", "loss", *SMALL],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -60,11 +62,24 @@ def test_report_plots_and_compares_with_a_profile(simulated, tmp_path):
 
     out, _ = simulated
     profile = tmp_path / "results.csv"
-    write_records_csv(profile, [ResultRecord(
-        model="tiny", batch=4, seconds=2.0, precision="fp32", device="cpu", status="ok", sec_per_batch_median=0.5,
-    )], RESULT_COLUMNS)
+    write_records_csv(
+        profile,
+        [
+            ResultRecord(
+                model="tiny",
+                batch=4,
+                seconds=2.0,
+                precision="fp32",
+                device="cpu",
+                status="ok",
+                sec_per_batch_median=0.5,
+            )
+        ],
+        RESULT_COLUMNS,
+    )
     result = CliRunner().invoke(
-        app, ["fl", "report", str(out), "--out", str(tmp_path / "plots"), "--profile", str(profile)],
+        app,
+        ["fl", "report", str(out), "--out", str(tmp_path / "plots"), "--profile", str(profile)],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -82,11 +97,28 @@ def test_deploy_config_writes_a_valid_flower_app(tmp_path):
     except ImportError:  # pragma: no cover - Python 3.10
         import tomli as tomllib
 
-    result = CliRunner().invoke(app, [
-        "fl", "deploy-config", "--out", str(tmp_path / "dep"), "--superlink", "10.0.0.5:9093",
-        "--node", "jetson=/data/client_000.tsv,/data/clips", "--node", "pi=/data/client_001.tsv",
-        "--validation", "/data/heldout.tsv", "--rounds", "5", "--aggregation", "loss",
-    ], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "fl",
+            "deploy-config",
+            "--out",
+            str(tmp_path / "dep"),
+            "--superlink",
+            "10.0.0.5:9093",
+            "--node",
+            "jetson=/data/client_000.tsv,/data/clips",
+            "--node",
+            "pi=/data/client_001.tsv",
+            "--validation",
+            "/data/heldout.tsv",
+            "--rounds",
+            "5",
+            "--aggregation",
+            "loss",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     config = tomllib.loads((tmp_path / "dep" / "flower-app" / "pyproject.toml").read_text())
     valid, errors, _ = validate_config(config, check_module=False)
@@ -101,7 +133,19 @@ def test_deploy_config_writes_a_valid_flower_app(tmp_path):
 
 
 def test_deploy_config_bad_node_is_one_line(tmp_path):
-    result = CliRunner().invoke(app, [
-        "fl", "deploy-config", "--out", str(tmp_path), "--superlink", "h:1", "--node", "nopath", "--validation", "v",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fl",
+            "deploy-config",
+            "--out",
+            str(tmp_path),
+            "--superlink",
+            "h:1",
+            "--node",
+            "nopath",
+            "--validation",
+            "v",
+        ],
+    )
     assert "--node must look like NAME=PARTITION_PATH" in str(result.exception)

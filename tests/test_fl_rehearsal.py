@@ -1,5 +1,6 @@
 """fl without Flower: the run-folder check shared by the CLI and the ServerApp, the local rehearsal's node
 plan, and the federated plots (drawn from rows, written atomically)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,11 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def _run(folder: Path) -> RunCurves:
     rounds = [RoundRecord(round=r, aggregation="fedavg", validation_loss=4.0 - r) for r in range(3)]
-    clients = [ClientRoundRecord(round=r, client=f"c{c}", client_sec=1.0 + c, peak_rss_bytes=(c + 1) * 10**8)
-               for r in (1, 2) for c in range(3)]
+    clients = [
+        ClientRoundRecord(round=r, client=f"c{c}", client_sec=1.0 + c, peak_rss_bytes=(c + 1) * 10**8)
+        for r in (1, 2)
+        for c in range(3)
+    ]
     return RunCurves(folder, rounds, clients)
 
 
@@ -44,7 +48,8 @@ def test_local_nodes_need_one_partition_each(tmp_path):
     settings = FlSettings(partitions=str(tmp_path), clips_dir="/clips")
     nodes = local_nodes(settings, 2)
     assert [(n.name, Path(n.partition_path).name, n.clips_dir) for n in nodes] == [
-        ("node-0", "client_000.tsv", "/clips"), ("node-1", "client_001.tsv", "/clips"),
+        ("node-0", "client_000.tsv", "/clips"),
+        ("node-1", "client_001.tsv", "/clips"),
     ]
     assert len({n.port for n in nodes}) == 2  # two SuperNodes on one host need two ports
     with pytest.raises(BadInput, match="holds 2 partitions; 3 nodes need one each"):
@@ -70,8 +75,7 @@ def test_write_plots_writes_each_png_whole(tmp_path):
     run = _run(tmp_path / "run")
     run.folder.mkdir()
     (run.folder / "rounds.csv").write_text(rows_to_csv_text(run.rounds, [f.name for f in fields(RoundRecord)]))
-    (run.folder / "clients.csv").write_text(
-        rows_to_csv_text(run.clients, [f.name for f in fields(ClientRoundRecord)]))
+    (run.folder / "clients.csv").write_text(rows_to_csv_text(run.clients, [f.name for f in fields(ClientRoundRecord)]))
     written = write_plots([run.folder], tmp_path / "plots")
     assert [p.name for p in written] == ["validation-loss.png", "client-cost-run.png"]
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["client-cost-run.png", "validation-loss.png"]

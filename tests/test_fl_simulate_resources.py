@@ -1,4 +1,5 @@
 """What `fl simulate` asks Ray for: cores and, with --device cuda, a share of a GPU per client (no GPU needed)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
 """A deployment only its own devices can join: the keys fl.tls makes (a real TLS handshake against the CA, key
 files 0600, nothing overwritten unless asked) and, with Flower installed, a real SuperLink that refuses a SuperNode
 with an unregistered key and one without the CA certificate."""
+
 from __future__ import annotations
 
 import datetime
@@ -77,8 +78,9 @@ def _handshake(files, cafile: Path) -> bytes:
     ready.wait(10)
     try:
         client = ssl.create_default_context(cafile=str(cafile))
-        with socket.create_connection(("127.0.0.1", port_box[0]), timeout=10) as raw, \
-                client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        with socket.create_connection(("127.0.0.1", port_box[0]), timeout=10) as raw, client.wrap_socket(
+            raw, server_hostname="127.0.0.1"
+        ) as tls:
             return tls.recv(2)
     finally:
         server.join(10)
@@ -183,19 +185,33 @@ def test_deploy_config_sets_up_tls_and_supernode_auth_by_default(tmp_path):
 
     from w2vprof.cli.main import app
 
-    common = ["fl", "deploy-config", "--superlink", "10.0.0.5:9093", "--node", "jetson=/data/c0.tsv",
-              "--node", "pi=/data/c1.tsv", "--validation", "/data/heldout.tsv"]
+    common = [
+        "fl",
+        "deploy-config",
+        "--superlink",
+        "10.0.0.5:9093",
+        "--node",
+        "jetson=/data/c0.tsv",
+        "--node",
+        "pi=/data/c1.tsv",
+        "--validation",
+        "/data/heldout.tsv",
+    ]
     result = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "dep")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     out = (tmp_path / "dep").resolve()
     commands = (out / "commands.sh").read_text()
     assert "--insecure" not in commands and "# WARNING" not in commands
-    assert (f"--ssl-ca-certfile {out}/tls/ca.crt --ssl-certfile {out}/tls/server.crt "
-            f"--ssl-keyfile {out}/tls/server.key --enable-supernode-auth") in commands
+    assert (
+        f"--ssl-ca-certfile {out}/tls/ca.crt --ssl-certfile {out}/tls/server.crt "
+        f"--ssl-keyfile {out}/tls/server.key --enable-supernode-auth"
+    ) in commands
     for name in ("jetson", "pi"):
         assert f"flwr supernode register {out}/supernode-keys/{name}.pub w2vprof --name {name}" in commands
-        assert (f"--root-certificates {out}/tls/ca.crt --auth-supernode-private-key "
-                f"{out}/supernode-keys/{name}.key --superlink 10.0.0.5:9093") in commands
+        assert (
+            f"--root-certificates {out}/tls/ca.crt --auth-supernode-private-key "
+            f"{out}/supernode-keys/{name}.key --superlink 10.0.0.5:9093"
+        ) in commands
         assert _mode(out / "supernode-keys" / f"{name}.key") == 0o600
     assert f'root-certificates = "{out}/tls/ca.crt"' in (out / "flwr-home" / "config.toml").read_text()
     from w2vprof.fl.tls import server_certificate_names
@@ -237,7 +253,7 @@ def _wait_for_text(path: Path, text: str, timeout_s: float) -> bool:
 
 def _without_option(command: list[str], option: str, takes_value: bool = True) -> list[str]:
     at = command.index(option)
-    return command[:at] + command[at + 1 + int(takes_value):]
+    return command[:at] + command[at + 1 + int(takes_value) :]
 
 
 @flower
@@ -273,18 +289,29 @@ def test_only_registered_supernodes_that_trust_the_ca_can_join(tmp_path):
         register_supernodes(plan, processes)
         refused = {
             "stranger": processes.launch(plan.supernode_command(stranger) + give_up, "stranger.log"),
-            "keyless": processes.launch(_without_option(
-                plan.supernode_command(NodeSpec("stranger", "/x.tsv", port=free_port())),
-                "--auth-supernode-private-key") + give_up, "keyless.log"),
-            "no-ca": processes.launch(_without_option(
-                plan.supernode_command(NodeSpec("member", "/x.tsv", port=free_port())),
-                "--root-certificates") + give_up, "no-ca.log"),
+            "keyless": processes.launch(
+                _without_option(
+                    plan.supernode_command(NodeSpec("stranger", "/x.tsv", port=free_port())),
+                    "--auth-supernode-private-key",
+                )
+                + give_up,
+                "keyless.log",
+            ),
+            "no-ca": processes.launch(
+                _without_option(
+                    plan.supernode_command(NodeSpec("member", "/x.tsv", port=free_port())), "--root-certificates"
+                )
+                + give_up,
+                "no-ca.log",
+            ),
         }
         processes.launch(plan.supernode_command(member), "member.log")
         exits = {name: process.wait(timeout=180) for name, process in refused.items()}
         joined = _wait_for_text(tmp_path / "logs" / "superlink.log", "Activated node_id", 180)
-    logs = {name: (tmp_path / "logs" / f"{name}.log").read_text(errors="replace")
-            for name in ("superlink", "stranger", "keyless", "no-ca", "member")}
+    logs = {
+        name: (tmp_path / "logs" / f"{name}.log").read_text(errors="replace")
+        for name in ("superlink", "stranger", "keyless", "no-ca", "member")
+    }
     assert joined, logs["member"][-2000:]
     assert all(code != 0 for code in exits.values()), exits
     assert logs["superlink"].count("Activated node_id") == 1  # the member, nobody else
@@ -304,10 +331,30 @@ def test_deploy_local_rehearses_over_tls_with_supernode_auth(tmp_path):
     from w2vprof.fl.records import read_clients_csv, read_rounds_csv
 
     out = tmp_path / "rehearsal"
-    result = CliRunner().invoke(app, [
-        "fl", "deploy-local", "--out", str(out), "--nodes", "2", "--partitions", "synthetic", "--rounds", "2",
-        "--utterances-per-client", "2", "--validation-utterances", "4", "--threads", "1", "--timeout", "400",
-    ], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "fl",
+            "deploy-local",
+            "--out",
+            str(out),
+            "--nodes",
+            "2",
+            "--partitions",
+            "synthetic",
+            "--rounds",
+            "2",
+            "--utterances-per-client",
+            "2",
+            "--validation-utterances",
+            "4",
+            "--threads",
+            "1",
+            "--timeout",
+            "400",
+        ],
+        catch_exceptions=False,
+    )
     logs = out / "logs"
     assert result.exit_code == 0, result.output + (logs / "flwr-run.log").read_text()[-3000:]
     rounds = read_rounds_csv(out / "results" / "rounds.csv")

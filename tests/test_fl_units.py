@@ -1,4 +1,5 @@
 """Federated pieces that need no Flower: aggregation arithmetic, per-round peak memory, settings, CSVs, data."""
+
 from __future__ import annotations
 
 import math
@@ -127,8 +128,10 @@ def test_an_unknown_model_is_bad_input():
     "run_config, line",
     [
         ({"local-epochs": 0}, "run-config key 'local-epochs' must be a positive whole number, got 0"),
-        ({"clients": 4, "clients-per-round": 5},
-         "run-config key 'clients-per-round' must be between 1 and run-config key 'clients' (4), got 5"),
+        (
+            {"clients": 4, "clients-per-round": 5},
+            "run-config key 'clients-per-round' must be between 1 and run-config key 'clients' (4), got 5",
+        ),
         ({"aggregation": "median"}, "run-config key 'aggregation' 'median' is unknown; choose from fedavg, loss"),
         ({"rounds": "many"}, "run-config key 'rounds' must be int, got 'many'"),
     ],
@@ -147,7 +150,8 @@ def test_durable_csv_appends_rounds_and_reads_back(tmp_path):
     DurableCsv(path, CLIENT_COLUMNS).append(ClientRoundRecord(round=2, client="a", status="error", error="boom"))
     rows = read_clients_csv(path)
     assert [(r.round, r.client_sec, r.peak_rss_bytes, r.partition_id, r.status) for r in rows] == [
-        (1, 1.5, 10, 0, "ok"), (2, None, None, None, "error"),
+        (1, 1.5, 10, 0, "ok"),
+        (2, None, None, None, "error"),
     ]
     assert path.read_text().count("round,client") == 1  # one header however often it is opened
 

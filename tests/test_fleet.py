@@ -3,6 +3,7 @@
 The figures are checked against today's fl_estimate (one device type must give its number) and against arithmetic
 done by hand on the paper's Table 2; the Monte Carlo is checked for what must hold whatever the draws.
 """
+
 from __future__ import annotations
 
 import csv
@@ -58,8 +59,9 @@ def test_pi_and_nx_fleet_waits_for_the_pi_until_a_deadline_cuts_it():
     assert _line(everyone, PI).slowest_share == 1 and _line(everyone, NX).slowest_share == 0
     assert everyone.figures.updates_per_round == 100 and everyone.figures.lost_updates_total == 0
 
-    cut = fl_estimate_fleet(rows, fleet, FlSetting(), clients_per_round=20, over_commit=1.5,
-                            deadline_s=nx.round_hours * 3600)
+    cut = fl_estimate_fleet(
+        rows, fleet, FlSetting(), clients_per_round=20, over_commit=1.5, deadline_s=nx.round_hours * 3600
+    )
     f = cut.figures
     assert f.sampled_per_round == 30
     assert f.days_mean == pytest.approx(nx.total_days, rel=0.05)
@@ -116,8 +118,9 @@ def test_communication_is_a_download_and_an_upload_over_each_line_s_links():
 
 def test_update_bytes_come_from_the_rows_param_bytes():
     rows = read_results_csv(DATA / "small.csv")
-    estimate = fl_estimate_fleet(rows, [FleetGroup("Test Board", 2, uplink_mbps=8, downlink_mbps=8)],
-                                 FlSetting(samples_per_client=100), trials=3)
+    estimate = fl_estimate_fleet(
+        rows, [FleetGroup("Test Board", 2, uplink_mbps=8, downlink_mbps=8)], FlSetting(samples_per_client=100), trials=3
+    )
     assert estimate.figures.seconds == 4.0  # no 5.5 s rows: the longest length measured
     assert estimate.figures.update_bytes == 380_000_000  # the row's FP32 parameter bytes
     assert _line(estimate, "Test Board").communication_sec == pytest.approx(2 * 380e6 * 8 / 8e6)
@@ -131,8 +134,9 @@ def test_update_bytes_count_the_parameters_when_no_row_has_them():
 
 def test_energy_per_round_where_joules_per_batch_were_measured():
     rows = [replace(r, energy_j_per_batch=12.0) if r.device_name == NX else r for r in paper_results()]
-    estimate = fl_estimate_fleet(rows, [FleetGroup(NX, 4), FleetGroup(PI, 4)], FlSetting(), clients_per_round=2,
-                                 trials=20)
+    estimate = fl_estimate_fleet(
+        rows, [FleetGroup(NX, 4), FleetGroup(PI, 4)], FlSetting(), clients_per_round=2, trials=20
+    )
     per_client = 12.0 * 4875  # J per batch x batches of one local epoch
     assert _line(estimate, NX).energy_j_per_client_round == pytest.approx(per_client)
     assert _line(estimate, PI).energy_j_per_client_round is None
@@ -160,8 +164,11 @@ def test_devices_that_cannot_hold_the_configuration_are_never_sampled_and_counte
 
 def test_an_unmeasured_device_is_excluded_when_the_memory_fit_says_it_does_not_fit():
     measured = read_results_csv(DATA / "small.csv")  # Test Board: peak memory 3-9 GB at batch 4, 1-4 s
-    other = [replace(r, device_name="Small Board", batch=8, status="ok", sec_per_batch_median=1.0)
-             for r in measured if r.batch == 8]  # known to the results, but never measured at batch 4
+    other = [
+        replace(r, device_name="Small Board", batch=8, status="ok", sec_per_batch_median=1.0)
+        for r in measured
+        if r.batch == 8
+    ]  # known to the results, but never measured at batch 4
     rows = measured + other
     fleet = [FleetGroup("Test Board", 5), FleetGroup("Small Board", 5)]
     small = [DeviceProfile("Small Board", "edge CPU", 2.0, True, None, None, False, "test")]
@@ -208,8 +215,11 @@ def test_bad_fleet_files_are_one_line_bad_input(tmp_path, text, fragment):
 
 
 def test_unknown_device_lists_the_devices_of_the_results():
-    with pytest.raises(BadInput, match=r"line 2: unknown device 'Pi 4'; devices in the results: Jetson Xavier AGX, "
-                                       r"Jetson Xavier NX, MacBook Pro 2019, NVIDIA A40, Raspberry Pi 4$"):
+    with pytest.raises(
+        BadInput,
+        match=r"line 2: unknown device 'Pi 4'; devices in the results: Jetson Xavier AGX, "
+        r"Jetson Xavier NX, MacBook Pro 2019, NVIDIA A40, Raspberry Pi 4$",
+    ):
         parse_fleet("device,count\nPi 4,2\n", sorted({r.device_name for r in paper_results()}))
     with pytest.raises(BadInput, match="none \\(give results files or --reference paper\\)"):
         parse_fleet("device,count\nPi 4,2\n", [])
@@ -231,8 +241,9 @@ def test_bad_options_name_the_setting(options, fragment):
 
 
 def test_csv_rows_carry_the_line_and_the_fleet_figures():
-    estimate = fl_estimate_fleet(paper_results(), read_fleet(DATA / "fleet_pi_nx.csv", paper_results()), FlSetting(),
-                                 trials=3)
+    estimate = fl_estimate_fleet(
+        paper_results(), read_fleet(DATA / "fleet_pi_nx.csv", paper_results()), FlSetting(), trials=3
+    )
     records = fleet_records(estimate)
     assert [r.device for r in records] == [PI, NX] and [r.line for r in records] == [2, 3]
     assert all(r.fleet_days_mean == estimate.figures.days_mean for r in records)
@@ -244,8 +255,9 @@ def _invoke(*args: str):
 
     from w2vprof.cli.main import app
 
-    return CliRunner().invoke(app, ["fl-estimate", "--reference", "paper", "--fleet", str(DATA / "fleet_pi_nx.csv"),
-                                    *args])
+    return CliRunner().invoke(
+        app, ["fl-estimate", "--reference", "paper", "--fleet", str(DATA / "fleet_pi_nx.csv"), *args]
+    )
 
 
 def test_cli_table_csv_and_json():

@@ -1,4 +1,5 @@
 """FLOP formulas: one attention convention on every device, checked against the arithmetic."""
+
 from __future__ import annotations
 
 import pytest

@@ -5,6 +5,7 @@ The files under tests/golden/numbers/ were written by main before the structure 
 Times, peak memory and environment fields differ run to run and are not compared; everything that is
 arithmetic (FLOPs, parameter/gradient/optimizer/activation bytes) or seeded (loss, masked fraction) is.
 """
+
 from __future__ import annotations
 
 import csv

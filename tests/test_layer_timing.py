@@ -5,6 +5,7 @@ layer's forward, or passes its output through an autograd Function that sleeps i
 FAKE clock that nothing else moves, so every expected number is exact and no assertion depends on the machine's
 speed (one test with real sleeps checks only lower bounds).
 """
+
 from __future__ import annotations
 
 import time
@@ -49,8 +50,9 @@ class SleepInBackward(torch.autograd.Function):
 class Slowed(nn.Module):
     """A layer's module, slowed: `forward_sec` after its forward, `backward_sec` in the backward of its output."""
 
-    def __init__(self, inner: nn.Module, sleep: Callable[[float], None], forward_sec: float = 0.0,
-                 backward_sec: float = 0.0) -> None:
+    def __init__(
+        self, inner: nn.Module, sleep: Callable[[float], None], forward_sec: float = 0.0, backward_sec: float = 0.0
+    ) -> None:
         super().__init__()
         self.inner, self.sleep, self.forward_sec, self.backward_sec = inner, sleep, forward_sec, backward_sec
 
@@ -114,8 +116,7 @@ def test_time_lands_on_the_slow_layer_and_direction(tiny_step, batches, slow_for
 
 def test_rows_follow_the_layers_and_add_up_to_the_step(tiny_step, batches):
     clock = FakeClock()
-    slow_down(tiny_step.model, "feature_extractor.conv_layers.0", sleep=clock.sleep, forward_sec=0.25,
-              backward_sec=0.5)
+    slow_down(tiny_step.model, "feature_extractor.conv_layers.0", sleep=clock.sleep, forward_sec=0.25, backward_sec=0.5)
     tiny_step.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: clock.sleep(4.0))
     layers = model_layers(tiny_step.model)
     timing = time_layers(tiny_step, layers, batches, "cpu", repeats=2, clock=clock)
@@ -216,13 +217,22 @@ def test_gradient_accumulation_lands_on_the_parameters_layer(tiny_step, batches,
 
 def test_flop_rates_are_flops_over_seconds():
     timing = LayerTiming(
-        rows=[LayerTime("cnn.0", 0.5, 2.0, 2.5, 0.5), LayerTime("transformer.0", 0.25, 0.0, 0.25, 0.05),
-              LayerTime(OTHER, None, None, 2.25, 0.45)],
-        step_sec=5.0, median_step_sec=5.0, wall_sec=5.5, repeats=1,
+        rows=[
+            LayerTime("cnn.0", 0.5, 2.0, 2.5, 0.5),
+            LayerTime("transformer.0", 0.25, 0.0, 0.25, 0.05),
+            LayerTime(OTHER, None, None, 2.25, 0.45),
+        ],
+        step_sec=5.0,
+        median_step_sec=5.0,
+        wall_sec=5.5,
+        repeats=1,
     )
     rated = with_flop_rates(timing, {"cnn.0": 100, "transformer.0": 50}, {"cnn.0": 300, "transformer.0": 80})
-    assert [(r.fwd_flops_per_sec, r.bwd_flops_per_sec) for r in rated.rows] == [(200.0, 150.0), (200.0, None),
-                                                                                 (None, None)]
+    assert [(r.fwd_flops_per_sec, r.bwd_flops_per_sec) for r in rated.rows] == [
+        (200.0, 150.0),
+        (200.0, None),
+        (None, None),
+    ]
     assert timing.rows[0].fwd_flops_per_sec is None  # the original is unchanged
 
 

@@ -5,6 +5,7 @@ Every time that an assertion compares exactly comes from a FAKE clock that only 
 slow on purpose), and every ceiling from a fake calibration (tests/conftest.py puts one in the session's cache;
 the devices tests measure with fake operations on a fake clock): nothing here depends on this machine's speed.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,8 +49,9 @@ def _cli(*args: str) -> tuple[int, str, str]:
 def profiled(tmp_path_factory) -> Path:
     """`w2vprof profile` on tiny, in this process, with two layer repeats and a trace."""
     out = tmp_path_factory.mktemp("profile") / "run"
-    result = run_cli_in_process("profile", *TINY, "--layer-repeats", "2", "--trace", str(out.parent / "step.json"),
-                                "--out", str(out))
+    result = run_cli_in_process(
+        "profile", *TINY, "--layer-repeats", "2", "--trace", str(out.parent / "step.json"), "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     assert "Most time per step:" in result.stdout and "Trace:" in result.stdout
     return out
@@ -105,8 +107,9 @@ def test_a_slow_layer_lands_on_that_layer_and_direction_in_the_records(monkeypat
 
     clock = FakeClock()
     monkeypatch.setattr(layer_timing, "time_layers", functools.partial(layer_timing.time_layers, clock=clock))
-    config = ProfileConfig(model="tiny", batch=2, seconds=1.0, repeats=1, device="cpu", telemetry=False,
-                           layer_repeats=3, calibrate="off")
+    config = ProfileConfig(
+        model="tiny", batch=2, seconds=1.0, repeats=1, device="cpu", telemetry=False, layer_repeats=3, calibrate="off"
+    )
     result = profile_configuration(config, model=_slowed_model(config, clock))
     assert result.record.status == "ok", result.record.error
     times = {row.layer: (row.fwd_sec, row.bwd_sec) for row in result.layers if row.kind != OTHER_KIND}
@@ -125,8 +128,9 @@ def test_a_failing_layer_timing_is_a_warning_and_the_measurement_stands(monkeypa
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(layer_timing, "time_layers", fail)
-    config = ProfileConfig(model="tiny", batch=1, seconds=0.5, repeats=1, device="cpu", telemetry=False,
-                           layer_repeats=1, calibrate="off")
+    config = ProfileConfig(
+        model="tiny", batch=1, seconds=0.5, repeats=1, device="cpu", telemetry=False, layer_repeats=1, calibrate="off"
+    )
     result = profile_configuration(config)
     assert result.record.status == "ok" and result.record.sec_per_batch_median
     assert all(row.sec is None for row in result.layers) and result.layer_timing == {}
@@ -135,8 +139,9 @@ def test_a_failing_layer_timing_is_a_warning_and_the_measurement_stands(monkeypa
 
 
 def test_without_layer_repeats_layers_have_no_times_and_no_other_row():
-    config = ProfileConfig(model="tiny", batch=1, seconds=0.5, repeats=1, device="cpu", telemetry=False,
-                           calibrate="off")
+    config = ProfileConfig(
+        model="tiny", batch=1, seconds=0.5, repeats=1, device="cpu", telemetry=False, calibrate="off"
+    )
     result = profile_configuration(config)
     assert all(row.sec is None and row.kind != OTHER_KIND for row in result.layers)
     assert result.record.peak_flops_fp32_measured is None
@@ -158,16 +163,27 @@ def test_profile_bad_options_are_one_line_and_exit_2(tmp_path, args, fragment):
 def test_a_trace_that_cannot_be_written_is_a_warning(tmp_path):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
-    config = ProfileConfig(model="tiny", batch=1, seconds=0.5, repeats=1, device="cpu", telemetry=False,
-                           trace=str(not_a_folder / "step.json"), calibrate="off")
+    config = ProfileConfig(
+        model="tiny",
+        batch=1,
+        seconds=0.5,
+        repeats=1,
+        device="cpu",
+        telemetry=False,
+        trace=str(not_a_folder / "step.json"),
+        calibrate="off",
+    )
     result = profile_configuration(config)
     assert result.record.status == "ok"
     assert any(warning.startswith("trace not written") for warning in result.warnings)
 
 
 def test_the_summary_line_names_the_slowest_layers_and_the_share_of_the_peak():
-    layers = [LayerRecord("a", "cnn", sec=0.3, time_share=0.6), LayerRecord("b", "cnn", sec=0.1, time_share=0.2),
-              LayerRecord("other", OTHER_KIND, sec=0.1, time_share=0.2)]
+    layers = [
+        LayerRecord("a", "cnn", sec=0.3, time_share=0.6),
+        LayerRecord("b", "cnn", sec=0.1, time_share=0.2),
+        LayerRecord("other", OTHER_KIND, sec=0.1, time_share=0.2),
+    ]
     record = ResultRecord(precision="fp32", achieved_flops_per_sec=25e9, peak_flops_fp32_measured=100e9)
     line = time_summary_line(record, layers, top=2)
     assert line.startswith("Most time per step: a 60 %, b 20 %") and "25 % of the measured matmul peak" in line
@@ -269,8 +285,15 @@ def test_a_sweep_uses_the_cached_calibration_and_measures_one_otherwise(tmp_path
 def test_sweep_passes_layer_repeats_to_every_configuration(tmp_path):
     from w2vprof.sweep.plan import SweepRequest, plan_sweep
 
-    request = SweepRequest(models=("tiny",), seconds=(1.0,), batches=(1, 2), precisions=("fp32",), device="cpu",
-                           out=tmp_path / "r.csv", layer_repeats=2)
+    request = SweepRequest(
+        models=("tiny",),
+        seconds=(1.0,),
+        batches=(1, 2),
+        precisions=("fp32",),
+        device="cpu",
+        out=tmp_path / "r.csv",
+        layer_repeats=2,
+    )
     with plan_sweep(request, warm_start=False) as plan:
         assert [config.layer_repeats for config in plan.configs] == [2, 2]
     with plan_sweep(replace(request, out=tmp_path / "s.csv", layer_repeats=0), warm_start=False) as plan:
@@ -279,8 +302,25 @@ def test_sweep_passes_layer_repeats_to_every_configuration(tmp_path):
 
 def test_a_real_sweep_child_records_layer_times_and_the_calibration(tmp_path):
     out = tmp_path / "r.csv"
-    result = run_cli("sweep", "--model", "tiny", "--seconds", "0.5", "--batch", "1", "--precision", "fp32",
-                     "--repeats", "1", "--threads", "2", "--layer-repeats", "1", "--out", str(out))
+    result = run_cli(
+        "sweep",
+        "--model",
+        "tiny",
+        "--seconds",
+        "0.5",
+        "--batch",
+        "1",
+        "--precision",
+        "fp32",
+        "--repeats",
+        "1",
+        "--threads",
+        "2",
+        "--layer-repeats",
+        "1",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert "calibration (cached)" in result.stderr
     (record,) = read_results_csv(out)
@@ -293,12 +333,40 @@ def test_a_real_sweep_child_records_layer_times_and_the_calibration(tmp_path):
 def _timed_layers(scale: float = 1.0, slow: str = "", slow_factor: float = 1.0) -> list[LayerRecord]:
     """Three layers and `other`, with times (scaled; `slow` scaled again by `slow_factor`)."""
     rows = [
-        LayerRecord("cnn.0", "cnn", params=100, fwd_flops=1_000, bwd_flops=1_000, act_mem_bytes=4_000,
-                    cum_act_mem_bytes=4_000, fwd_sec=0.010, bwd_sec=0.030, io_bytes=1_600),
-        LayerRecord("transformer.0", "transformer", params=1_000, fwd_flops=400_000, bwd_flops=800_000,
-                    act_mem_bytes=2_000, cum_act_mem_bytes=6_000, fwd_sec=0.020, bwd_sec=0.040, io_bytes=4_000),
-        LayerRecord("objective", "loss", fwd_flops=0, bwd_flops=0, cum_act_mem_bytes=6_000, fwd_sec=0.001,
-                    bwd_sec=0.001, io_bytes=0),
+        LayerRecord(
+            "cnn.0",
+            "cnn",
+            params=100,
+            fwd_flops=1_000,
+            bwd_flops=1_000,
+            act_mem_bytes=4_000,
+            cum_act_mem_bytes=4_000,
+            fwd_sec=0.010,
+            bwd_sec=0.030,
+            io_bytes=1_600,
+        ),
+        LayerRecord(
+            "transformer.0",
+            "transformer",
+            params=1_000,
+            fwd_flops=400_000,
+            bwd_flops=800_000,
+            act_mem_bytes=2_000,
+            cum_act_mem_bytes=6_000,
+            fwd_sec=0.020,
+            bwd_sec=0.040,
+            io_bytes=4_000,
+        ),
+        LayerRecord(
+            "objective",
+            "loss",
+            fwd_flops=0,
+            bwd_flops=0,
+            cum_act_mem_bytes=6_000,
+            fwd_sec=0.001,
+            bwd_sec=0.001,
+            io_bytes=0,
+        ),
         LayerRecord("other", OTHER_KIND, cum_act_mem_bytes=6_000, sec=0.008),
     ]
     timed = []
@@ -315,9 +383,19 @@ def _write_run(folder: Path, device: str, layers: list[LayerRecord], **record: A
     """A results file of one configuration (base, batch 4, 5.5 s, fp32) whose layers_file points at `layers`."""
     folder.mkdir(parents=True, exist_ok=True)
     write_records_csv(folder / "layers.csv", layers, LAYER_COLUMNS)
-    row = ResultRecord(model="base", batch=4, seconds=5.5, precision="fp32", device="cpu", device_name=device,
-                       hostname=device, sec_per_batch_median=1.0, param_bytes=4_400, layers_file="layers.csv",
-                       **record)
+    row = ResultRecord(
+        model="base",
+        batch=4,
+        seconds=5.5,
+        precision="fp32",
+        device="cpu",
+        device_name=device,
+        hostname=device,
+        sec_per_batch_median=1.0,
+        param_bytes=4_400,
+        layers_file="layers.csv",
+        **record,
+    )
     write_records_csv(folder / "results.csv", [row], RESULT_COLUMNS)
     return folder / "results.csv"
 
@@ -339,8 +417,10 @@ def test_every_new_plot_draws_and_degrades_without_data():
     layers = _timed_layers()
     assert plots.layer_time_png(layers, "t").startswith(PNG)
     assert plots.layer_time_png([replace(row, sec=None) for row in layers], "t") is None
-    points = [plots.RooflinePoint("cnn.0", "cnn", 1.0, 5e8), plots.RooflinePoint("transformer.0", "transformer",
-                                                                                 80.0, 4e10)]
+    points = [
+        plots.RooflinePoint("cnn.0", "cnn", 1.0, 5e8),
+        plots.RooflinePoint("transformer.0", "transformer", 80.0, 4e10),
+    ]
     for peak, bandwidth in ((1e11, 1e10), (1e11, None), (None, 1e10), (None, None)):
         assert plots.layer_roofline_png(points, peak, bandwidth, "r").startswith(PNG)
     assert plots.layer_roofline_png([], 1e11, 1e10, "r") is None
@@ -378,8 +458,10 @@ def test_the_report_degrades_without_layer_times_or_calibration(tmp_path):
 @pytest.fixture
 def two_devices(tmp_path) -> list[Path]:
     """A fast box and a board twice as slow, except cnn.0, which is five times as slow there."""
-    return [_write_run(tmp_path / "fast", "fast box", _timed_layers()),
-            _write_run(tmp_path / "board", "small board", _timed_layers(2.0, "cnn.0", 2.5))]
+    return [
+        _write_run(tmp_path / "fast", "fast box", _timed_layers()),
+        _write_run(tmp_path / "board", "small board", _timed_layers(2.0, "cnn.0", 2.5)),
+    ]
 
 
 def test_compare_layers_sorts_by_the_slowdown_on_the_smaller_device(two_devices):
@@ -408,8 +490,7 @@ def test_compare_layers_every_format(two_devices, tmp_path):
     code, out, _ = _cli("compare", "--layers", "--format", "json", *map(str, two_devices))
     data = json.loads(out)
     assert data["baseline"] == "fast box" and data["rows"][0]["layer"] == "cnn.0"
-    code, out, _ = _cli("compare", "--layers", "--format", "md", "--baseline", "small board",
-                        *map(str, two_devices))
+    code, out, _ = _cli("compare", "--layers", "--format", "md", "--baseline", "small board", *map(str, two_devices))
     assert code == 0 and out.startswith("**Seconds per layer per device") and "| fast box / small board |" in out
     target = tmp_path / "layers.txt"
     code, _, _ = _cli("compare", "--layers", "--out", str(target), *map(str, two_devices))

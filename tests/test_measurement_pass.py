@@ -1,4 +1,5 @@
 """The measurement pass counts the backward once, per layer: its total must equal torch's own FLOP counter's."""
+
 from __future__ import annotations
 
 import pytest

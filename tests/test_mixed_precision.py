@@ -6,6 +6,7 @@ The float16 + gradient scaler path is exercised on this CPU by giving the CPU CU
 (`MIXED_PRECISION["cpu"]`): torch's CPU autocast does float16 and torch.amp.GradScaler("cpu") scales, so a loss
 scale that is too high overflows for real. Where exact counts matter, a stub scaler skips the calls it is told to.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,10 @@ import w2vprof.measure.engine as engine
 import w2vprof.measure.step as step_module
 from w2vprof.measure.engine import ProfileConfig, profile_configuration
 
-MPS_FLOAT64 = ("Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64. "
-               "Please use float32 instead.")
+MPS_FLOAT64 = (
+    "Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64. "
+    "Please use float32 instead."
+)
 
 
 def _mixed(**changes) -> ProfileConfig:
@@ -138,7 +141,7 @@ def test_warm_up_runs_until_the_scale_stops_falling_and_skipped_steps_are_counte
     monkeypatch.setattr(engine, "timed_steps", timed_steps)
     record = profile_configuration(_mixed(warmup=1)).record
     assert record.status == "ok", record.error
-    (state_entries, calls_before_timing), = at_timing
+    ((state_entries, calls_before_timing),) = at_timing
     assert calls_before_timing == 1 + 3  # the measurement pass and 3 extra warm-up steps (the last one real)
     assert state_entries > 0  # the first real update, which allocates AdamW's state, happened before timing
     assert len(scalers) == 2 and scalers[1].calls >= 4 + 3  # the first scaler was the probe's

@@ -1,4 +1,5 @@
 """models.size: parameter bytes counted without weights, and the shortest utterance a model accepts."""
+
 from __future__ import annotations
 
 import pytest

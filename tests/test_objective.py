@@ -1,4 +1,5 @@
 """The pretraining objective is right: checked on the tiny model (and base where cheap)."""
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,13 @@ def test_gradients_reach_conv_stack_codebook_and_mask_embedding():
     model = build_model("tiny").train()
     output = model(torch.randn(2, 24000))
     output.loss.backward()
-    for name in ("feature_extractor.conv_layers.0.conv.weight", "quantizer.codevectors",
-                 "quantizer.weight_proj.weight", "mask_embedding", "transformer.layers.1.feed_forward.output_dense.weight"):
+    for name in (
+        "feature_extractor.conv_layers.0.conv.weight",
+        "quantizer.codevectors",
+        "quantizer.weight_proj.weight",
+        "mask_embedding",
+        "transformer.layers.1.feed_forward.output_dense.weight",
+    ):
         grad = model.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
 

@@ -1,4 +1,5 @@
 """w2vprof partition: speaker-disjoint client manifests with about equal speech (10 and 100 clients)."""
+
 from __future__ import annotations
 
 import csv
@@ -138,8 +139,9 @@ def test_missing_manifest_or_clips_is_exit_2(tmp_path):
     result = run_cli_in_process("partition", str(tmp_path / "none.tsv"), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "no such file" in result.stderr
     manifest = make_corpus(tmp_path / "cv", speakers=2)
-    result = run_cli_in_process("partition", str(manifest), "--clips-dir", str(tmp_path / "nowhere"),
-                                "--out", str(tmp_path / "o"))
+    result = run_cli_in_process(
+        "partition", str(manifest), "--clips-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")
+    )
     assert result.returncode == 2 and "error: --clips-dir " in result.stderr and "does not exist" in result.stderr
     result = run_cli_in_process("partition", str(manifest), "--clients", "2", "--out", str(tmp_path / "ok"))
     assert result.returncode == 0, result.stderr

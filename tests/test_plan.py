@@ -1,5 +1,6 @@
 """`w2vprof plan` on synthetic results rows: exact arithmetic where the rows follow the model exactly, and every
 way a plan can end (fits, nothing fits, no time, a paper device, bad input)."""
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,18 @@ def memory(a: float, b: float, c: float = 0.0):
 
 
 def row(recipe: str, batch: int, seconds: float, peak: float, time: float, **fields) -> ResultRecord:
-    values = dict(model="base", batch=batch, seconds=seconds, precision="fp32", device="cpu", status="ok",
-                  device_name="lab-cpu", recipe=recipe, peak_mem_bytes=int(peak), sec_per_batch_median=time)
+    values = dict(
+        model="base",
+        batch=batch,
+        seconds=seconds,
+        precision="fp32",
+        device="cpu",
+        status="ok",
+        device_name="lab-cpu",
+        recipe=recipe,
+        peak_mem_bytes=int(peak),
+        sec_per_batch_median=time,
+    )
     values.update(fields)
     return ResultRecord(**values)
 
@@ -95,7 +106,8 @@ def test_nothing_fits_says_so_and_what_comes_closest():
     closest = CKPT_MEMORY(4, 8.0) / GB
     assert plan.verdict == (
         "Nothing fits: no measured recipe trains base at batch 4, 8 s (fp32) on lab board in 1.00 GB usable. "
-        f"Closest: ckpt=transformer at {closest:.2f} GB, {closest - 1:.2f} GB over.")
+        f"Closest: ckpt=transformer at {closest:.2f} GB, {closest - 1:.2f} GB over."
+    )
 
 
 def test_usable_fraction_scales_the_memory():
@@ -120,8 +132,10 @@ def test_a_paper_device_scales_its_table2_time_by_the_measured_ratio():
     assert by_recipe["ckpt=transformer"].sec_per_batch == pytest.approx(1.78 * ratio, rel=1e-6)
     assert by_recipe["ckpt=transformer"].time_basis.startswith("Table 2 1.78 s (default, batch 4, 5.5 s) x ")
     # Table 2 has no batch-2 row: no time rather than this machine's
-    plan2 = plan_recipes([row(r.recipe, 2, r.seconds, r.peak_mem_bytes, 1.0) for r in rows()],
-                         target_for(load_profiles(), "Jetson Xavier NX", None, "base", 2, 8.0))
+    plan2 = plan_recipes(
+        [row(r.recipe, 2, r.seconds, r.peak_mem_bytes, 1.0) for r in rows()],
+        target_for(load_profiles(), "Jetson Xavier NX", None, "base", 2, 8.0),
+    )
     assert all(r.sec_per_batch is None and "no base fp32 row at batch 2" in r.time_basis for r in plan2.rows)
     assert "least memory: ckpt=transformer" in plan2.verdict and "no time" in plan2.verdict
 
@@ -133,9 +147,11 @@ def test_a_table2_out_of_memory_gives_no_time():
 
 
 def test_rows_of_other_models_failed_rows_and_paper_rows_are_left_out():
-    noise = [row("default", 4, 3.0, 99 * GB, 99.0, model="large"), row("default", 4, 3.0, 99 * GB, 99.0,
-                                                                        status="oom"),
-             row("default", 4, 3.0, 99 * GB, 99.0, source="paper")]
+    noise = [
+        row("default", 4, 3.0, 99 * GB, 99.0, model="large"),
+        row("default", 4, 3.0, 99 * GB, 99.0, status="oom"),
+        row("default", 4, 3.0, 99 * GB, 99.0, source="paper"),
+    ]
     plan = plan_recipes(rows() + noise, target(6.0))
     assert {r.recipe: r for r in plan.rows}["default"].peak_mem_gb == pytest.approx(DEFAULT_MEMORY(4, 8) / GB)
 
@@ -177,8 +193,9 @@ def test_plan_command_table_csv_and_json(results_file, tmp_path):
 
 
 def test_plan_command_with_a_memory_size(results_file):
-    result = run_cli_in_process("plan", str(results_file), "--memory", "1.5GB", "--seconds", "8", "--usable-fraction",
-                                "1", "--format", "json")
+    result = run_cli_in_process(
+        "plan", str(results_file), "--memory", "1.5GB", "--seconds", "8", "--usable-fraction", "1", "--format", "json"
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["verdict"].startswith("Nothing fits")
 

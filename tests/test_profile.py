@@ -1,4 +1,5 @@
 """The measurement engine: record schema, exact per-layer attribution, statistics, bad input."""
+
 from __future__ import annotations
 
 import csv
@@ -26,7 +27,9 @@ from w2vprof.records import (
 @pytest.fixture(scope="module")
 def tiny_profile(tmp_path_factory):
     out = tmp_path_factory.mktemp("profile") / "run"
-    result = run_cli("profile", "--model", "tiny", "--batch", "2", "--seconds", "1", "--repeats", "3", "--out", str(out))
+    result = run_cli(
+        "profile", "--model", "tiny", "--batch", "2", "--seconds", "1", "--repeats", "3", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -38,8 +41,18 @@ def test_profile_writes_the_three_files_with_the_schema(tiny_profile):
     assert tuple(header) == RESULT_COLUMNS
     (record,) = read_results_csv(out / "results.csv")
     assert record.status == "ok" and record.model == "tiny" and record.batch == 2 and record.seconds == 1.0
-    for name in ("sec_per_batch_median", "fwd_flops", "bwd_flops", "optim_flops", "act_mem_bytes", "param_bytes",
-                 "grad_bytes", "optim_state_bytes", "peak_mem_bytes", "achieved_flops_per_sec"):
+    for name in (
+        "sec_per_batch_median",
+        "fwd_flops",
+        "bwd_flops",
+        "optim_flops",
+        "act_mem_bytes",
+        "param_bytes",
+        "grad_bytes",
+        "optim_state_bytes",
+        "peak_mem_bytes",
+        "achieved_flops_per_sec",
+    ):
         assert getattr(record, name) and getattr(record, name) > 0, name
     assert record.train_flops == record.fwd_flops + record.bwd_flops + record.optim_flops
     assert record.sec_per_sequence == pytest.approx(record.sec_per_batch_median / 2)
@@ -62,14 +75,14 @@ def test_layers_add_up_and_run_in_forward_order(tiny_profile):
         assert tuple(next(csv.reader(handle))) == LAYER_COLUMNS
     layers = read_layers_csv(out / "layers.csv")
     (record,) = read_results_csv(out / "results.csv")
-    names = [l.layer for l in layers]
+    names = [row.layer for row in layers]
     assert names[:8] == [f"cnn.{i}" for i in range(7)] + ["feature_projection"]
     assert names.index("positional_conv") < names.index("transformer.0") < names.index("quantizer")
-    assert sum(l.fwd_flops for l in layers) == record.fwd_flops
-    assert sum(l.bwd_flops for l in layers) == record.bwd_flops
-    assert all(l.bwd_flops >= 0 for l in layers)
-    assert layers[-1].cum_act_mem_bytes == sum(l.act_mem_bytes for l in layers) == record.act_mem_bytes
-    assert sum(l.params for l in layers) * 4 == record.param_bytes
+    assert sum(row.fwd_flops for row in layers) == record.fwd_flops
+    assert sum(row.bwd_flops for row in layers) == record.bwd_flops
+    assert all(row.bwd_flops >= 0 for row in layers)
+    assert layers[-1].cum_act_mem_bytes == sum(row.act_mem_bytes for row in layers) == record.act_mem_bytes
+    assert sum(row.params for row in layers) * 4 == record.param_bytes
     # conv0's input (the waveform) needs no gradient: backward computes only the weight gradient
     assert layers[0].bwd_flops == layers[0].fwd_flops
     assert layers[1].bwd_flops == 2 * layers[1].fwd_flops
@@ -138,7 +151,8 @@ def test_an_out_of_memory_while_measuring_is_an_oom_record(monkeypatch):
     monkeypatch.setattr(engine, "timed_steps", out_of_memory)
     result = profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=0.5, repeats=1, telemetry=False))
     assert (result.record.status, result.record.error) == (
-        "oom", "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"
+        "oom",
+        "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
     )
 
 
@@ -151,9 +165,13 @@ def test_bad_input_found_while_measuring_still_raises(tmp_path):
 
 @pytest.mark.parametrize(
     "changes, fragment",
-    [({"precision": "fp8"}, "unknown precision 'fp8'"), ({"batch": 0}, "batch must be positive"),
-     ({"seconds": float("nan")}, "seconds must be positive"), ({"warmup": -1}, "warmup cannot be negative"),
-     ({"device": "tpu"}, "device 'tpu' is unknown")],
+    [
+        ({"precision": "fp8"}, "unknown precision 'fp8'"),
+        ({"batch": 0}, "batch must be positive"),
+        ({"seconds": float("nan")}, "seconds must be positive"),
+        ({"warmup": -1}, "warmup cannot be negative"),
+        ({"device": "tpu"}, "device 'tpu' is unknown"),
+    ],
 )
 def test_the_library_names_the_setting_not_a_flag(changes, fragment):
     from w2vprof.errors import BadInput
@@ -173,8 +191,8 @@ def test_a_model_built_ahead_gives_the_same_numbers_and_is_measured_once():
     here = profile_configuration(config)
     for name in ("loss", "masked_fraction", "fwd_flops", "bwd_flops", "act_mem_bytes", "optim_state_bytes"):
         assert getattr(ahead.record, name) == getattr(here.record, name), name
-    assert [(l.fwd_flops, l.bwd_flops, l.act_mem_bytes) for l in ahead.layers] == [
-        (l.fwd_flops, l.bwd_flops, l.act_mem_bytes) for l in here.layers
+    assert [(row.fwd_flops, row.bwd_flops, row.act_mem_bytes) for row in ahead.layers] == [
+        (row.fwd_flops, row.bwd_flops, row.act_mem_bytes) for row in here.layers
     ]
     with pytest.raises(ValueError, match="already measured"):
         profile_configuration(config, model=built)
@@ -226,6 +244,8 @@ def _r_squared(xs, ys):
 
 def test_activation_memory_and_flops_grow_linearly_with_length():
     seconds = [1.0, 2.0, 4.0, 6.0, 8.0]
-    records = [profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=s, repeats=1)).record for s in seconds]
+    records = [
+        profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=s, repeats=1)).record for s in seconds
+    ]
     assert _r_squared(seconds, [r.act_mem_bytes for r in records]) > 0.99
     assert _r_squared(seconds, [r.train_flops for r in records]) > 0.99

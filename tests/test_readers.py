@@ -1,4 +1,5 @@
 """Every reader checks each row before use: a bad cell is one line naming the file, the line and the column."""
+
 from __future__ import annotations
 
 import csv
@@ -89,7 +90,7 @@ def test_a_results_cell_that_breaks_a_rule_is_named(tmp_path, column, value, why
 def test_values_within_the_rules_are_read(tmp_path, column, value, expected):
     (row, *_) = read_results_csv(_edited(tmp_path, column, value))
     got = getattr(row, column)
-    assert (math.isnan(got) if expected == "nan" else got == expected)
+    assert math.isnan(got) if expected == "nan" else got == expected
 
 
 def test_an_error_row_may_leave_every_measurement_empty(tmp_path):
@@ -151,24 +152,33 @@ def _one_row_file(tmp_path: Path, record, columns, column: str, value: str) -> P
     return _edited(tmp_path, column, value, rows_to_csv_text([record], columns))
 
 
-@pytest.mark.parametrize("column, value, why", [
-    ("params", "-1", "must be >= 0"), ("fwd_flops", "x", "not a number"),
-    ("cum_act_mem_bytes", "1.5", "not a whole number"),
-])
+@pytest.mark.parametrize(
+    "column, value, why",
+    [
+        ("params", "-1", "must be >= 0"),
+        ("fwd_flops", "x", "not a number"),
+        ("cum_act_mem_bytes", "1.5", "not a whole number"),
+    ],
+)
 def test_layer_rows_are_checked(tmp_path, column, value, why):
     path = _one_row_file(tmp_path, LayerRecord("cnn.0", "cnn", 1, 2, 3, 4, 5), LAYER_COLUMNS, column, value)
     with pytest.raises(BadInput, match=f"line 2: column {column} has '{value}', {why}"):
         read_layers_csv(path)
 
 
-@pytest.mark.parametrize("column, value, why", [
-    ("round", "-1", "must be >= 0"), ("round_sec", "-0.1", "must be >= 0"),
-    ("payload_bytes", "inf", "not a finite number"),
-    ("participants", "two", "not a number"),
-])
+@pytest.mark.parametrize(
+    "column, value, why",
+    [
+        ("round", "-1", "must be >= 0"),
+        ("round_sec", "-0.1", "must be >= 0"),
+        ("payload_bytes", "inf", "not a finite number"),
+        ("participants", "two", "not a number"),
+    ],
+)
 def test_round_rows_are_checked(tmp_path, column, value, why):
-    path = _one_row_file(tmp_path, RoundRecord(round=1, aggregation="fedavg", validation_loss=3.0), ROUND_COLUMNS,
-                         column, value)
+    path = _one_row_file(
+        tmp_path, RoundRecord(round=1, aggregation="fedavg", validation_loss=3.0), ROUND_COLUMNS, column, value
+    )
     with pytest.raises(BadInput, match=f"column {column} has '{value}', {why}"):
         read_rounds_csv(path)
 
@@ -179,10 +189,15 @@ def test_a_diverged_round_loss_reads_as_nan(tmp_path):
     assert math.isnan(row.validation_loss)
 
 
-@pytest.mark.parametrize("column, value, why", [
-    ("status", "maybe", "not one of ok, oom, error"), ("client_sec", "-3", "must be >= 0"),
-    ("peak_rss_bytes", "nan", "not a finite number"), ("energy_j", "nan", "not a finite number"),
-])
+@pytest.mark.parametrize(
+    "column, value, why",
+    [
+        ("status", "maybe", "not one of ok, oom, error"),
+        ("client_sec", "-3", "must be >= 0"),
+        ("peak_rss_bytes", "nan", "not a finite number"),
+        ("energy_j", "nan", "not a finite number"),
+    ],
+)
 def test_client_rows_are_checked(tmp_path, column, value, why):
     record = ClientRoundRecord(round=1, client="a", client_sec=2.0)
     path = _one_row_file(tmp_path, record, CLIENT_COLUMNS, column, value)
@@ -222,6 +237,10 @@ def test_commands_refuse_bad_results_files_in_one_line(tmp_path, capsys, command
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("w2vprof: error: ") and str(path) in err
     assert "Traceback" not in err
-    expected = {"batch0": "column batch has '0'", "negative": "column sec_per_batch_median has '-0.5'",
-                "header_only": "no rows", "header_cut": "not a w2vprof results file"}[problem]
+    expected = {
+        "batch0": "column batch has '0'",
+        "negative": "column sec_per_batch_median has '-0.5'",
+        "header_only": "no rows",
+        "header_cut": "not a w2vprof results file",
+    }[problem]
     assert expected in err

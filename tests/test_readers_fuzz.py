@@ -4,6 +4,7 @@ Each reader gets random cell edits, random bytes, extra and missing columns, a U
 (2,000 cases each), and every truncation of a small file of its kind. Anything but a result or a W2vprofError with
 exit status 2 (a ZeroDivisionError, a KeyError, a UnicodeDecodeError...) fails the test.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,9 +32,12 @@ from w2vprof.sweep.writer import load_existing
 from w2vprof.workload.manifest import read_manifest
 
 DATA = Path(__file__).parent / "data"
-CASES = settings(max_examples=2000, deadline=None, database=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                        HealthCheck.function_scoped_fixture])  # no_fsync holds for all cases
+CASES = settings(
+    max_examples=2000,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)  # no_fsync holds for all cases
 
 
 def _head(path: Path, lines: int) -> str:
@@ -42,12 +46,20 @@ def _head(path: Path, lines: int) -> str:
 
 ROUNDS = [
     RoundRecord(round=0, aggregation="fedavg", validation_loss=4.1, validation_utterances=8),
-    RoundRecord(round=1, aggregation="fedavg", participants=2, train_loss=3.9, validation_loss=3.5, round_sec=12.5,
-                payload_bytes=1000),
+    RoundRecord(
+        round=1,
+        aggregation="fedavg",
+        participants=2,
+        train_loss=3.9,
+        validation_loss=3.5,
+        round_sec=12.5,
+        payload_bytes=1000,
+    ),
 ]
 CLIENTS = [
-    ClientRoundRecord(round=1, client="a", partition_id=0, client_sec=2.5, examples=8, peak_rss_bytes=10**9,
-                      aggregation_weight=0.5),
+    ClientRoundRecord(
+        round=1, client="a", partition_id=0, client_sec=2.5, examples=8, peak_rss_bytes=10**9, aggregation_weight=0.5
+    ),
     ClientRoundRecord(round=1, client="b", status="error", error="boom"),
 ]
 PROFILES = (
@@ -55,7 +67,7 @@ PROFILES = (
     "Board,single-board,8,true,0.1,,false,vendor\n"
     'GPU,server GPU,48,false,37.4,149.7,true,"a, b"\n'
 )
-MANIFEST = "client_id\tpath\tsentence\tup_votes\nabc\tone.wav\tHello there.\t2\ndef\ttwo.wav\tSay \"hi\".\t0\n"
+MANIFEST = 'client_id\tpath\tsentence\tup_votes\nabc\tone.wav\tHello there.\t2\ndef\ttwo.wav\tSay "hi".\t0\n'
 SAMPLES: dict[str, tuple[str, str]] = {  # reader -> (small file of its kind, cell separator)
     "results": (_head(DATA / "small.csv", 3), ","),
     "resume": (_head(DATA / "small.csv", 2), ","),
@@ -102,8 +114,35 @@ def no_fsync(monkeypatch):
 
 # --- how a file gets broken --------------------------------------------------------------------------------------
 
-ODD_CELLS = st.sampled_from(["", "0", "-1", "-0.0", "2.5", "1e400", "nan", "NaN", "inf", "-inf", "true", "yes",
-                             "x", '"', '""', ",", "\t", "\n", "\r", "\x00", "\ufeff", "é", "1" * 30, "1_000", " 7 "])
+ODD_CELLS = st.sampled_from(
+    [
+        "",
+        "0",
+        "-1",
+        "-0.0",
+        "2.5",
+        "1e400",
+        "nan",
+        "NaN",
+        "inf",
+        "-inf",
+        "true",
+        "yes",
+        "x",
+        '"',
+        '""',
+        ",",
+        "\t",
+        "\n",
+        "\r",
+        "\x00",
+        "\ufeff",
+        "é",
+        "1" * 30,
+        "1_000",
+        " 7 ",
+    ]
+)
 CELLS = st.one_of(ODD_CELLS, st.text(max_size=10))
 
 
@@ -136,15 +175,27 @@ def cell_edits(draw, text: str, sep: str) -> bytes:
 def column_changes(draw, text: str, sep: str) -> bytes:
     rows = _split(text, sep)
     column = draw(st.integers(0, len(rows[0]) - 1))
-    change = draw(st.sampled_from(["drop", "drop header only", "drop a row's cell", "add", "add to header only",
-                                   "add to a row", "rename", "duplicate"]))
+    change = draw(
+        st.sampled_from(
+            [
+                "drop",
+                "drop header only",
+                "drop a row's cell",
+                "add",
+                "add to header only",
+                "add to a row",
+                "rename",
+                "duplicate",
+            ]
+        )
+    )
     if change == "drop":
-        rows = [r[:column] + r[column + 1:] for r in rows]
+        rows = [r[:column] + r[column + 1 :] for r in rows]
     elif change == "drop header only":
-        rows[0] = rows[0][:column] + rows[0][column + 1:]
+        rows[0] = rows[0][:column] + rows[0][column + 1 :]
     elif change == "drop a row's cell":
         row = draw(st.integers(1, len(rows) - 1))
-        rows[row] = rows[row][:column] + rows[row][column + 1:]
+        rows[row] = rows[row][:column] + rows[row][column + 1 :]
     elif change == "add":
         rows = [r[:column] + [draw(CELLS) if i else "extra"] + r[column:] for i, r in enumerate(rows)]
     elif change == "add to header only":
@@ -167,11 +218,11 @@ def byte_damage(draw, text: str, sep: str) -> bytes:
     at = draw(st.integers(0, len(data)))
     if kind == "overwrite":
         chunk = draw(st.binary(min_size=1, max_size=8))
-        data[at:at + len(chunk)] = chunk
+        data[at : at + len(chunk)] = chunk
     elif kind == "insert":
         data[at:at] = draw(st.binary(min_size=1, max_size=8))
     else:
-        del data[at:at + draw(st.integers(1, 40))]
+        del data[at : at + draw(st.integers(1, 40))]
     return bytes(data)
 
 
@@ -184,8 +235,9 @@ def _finish(case: tuple[bytes, bool, bool]) -> bytes:
 def broken(kind: str) -> st.SearchStrategy[bytes]:
     """A sample of `kind` with its cells, columns or bytes damaged (or intact), maybe with CRLF and a BOM."""
     text, sep = SAMPLES[kind]
-    damage = st.one_of(cell_edits(text, sep), column_changes(text, sep), byte_damage(text, sep),
-                       st.just(text.encode("utf-8")))
+    damage = st.one_of(
+        cell_edits(text, sep), column_changes(text, sep), byte_damage(text, sep), st.just(text.encode("utf-8"))
+    )
     return st.tuples(damage, st.booleans(), st.booleans()).map(_finish)
 
 

@@ -5,6 +5,7 @@ parameters), never times. Compilation itself is slow on a loaded 2-core machine,
 `eager` backend (tracing, no code generation): what is checked is that compilation is kept out of the timed steps
 and reported, not how fast inductor's code runs (benchmarks/recipes.py compiles for real).
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,9 @@ BATCH, SECONDS = 4, 1.0
 def _profile(recipe: str):
     from w2vprof.measure.engine import ProfileConfig, profile_configuration
 
-    config = ProfileConfig(model="tiny", batch=BATCH, seconds=SECONDS, repeats=1, warmup=1, device="cpu",
-                           telemetry=False, recipe=recipe)
+    config = ProfileConfig(
+        model="tiny", batch=BATCH, seconds=SECONDS, repeats=1, warmup=1, device="cpu", telemetry=False, recipe=recipe
+    )
     result = profile_configuration(config)
     assert result.record.status == "ok", result.record.error
     return result
@@ -39,8 +41,16 @@ def _profile(recipe: str):
 @pytest.fixture(scope="module")
 def measured():
     """One tiny profile per recipe, measured once for the whole module."""
-    recipes = ["default", "ckpt=transformer", "freeze=cnn", "freeze=cnn+1", "accum=4", "optim=sgd",
-               "optim=adafactor", "ckpt=all"]
+    recipes = [
+        "default",
+        "ckpt=transformer",
+        "freeze=cnn",
+        "freeze=cnn+1",
+        "accum=4",
+        "optim=sgd",
+        "optim=adafactor",
+        "ckpt=all",
+    ]
     return {recipe: _profile(recipe) for recipe in recipes}
 
 
@@ -69,8 +79,10 @@ def test_default_and_canonical_text():
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"checkpointing": "sometimes"},
-         "checkpointing 'sometimes' is unknown; choose from none, transformer, cnn, all"),
+        (
+            {"checkpointing": "sometimes"},
+            "checkpointing 'sometimes' is unknown; choose from none, transformer, cnn, all",
+        ),
         ({"optimizer": "lion"}, "optimizer 'lion' is unknown; choose from adamw, sgd, adafactor"),
         ({"freeze": "transformer"}, "freeze 'transformer' is unknown"),
         ({"freeze": "cnn+x"}, "freeze 'cnn+x' is unknown"),
@@ -100,7 +112,12 @@ def test_recipe_checks_against_model_and_batch():
 def test_default_recipe_row(measured):
     record = measured["default"].record
     assert (record.recipe, record.checkpointing, record.freeze, record.accumulate, record.optimizer) == (
-        "default", "none", "none", 1, "adamw")
+        "default",
+        "none",
+        "none",
+        1,
+        "adamw",
+    )
     assert record.recompute_flops == 0 and record.compile_sec is None
     assert record.trainable_params == record.param_bytes // 4
     assert all(layer.trainable and not layer.checkpointed for layer in measured["default"].layers)
@@ -168,7 +185,8 @@ def test_checkpointing_everything_below_the_heads(measured):
     marked = {layer.kind for layer in result.layers if layer.checkpointed}
     assert marked == {"cnn", "projection", "positional", "transformer"}
     assert result.record.recompute_flops == pytest.approx(
-        sum(layer.fwd_flops for layer in result.layers if layer.checkpointed), rel=0.02)
+        sum(layer.fwd_flops for layer in result.layers if layer.checkpointed), rel=0.02
+    )
 
 
 # -- compilation ---------------------------------------------------------------------------------------------------
@@ -203,10 +221,13 @@ def test_a_platform_that_cannot_compile_is_unsupported(monkeypatch):
     monkeypatch.setattr("w2vprof.measure.recipes.compile_model", refuse)
     from w2vprof.measure.engine import ProfileConfig, profile_configuration
 
-    record = profile_configuration(ProfileConfig(model="tiny", batch=2, seconds=1.0, repeats=1, device="cpu",
-                                                 telemetry=False, recipe="compile")).record
-    assert (record.status, record.error) == ("unsupported", "torch.compile is not supported by torch X on this "
-                                                            "Python/platform")
+    record = profile_configuration(
+        ProfileConfig(model="tiny", batch=2, seconds=1.0, repeats=1, device="cpu", telemetry=False, recipe="compile")
+    ).record
+    assert (record.status, record.error) == (
+        "unsupported",
+        "torch.compile is not supported by torch X on this Python/platform",
+    )
     assert record.compile and record.recipe == "compile"
 
 
@@ -220,8 +241,9 @@ def test_a_compiler_that_fails_is_unsupported_with_its_reason(monkeypatch):
     monkeypatch.setattr("w2vprof.measure.recipes.compile_model", broken_compile)
     from w2vprof.measure.engine import ProfileConfig, profile_configuration
 
-    record = profile_configuration(ProfileConfig(model="tiny", batch=2, seconds=1.0, repeats=1, device="cpu",
-                                                 telemetry=False, recipe="compile")).record
+    record = profile_configuration(
+        ProfileConfig(model="tiny", batch=2, seconds=1.0, repeats=1, device="cpu", telemetry=False, recipe="compile")
+    ).record
     assert record.status == "unsupported"
     assert record.error == "torch.compile failed here: RuntimeError: InductorError: no working C++ compiler found"
 
@@ -245,18 +267,37 @@ def test_profile_refuses_bad_recipes_in_one_line(tmp_path, args, fragment):
 
 
 def test_sweep_refuses_bad_recipes_in_one_line(tmp_path):
-    result = run_cli_in_process("sweep", "--model", "tiny", "--batch", "2,4", "--accumulate", "1,4",
-                                "--out", str(tmp_path / "r.csv"))
+    result = run_cli_in_process(
+        "sweep", "--model", "tiny", "--batch", "2,4", "--accumulate", "1,4", "--out", str(tmp_path / "r.csv")
+    )
     assert result.returncode == 2
-    assert result.stderr.strip() == ("w2vprof: error: --accumulate 4 does not divide --batch 2: each of the 4 "
-                                     "micro-batches must hold the same number of utterances")
+    assert result.stderr.strip() == (
+        "w2vprof: error: --accumulate 4 does not divide --batch 2: each of the 4 "
+        "micro-batches must hold the same number of utterances"
+    )
 
 
 def test_profile_writes_the_recipe_columns(tmp_path):
     out = tmp_path / "run"
-    result = run_cli_in_process("profile", "--model", "tiny", "--batch", "2", "--seconds", "1", "--repeats", "1",
-                                "--checkpointing", "transformer", "--freeze", "cnn", "--optimizer", "sgd",
-                                "--out", str(out))
+    result = run_cli_in_process(
+        "profile",
+        "--model",
+        "tiny",
+        "--batch",
+        "2",
+        "--seconds",
+        "1",
+        "--repeats",
+        "1",
+        "--checkpointing",
+        "transformer",
+        "--freeze",
+        "cnn",
+        "--optimizer",
+        "sgd",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     row = next(csv.DictReader((out / "results.csv").open()))
     assert row["recipe"] == "ckpt=transformer,freeze=cnn,optim=sgd" and row["checkpointing"] == "transformer"
@@ -280,7 +321,11 @@ def test_the_recipes_preset_and_recipe_flags_make_the_grid():
     from w2vprof.cli.recipe_options import recipe_texts
 
     assert recipe_texts("none,transformer", None, "1,2", None, False) == (
-        "default", "accum=2", "ckpt=transformer", "ckpt=transformer,accum=2")
+        "default",
+        "accum=2",
+        "ckpt=transformer",
+        "ckpt=transformer,accum=2",
+    )
     assert recipe_texts(None, None, None, None, False) is None
 
 
@@ -305,13 +350,27 @@ def _report_rows():
     from w2vprof.records import ResultRecord
 
     def row(recipe: str, peak: float, time: float, flops: int, **fields) -> ResultRecord:
-        return ResultRecord(model="base", batch=4, seconds=5.5, precision="fp32", device="cpu", device_name="lab",
-                            recipe=recipe, peak_mem_bytes=int(peak), act_mem_bytes=int(peak / 2),
-                            sec_per_batch_median=time, train_flops=flops, peak_mem_source="rss_hwm", **fields)
+        return ResultRecord(
+            model="base",
+            batch=4,
+            seconds=5.5,
+            precision="fp32",
+            device="cpu",
+            device_name="lab",
+            recipe=recipe,
+            peak_mem_bytes=int(peak),
+            act_mem_bytes=int(peak / 2),
+            sec_per_batch_median=time,
+            train_flops=flops,
+            peak_mem_source="rss_hwm",
+            **fields,
+        )
 
-    return [row("default", 2.0e9, 2.0, 1000 * 10**9), row("ckpt=transformer", 1.0e9, 2.2, 1300 * 10**9,
-                                                           recompute_flops=300 * 10**9),
-            row("freeze=cnn", 1.4e9, 1.5, 700 * 10**9)]
+    return [
+        row("default", 2.0e9, 2.0, 1000 * 10**9),
+        row("ckpt=transformer", 1.0e9, 2.2, 1300 * 10**9, recompute_flops=300 * 10**9),
+        row("freeze=cnn", 1.4e9, 1.5, 700 * 10**9),
+    ]
 
 
 def test_report_recipes_table_relative_to_the_default():
@@ -358,18 +417,38 @@ def test_a_recipe_sweep_resumes_and_prunes_per_recipe(tmp_path):
     def measure(config, options):
         measured.append((config.recipe, config.seconds))
         status = "oom" if config.recipe == "default" and config.seconds >= 2 else "ok"
-        return ResultRecord(model=config.model, batch=config.batch, seconds=config.seconds, precision="fp32",
-                            device=config.device, status=status, sec_per_batch_median=0.01 if status == "ok" else None,
-                            device_fingerprint=options.device_identity.get("device_fingerprint", ""),
-                            **parse_recipe(config.recipe).record_fields()), []
+        return ResultRecord(
+            model=config.model,
+            batch=config.batch,
+            seconds=config.seconds,
+            precision="fp32",
+            device=config.device,
+            status=status,
+            sec_per_batch_median=0.01 if status == "ok" else None,
+            device_fingerprint=options.device_identity.get("device_fingerprint", ""),
+            **parse_recipe(config.recipe).record_fields(),
+        ), []
 
-    request = dict(models=("tiny",), seconds=(1.0, 2.0, 4.0), batches=(2,), precisions=("fp32",), repeats=1,
-                   device="cpu", recipes=("default", "ckpt=transformer"), out=tmp_path / "r.csv")
+    request = dict(
+        models=("tiny",),
+        seconds=(1.0, 2.0, 4.0),
+        batches=(2,),
+        precisions=("fp32",),
+        repeats=1,
+        device="cpu",
+        recipes=("default", "ckpt=transformer"),
+        out=tmp_path / "r.csv",
+    )
     with plan_sweep(SweepRequest(**request), warm_start=False) as plan:
         run_sweep(plan, Quiet(), measure=measure)
     # default ran out at 2 s, so its 4 s is pruned; the checkpointed recipe runs every length
-    assert measured == [("default", 1.0), ("ckpt=transformer", 1.0), ("default", 2.0), ("ckpt=transformer", 2.0),
-                        ("ckpt=transformer", 4.0)]
+    assert measured == [
+        ("default", 1.0),
+        ("ckpt=transformer", 1.0),
+        ("default", 2.0),
+        ("ckpt=transformer", 2.0),
+        ("ckpt=transformer", 4.0),
+    ]
     rows = {(r.recipe, r.seconds): r for r in read_results_csv(tmp_path / "r.csv")}
     assert rows[("default", 4.0)].skipped_because == "tiny batch 2 2 s fp32 was oom"
     measured.clear()

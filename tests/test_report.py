@@ -1,4 +1,5 @@
 """report: every table renderer and every plot runs on small files; golden tables; old schema; bad files."""
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,14 @@ def test_latex_escapes_what_latex_would_misread():
 
 
 def test_alignment_emphasis_and_a_headless_table_reach_every_renderer():
-    table = Table("T", ["name", "note"], [["a", "left text"], ["total", "sum"]], align="ll",
-                  emphasis=frozenset({1}), show_header=False)
+    table = Table(
+        "T",
+        ["name", "note"],
+        [["a", "left text"], ["total", "sum"]],
+        align="ll",
+        emphasis=frozenset({1}),
+        show_header=False,
+    )
     assert "|---|---|" in table_markdown(table) and "| **total** | **sum** |" in table_markdown(table)
     assert r"\begin{tabular}{ll}" in table_latex(table)
     assert "<tr style='font-weight:bold'><td>total</td>" in table_html(table)
@@ -82,13 +89,20 @@ def test_every_plot_draws_and_degrades_without_data():
 # -- the command --------------------------------------------------------------------------------------------
 def test_report_writes_every_table_and_plot(tmp_path):
     out = tmp_path / "report"
-    result = run_cli_in_process("report", str(DATA / "small.csv"), str(DATA / "summary_tiny.csv"),
-                                "--out", str(out), "--format", "latex")
+    result = run_cli_in_process(
+        "report", str(DATA / "small.csv"), str(DATA / "summary_tiny.csv"), "--out", str(out), "--format", "latex"
+    )
     assert result.returncode == 0, result.stderr
     names = {p.name for p in out.iterdir()}
     tables = {"table1", "table2", "results", "environment"}
-    figures = {"fig2_activation_memory.png", "fig2_flops.png", "fig3_memory_vs_seconds.png",
-               "fig3_flops_vs_seconds.png", "time_vs_seconds.png", "fig4_base_fp32_vs_mixed.png"}
+    figures = {
+        "fig2_activation_memory.png",
+        "fig2_flops.png",
+        "fig3_memory_vs_seconds.png",
+        "fig3_flops_vs_seconds.png",
+        "time_vs_seconds.png",
+        "fig4_base_fp32_vs_mixed.png",
+    }
     assert names == {"report.md", "report.html"} | {f"{t}.csv" for t in tables} | {f"{t}.tex" for t in tables} | figures
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG
@@ -148,19 +162,23 @@ def test_older_schema_still_loads():
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
     result = run_cli_in_process("report", *args, "--out", str(tmp_path / "r"))
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, \
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, (
         result.stderr
+    )
     assert not (tmp_path / "r").exists()  # nothing half-written
 
 
 def test_report_folder_problems_are_one_line_before_any_input_is_read(tmp_path):
     (tmp_path / "a_file").write_text("x")
-    for folder, fragment in ((tmp_path / "a_file", "is a file; give a folder"),
-                             (tmp_path / "missing" / "r", "does not exist")):
+    for folder, fragment in (
+        (tmp_path / "a_file", "is a file; give a folder"),
+        (tmp_path / "missing" / "r", "does not exist"),
+    ):
         # NB: the input does not exist either: the folder is checked first, so that is not what is reported
         result = run_cli_in_process("report", str(DATA / "no_such.csv"), "--out", str(folder))
-        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, \
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, (
             result.stderr
+        )
 
 
 def test_write_report_replaces_files_and_leaves_no_temporary_file(tmp_path):
@@ -201,10 +219,15 @@ def test_report_plots_federated_runs(tmp_path):
     for aggregation in ("fedavg", "loss:exp(T=1)"):
         folder = tmp_path / aggregation.replace(":", "-").replace("(", "").replace(")", "")
         folder.mkdir()
-        rounds = [RoundRecord(round=r, aggregation=aggregation, participants=2, validation_loss=5.0 - 0.1 * r)
-                  for r in range(4)]
-        clients = [ClientRoundRecord(round=r, client=f"c{c}", client_sec=1.0 + c, peak_rss_bytes=10**9)
-                   for r in range(1, 4) for c in range(2)]
+        rounds = [
+            RoundRecord(round=r, aggregation=aggregation, participants=2, validation_loss=5.0 - 0.1 * r)
+            for r in range(4)
+        ]
+        clients = [
+            ClientRoundRecord(round=r, client=f"c{c}", client_sec=1.0 + c, peak_rss_bytes=10**9)
+            for r in range(1, 4)
+            for c in range(2)
+        ]
         (folder / "rounds.csv").write_text(rows_to_csv_text(rounds, [f.name for f in fields(RoundRecord)]))
         (folder / "clients.csv").write_text(rows_to_csv_text(clients, [f.name for f in fields(ClientRoundRecord)]))
         runs.append(str(folder))

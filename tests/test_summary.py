@@ -1,4 +1,5 @@
 """Table 1 of the paper, counted on the meta device; checked against a real pass, the paper and fvcore."""
+
 from __future__ import annotations
 
 import csv
@@ -14,7 +15,12 @@ from w2vprof.measure.summary import summarize
 # the paper counts something we cannot see exactly (docs/models.md explains the difference).
 PAPER = {
     "base": {"cnn_encoder": (4.60, 27.20), "transformer": (89.78, 49.16), "quantizer": (0.41, None), "total": 94.79},
-    "large": {"cnn_encoder": (4.73, 27.28), "transformer": (310.70, 170.16), "quantizer": (0.57, None), "total": 316.00},
+    "large": {
+        "cnn_encoder": (4.73, 27.28),
+        "transformer": (310.70, 170.16),
+        "quantizer": (0.57, None),
+        "total": 316.00,
+    },
 }
 
 
@@ -154,8 +160,9 @@ def test_summary_csv_contract_and_json():
 
 def test_summary_layers_and_out_file(tmp_path):
     out = tmp_path / "t1.csv"
-    result = run_cli_in_process("summary", "--model", "tiny", "--seconds", "1", "--layers", "--format", "csv",
-                                "--out", str(out))
+    result = run_cli_in_process(
+        "summary", "--model", "tiny", "--seconds", "1", "--layers", "--format", "csv", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     modules = [row["module"] for row in csv.DictReader(out.open())]
     assert modules[:8] == [f"cnn.{i}" for i in range(7)] + ["feature_projection"]

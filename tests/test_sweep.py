@@ -4,6 +4,7 @@
 Most tests fake the measurement (the behaviour under test is the runner's); real tiny-model children only where
 the process boundary is the point.
 """
+
 from __future__ import annotations
 
 import errno
@@ -37,15 +38,25 @@ def _keys(rows):
 
 
 class _Quiet:
-    def started(self, total, to_run): pass
-    def running(self, index, config, eta_s): pass
-    def finished(self, index, record, wall_s): pass
+    def started(self, total, to_run):
+        pass
+
+    def running(self, index, config, eta_s):
+        pass
+
+    def finished(self, index, record, wall_s):
+        pass
 
 
 def fake_record(config: ProfileConfig, options: SweepOptions, status: str = "ok") -> ResultRecord:
     return ResultRecord(
-        model=config.model, batch=config.batch, seconds=config.seconds, precision=config.precision,
-        device=config.device, status=status, repeats=config.repeats,
+        model=config.model,
+        batch=config.batch,
+        seconds=config.seconds,
+        precision=config.precision,
+        device=config.device,
+        status=status,
+        repeats=config.repeats,
         device_fingerprint=options.device_identity.get("device_fingerprint", ""),
         sec_per_batch_median=0.01 if status == "ok" else None,
     )
@@ -89,8 +100,16 @@ def _cli(argv: list[str], capsys) -> tuple[int, str]:
 
 
 def _plan(tmp_path: Path, name: str = "r.csv", **changes) -> object:
-    request = SweepRequest(models=("tiny",), seconds=(1.0, 2.0), batches=(1, 2), precisions=("fp32",), repeats=1,
-                           device="cpu", out=tmp_path / name, **changes)
+    request = SweepRequest(
+        models=("tiny",),
+        seconds=(1.0, 2.0),
+        batches=(1, 2),
+        precisions=("fp32",),
+        repeats=1,
+        device="cpu",
+        out=tmp_path / name,
+        **changes,
+    )
     return plan_sweep(request, warm_start=False)
 
 
@@ -217,8 +236,9 @@ def test_oom_prunes_configurations_that_need_at_least_as_much(tmp_path):
         measured.append((config.batch, config.seconds))
         return fake_record(config, options, "oom" if config.batch >= 4 else "ok"), []
 
-    request = dict(models=("tiny",), seconds=(1.0, 2.0), batches=(1, 4, 8), precisions=("fp32",), repeats=1,
-                   device="cpu")
+    request = dict(
+        models=("tiny",), seconds=(1.0, 2.0), batches=(1, 4, 8), precisions=("fp32",), repeats=1, device="cpu"
+    )
     with plan_sweep(SweepRequest(out=tmp_path / "r.csv", **request), warm_start=False) as plan:
         rows = run_sweep(plan, _Quiet(), measure=measure)
     by_key = {(r.batch, r.seconds): r for r in rows}
@@ -390,8 +410,9 @@ def test_children_match_an_in_process_profile_and_limits_stop_only_the_child(tmp
     from w2vprof.sweep.launch import ChildLauncher
 
     options = SweepOptions(out=tmp_path / "r.csv")
-    configs = [ProfileConfig(model="tiny", batch=b, seconds=1.0, repeats=1, device="cpu", telemetry=False)
-               for b in (1, 2)]
+    configs = [
+        ProfileConfig(model="tiny", batch=b, seconds=1.0, repeats=1, device="cpu", telemetry=False) for b in (1, 2)
+    ]
     template = ChildMeasurer("cpu", launcher=ChildLauncher("forkserver"))
     spawned = ChildMeasurer("cpu", launcher=ChildLauncher("spawn"))
     try:
@@ -444,7 +465,9 @@ def test_sigkill_then_resume_runs_exactly_the_missing_configurations(tmp_path):
     out = tmp_path / "r.csv"
     process = subprocess.Popen(
         [sys.executable, "-m", "w2vprof.cli.main", "sweep", *TINY_GRID, "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 300
@@ -469,9 +492,27 @@ def test_sigkill_then_resume_runs_exactly_the_missing_configurations(tmp_path):
 def test_sigterm_stops_cleanly_with_the_resume_command(tmp_path):
     out = tmp_path / "r.csv"
     process = subprocess.Popen(
-        [sys.executable, "-m", "w2vprof.cli.main", "sweep", "--model", "tiny", "--seconds", "0.5,30",
-         "--batch", "1,8", "--precision", "fp32", "--repeats", "3", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "w2vprof.cli.main",
+            "sweep",
+            "--model",
+            "tiny",
+            "--seconds",
+            "0.5,30",
+            "--batch",
+            "1,8",
+            "--precision",
+            "fp32",
+            "--repeats",
+            "3",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (out.exists() and len(out.read_text().splitlines()) >= 2):

@@ -4,6 +4,7 @@ Readers, parsers and the sampler are tested on recorded output, fake trees, a fa
 test_telemetry_parsers.py and test_telemetry_sysfs.py; this file checks only the engine's wiring, with one
 tiny-model profile, and decides what to expect before training.
 """
+
 from __future__ import annotations
 
 from w2vprof.devices.telemetry import TelemetrySampler

@@ -1,4 +1,5 @@
 """Telemetry parsers on recorded output: tegrastats (JetPack 4-7), vcgencmd, nvpmodel, nv_tegra_release."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -85,7 +86,12 @@ def test_l4t_release_and_jetpack():
     assert jetson.parse_nv_tegra_release("# R32 (release), REVISION: 7.1") == "32.7.1"
     assert jetson.parse_nv_tegra_release("not a release file") == ""
     assert [jetson.jetpack_for_l4t(v) for v in ("32.7.1", "35.4.1", "36.3.0", "38.2.0", "31.1", "")] == [
-        "4", "5", "6", "7", "", ""
+        "4",
+        "5",
+        "6",
+        "7",
+        "",
+        "",
     ]
 
 
@@ -103,7 +109,7 @@ def test_raspberry_pi_throttled_0x50005():
     assert state.now == ["under-voltage", "throttled"]
     assert state.since_boot == ["under-voltage", "throttled"]
     assert sensors.parse_throttled("throttled=0x0").now == []
-    assert sensors.parse_throttled("error=1 error_msg=\"Command not registered\"") is None
+    assert sensors.parse_throttled('error=1 error_msg="Command not registered"') is None
 
 
 def test_pi_throttled_during_a_run_ignores_old_sticky_bits():
@@ -112,7 +118,8 @@ def test_pi_throttled_during_a_run_ignores_old_sticky_bits():
     assert sensors.throttled_during(before, quiet_after) == []
     hot_after = sensors.parse_throttled("throttled=0xd0008")  # soft temp limit now; bit 19 newly set
     assert sensors.throttled_during(before, hot_after) == [
-        "soft temperature limit", "soft temperature limit (occurred during the run)"
+        "soft temperature limit",
+        "soft temperature limit (occurred during the run)",
     ]
 
 

@@ -1,5 +1,6 @@
 """Sysfs readers on fake trees under tmp_path (INA3221 both layouts, RAPL, thermal, cpufreq, devfreq) and the
 TelemetrySampler over them, with a fake NVML, a fake vcgencmd and a fake clock."""
+
 from __future__ import annotations
 
 import itertools
@@ -46,8 +47,12 @@ def _jetpack4_ina3221(root: Path) -> None:
 
 def _jetpack5_ina3221(root: Path, vdd_in_ma: str = "2000") -> Path:
     folder = root / "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3"
-    channels = {1: ("VDD_IN", "5000", vdd_in_ma), 2: ("VDD_CPU_GPU_CV", "5000", "100"), 3: ("NC", "0", "0"),
-                7: ("sum of shunt voltages", "1", "1")}
+    channels = {
+        1: ("VDD_IN", "5000", vdd_in_ma),
+        2: ("VDD_CPU_GPU_CV", "5000", "100"),
+        3: ("NC", "0", "0"),
+        7: ("sum of shunt voltages", "1", "1"),
+    }
     for channel, (label, millivolts, milliamps) in channels.items():
         _write(folder / f"in{channel}_label", label + "\n")
         _write(folder / f"in{channel}_input", millivolts + "\n")
@@ -73,6 +78,7 @@ def _rapl(root: Path, energy_uj: int, max_range_uj: int = 262143328850) -> Path:
 
 
 # -- readers --------------------------------------------------------------------------------------------------
+
 
 def test_ina3221_jetpack4_iio_layout(tmp_path):
     _jetpack4_ina3221(tmp_path)
@@ -142,6 +148,7 @@ def test_cpufreq_mean_of_cpus(tmp_path):
 
 
 # -- the sampler ------------------------------------------------------------------------------------------------
+
 
 def test_sampler_nvml_energy_counter_clock_fall_and_throttle_bits():
     gpu = FakeNvml(
@@ -264,8 +271,14 @@ def test_sampler_tegrastats_fallback_reads_a_live_process(tmp_path):
 def test_jetson_pmic_die_zone_is_not_a_temperature(tmp_path):
     """Nano / Xavier NX: the PMIC-Die zone always reads 100 C; the hottest zone must be a real sensor."""
     _jetson(tmp_path)
-    zones = [("AO-therm", "41500"), ("CPU-therm", "45500"), ("GPU-therm", "44000"), ("PLL-therm", "42000"),
-             ("PMIC-Die", "100000"), ("thermal-fan-est", "44800")]
+    zones = [
+        ("AO-therm", "41500"),
+        ("CPU-therm", "45500"),
+        ("GPU-therm", "44000"),
+        ("PLL-therm", "42000"),
+        ("PMIC-Die", "100000"),
+        ("thermal-fan-est", "44800"),
+    ]
     for index, (name, millidegrees) in enumerate(zones):
         _write(tmp_path / f"sys/class/thermal/thermal_zone{index}/type", name + "\n")
         _write(tmp_path / f"sys/class/thermal/thermal_zone{index}/temp", millidegrees + "\n")
@@ -300,6 +313,7 @@ def test_mps_has_no_power_source_and_says_why(tmp_path):
 
 
 # -- system memory on unified-memory devices (fake /proc trees) -------------------------------------------------
+
 
 def _mem_available(root: Path, kib: int) -> None:
     _write(root / "proc/meminfo", f"MemTotal: 7772000 kB\nMemFree: 500000 kB\nMemAvailable: {kib} kB\n")
@@ -339,8 +353,9 @@ def test_mem_available_missing_or_growing(tmp_path):
 
 
 def test_process_high_water_mark(tmp_path):
-    _write(tmp_path / "proc/self/status", "Name:\tpython\nVmPeak:\t 2000000 kB\nVmHWM:\t  523456 kB\n"
-           "VmRSS:\t  400000 kB\n")
+    _write(
+        tmp_path / "proc/self/status", "Name:\tpython\nVmPeak:\t 2000000 kB\nVmHWM:\t  523456 kB\nVmRSS:\t  400000 kB\n"
+    )
     _write(tmp_path / "proc/4242/status", "Name:\tpython\nVmHWM:\t  1000 kB\n")
     assert read_vm_hwm_bytes(str(tmp_path)) == 523456 * 1024
     assert read_vm_hwm_bytes(str(tmp_path), pid=4242) == 1000 * 1024

@@ -1,5 +1,6 @@
 """One training step as a Chrome trace (w2vprof.measure.trace): valid JSON naming every layer of layers.csv, each
 layer's ranges in the forward and in the backward phase."""
+
 from __future__ import annotations
 
 import gzip

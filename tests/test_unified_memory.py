@@ -2,6 +2,7 @@
 unified memory the GPU's allocations come out of the same RAM), the CUDA context from NVML on discrete GPUs, and
 the figure feasibility fits. Every reader runs on fake /proc trees, a fake torch and a fake pynvml.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,9 @@ def test_unified_memory_peak_is_the_footprint_going_in_plus_the_drop_in_mem_avai
     steps (the GPU's growth, which the resident set never shows)."""
     _proc(tmp_path, rss_kib=GIB // KIB, hwm_kib=GIB // KIB + 1000)
     _meminfo(tmp_path, 6 * GIB // KIB)
-    memory = SystemPeakMemory("cuda", unified=True, root=str(tmp_path), torch_module=_fake_torch(GIB // 2),
-                              interval_s=3600)
+    memory = SystemPeakMemory(
+        "cuda", unified=True, root=str(tmp_path), torch_module=_fake_torch(GIB // 2), interval_s=3600
+    )
     memory.start()
     _meminfo(tmp_path, 4 * GIB // KIB)
     peak = memory.stop()
@@ -80,8 +82,7 @@ def test_unified_memory_peak_is_never_below_the_resident_high_water_mark(tmp_pat
 def test_the_drop_is_sampled_during_the_steps_not_only_at_the_end(tmp_path):
     _proc(tmp_path, rss_kib=GIB // KIB, hwm_kib=GIB // KIB)
     _meminfo(tmp_path, 6 * GIB // KIB)
-    memory = SystemPeakMemory("cuda", unified=True, root=str(tmp_path), torch_module=_fake_torch(0),
-                              interval_s=0.001)
+    memory = SystemPeakMemory("cuda", unified=True, root=str(tmp_path), torch_module=_fake_torch(0), interval_s=0.001)
     memory.start()
     _meminfo(tmp_path, 3 * GIB // KIB)
     deadline = time.monotonic() + 10
@@ -113,8 +114,9 @@ def test_unified_memory_without_meminfo_falls_back_to_the_resident_peak(tmp_path
 def test_a_profile_records_both_peaks():
     from w2vprof.measure.engine import ProfileConfig, profile_configuration
 
-    record = profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=0.5, repeats=1, device="cpu",
-                                                 telemetry=False)).record
+    record = profile_configuration(
+        ProfileConfig(model="tiny", batch=1, seconds=0.5, repeats=1, device="cpu", telemetry=False)
+    ).record
     assert record.peak_mem_source.startswith("rss_hwm") and record.sys_peak_mem_source.startswith("vmhwm")
     assert record.sys_peak_mem_bytes > 100 * 2**20 and record.cuda_context_bytes is None
 
@@ -125,10 +127,12 @@ def test_a_unified_memory_device_profile_uses_the_mem_available_formula(monkeypa
     from w2vprof.measure.engine import ProfileConfig, profile_configuration
 
     real_identify = devices.identify
-    monkeypatch.setattr(devices, "identify",
-                        lambda *a, **k: {**real_identify(*a, **k), "memory_ceiling_source": "os_available"})
-    record = profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=0.5, repeats=1, device="cpu",
-                                                 telemetry=False)).record
+    monkeypatch.setattr(
+        devices, "identify", lambda *a, **k: {**real_identify(*a, **k), "memory_ceiling_source": "os_available"}
+    )
+    record = profile_configuration(
+        ProfileConfig(model="tiny", batch=1, seconds=0.5, repeats=1, device="cpu", telemetry=False)
+    ).record
     assert record.status == "ok", record.error
     assert record.sys_peak_mem_source == SYS_SOURCE_UNIFIED and record.sys_peak_mem_bytes > 100 * 2**20
 
@@ -165,8 +169,15 @@ def test_the_cuda_context_is_nvmls_figure_minus_torchs_reserve():
 
 # -- which figure answers "does it fit" ----------------------------------------------------------------------------
 def _row(device: str, ceiling_source: str, **memory) -> ResultRecord:
-    return ResultRecord(model="base", batch=1, seconds=1.0, device=device, memory_ceiling_source=ceiling_source,
-                        peak_mem_bytes=1 * GIB, **memory)
+    return ResultRecord(
+        model="base",
+        batch=1,
+        seconds=1.0,
+        device=device,
+        memory_ceiling_source=ceiling_source,
+        peak_mem_bytes=1 * GIB,
+        **memory,
+    )
 
 
 @pytest.mark.parametrize(
@@ -174,10 +185,20 @@ def _row(device: str, ceiling_source: str, **memory) -> ResultRecord:
     [
         (_row("cpu", "os_total", sys_peak_mem_bytes=2 * GIB), (2 * GIB, FIT_SYSTEM)),
         (_row("cuda", "os_available", sys_peak_mem_bytes=4 * GIB, peak_mem_reserved_bytes=GIB), (4 * GIB, FIT_SYSTEM)),
-        (_row("cuda", "cuda_total", sys_peak_mem_bytes=9 * GIB, peak_mem_reserved_bytes=2 * GIB,
-              cuda_context_bytes=GIB // 2), (2 * GIB + GIB // 2, FIT_RESERVED_CONTEXT)),
-        (_row("cuda", "cuda_total", sys_peak_mem_bytes=9 * GIB, peak_mem_reserved_bytes=2 * GIB),
-         (2 * GIB, FIT_RESERVED)),
+        (
+            _row(
+                "cuda",
+                "cuda_total",
+                sys_peak_mem_bytes=9 * GIB,
+                peak_mem_reserved_bytes=2 * GIB,
+                cuda_context_bytes=GIB // 2,
+            ),
+            (2 * GIB + GIB // 2, FIT_RESERVED_CONTEXT),
+        ),
+        (
+            _row("cuda", "cuda_total", sys_peak_mem_bytes=9 * GIB, peak_mem_reserved_bytes=2 * GIB),
+            (2 * GIB, FIT_RESERVED),
+        ),
         (_row("mps", "os_available", sys_peak_mem_bytes=9 * GIB), (GIB, FIT_PEAK)),
         (_row("cpu", "os_total"), (GIB, FIT_PEAK)),  # a row written before schema 2
         (replace(_row("cpu", "os_total"), peak_mem_bytes=None), (None, "")),
@@ -192,9 +213,16 @@ def test_feasibility_of_jetson_rows_fits_the_system_peak_not_the_allocators():
     """The allocator saw 0.5 + 0.25 GB per batch-second; the board's RAM lost 1.5 + 0.5 GB per batch-second (context,
     reserve, CPU side): only the second says the base model at 5.5 s does not fit in 4 GB."""
     rows = [
-        ResultRecord(model="base", batch=1, seconds=s, device="cuda", memory_ceiling_source="os_available",
-                     peak_mem_bytes=int((0.5 + 0.25 * s) * 1e9), sys_peak_mem_bytes=int((1.5 + 0.5 * s) * 1e9),
-                     sys_peak_mem_source=SYS_SOURCE_UNIFIED)
+        ResultRecord(
+            model="base",
+            batch=1,
+            seconds=s,
+            device="cuda",
+            memory_ceiling_source="os_available",
+            peak_mem_bytes=int((0.5 + 0.25 * s) * 1e9),
+            sys_peak_mem_bytes=int((1.5 + 0.5 * s) * 1e9),
+            sys_peak_mem_source=SYS_SOURCE_UNIFIED,
+        )
         for s in (1.0, 2.0, 4.0)
     ]
     (fit,) = fit_memory(rows).fits

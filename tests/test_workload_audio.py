@@ -2,6 +2,7 @@
 
 Every file is generated here with numpy + soundfile (no espeak, no downloads).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -164,7 +165,7 @@ def test_max_seconds_crops_a_random_window_like_fairseq(tmp_path):
         assert sorted(batch.lengths.tolist()) == [16_000, 40_000]  # 1 s untouched, 4 s cropped to 2.5 s
         row = batch.waveforms[int(torch.argmax(batch.lengths))].numpy()
         start = int(np.argmin(np.abs(ramp - row[0])))
-        assert np.array_equal(row, ramp[start:start + 40_000])
+        assert np.array_equal(row, ramp[start : start + 40_000])
         starts.add(start)
     assert len(starts) > 1  # a new random window each time
     assert length_stats([next(workload.batches(2, 0))])["utt_sec_max"] == pytest.approx(2.5)
@@ -214,7 +215,9 @@ def test_make_workload_rejects_contradictions(tmp_path):
         make_workload(5.0, audio=tmp_path, length_dist="normal:5,1")
     with pytest.raises(SettingError, match="^clips_dir needs audio MANIFEST.tsv"):
         make_workload(5.0, clips_dir=tmp_path)
-    with pytest.raises(SettingError, match="^max_seconds 2 is shorter than seconds 5: for fixed-length batches set seconds"):
+    with pytest.raises(
+        SettingError, match="^max_seconds 2 is shorter than seconds 5: for fixed-length batches set seconds"
+    ):
         make_workload(5.0, max_seconds=2.0)
     with pytest.raises(SettingError, match="^max_seconds must be a positive"):
         make_workload(5.0, length_dist="normal:5,1", max_seconds=0)

@@ -1,4 +1,5 @@
 """Synthetic length distributions (--length-dist): parsing, names, bounds, padding."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,20 @@ def test_parse_defaults_and_labels():
 
 
 @pytest.mark.parametrize(
-    "text", ["normal", "normal:5", "normal:a,b", "gamma:1,2", "normal:-1,2", "normal:5,-1", "normal:5,1,6,9",
-             "uniform:3,2", "uniform:1", "normal:nan,1", "normal:5,1,1"],
+    "text",
+    [
+        "normal",
+        "normal:5",
+        "normal:a,b",
+        "gamma:1,2",
+        "normal:-1,2",
+        "normal:5,-1",
+        "normal:5,1,6,9",
+        "uniform:3,2",
+        "uniform:1",
+        "normal:nan,1",
+        "normal:5,1,1",
+    ],
 )
 def test_bad_specs_are_bad_input(text):
     with pytest.raises(SettingError, match="^length_dist "):

@@ -2,6 +2,7 @@
 
 Kept import-light on purpose: `w2vprof --help` and `--version` must not import torch.
 """
+
 from __future__ import annotations
 
 __all__ = ["__version__"]

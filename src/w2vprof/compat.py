@@ -16,6 +16,7 @@ rest of w2vprof, so the measurement engine can adopt it as its mixed-precision c
 
 Written for Python 3.8 (NVIDIA's torch for JetPack 5 runs there): no `match`, no `functools.cache`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,15 +58,29 @@ NUMPY_2_TORCH = (2, 3)
 
 #: What w2vprof.models.pretraining takes from torchaudio: the builder's keyword arguments and the components.
 BUILDER_ARGUMENTS = (
-    "extractor_mode", "extractor_conv_layer_config", "extractor_conv_bias", "encoder_embed_dim",
-    "encoder_projection_dropout", "encoder_pos_conv_kernel", "encoder_pos_conv_groups", "encoder_num_layers",
-    "encoder_num_heads", "encoder_attention_dropout", "encoder_ff_interm_features", "encoder_ff_interm_dropout",
-    "encoder_dropout", "encoder_layer_norm_first", "encoder_layer_drop", "aux_num_out",
+    "extractor_mode",
+    "extractor_conv_layer_config",
+    "extractor_conv_bias",
+    "encoder_embed_dim",
+    "encoder_projection_dropout",
+    "encoder_pos_conv_kernel",
+    "encoder_pos_conv_groups",
+    "encoder_num_layers",
+    "encoder_num_heads",
+    "encoder_attention_dropout",
+    "encoder_ff_interm_features",
+    "encoder_ff_interm_dropout",
+    "encoder_dropout",
+    "encoder_layer_norm_first",
+    "encoder_layer_drop",
+    "aux_num_out",
 )
 COMPONENTS = ("FeatureExtractor", "FeatureProjection", "Transformer")
 
-HOW_TO_FIX = (f"install torch {TORCH_FLOOR[0]}.{TORCH_FLOOR[1]} or later and the torchaudio built for it "
-              "(docs/install.md; README: Installing)")
+HOW_TO_FIX = (
+    f"install torch {TORCH_FLOOR[0]}.{TORCH_FLOOR[1]} or later and the torchaudio built for it "
+    "(docs/install.md; README: Installing)"
+)
 
 
 class IncompatibleInstall(BadInput):
@@ -107,8 +122,10 @@ def numpy_pair_problem(torch_version: str, numpy_version: str) -> str | None:
     torch_mm, numpy_mm = major_minor(torch_version), major_minor(numpy_version)
     if torch_mm is None or numpy_mm is None or torch_mm >= NUMPY_2_TORCH or numpy_mm < (2, 0):
         return None
-    return (f"torch {torch_mm[0]}.{torch_mm[1]} was built against NumPy 1 and cannot exchange arrays with numpy "
-            f"{numpy_version}; install numpy<2 (pip install 'numpy<2')")
+    return (
+        f"torch {torch_mm[0]}.{torch_mm[1]} was built against NumPy 1 and cannot exchange arrays with numpy "
+        f"{numpy_version}; install numpy<2 (pip install 'numpy<2')"
+    )
 
 
 def version_pair_problem(torch_version: str, torchaudio_version: str) -> str | None:
@@ -198,8 +215,9 @@ def grad_scaler(device: str, init_scale: float = 2.0**16) -> Any:
         return amp_scaler(device, init_scale=init_scale)
     if device == "cuda":
         return torch.cuda.amp.GradScaler(init_scale=init_scale)
-    raise IncompatibleInstall(f"torch {torch.__version__} has no gradient scaler for {device} (torch.amp.GradScaler "
-                              "needs torch 2.3 or later)")
+    raise IncompatibleInstall(
+        f"torch {torch.__version__} has no gradient scaler for {device} (torch.amp.GradScaler needs torch 2.3 or later)"
+    )
 
 
 def training_problem(device: str, autocast_dtype: Any = None, scaled: bool = False) -> str | None:
@@ -215,8 +233,11 @@ def training_problem(device: str, autocast_dtype: Any = None, scaled: bool = Fal
         layer = torch.nn.Linear(16, 16).to(device)
         optimizer = torch.optim.AdamW(layer.parameters(), lr=1e-3)
         scaler = grad_scaler(device) if scaled else None
-        autocast = (torch.autocast(device_type=device, dtype=autocast_dtype) if autocast_dtype is not None
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(device_type=device, dtype=autocast_dtype)
+            if autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
         with autocast:
             loss = layer(torch.randn(8, 16, device=device)).float().pow(2).mean()
         (scaler.scale(loss) if scaler is not None else loss).backward()

@@ -8,6 +8,7 @@ Every probe is isolated: one that raises is reported as `failed` with its one-li
 run. Statuses: `ok` (works), `no` (does not work here, and the detail says why), `failed` (the probe itself
 raised: a w2vprof or install problem worth reporting).
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,8 +33,18 @@ __all__ = ["SECTIONS", "STEP_BATCH", "STEP_MODEL", "STEP_SECONDS", "Check", "Doc
 STEP_MODEL, STEP_BATCH, STEP_SECONDS = "tiny", 1, 1.0
 DEVICE_KINDS = ("cpu", "cuda", "mps")
 #: Distributions whose versions a bug report needs (flwr only with the fl extra).
-DISTRIBUTIONS = ("torch", "torchaudio", "numpy", "typer", "rich", "pandas", "psutil", "soundfile", "nvidia-ml-py",
-                 "flwr")
+DISTRIBUTIONS = (
+    "torch",
+    "torchaudio",
+    "numpy",
+    "typer",
+    "rich",
+    "pandas",
+    "psutil",
+    "soundfile",
+    "nvidia-ml-py",
+    "flwr",
+)
 
 
 @dataclass
@@ -85,9 +96,13 @@ def machine() -> dict[str, str]:
         from w2vprof.devices import identify
 
         identity = identify("cpu")
-        found.update(platform=identity["platform"], device=identity["device_name"], board=identity["board"],
-                     cpu=f"{identity['cpu_model']}, {identity['cpu_cores']} cores",
-                     memory=f"{identity['total_mem_bytes'] / 2**30:.1f} GiB")
+        found.update(
+            platform=identity["platform"],
+            device=identity["device_name"],
+            board=identity["board"],
+            cpu=f"{identity['cpu_model']}, {identity['cpu_cores']} cores",
+            memory=f"{identity['total_mem_bytes'] / 2**30:.1f} GiB",
+        )
     except Exception as exc:  # noqa: BLE001 - a failing check is reported with its reason; the doctor goes on
         found["identify"] = f"failed: {one_line(exc)}"
     return found
@@ -174,8 +189,11 @@ def _precision(kind: str, precision: str) -> tuple[str, str]:
 def precision_checks(usable: list[str]) -> list[Check]:
     from w2vprof.measure.step import PRECISIONS
 
-    return [guarded(f"{kind} {precision}", functools.partial(_precision, kind, precision))
-            for kind in usable for precision in PRECISIONS]
+    return [
+        guarded(f"{kind} {precision}", functools.partial(_precision, kind, precision))
+        for kind in usable
+        for precision in PRECISIONS
+    ]
 
 
 # -- peak memory and telemetry --------------------------------------------------------------------------------

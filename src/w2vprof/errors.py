@@ -5,6 +5,7 @@ the library is also driven by Flower's run config and by Python callers, so it n
 called the library turns the setting into its own word for it (cli.main: the command's flag; fl.settings: the
 run-config key).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Iterable

@@ -13,6 +13,7 @@ to read a CSV file back without trusting it.
 - `DiskWriteError`: a failed write (no space, quota, I/O error, read-only file system...) as one line naming
   the file and the cause, exit status 2.
 """
+
 from __future__ import annotations
 
 import csv

@@ -5,6 +5,7 @@ is imported inside the functions (`w2vprof --help` never loads it). Figures are 
 object API (`matplotlib.figure.Figure`), not pyplot: no global figure registry to close, no backend to switch,
 and nothing needs a display.
 """
+
 from __future__ import annotations
 
 import io

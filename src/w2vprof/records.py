@@ -21,6 +21,7 @@ w2vprof output raises BadInput naming the file. Every row is checked before use 
 whole number, seconds > 0, times, bytes and FLOPs finite and >= 0, status and precision from the known sets); a
 cell that breaks a rule is BadInput "<file>: line N: column C has 'X', <why>".
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -310,8 +311,17 @@ class RowRules:
 RESULT_RULES = RowRules(
     what="results",
     required=("model", "batch", "seconds", "precision", "status"),
-    positive=frozenset({"batch", "seconds", "sec_per_batch_median", "sec_per_batch_mean", "sec_per_batch_min",
-                        "sec_per_batch_max", "sec_per_sequence"}),
+    positive=frozenset(
+        {
+            "batch",
+            "seconds",
+            "sec_per_batch_median",
+            "sec_per_batch_mean",
+            "sec_per_batch_min",
+            "sec_per_batch_max",
+            "sec_per_sequence",
+        }
+    ),
     signed=frozenset({"max_temp_c", "seed"}),
     any_float=frozenset({"loss"}),
     choices=(("status", STATUSES), ("precision", PRECISIONS)),

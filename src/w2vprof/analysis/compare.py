@@ -4,6 +4,7 @@ Everything is computed from the rows given (the paper's among them with --refere
 knows a device's numbers. `compare_layers` puts the seconds per layer of two or more devices side by side
 (`compare --layers`): which layers slow down most on the smaller device.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -103,10 +104,15 @@ def compare(rows: list[ResultRecord], baseline: Optional[str] = None, seconds: O
         base = baseline_time.get(key[1:])
         compare_rows.append(
             CompareRow(
-                device=key[0], model=record.model, batch=record.batch, precision=record.precision,
-                sec_per_batch=time, status=record.status,
+                device=key[0],
+                model=record.model,
+                batch=record.batch,
+                precision=record.precision,
+                sec_per_batch=time,
+                status=record.status,
                 slowdown_vs_baseline=(time / base) if (time is not None and base) else None,
-                seconds=record.seconds, sec_per_sequence=(time / record.batch) if time is not None else None,
+                seconds=record.seconds,
+                sec_per_sequence=(time / record.batch) if time is not None else None,
                 source=record.source,
             )
         )
@@ -121,14 +127,18 @@ def _batch_gains(rows: list[CompareRow]) -> list[BatchGainRow]:
     for row in rows:
         if row.sec_per_sequence is not None:
             groups.setdefault((row.device, row.model, row.precision, row.seconds), []).append(
-                (row.batch, row.sec_per_sequence))
+                (row.batch, row.sec_per_sequence)
+            )
     gains = []
     for (device, model, precision, seconds), members in groups.items():
         members.sort()
         (small_batch, small), larger = members[0], members[1:]
         for large_batch, large in larger:
-            gains.append(BatchGainRow(device, model, precision, seconds, small, large, small_batch, large_batch,
-                                      1 - large / small))
+            gains.append(
+                BatchGainRow(
+                    device, model, precision, seconds, small, large, small_batch, large_batch, 1 - large / small
+                )
+            )
     return gains
 
 
@@ -141,8 +151,15 @@ def _mixed_speedups(rows: list[CompareRow]) -> list[MixedSpeedupRow]:
         mixed = by_key.get((device, model, batch, seconds, "mixed"))
         if mixed is not None and mixed.sec_per_batch:
             speedups.append(
-                MixedSpeedupRow(device, model, batch, seconds, row.sec_per_batch, mixed.sec_per_batch,
-                                row.sec_per_batch / mixed.sec_per_batch)
+                MixedSpeedupRow(
+                    device,
+                    model,
+                    batch,
+                    seconds,
+                    row.sec_per_batch,
+                    mixed.sec_per_batch,
+                    row.sec_per_batch / mixed.sec_per_batch,
+                )
             )
     return speedups
 
@@ -215,8 +232,12 @@ def _folder_label(path: Path) -> str:
     return path.parent.name if path.name == "layers.csv" and path.parent.name else path.stem
 
 
-def compare_layers(sets: list[LayerSet], seconds: Optional[float] = None, notes: Optional[list[str]] = None,
-                   baseline: Optional[str] = None) -> LayerComparison:
+def compare_layers(
+    sets: list[LayerSet],
+    seconds: Optional[float] = None,
+    notes: Optional[list[str]] = None,
+    baseline: Optional[str] = None,
+) -> LayerComparison:
     """Seconds per layer side by side for the configuration measured on the most devices; each row's ratio is
     the device's seconds over the baseline's (the fastest device unless `baseline` names one), and the rows are
     sorted by that ratio on the slowest device."""
@@ -225,8 +246,10 @@ def compare_layers(sets: list[LayerSet], seconds: Optional[float] = None, notes:
         sets = [s for s in sets if s.config is None or s.config[2] == length_key(seconds)]
     chosen, config = _choose_configuration(sets)
     if len(chosen) < 2:
-        raise BadInput("compare --layers needs seconds per layer from at least two devices for one configuration "
-                       f"(found {len(chosen)}: {', '.join(s.label for s in chosen) or 'none'})")
+        raise BadInput(
+            "compare --layers needs seconds per layer from at least two devices for one configuration "
+            f"(found {len(chosen)}: {', '.join(s.label for s in chosen) or 'none'})"
+        )
     ordered = sorted(chosen, key=lambda s: s.total_sec)
     if baseline is not None:
         labels = [s.label for s in ordered]
@@ -238,9 +261,13 @@ def compare_layers(sets: list[LayerSet], seconds: Optional[float] = None, notes:
     names = list(dict.fromkeys(row.layer for s in ordered for row in s.rows if row.sec is not None))
     rows = [_compare_row(name, ordered) for name in names]
     rows.sort(key=lambda r: (r.ratio.get(slowest.label) is None, -(r.ratio.get(slowest.label) or 0.0)))
-    total = LayerCompareRow("step (rows' sum)", "", {s.label: s.total_sec for s in ordered},
-                            {s.label: 1.0 for s in ordered},
-                            {s.label: _ratio(s.total_sec, baseline_set.total_sec) for s in ordered[1:]})
+    total = LayerCompareRow(
+        "step (rows' sum)",
+        "",
+        {s.label: s.total_sec for s in ordered},
+        {s.label: 1.0 for s in ordered},
+        {s.label: _ratio(s.total_sec, baseline_set.total_sec) for s in ordered[1:]},
+    )
     return LayerComparison([s.label for s in ordered], baseline_set.label, slowest.label, config, rows, total, notes)
 
 
@@ -262,8 +289,10 @@ def _choose_configuration(sets: list[LayerSet]) -> tuple[list[LayerSet], str]:
     best = max(configs, key=lambda c: (len(devices_at(c)), c == FIG2_CONFIG, c[1] * c[2]))
     chosen = devices_at(best)
     model, batch, seconds, precision = best
-    return ([replace(s, label=label) for label, s in chosen.items()],
-            f"{model}, batch {batch}, {seconds:g} s, {precision}")
+    return (
+        [replace(s, label=label) for label, s in chosen.items()],
+        f"{model}, batch {batch}, {seconds:g} s, {precision}",
+    )
 
 
 def _unique_label(layer_set: LayerSet, taken: dict[str, LayerSet]) -> str:

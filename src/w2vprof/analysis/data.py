@@ -4,6 +4,7 @@ The reference data lives in the repo-root `devices/` folder and is installed as 
 `w2vprof.reference_data` (see pyproject.toml), so it is read through importlib.resources and works the same
 from a source checkout, an editable install and a wheel.
 """
+
 from __future__ import annotations
 
 import csv
@@ -97,7 +98,8 @@ def distinct_device_names(rows: list[ResultRecord]) -> list[ResultRecord]:
         return rows
     return [
         replace(row, device_name=f"{row.device_name} ({row.hostname or row.device_fingerprint[:8]})")
-        if row.device_name in shared else row
+        if row.device_name in shared
+        else row
         for row in rows
     ]
 

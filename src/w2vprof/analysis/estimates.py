@@ -2,6 +2,7 @@
 (analysis.fl_estimate), hardware forecast (analysis.forecast) and which devices can hold which model
 (analysis.feasibility). This module gathers their public names for existing imports.
 """
+
 from __future__ import annotations
 
 from w2vprof.analysis.data import PAPER_SECONDS

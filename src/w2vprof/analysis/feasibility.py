@@ -6,6 +6,7 @@ each figure is measured: w2vprof.measure.memory): the system-level peak on CPUs 
 where the GPU's allocations come out of the same RAM; the CUDA allocator's reserve at its peak plus the CUDA context
 on discrete GPUs; the allocator's peak where a row has nothing better (MPS, files written before schema 2).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -115,21 +116,38 @@ def fit_memory(rows: list[ResultRecord]) -> MemoryFits:
     for (model, precision), records in sorted(groups.items()):
         chosen = None
         for source in (*FIT_SOURCES, PARTS):
-            points = [(r.batch * r.seconds, training_memory(r)[source], device_label(r))
-                      for r in records if source in training_memory(r)]
+            points = [
+                (r.batch * r.seconds, training_memory(r)[source], device_label(r))
+                for r in records
+                if source in training_memory(r)
+            ]
             if len({p[0] for p in points}) >= 2:
                 chosen = source, points
                 break
         if chosen is None:
-            skipped.append(f"{model} {precision}: {len(records)} measured row(s) at "
-                           f"{len({r.batch * r.seconds for r in records})} batch x seconds value(s); "
-                           "a fit needs two or more")
+            skipped.append(
+                f"{model} {precision}: {len(records)} measured row(s) at "
+                f"{len({r.batch * r.seconds for r in records})} batch x seconds value(s); "
+                "a fit needs two or more"
+            )
             continue
         source, points = chosen
         xs, ys = [p[0] for p in points], [float(p[1]) for p in points]
         intercept, slope, r2 = linear_fit(xs, ys)
-        fits.append(MemoryFit(model, precision, intercept, slope, r2, len(points), min(xs), max(xs), source,
-                              "; ".join(sorted({p[2] for p in points}))))
+        fits.append(
+            MemoryFit(
+                model,
+                precision,
+                intercept,
+                slope,
+                r2,
+                len(points),
+                min(xs),
+                max(xs),
+                source,
+                "; ".join(sorted({p[2] for p in points})),
+            )
+        )
     if not fits:
         raise BadInput(
             "no usable rows: feasibility needs, per model and precision, measured ok rows with memory at two or "
@@ -168,8 +186,12 @@ class Feasibility:
 
 
 def feasibility(
-    fits: MemoryFits, profiles: list[DeviceProfile], usable_fraction: float = 0.7,
-    batches: Sequence[int] = (1, 4), target_seconds: float = PAPER_SECONDS, devices: Optional[Sequence[str]] = None,
+    fits: MemoryFits,
+    profiles: list[DeviceProfile],
+    usable_fraction: float = 0.7,
+    batches: Sequence[int] = (1, 4),
+    target_seconds: float = PAPER_SECONDS,
+    devices: Optional[Sequence[str]] = None,
 ) -> Feasibility:
     """For each device profile, model, precision and batch: does training fit, and the longest utterance that does."""
     if not 0 < usable_fraction <= 1:
@@ -179,8 +201,10 @@ def feasibility(
     notes = list(fits.skipped)
     spanning = {f.devices for f in fits.fits if ";" in f.devices}
     if spanning:
-        notes.append(f"fits span several measured devices ({' / '.join(sorted(spanning))}); give one device's "
-                     "results for a fit of that device alone")
+        notes.append(
+            f"fits span several measured devices ({' / '.join(sorted(spanning))}); give one device's "
+            "results for a fit of that device alone"
+        )
     rows = []
     for profile in profiles:
         if not profile.memory_gb:
@@ -203,14 +227,23 @@ def feasibility(
                 at_target = fit.memory_bytes(batch, target_seconds)
                 rows.append(
                     FeasibilityRow(
-                        device=profile.name, device_class=profile.device_class, memory_gb=profile.memory_gb,
-                        usable_gb=usable / 1e9, model=fit.model, precision=fit.precision, batch=batch,
-                        target_seconds=target_seconds, memory_at_target_gb=at_target / 1e9,
-                        fits=at_target <= usable and not note, max_seconds=max_seconds,
+                        device=profile.name,
+                        device_class=profile.device_class,
+                        memory_gb=profile.memory_gb,
+                        usable_gb=usable / 1e9,
+                        model=fit.model,
+                        precision=fit.precision,
+                        batch=batch,
+                        target_seconds=target_seconds,
+                        memory_at_target_gb=at_target / 1e9,
+                        fits=at_target <= usable and not note,
+                        max_seconds=max_seconds,
                         max_seconds_extrapolated=max_seconds is not None and max_seconds * batch > limit,
-                        target_extrapolated=target_seconds * batch > limit, r2=fit.r2,
+                        target_extrapolated=target_seconds * batch > limit,
+                        r2=fit.r2,
                         measured_batch_seconds=f"{fit.min_batch_seconds:g}-{fit.max_batch_seconds:g}",
-                        memory_source=fit.memory_source, note=note,
+                        memory_source=fit.memory_source,
+                        note=note,
                     )
                 )
     if not rows:

@@ -1,4 +1,5 @@
 """Ordinary least squares for one predictor, shared by the feasibility fit and the Fig. 3 plots."""
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -1,6 +1,7 @@
 """Federated training time (the paper's Sec. 3.3): how long `rounds` rounds of local epochs take on a device,
 from its measured seconds per batch. Takes result rows (measured, or the paper's); knows no device's numbers.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,11 @@ def _check_setting(setting: FlSetting) -> None:
     if not setting.local_epochs > 0:
         raise SettingError("local_epochs", f"must be positive, got {setting.local_epochs:g}")
     if setting.clients_per_round is not None and not 0 < setting.clients_per_round <= setting.clients:
-        raise SettingError("clients_per_round", f"must be between 1 and {{clients}} ({setting.clients}), got "
-                           f"{setting.clients_per_round}", ("clients",))
+        raise SettingError(
+            "clients_per_round",
+            f"must be between 1 and {{clients}} ({setting.clients}), got {setting.clients_per_round}",
+            ("clients",),
+        )
     if setting.bandwidth_mbps is not None and not setting.bandwidth_mbps > 0:
         raise SettingError("bandwidth", f"must be positive, got {setting.bandwidth_mbps:g}")
 
@@ -72,15 +76,20 @@ def fl_estimate(rows: list[ResultRecord], setting: FlSetting) -> list[FlEstimate
     """
     _check_setting(setting)
     usable = [
-        r for r in latest_by_config(rows).values()
-        if r.model == setting.model and r.precision == setting.precision and r.batch == setting.batch
-        and r.status == "ok" and sec_per_batch(r) is not None
+        r
+        for r in latest_by_config(rows).values()
+        if r.model == setting.model
+        and r.precision == setting.precision
+        and r.batch == setting.batch
+        and r.status == "ok"
+        and sec_per_batch(r) is not None
         and (setting.seconds is None or length_key(r.seconds) == length_key(setting.seconds))
     ]
     if not usable:
         raise BadInput(
             f"no usable rows: need a status ok row for model {setting.model}, batch {setting.batch}, precision "
-            f"{setting.precision}" + (f" at {setting.seconds:g} s" if setting.seconds else "")
+            f"{setting.precision}"
+            + (f" at {setting.seconds:g} s" if setting.seconds else "")
             + " (give results files or --reference paper)"
         )
     per_round = setting.clients_per_round or setting.clients
@@ -100,12 +109,24 @@ def fl_estimate(rows: list[ResultRecord], setting: FlSetting) -> list[FlEstimate
         total_h = round_h * setting.rounds
         estimates.append(
             FlEstimateRow(
-                device=device_label(record), model=record.model, precision=record.precision, batch=record.batch,
-                seconds=record.seconds, sec_per_batch=seconds_per_batch, batches_per_epoch=batches,
-                epoch_hours=epoch_h, local_epochs=setting.local_epochs, communication_hours_per_round=communication_h,
-                round_hours=round_h, rounds=setting.rounds, total_hours=total_h, total_days=total_h / 24,
-                clients_per_round=per_round, rounds_per_client=setting.rounds * per_round / setting.clients,
-                device_hours=setting.rounds * per_round * training_h, source=record.source,
+                device=device_label(record),
+                model=record.model,
+                precision=record.precision,
+                batch=record.batch,
+                seconds=record.seconds,
+                sec_per_batch=seconds_per_batch,
+                batches_per_epoch=batches,
+                epoch_hours=epoch_h,
+                local_epochs=setting.local_epochs,
+                communication_hours_per_round=communication_h,
+                round_hours=round_h,
+                rounds=setting.rounds,
+                total_hours=total_h,
+                total_days=total_h / 24,
+                clients_per_round=per_round,
+                rounds_per_client=setting.rounds * per_round / setting.clients,
+                device_hours=setting.rounds * per_round * training_h,
+                source=record.source,
             )
         )
     return estimates

@@ -6,6 +6,7 @@ device, plus a model download and upload over the client's own links. Which clie
 random (who is reachable, who is sampled), so the round time is a Monte Carlo estimate with a seed: the same seed
 gives the same numbers. The fleet file is read by `w2vprof.analysis.fleet_io`.
 """
+
 from __future__ import annotations
 
 import math
@@ -144,9 +145,16 @@ def model_update_bytes(model: str) -> int:
 
 
 def fl_estimate_fleet(
-    rows: list[ResultRecord], fleet: list[FleetGroup], setting: FlSetting, clients_per_round: Optional[int] = None,
-    deadline_s: Optional[float] = None, over_commit: float = 1.0, rounds: Optional[int] = None, seed: int = 0,
-    trials: int = DEFAULT_TRIALS, profiles: Optional[list[DeviceProfile]] = None,
+    rows: list[ResultRecord],
+    fleet: list[FleetGroup],
+    setting: FlSetting,
+    clients_per_round: Optional[int] = None,
+    deadline_s: Optional[float] = None,
+    over_commit: float = 1.0,
+    rounds: Optional[int] = None,
+    seed: int = 0,
+    trials: int = DEFAULT_TRIALS,
+    profiles: Optional[list[DeviceProfile]] = None,
 ) -> FleetEstimate:
     """Synchronous FedAvg rounds on a mixed fleet, Monte Carlo over who is reachable and who is sampled.
 
@@ -162,8 +170,10 @@ def fl_estimate_fleet(
     eligible = sum(g.count for g in fleet if not costs[g.device].excluded)
     if not eligible:
         reasons = "; ".join(f"{name}: {cost.excluded}" for name, cost in costs.items())
-        raise BadInput(f"no client of the fleet can train {setting.model} {setting.precision} batch {setting.batch} "
-                       f"at {length:g} s ({reasons})")
+        raise BadInput(
+            f"no client of the fleet can train {setting.model} {setting.precision} batch {setting.batch} "
+            f"at {length:g} s ({reasons})"
+        )
     total = sum(g.count for g in fleet)
     wanted = clients_per_round or setting.clients_per_round or eligible
     if not 0 < wanted <= total:
@@ -172,14 +182,16 @@ def fl_estimate_fleet(
     update_bytes = _update_bytes(fleet, setting, costs)
     times = [_client_sec(g, costs[g.device], setting, update_bytes) for g in fleet]
     tally = _simulate(fleet, costs, times, wanted, sample_size, deadline_s, setting.rounds, trials, seed)
-    figures = _figures(setting, length, fleet, costs, tally, wanted, over_commit, sample_size, deadline_s,
-                       update_bytes, trials, seed)
+    figures = _figures(
+        setting, length, fleet, costs, tally, wanted, over_commit, sample_size, deadline_s, update_bytes, trials, seed
+    )
     devices = _device_rows(fleet, costs, times, update_bytes, setting, tally, trials)
     return FleetEstimate(figures, devices, _notes(fleet, costs, figures, setting))
 
 
-def _check_options(fleet: list[FleetGroup], setting: FlSetting, deadline_s: Optional[float], over_commit: float,
-                   trials: int) -> None:
+def _check_options(
+    fleet: list[FleetGroup], setting: FlSetting, deadline_s: Optional[float], over_commit: float, trials: int
+) -> None:
     if not fleet:
         raise BadInput("the fleet has no rows")
     for name in ("samples_per_client", "batch", "rounds"):
@@ -216,15 +228,26 @@ def _common_length(rows: list[ResultRecord], fleet: list[FleetGroup], setting: F
         return PAPER_SECONDS
     common = set.intersection(*lengths)
     if not common:
-        listed = "; ".join(f"{g.device}: {', '.join(f'{s:g}' for s in sorted(by_device[g.device]))} s"
-                           for g in fleet if g.device in by_device)
-        raise SettingError("seconds", f"needed: the fleet's devices share no utterance length for {setting.model}, "
-                           f"batch {setting.batch}, {setting.precision} ({listed}); measure one or pick one")
+        listed = "; ".join(
+            f"{g.device}: {', '.join(f'{s:g}' for s in sorted(by_device[g.device]))} s"
+            for g in fleet
+            if g.device in by_device
+        )
+        raise SettingError(
+            "seconds",
+            f"needed: the fleet's devices share no utterance length for {setting.model}, "
+            f"batch {setting.batch}, {setting.precision} ({listed}); measure one or pick one",
+        )
     return PAPER_SECONDS if length_key(PAPER_SECONDS) in common else max(common)
 
 
-def _device_costs(rows: list[ResultRecord], fleet: list[FleetGroup], setting: FlSetting, length: float,
-                  profiles: Optional[list[DeviceProfile]]) -> dict[str, _DeviceCost]:
+def _device_costs(
+    rows: list[ResultRecord],
+    fleet: list[FleetGroup],
+    setting: FlSetting,
+    length: float,
+    profiles: Optional[list[DeviceProfile]],
+) -> dict[str, _DeviceCost]:
     """Each fleet device's cost from fl_estimate's own lookup; oom / unsupported / no-fit devices are excluded."""
     by_device = _config_rows(rows, setting)
     names = list(dict.fromkeys(g.device for g in fleet))
@@ -242,8 +265,13 @@ def _device_costs(rows: list[ResultRecord], fleet: list[FleetGroup], setting: Fl
             energy = None
             if record is not None and record.energy_j_per_batch is not None:
                 energy = record.energy_j_per_batch * estimate.batches_per_epoch * setting.local_epochs
-            costs[name] = _DeviceCost("", estimate.sec_per_batch, estimate.epoch_hours * setting.local_epochs * 3600,
-                                      energy, record.param_bytes if record is not None else None)
+            costs[name] = _DeviceCost(
+                "",
+                estimate.sec_per_batch,
+                estimate.epoch_hours * setting.local_epochs * 3600,
+                energy,
+                record.param_bytes if record is not None else None,
+            )
         elif record is not None and record.status in ("oom", "unsupported"):
             costs[name] = _DeviceCost(excluded=record.status)
         else:
@@ -251,8 +279,14 @@ def _device_costs(rows: list[ResultRecord], fleet: list[FleetGroup], setting: Fl
     return costs
 
 
-def _memory_verdict(rows: list[ResultRecord], device: str, setting: FlSetting, length: float,
-                    profiles: Optional[list[DeviceProfile]], record: Optional[ResultRecord]) -> str:
+def _memory_verdict(
+    rows: list[ResultRecord],
+    device: str,
+    setting: FlSetting,
+    length: float,
+    profiles: Optional[list[DeviceProfile]],
+    record: Optional[ResultRecord],
+) -> str:
     """Why an unmeasured device is left out (feasibility's memory fit says it does not fit), else BadInput."""
     why = f"status {record.status}" if record is not None else "no row"
     matching = [p for p in (profiles if profiles is not None else load_profiles()) if p.name == device and p.memory_gb]
@@ -263,10 +297,13 @@ def _memory_verdict(rows: list[ResultRecord], device: str, setting: FlSetting, l
             decided = None
         for row in decided.rows if decided else []:
             if row.model == setting.model and row.precision == setting.precision and not row.fits:
-                return (f"memory fit: needs {row.memory_at_target_gb:.1f} GB of {row.usable_gb:.1f} GB usable"
-                        + (f" ({row.note})" if row.note else ""))
-    raise BadInput(f"{device}: no measured time for {setting.model}, batch {setting.batch}, {setting.precision} at "
-                   f"{length:g} s ({why}), and no memory fit rules it out; measure it or remove it from the fleet")
+                return f"memory fit: needs {row.memory_at_target_gb:.1f} GB of {row.usable_gb:.1f} GB usable" + (
+                    f" ({row.note})" if row.note else ""
+                )
+    raise BadInput(
+        f"{device}: no measured time for {setting.model}, batch {setting.batch}, {setting.precision} at "
+        f"{length:g} s ({why}), and no memory fit rules it out; measure it or remove it from the fleet"
+    )
 
 
 def _update_bytes(fleet: list[FleetGroup], setting: FlSetting, costs: dict[str, _DeviceCost]) -> Optional[int]:
@@ -315,8 +352,17 @@ def _sample_without_replacement(rng: Any, available: Any, draw: Any) -> Any:
     return taken
 
 
-def _simulate(fleet: list[FleetGroup], costs: dict[str, _DeviceCost], times: list[float], wanted: int,
-              sample_size: int, deadline: Optional[float], rounds: int, trials: int, seed: int) -> _Tally:
+def _simulate(
+    fleet: list[FleetGroup],
+    costs: dict[str, _DeviceCost],
+    times: list[float],
+    wanted: int,
+    sample_size: int,
+    deadline: Optional[float],
+    rounds: int,
+    trials: int,
+    seed: int,
+) -> _Tally:
     """R rounds x `trials` independent trainings, vectorised over the trials."""
     import numpy as np
 
@@ -351,71 +397,126 @@ def _simulate(fleet: list[FleetGroup], costs: dict[str, _DeviceCost], times: lis
     return tally
 
 
-def _figures(setting: FlSetting, length: float, fleet: list[FleetGroup], costs: dict[str, _DeviceCost],
-             tally: _Tally, wanted: int, over_commit: float, sample_size: int, deadline: Optional[float],
-             update_bytes: Optional[int], trials: int, seed: int) -> FleetFigures:
+def _figures(
+    setting: FlSetting,
+    length: float,
+    fleet: list[FleetGroup],
+    costs: dict[str, _DeviceCost],
+    tally: _Tally,
+    wanted: int,
+    over_commit: float,
+    sample_size: int,
+    deadline: Optional[float],
+    update_bytes: Optional[int],
+    trials: int,
+    seed: int,
+) -> FleetFigures:
     import numpy as np
 
     played = setting.rounds * trials
     per_round = tally.trial_sec / setting.rounds
     days = tally.trial_sec / 86_400
-    energy = [tally.sampled[i] * costs[g.device].energy_j for i, g in enumerate(fleet)
-              if costs[g.device].energy_j is not None]
+    energy = [
+        tally.sampled[i] * costs[g.device].energy_j for i, g in enumerate(fleet) if costs[g.device].energy_j is not None
+    ]
     total = sum(g.count for g in fleet)
     eligible = sum(g.count for g in fleet if not costs[g.device].excluded)
     return FleetFigures(
-        model=setting.model, precision=setting.precision, batch=setting.batch, seconds=length,
-        samples_per_client=setting.samples_per_client, local_epochs=setting.local_epochs, clients=total,
-        eligible_clients=eligible, excluded_clients=total - eligible, clients_per_round=wanted,
-        over_commit=over_commit, sampled_per_round=sample_size, deadline_sec=deadline, update_bytes=update_bytes,
-        rounds=setting.rounds, trials=trials, seed=seed, round_sec_mean=float(per_round.mean()),
-        round_sec_p5=float(np.percentile(per_round, 5)), round_sec_p95=float(np.percentile(per_round, 95)),
-        days_mean=float(days.mean()), days_p5=float(np.percentile(days, 5)), days_p95=float(np.percentile(days, 95)),
-        updates_per_round=float(tally.accepted.sum() / played), lost_updates_per_round=float(tally.lost.sum() / played),
-        lost_updates_total=float(tally.lost.sum() / trials), short_round_share=tally.short_rounds / played,
+        model=setting.model,
+        precision=setting.precision,
+        batch=setting.batch,
+        seconds=length,
+        samples_per_client=setting.samples_per_client,
+        local_epochs=setting.local_epochs,
+        clients=total,
+        eligible_clients=eligible,
+        excluded_clients=total - eligible,
+        clients_per_round=wanted,
+        over_commit=over_commit,
+        sampled_per_round=sample_size,
+        deadline_sec=deadline,
+        update_bytes=update_bytes,
+        rounds=setting.rounds,
+        trials=trials,
+        seed=seed,
+        round_sec_mean=float(per_round.mean()),
+        round_sec_p5=float(np.percentile(per_round, 5)),
+        round_sec_p95=float(np.percentile(per_round, 95)),
+        days_mean=float(days.mean()),
+        days_p5=float(np.percentile(days, 5)),
+        days_p95=float(np.percentile(days, 95)),
+        updates_per_round=float(tally.accepted.sum() / played),
+        lost_updates_per_round=float(tally.lost.sum() / played),
+        lost_updates_total=float(tally.lost.sum() / trials),
+        short_round_share=tally.short_rounds / played,
         empty_round_share=tally.empty_rounds / played,
         energy_j_per_round=float(sum(energy) / played) if energy else None,
     )
 
 
-def _device_rows(fleet: list[FleetGroup], costs: dict[str, _DeviceCost], times: list[float],
-                 update_bytes: Optional[int], setting: FlSetting, tally: _Tally, trials: int) -> list[FleetDevice]:
+def _device_rows(
+    fleet: list[FleetGroup],
+    costs: dict[str, _DeviceCost],
+    times: list[float],
+    update_bytes: Optional[int],
+    setting: FlSetting,
+    tally: _Tally,
+    trials: int,
+) -> list[FleetDevice]:
     played = setting.rounds * trials
     devices = []
     for i, group in enumerate(fleet):
         cost = costs[group.device]
-        devices.append(FleetDevice(
-            line=group.line, device=group.device, clients=group.count, availability=group.availability,
-            uplink_mbps=group.uplink_mbps, downlink_mbps=group.downlink_mbps, excluded=cost.excluded,
-            sec_per_batch=cost.sec_per_batch, compute_sec=cost.compute_sec,
-            communication_sec=None if cost.excluded else _communication_sec(group, setting, update_bytes),
-            client_round_sec=None if cost.excluded else times[i], energy_j_per_client_round=cost.energy_j,
-            sampled_per_round=float(tally.sampled[i] / played), updates_per_round=float(tally.accepted[i] / played),
-            lost_updates_per_round=float(tally.lost[i] / played), slowest_share=float(tally.bound[i] / played),
-        ))
+        devices.append(
+            FleetDevice(
+                line=group.line,
+                device=group.device,
+                clients=group.count,
+                availability=group.availability,
+                uplink_mbps=group.uplink_mbps,
+                downlink_mbps=group.downlink_mbps,
+                excluded=cost.excluded,
+                sec_per_batch=cost.sec_per_batch,
+                compute_sec=cost.compute_sec,
+                communication_sec=None if cost.excluded else _communication_sec(group, setting, update_bytes),
+                client_round_sec=None if cost.excluded else times[i],
+                energy_j_per_client_round=cost.energy_j,
+                sampled_per_round=float(tally.sampled[i] / played),
+                updates_per_round=float(tally.accepted[i] / played),
+                lost_updates_per_round=float(tally.lost[i] / played),
+                slowest_share=float(tally.bound[i] / played),
+            )
+        )
     return devices
 
 
-def _notes(fleet: list[FleetGroup], costs: dict[str, _DeviceCost], figures: FleetFigures,
-           setting: FlSetting) -> list[str]:
+def _notes(
+    fleet: list[FleetGroup], costs: dict[str, _DeviceCost], figures: FleetFigures, setting: FlSetting
+) -> list[str]:
     """What the reader must know to trust the numbers: what was left out and what was assumed."""
     notes = []
     if figures.update_bytes is None:
         notes.append("no communication cost: the fleet file gives no uplink_mbps / downlink_mbps (nor --bandwidth)")
     else:
-        notes.append(f"communication: one model copy = {figures.update_bytes / 1e6:.1f} MB (parameters x 4 bytes, "
-                     "FP32 updates) downloaded and uploaded per round; a missing link direction costs nothing")
+        notes.append(
+            f"communication: one model copy = {figures.update_bytes / 1e6:.1f} MB (parameters x 4 bytes, "
+            "FP32 updates) downloaded and uploaded per round; a missing link direction costs nothing"
+        )
     for name in dict.fromkeys(g.device for g in fleet):
         if costs[name].excluded:
             clients = sum(g.count for g in fleet if g.device == name)
             notes.append(f"{name}: {clients} client(s) never sampled ({costs[name].excluded})")
     if figures.clients_per_round > figures.eligible_clients:
-        notes.append(f"K = {figures.clients_per_round} but only {figures.eligible_clients} clients can train: "
-                     "every round aggregates fewer than K updates")
+        notes.append(
+            f"K = {figures.clients_per_round} but only {figures.eligible_clients} clients can train: "
+            "every round aggregates fewer than K updates"
+        )
     unmeasured = sorted({g.device for g in fleet if not costs[g.device].excluded and costs[g.device].energy_j is None})
     if figures.energy_j_per_round is not None and unmeasured:
         notes.append(f"energy leaves out {', '.join(unmeasured)} (no energy_j_per_batch measured)")
     if figures.empty_round_share:
-        notes.append(f"{figures.empty_round_share:.1%} of rounds found no reachable client "
-                     + ("(they last until the deadline)" if figures.deadline_sec else "(counted as taking no time)"))
+        notes.append(
+            f"{figures.empty_round_share:.1%} of rounds found no reachable client "
+            + ("(they last until the deadline)" if figures.deadline_sec else "(counted as taking no time)")
+        )
     return notes

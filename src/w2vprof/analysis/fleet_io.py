@@ -3,6 +3,7 @@
 A fleet file has one line per group of identical clients: `device,count` and optionally `availability`,
 `uplink_mbps`, `downlink_mbps`. Every value is checked, and a bad one is one BadInput naming the file and line.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,10 +51,17 @@ def parse_fleet(text: str, known_devices: list[str], name: str = "fleet") -> lis
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     unknown = [c for c in header if c not in FLEET_COLUMNS]
     if missing or unknown or len(set(header)) != len(header):
-        problem = (f"missing {', '.join(missing)}" if missing else
-                   f"unknown column {', '.join(map(repr, unknown))}" if unknown else "a column appears twice")
-        raise BadInput(f"{name}: not a fleet file ({problem}); columns: {', '.join(FLEET_COLUMNS)} "
-                       f"({', '.join(REQUIRED_COLUMNS)} required)")
+        problem = (
+            f"missing {', '.join(missing)}"
+            if missing
+            else f"unknown column {', '.join(map(repr, unknown))}"
+            if unknown
+            else "a column appears twice"
+        )
+        raise BadInput(
+            f"{name}: not a fleet file ({problem}); columns: {', '.join(FLEET_COLUMNS)} "
+            f"({', '.join(REQUIRED_COLUMNS)} required)"
+        )
     groups = []
     for cells in reader:
         if not any(cell.strip() for cell in cells):
@@ -82,9 +90,12 @@ def _group(row: dict[str, str], known_devices: list[str], where: str, line: int)
     if availability is not None and not availability <= 1:
         raise BadInput(f"{where}: availability must be in (0, 1] (a fraction of rounds), got {availability:g}")
     return FleetGroup(
-        device=device, count=count, availability=1.0 if availability is None else availability,
+        device=device,
+        count=count,
+        availability=1.0 if availability is None else availability,
         uplink_mbps=_number(row.get("uplink_mbps"), where, "uplink_mbps"),
-        downlink_mbps=_number(row.get("downlink_mbps"), where, "downlink_mbps"), line=line,
+        downlink_mbps=_number(row.get("downlink_mbps"), where, "downlink_mbps"),
+        line=line,
     )
 
 

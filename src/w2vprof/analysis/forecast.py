@@ -1,6 +1,7 @@
 """Hardware forecast (the paper's Sec. 4.1): years until a device matches a target's seconds per batch if compute
 keeps doubling. Takes result rows (measured, or the paper's); knows no device's numbers.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,14 @@ class ForecastResult:
 
 
 def forecast(
-    rows: list[ResultRecord], device: str, target: str, model: str = "base", batch: int = 4,
-    precision: str = "fp32", doubling_months: float = 18.0, from_year: float = 2022.0,
+    rows: list[ResultRecord],
+    device: str,
+    target: str,
+    model: str = "base",
+    batch: int = 4,
+    precision: str = "fp32",
+    doubling_months: float = 18.0,
+    from_year: float = 2022.0,
     seconds: Optional[float] = None,
 ) -> ForecastResult:
     """Years until `device` matches `target`'s seconds per batch if compute doubles every `doubling_months`.
@@ -56,8 +63,10 @@ def forecast(
             if same_config and record.status == "ok" and measured and at_length:
                 found[length_key(record.seconds)] = measured
         if not found:
-            raise BadInput(f"{name}: no measured time for {model}, batch {batch}, {precision}"
-                           + (f" at {seconds:g} s" if seconds else ""))
+            raise BadInput(
+                f"{name}: no measured time for {model}, batch {batch}, {precision}"
+                + (f" at {seconds:g} s" if seconds else "")
+            )
         return found
 
     device_times, target_times = times(device), times(target)
@@ -71,5 +80,18 @@ def forecast(
     length = PAPER_SECONDS if PAPER_SECONDS in common else common[-1]
     ratio = device_times[length] / target_times[length]
     years = max(math.log2(ratio), 0.0) * doubling_months / 12
-    return ForecastResult(device, target, model, batch, precision, length, device_times[length],
-                          target_times[length], ratio, doubling_months, years, from_year, from_year + years)
+    return ForecastResult(
+        device,
+        target,
+        model,
+        batch,
+        precision,
+        length,
+        device_times[length],
+        target_times[length],
+        ratio,
+        doubling_months,
+        years,
+        from_year,
+        from_year + years,
+    )

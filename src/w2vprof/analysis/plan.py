@@ -14,6 +14,7 @@ Seconds per batch are the fit's, on the device that measured the rows; for a dev
 instead the device's Table 2 time (the default step, same model, batch and precision, 5.5 s) times this recipe's
 measured ratio (the recipe's fitted time at the target over the default's at 5.5 s), and each row says which.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -95,8 +96,16 @@ class PlanTarget:
         return self.memory_gb * 1e9 * self.usable_fraction
 
 
-def target_for(profiles: list[DeviceProfile], device: Optional[str], memory_bytes: Optional[int], model: str,
-               batch: int, seconds: float, usable_fraction: float = 0.7, precision: str = "fp32") -> PlanTarget:
+def target_for(
+    profiles: list[DeviceProfile],
+    device: Optional[str],
+    memory_bytes: Optional[int],
+    model: str,
+    batch: int,
+    seconds: float,
+    usable_fraction: float = 0.7,
+    precision: str = "fp32",
+) -> PlanTarget:
     """The target from a shipped (or given) device profile, or from `memory_bytes` (which wins over the profile's).
 
     BadInput for an unknown device without `memory_bytes`, and for a usable fraction outside (0, 1]."""
@@ -107,8 +116,11 @@ def target_for(profiles: list[DeviceProfile], device: Optional[str], memory_byte
         memory_gb = memory_bytes / 1e9
     elif profile is None:
         known = ", ".join(p.name for p in profiles)
-        raise BadInput(f"unknown device {device!r} and no memory size given; known devices: {known}"
-                       if device else "give a device (one of the profiles) or a memory size")
+        raise BadInput(
+            f"unknown device {device!r} and no memory size given; known devices: {known}"
+            if device
+            else "give a device (one of the profiles) or a memory size"
+        )
     elif not profile.memory_gb:
         raise BadInput(f"device {profile.name!r} has no memory size in its profile; give one")
     else:
@@ -161,20 +173,28 @@ class Plan:
         if not self.rows:
             return f"No recipe could be predicted for {what}."
         closest = min(self.rows, key=lambda r: r.peak_mem_gb)
-        return (f"Nothing fits: no measured recipe trains {what} in {usable}. Closest: {closest.recipe} at "
-                f"{closest.peak_mem_gb:.2f} GB, {closest.over_gb:.2f} GB over.")
+        return (
+            f"Nothing fits: no measured recipe trains {what} in {usable}. Closest: {closest.recipe} at "
+            f"{closest.peak_mem_gb:.2f} GB, {closest.over_gb:.2f} GB over."
+        )
 
 
 def plan_recipes(rows: Sequence[ResultRecord], target: PlanTarget) -> Plan:
     """Every recipe with enough measured rows of the target's model and precision, predicted at the target."""
     groups: dict[str, list[ResultRecord]] = {}
     for record in latest_by_config(rows, recipes=True).values():
-        if (record.status == "ok" and record.source == "measured" and record.model == target.model
-                and record.precision == target.precision):
+        if (
+            record.status == "ok"
+            and record.source == "measured"
+            and record.model == target.model
+            and record.precision == target.precision
+        ):
             groups.setdefault(recipe_of(record), []).append(record)
     if not groups:
-        raise BadInput(f"no measured ok rows of {target.model} {target.precision} in the results given "
-                       "(e.g. w2vprof sweep --preset recipes --seconds 1,2,4,5.5)")
+        raise BadInput(
+            f"no measured ok rows of {target.model} {target.precision} in the results given "
+            "(e.g. w2vprof sweep --preset recipes --seconds 1,2,4,5.5)"
+        )
     notes: list[str] = []
     if target.precision == "mixed" and not target.mixed_precision:
         notes.append(f"{target.device} has no mixed precision: these recipes cannot run there as measured")
@@ -187,12 +207,19 @@ def plan_recipes(rows: Sequence[ResultRecord], target: PlanTarget) -> Plan:
             notes.append(row)
         else:
             predicted.append(row)
-    predicted.sort(key=lambda r: (not r.fits, r.sec_per_batch if r.fits and r.sec_per_batch is not None
-                                  else float("inf"), r.peak_mem_gb))
+    predicted.sort(
+        key=lambda r: (
+            not r.fits,
+            r.sec_per_batch if r.fits and r.sec_per_batch is not None else float("inf"),
+            r.peak_mem_gb,
+        )
+    )
     devices = {device_label(r) for records in groups.values() for r in records}
     if len(devices) > 1:
-        notes.append(f"the rows come from several devices ({', '.join(sorted(devices))}): give one device's "
-                     "results for predictions of that device alone")
+        notes.append(
+            f"the rows come from several devices ({', '.join(sorted(devices))}): give one device's "
+            "results for predictions of that device alone"
+        )
     return Plan(target, predicted, notes)
 
 
@@ -220,38 +247,59 @@ def _table2_time(target: PlanTarget) -> Table2Time:
     if not rows:
         return None
     for record in rows:
-        if ((record.model, record.batch, record.precision) == (target.model, target.batch, target.precision)
-                and length_key(record.seconds) == PAPER_SECONDS):
+        if (record.model, record.batch, record.precision) == (
+            target.model,
+            target.batch,
+            target.precision,
+        ) and length_key(record.seconds) == PAPER_SECONDS:
             time = sec_per_batch(record) if record.status == "ok" else None
             return (time, "") if time is not None else (None, f"Table 2 has {record.status} there")
     return None, f"Table 2 has no {target.model} {target.precision} row at batch {target.batch}"
 
 
-def _predict(recipe: str, records: list[ResultRecord], target: PlanTarget, default_time: Optional[CostFit],
-             table2: Table2Time) -> Union[PlanRow, str]:
+def _predict(
+    recipe: str, records: list[ResultRecord], target: PlanTarget, default_time: Optional[CostFit], table2: Table2Time
+) -> Union[PlanRow, str]:
     """One recipe's row, or why it has none (a note)."""
     points, source = _memory_points(records)
     memory = fit_cost(points)
     if memory is None:
         sizes = sorted({r.batch * r.seconds for r in records})
-        return (f"{recipe}: measured at {len(sizes)} batch x seconds value(s) ({', '.join(f'{x:g}' for x in sizes)});"
-                " a prediction needs two or more")
+        return (
+            f"{recipe}: measured at {len(sizes)} batch x seconds value(s) ({', '.join(f'{x:g}' for x in sizes)});"
+            " a prediction needs two or more"
+        )
     time_fit = _time_fit(records)
     peak = memory.at(target.batch, target.seconds)
     time, basis = _time(time_fit, target, default_time, table2, records)
     x = target.batch * target.seconds
     return PlanRow(
-        device=target.device, usable_gb=target.usable_bytes / 1e9, model=target.model, precision=target.precision,
-        batch=target.batch, seconds=target.seconds, recipe=recipe, fits=peak <= target.usable_bytes,
-        peak_mem_gb=peak / 1e9, over_gb=max(peak - target.usable_bytes, 0.0) / 1e9, sec_per_batch=time,
-        time_basis=basis, extrapolated=x > 2 * memory.max_batch_seconds,
+        device=target.device,
+        usable_gb=target.usable_bytes / 1e9,
+        model=target.model,
+        precision=target.precision,
+        batch=target.batch,
+        seconds=target.seconds,
+        recipe=recipe,
+        fits=peak <= target.usable_bytes,
+        peak_mem_gb=peak / 1e9,
+        over_gb=max(peak - target.usable_bytes, 0.0) / 1e9,
+        sec_per_batch=time,
+        time_basis=basis,
+        extrapolated=x > 2 * memory.max_batch_seconds,
         memory_fit=f"{memory.describe(1e9, 'GB')} {source}",
-        time_fit=time_fit.describe(1, "s") if time_fit else "", measured_rows=_measured(records),
+        time_fit=time_fit.describe(1, "s") if time_fit else "",
+        measured_rows=_measured(records),
     )
 
 
-def _time(fit: Optional[CostFit], target: PlanTarget, default_time: Optional[CostFit], table2: Table2Time,
-          records: list[ResultRecord]) -> tuple[Optional[float], str]:
+def _time(
+    fit: Optional[CostFit],
+    target: PlanTarget,
+    default_time: Optional[CostFit],
+    table2: Table2Time,
+    records: list[ResultRecord],
+) -> tuple[Optional[float], str]:
     """Seconds per batch at the target and where they come from."""
     if fit is None:
         return None, "no time: fewer than two measured sizes with a time"
@@ -268,12 +316,14 @@ def _time(fit: Optional[CostFit], target: PlanTarget, default_time: Optional[Cos
     ratio = here / default_here
     return paper_time * ratio, (
         f"Table 2 {paper_time:.3g} s (default, batch {target.batch}, {PAPER_SECONDS:g} s) x {ratio:.2f} (this recipe "
-        f"at {target.seconds:g} s over the default at {PAPER_SECONDS:g} s, measured on {measured_on})")
+        f"at {target.seconds:g} s over the default at {PAPER_SECONDS:g} s, measured on {measured_on})"
+    )
 
 
 def _measured(records: list[ResultRecord]) -> str:
     by_batch: dict[int, list[float]] = {}
     for r in records:
         by_batch.setdefault(r.batch, []).append(r.seconds)
-    return "; ".join(f"batch {b}: " + ", ".join(f"{s:g}" for s in sorted(set(ss))) + " s"
-                     for b, ss in sorted(by_batch.items()))
+    return "; ".join(
+        f"batch {b}: " + ", ".join(f"{s:g}" for s in sorted(set(ss))) + " s" for b, ss in sorted(by_batch.items())
+    )

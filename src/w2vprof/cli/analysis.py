@@ -1,4 +1,5 @@
 """`w2vprof feasibility`, `fl-estimate` and `forecast`: the paper's Sec. 3.3 / 4.1 arithmetic on measurements."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,11 +27,16 @@ def _emit(fmt: str, records: list, view: Callable[[bool], str], out: Optional[Pa
 
 
 def feasibility_command(
-    results: List[Path] = typer.Argument(..., help="w2vprof results CSVs with measured memory (e.g. --preset lengths)."),
-    devices: Optional[Path] = typer.Option(None, "--devices", help="Device profiles CSV, or a folder holding "
-                                                                   "profiles.csv (default: the shipped profiles)."),
+    results: List[Path] = typer.Argument(
+        ..., help="w2vprof results CSVs with measured memory (e.g. --preset lengths)."
+    ),
+    devices: Optional[Path] = typer.Option(
+        None, "--devices", help="Device profiles CSV, or a folder holding profiles.csv (default: the shipped profiles)."
+    ),
     device: Optional[str] = typer.Option(None, "--device", help="Only these profiles (comma list of names)."),
-    usable_fraction: str = typer.Option("0.7", "--usable-fraction", help="Share of a device's memory training may use."),
+    usable_fraction: str = typer.Option(
+        "0.7", "--usable-fraction", help="Share of a device's memory training may use."
+    ),
     batch: str = typer.Option("1,4", "--batch", help="Batch sizes to decide for (comma list)."),
     seconds: str = typer.Option("5.5", "--seconds", help="Utterance length (s) a configuration must reach to fit."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
@@ -47,8 +53,12 @@ def feasibility_command(
     check_format(fmt)
     names = [n.strip() for n in device.split(",") if n.strip()] if device else None
     result = feasibility(
-        fit_memory(load_results(results)), load_profiles(devices), parse_positive_float(usable_fraction, "--usable-fraction"),
-        tuple(parse_int_list(batch, "--batch")), parse_positive_float(seconds, "--seconds"), names,
+        fit_memory(load_results(results)),
+        load_profiles(devices),
+        parse_positive_float(usable_fraction, "--usable-fraction"),
+        tuple(parse_int_list(batch, "--batch")),
+        parse_positive_float(seconds, "--seconds"),
+        names,
     )
     _emit(fmt, result.rows, lambda plain: tables_terminal(feasibility_tables(result), plain, result.notes), out)
 
@@ -61,21 +71,28 @@ def fl_estimate_command(
     batch: int = typer.Option(4, "--batch", help="Local batch size (a measured batch)."),
     rounds: int = typer.Option(150, "--rounds", help="Federated rounds."),
     local_epochs: float = typer.Option(1.0, "--local-epochs", help="Local epochs per round."),
-    clients_per_round: Optional[int] = typer.Option(None, "--clients-per-round", help="Clients sampled per round "
-                                                                                      "(default: all)."),
+    clients_per_round: Optional[int] = typer.Option(
+        None, "--clients-per-round", help="Clients sampled per round (default: all)."
+    ),
     model: str = typer.Option("base", "--model"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or mixed."),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Only rows at this utterance length (s)."),
-    bandwidth: Optional[float] = typer.Option(None, "--bandwidth", help="Client link in Mbit/s each way: adds a model "
-                                                                        "download and upload per round."),
+    bandwidth: Optional[float] = typer.Option(
+        None, "--bandwidth", help="Client link in Mbit/s each way: adds a model download and upload per round."
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
-    fleet: Optional[Path] = typer.Option(None, "--fleet", help="Fleet CSV (device,count[,availability,uplink_mbps,"
-                                                               "downlink_mbps]): rounds on this mixed fleet."),
-    deadline: Optional[float] = typer.Option(None, "--deadline", help="With --fleet: a round closes after S seconds; "
-                                                                      "later updates are lost."),
-    over_commit: float = typer.Option(1.0, "--over-commit", help="With --fleet: sample K x F clients, keep the first "
-                                                                 "K updates."),
+    fleet: Optional[Path] = typer.Option(
+        None,
+        "--fleet",
+        help="Fleet CSV (device,count[,availability,uplink_mbps,downlink_mbps]): rounds on this mixed fleet.",
+    ),
+    deadline: Optional[float] = typer.Option(
+        None, "--deadline", help="With --fleet: a round closes after S seconds; later updates are lost."
+    ),
+    over_commit: float = typer.Option(
+        1.0, "--over-commit", help="With --fleet: sample K x F clients, keep the first K updates."
+    ),
     seed: int = typer.Option(0, "--seed", help="With --fleet: seed of the Monte Carlo sampling."),
 ) -> None:
     """Per device: one local epoch and the whole federated training (clients train concurrently)."""
@@ -90,8 +107,19 @@ def fl_estimate_command(
     check_format(fmt)
     if bandwidth is not None and not bandwidth > 0:
         raise BadInput(f"--bandwidth must be positive, got {bandwidth:g}")
-    setting = FlSetting(clients, samples_per_client, batch, rounds, local_epochs, clients_per_round, model,
-                        precision, seconds, bandwidth, None)
+    setting = FlSetting(
+        clients,
+        samples_per_client,
+        batch,
+        rounds,
+        local_epochs,
+        clients_per_round,
+        model,
+        precision,
+        seconds,
+        bandwidth,
+        None,
+    )
     rows = load_results(results or [], reference)
     if fleet is not None:  # a mixed fleet: docs/analysis.md, "Fleets"
         _fleet_estimate(fmt, out, rows, fleet, setting, deadline, over_commit, seed)
@@ -107,29 +135,42 @@ def fl_estimate_command(
     _emit(fmt, estimates, lambda plain: table_terminal(fl_estimate_table(setting, estimates), plain=plain), out)
 
 
-def _fleet_estimate(fmt: str, out: Optional[Path], rows: list, fleet: Path, setting, deadline: Optional[float],
-                    over_commit: float, seed: int) -> None:
+def _fleet_estimate(
+    fmt: str,
+    out: Optional[Path],
+    rows: list,
+    fleet: Path,
+    setting,
+    deadline: Optional[float],
+    over_commit: float,
+    seed: int,
+) -> None:
     """fl-estimate on a mixed fleet (--fleet): rounds on the devices and counts its CSV lists."""
     from w2vprof.analysis.fleet import fl_estimate_fleet
     from w2vprof.analysis.fleet_io import fleet_records, read_fleet
     from w2vprof.report.fleet_tables import fleet_tables
     from w2vprof.report.render import tables_terminal
 
-    result = fl_estimate_fleet(rows, read_fleet(fleet, rows), setting, setting.clients_per_round, deadline,
-                               over_commit, seed=seed)
+    result = fl_estimate_fleet(
+        rows, read_fleet(fleet, rows), setting, setting.clients_per_round, deadline, over_commit, seed=seed
+    )
     _emit(fmt, fleet_records(result), lambda plain: tables_terminal(fleet_tables(result), plain, result.notes), out)
 
 
 def forecast_command(
-    results: Optional[List[Path]] = typer.Argument(None, help="w2vprof results CSVs (the paper's devices are "
-                                                              "always included)."),
+    results: Optional[List[Path]] = typer.Argument(
+        None, help="w2vprof results CSVs (the paper's devices are always included)."
+    ),
     device: str = typer.Option(..., "--device", help="Device to forecast, e.g. 'Jetson Xavier NX'."),
     target: str = typer.Option("NVIDIA A40", "--target", help="Device whose speed it should reach."),
     model: str = typer.Option("base", "--model"),
     batch: int = typer.Option(4, "--batch"),
     precision: str = typer.Option("fp32", "--precision"),
-    seconds: Optional[float] = typer.Option(None, "--seconds", help="Utterance length to compare at (default: 5.5 "
-                                                                    "if both have it, else the longest shared)."),
+    seconds: Optional[float] = typer.Option(
+        None,
+        "--seconds",
+        help="Utterance length to compare at (default: 5.5 if both have it, else the longest shared).",
+    ),
     doubling_months: float = typer.Option(18.0, "--doubling-months", help="Compute doubles every N months."),
     from_year: float = typer.Option(2022.0, "--from-year", help="Year the measurements stand for."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
@@ -142,8 +183,17 @@ def forecast_command(
     from w2vprof.report.tables import forecast_text
 
     check_format(fmt)
-    result = forecast(load_results(results or [], "paper"), device, target, model, batch, precision,
-                      doubling_months, from_year, seconds)
+    result = forecast(
+        load_results(results or [], "paper"),
+        device,
+        target,
+        model,
+        batch,
+        precision,
+        doubling_months,
+        from_year,
+        seconds,
+    )
     _emit(fmt, [result], lambda plain: forecast_text(result), out)
 
 

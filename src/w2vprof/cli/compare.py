@@ -1,4 +1,5 @@
 """`w2vprof compare`: devices side by side, against a baseline device (e.g. the paper's A40)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,8 +50,9 @@ def compare_command(
     emit(text, out)
 
 
-def layers_text(paths: list[Path], reference: Optional[str], baseline: Optional[str], length: Optional[float],
-                fmt: str, plain: bool) -> str:
+def layers_text(
+    paths: list[Path], reference: Optional[str], baseline: Optional[str], length: Optional[float], fmt: str, plain: bool
+) -> str:
     """`compare --layers` in the asked format (w2vprof.analysis.compare.compare_layers)."""
     from w2vprof.analysis.compare import compare_layers, load_layer_sets
     from w2vprof.errors import BadInput

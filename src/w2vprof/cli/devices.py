@@ -1,4 +1,5 @@
 """`w2vprof devices`: what this machine is, which telemetry sources work here and why the others do not."""
+
 from __future__ import annotations
 
 import json
@@ -91,14 +92,18 @@ def device_tables(info: dict[str, Any]) -> list[Table]:
     from w2vprof.report.render import Table
 
     sources = Table(
-        title="Telemetry sources", columns=["source", "available", "details / why not"], align="lll",
+        title="Telemetry sources",
+        columns=["source", "available", "details / why not"],
+        align="lll",
         rows=[[row["source"], "yes" if row["available"] else "no", row["details"]] for row in info["sources"]],
     )
     recorded = Table(
-        title=f"What a profile on {info['torch_device']} records here", align="lll",
+        title=f"What a profile on {info['torch_device']} records here",
+        align="lll",
         columns=["measure", "source", "details / why empty"],
-        rows=[[measure, choice["source"] or "(empty)", choice["details"]]
-              for measure, choice in info["recorded"].items()],
+        rows=[
+            [measure, choice["source"] or "(empty)", choice["details"]] for measure, choice in info["recorded"].items()
+        ],
     )
     return [identity_table(info), sources, recorded]
 

@@ -1,4 +1,5 @@
 """`w2vprof doctor`: what works here, as plain text to paste into a bug report, or as JSON."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,10 @@ def _checks(title: str, checks: list[dict[str, Any]]) -> list[str]:
     if not checks:
         return [title, "  (nothing to try: no device can train here)"]
     width = max(len(check["name"]) for check in checks)
-    return [title] + [f"  {check['name'].ljust(width)}  {MARKS.get(check['status'], check['status']):6}  "
-                      f"{check['detail']}" for check in checks]
+    return [title] + [
+        f"  {check['name'].ljust(width)}  {MARKS.get(check['status'], check['status']):6}  {check['detail']}"
+        for check in checks
+    ]
 
 
 def render_text(report: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@
 
 flwr and torch are imported inside the commands: `w2vprof --help` stays instant and works without the extra.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -30,25 +31,40 @@ TRAINING_OPTIONS: dict[str, tuple[type, Any]] = {
     "model": (str, typer.Option("tiny", "--model", "-m", help="tiny, base or large.")),
     "rounds": (int, typer.Option(20, "--rounds", help="Federated rounds.")),
     "clients_per_round": (int, typer.Option(0, "--clients-per-round", help="Clients sampled each round (0: all).")),
-    "aggregation": (str, typer.Option(
-        "fedavg", "--aggregation", help="fedavg (weight = examples) or loss (from the training loss).")),
-    "loss_weighting": (str, typer.Option(
-        "exp", "--loss-weighting", help="With --aggregation loss: exp (exp(-loss/T)) or inverse (1/loss).")),
+    "aggregation": (
+        str,
+        typer.Option("fedavg", "--aggregation", help="fedavg (weight = examples) or loss (from the training loss)."),
+    ),
+    "loss_weighting": (
+        str,
+        typer.Option(
+            "exp", "--loss-weighting", help="With --aggregation loss: exp (exp(-loss/T)) or inverse (1/loss)."
+        ),
+    ),
     "temperature": (float, typer.Option(1.0, "--temperature", help="T of exp(-loss/T).")),
-    "local_epochs": (int, typer.Option(
-        1, "--local-epochs", help="Passes over its partition each client makes per round.")),
+    "local_epochs": (
+        int,
+        typer.Option(1, "--local-epochs", help="Passes over its partition each client makes per round."),
+    ),
     "batch": (int, typer.Option(4, "--batch", "-b", help="Utterances per local batch.")),
-    "lr": (float, typer.Option(
-        0.0, "--lr", help="AdamW learning rate (0: the model's pretraining value, 5e-4).")),
-    "max_seconds": (float, typer.Option(
-        15.0, "--max-seconds", help="Crop longer utterances to a random window this long.")),
-    "validation_utterances": (int, typer.Option(
-        16, "--validation-utterances", help="Held-out utterances scored each round.")),
-    "device": (str, typer.Option(
-        "cpu", "--device", help="cpu, cuda or mps: where clients train and the server validates.")),
+    "lr": (float, typer.Option(0.0, "--lr", help="AdamW learning rate (0: the model's pretraining value, 5e-4).")),
+    "max_seconds": (
+        float,
+        typer.Option(15.0, "--max-seconds", help="Crop longer utterances to a random window this long."),
+    ),
+    "validation_utterances": (
+        int,
+        typer.Option(16, "--validation-utterances", help="Held-out utterances scored each round."),
+    ),
+    "device": (
+        str,
+        typer.Option("cpu", "--device", help="cpu, cuda or mps: where clients train and the server validates."),
+    ),
     "precision": (str, typer.Option("fp32", "--precision", "-p", help="fp32 or mixed.")),
-    "threads": (int, typer.Option(
-        0, "--threads", help="torch threads per client (0: cores / --parallel in simulation).")),
+    "threads": (
+        int,
+        typer.Option(0, "--threads", help="torch threads per client (0: cores / --parallel in simulation)."),
+    ),
     "seed": (int, typer.Option(0, "--seed", help="Seed of weights, sampling, data order, masks.")),
     "round_timeout": (float, typer.Option(3600.0, "--round-timeout", help="Seconds to wait for a round's replies.")),
 }
@@ -56,15 +72,29 @@ TRAINING_OPTIONS: dict[str, tuple[type, Any]] = {
 
 #: Where a run's data comes from, for the commands that find or generate it here (simulate, deploy-local).
 DATA_OPTIONS: dict[str, tuple[type, Any]] = {
-    "partitions": (str, typer.Option(
-        "synthetic", "--partitions", help="A `w2vprof partition` folder (client i: its i-th manifest), or synthetic "
-                                          "(generate a speech corpus, one speaker per client).")),
-    "clips_dir": (str, typer.Option(
-        "", "--clips-dir", help="Where the manifests' clips are (default: clips/ beside or above them).")),
-    "validation": (str, typer.Option(
-        "", "--validation", help="Held-out manifest or audio folder (default: heldout.tsv in --partitions).")),
-    "utterances_per_client": (int, typer.Option(
-        8, "--utterances-per-client", help="Synthetic partitions: utterances per client.")),
+    "partitions": (
+        str,
+        typer.Option(
+            "synthetic",
+            "--partitions",
+            help="A `w2vprof partition` folder (client i: its i-th manifest), or synthetic "
+            "(generate a speech corpus, one speaker per client).",
+        ),
+    ),
+    "clips_dir": (
+        str,
+        typer.Option("", "--clips-dir", help="Where the manifests' clips are (default: clips/ beside or above them)."),
+    ),
+    "validation": (
+        str,
+        typer.Option(
+            "", "--validation", help="Held-out manifest or audio folder (default: heldout.tsv in --partitions)."
+        ),
+    ),
+    "utterances_per_client": (
+        int,
+        typer.Option(8, "--utterances-per-client", help="Synthetic partitions: utterances per client."),
+    ),
 }
 
 
@@ -73,8 +103,9 @@ def evaluated_signature(command: Command) -> inspect.Signature:
     is Python 3.10+ (`w2vprof` builds this group on every start, also on Python 3.8)."""
     hints = typing.get_type_hints(command)
     signature = inspect.signature(command)
-    return signature.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
-                                         for p in signature.parameters.values()])
+    return signature.replace(
+        parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()]
+    )
 
 
 def shared_options(group: str, options: dict[str, tuple[type, Any]]) -> Callable[[Command], Command]:
@@ -86,8 +117,10 @@ def shared_options(group: str, options: dict[str, tuple[type, Any]]) -> Callable
 
     def decorate(command: Command) -> Command:
         own = [p for p in evaluated_signature(command).parameters.values() if p.name != group]
-        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-                 for name, (kind, option) in options.items()]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+            for name, (kind, option) in options.items()
+        ]
 
         def run_command(**values: Any) -> None:
             command(**{group: {name: values.pop(name) for name in options}}, **values)
@@ -133,16 +166,25 @@ def _print_round(record) -> None:
 @run_command("simulate", "training", "data")
 def simulate_command(
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Folder for rounds.csv, clients.csv, run.json (and a generated corpus).",
+        ...,
+        "--out",
+        "-o",
+        help="Folder for rounds.csv, clients.csv, run.json (and a generated corpus).",
     ),
     clients: int = typer.Option(
-        10, "--clients", help="Clients (virtual SuperNodes); a partitions folder needs at least this many.",
+        10,
+        "--clients",
+        help="Clients (virtual SuperNodes); a partitions folder needs at least this many.",
     ),
     corpus_engine: str = typer.Option(
-        "auto", "--corpus-engine", help="Synthetic partitions: auto, espeak or synthetic.",
+        "auto",
+        "--corpus-engine",
+        help="Synthetic partitions: auto, espeak or synthetic.",
     ),
     parallel: int = typer.Option(
-        1, "--parallel", help="Clients training at once (1: each alone with every core, honest seconds).",
+        1,
+        "--parallel",
+        help="Clients training at once (1: each alone with every core, honest seconds).",
     ),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's own logs."),
     *,
@@ -162,7 +204,9 @@ def simulate_command(
 
     check_model_support()  # before Ray starts clients: a broken torch/torchaudio pair is one line, exit 2
     folder = simulate(
-        settings, SimulationOptions(parallel=parallel, verbose=verbose), on_round=_print_round,
+        settings,
+        SimulationOptions(parallel=parallel, verbose=verbose),
+        on_round=_print_round,
         corpus_engine=corpus_engine,
     )
     typer.echo(f"wrote {folder / 'rounds.csv'} and {folder / 'clients.csv'}")
@@ -183,29 +227,42 @@ def _warn_insecure(address: str) -> None:
 @run_command("deploy-config", "training")
 def deploy_config_command(
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Folder for the Flower app, FLWR_HOME, keys, commands.sh and results/ (on the "
-                                 "SuperLink machine).",
+        ...,
+        "--out",
+        "-o",
+        help="Folder for the Flower app, FLWR_HOME, keys, commands.sh and results/ (on the SuperLink machine).",
     ),
     superlink: str = typer.Option(
-        ..., "--superlink", help="HOST:PORT devices reach the SuperLink at (e.g. 192.168.1.10:9093).",
+        ...,
+        "--superlink",
+        help="HOST:PORT devices reach the SuperLink at (e.g. 192.168.1.10:9093).",
     ),
     node: List[str] = typer.Option(
-        ..., "--node", help="NAME=PARTITION_PATH[,CLIPS_DIR] of one device (paths on that device); repeat per device.",
+        ...,
+        "--node",
+        help="NAME=PARTITION_PATH[,CLIPS_DIR] of one device (paths on that device); repeat per device.",
     ),
     validation: str = typer.Option(
-        ..., "--validation", help="Held-out manifest or audio folder on the SuperLink machine.",
+        ...,
+        "--validation",
+        help="Held-out manifest or audio folder on the SuperLink machine.",
     ),
     tls_name: Optional[List[str]] = typer.Option(
-        None, "--tls-name", help="Another host name or address the SuperLink is reached at (its certificate names it);"
-                                 " repeatable.",
+        None,
+        "--tls-name",
+        help="Another host name or address the SuperLink is reached at (its certificate names it); repeatable.",
     ),
     new_keys: bool = typer.Option(
-        False, "--new-keys", help="Make a new CA, certificate and device keys even if OUT holds some (every device "
-                                  "then needs its new files).",
+        False,
+        "--new-keys",
+        help="Make a new CA, certificate and device keys even if OUT holds some (every device "
+        "then needs its new files).",
     ),
     insecure: bool = typer.Option(
-        False, "--insecure", help="No TLS and no SuperNode authentication: any machine that reaches the SuperLink can "
-                                  "join (trusted lab network only).",
+        False,
+        "--insecure",
+        help="No TLS and no SuperNode authentication: any machine that reaches the SuperLink can "
+        "join (trusted lab network only).",
     ),
     *,
     training: dict[str, Any],
@@ -216,7 +273,13 @@ def deploy_config_command(
     nodes = [parse_node(text) for text in node]
     settings = _deploy_settings(nodes, validation, **training)
     plan = write_deployment(
-        settings, out, superlink, nodes, insecure=insecure, new_keys=new_keys, tls_names=tuple(tls_name or ()),
+        settings,
+        out,
+        superlink,
+        nodes,
+        insecure=insecure,
+        new_keys=new_keys,
+        tls_names=tuple(tls_name or ()),
     )
     if insecure:
         _warn_insecure(plan.address)
@@ -254,8 +317,10 @@ def report_command(
     runs: List[Path] = typer.Argument(..., help="Run folders (each with rounds.csv and clients.csv)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for validation-loss.png and client-cost-<run>.png."),
     profile: Optional[List[Path]] = typer.Option(
-        None, "--profile", help="results.csv of `w2vprof profile` for the same configuration: prints predicted vs "
-                                "measured client seconds.",
+        None,
+        "--profile",
+        help="results.csv of `w2vprof profile` for the same configuration: prints predicted vs "
+        "measured client seconds.",
     ),
 ) -> None:
     """Plot validation loss per round for every run and each run's per-client cost; compare with a profile."""

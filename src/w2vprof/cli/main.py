@@ -3,6 +3,7 @@
 Only typer/rich are imported here; each command imports torch & co. inside its function, so `--help` and
 `--version` stay instant.
 """
+
 from __future__ import annotations
 
 import sys

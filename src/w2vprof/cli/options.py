@@ -2,6 +2,7 @@
 
 These are CLI code, so their messages name the flag they were given (`what`, e.g. "--batch"). The library's own
 errors name settings instead (w2vprof.errors.SettingError), which cli.main shows as the invoked command's flag."""
+
 from __future__ import annotations
 
 import re
@@ -75,9 +76,20 @@ def parse_name_list(text: str, what: str, allowed: tuple[str, ...]) -> list[str]
 
 
 _UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3, "t": 1000**4, "tb": 1000**4,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
 }
 
 

@@ -1,4 +1,5 @@
 """Writing command output: tables to the terminal, CSV/JSON to stdout or a file (written atomically)."""
+
 from __future__ import annotations
 
 import json

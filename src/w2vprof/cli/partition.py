@@ -1,4 +1,5 @@
 """`w2vprof partition`: per-client manifests with no shared speaker and about equal speech (paper Sec. 4.2)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,8 +49,15 @@ def partition_table(result) -> Table:
         rows.append([str(c.client), str(len(c.speakers)), str(c.utterances), f"{c.hours:.4f}", f"{mean:.2f}"])
     total_sec = sum(c.seconds for c in result.clients)
     utterances = sum(c.utterances for c in result.clients)
-    rows.append(["total", str(sum(len(c.speakers) for c in result.clients)), str(utterances),
-                 f"{total_sec / 3600:.4f}", f"{total_sec / utterances:.2f}" if utterances else "-"])
+    rows.append(
+        [
+            "total",
+            str(sum(len(c.speakers) for c in result.clients)),
+            str(utterances),
+            f"{total_sec / 3600:.4f}",
+            f"{total_sec / utterances:.2f}" if utterances else "-",
+        ]
+    )
     return Table(
         title=f"{result.source.name}: {len(result.clients)} clients by speaker",
         columns=["client", "speakers", "utterances", "speech (h)", "mean utt (s)"],

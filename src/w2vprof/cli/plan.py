@@ -1,4 +1,5 @@
 """`w2vprof plan`: which training recipes fit a device, predicted from measured rows of each (docs/recipes.md)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,19 +14,25 @@ __all__ = ["register"]
 
 
 def plan_command(
-    results: List[Path] = typer.Argument(..., help="w2vprof results CSVs with rows of each recipe at two sizes or "
-                                                   "more (e.g. sweep --preset recipes --seconds 1,2,4,5.5)."),
-    device: Optional[str] = typer.Option(None, "--device", help="Target device: a profile name, e.g. "
-                                                                "'Jetson Xavier NX' (see devices/profiles.csv)."),
-    memory: Optional[str] = typer.Option(None, "--memory", help="Target memory instead of (or over) the profile's, "
-                                                                "e.g. 8GiB."),
+    results: List[Path] = typer.Argument(
+        ...,
+        help="w2vprof results CSVs with rows of each recipe at two sizes or "
+        "more (e.g. sweep --preset recipes --seconds 1,2,4,5.5).",
+    ),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="Target device: a profile name, e.g. 'Jetson Xavier NX' (see devices/profiles.csv)."
+    ),
+    memory: Optional[str] = typer.Option(
+        None, "--memory", help="Target memory instead of (or over) the profile's, e.g. 8GiB."
+    ),
     model: str = typer.Option("base", "--model", "-m", help="tiny, base or large."),
     seconds: str = typer.Option(..., "--seconds", "-s", help="Utterance length (s) training must reach."),
     batch: str = typer.Option("4", "--batch", "-b", help="Utterances per batch."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 or mixed."),
     usable_fraction: str = typer.Option("0.7", "--usable-fraction", help="Share of the memory training may use."),
-    devices: Optional[Path] = typer.Option(None, "--devices", help="Device profiles CSV, or a folder holding "
-                                                                   "profiles.csv (default: the shipped profiles)."),
+    devices: Optional[Path] = typer.Option(
+        None, "--devices", help="Device profiles CSV, or a folder holding profiles.csv (default: the shipped profiles)."
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
@@ -45,9 +52,14 @@ def plan_command(
     get_config(model)
     parse_name_list(precision, "precision", ("fp32", "mixed"))
     target = target_for(
-        load_profiles(devices), device, parse_bytes(memory, "--memory") if memory is not None else None, model,
-        parse_positive_int(batch, "--batch"), parse_positive_float(seconds, "--seconds"),
-        parse_positive_float(usable_fraction, "--usable-fraction"), precision,
+        load_profiles(devices),
+        device,
+        parse_bytes(memory, "--memory") if memory is not None else None,
+        model,
+        parse_positive_int(batch, "--batch"),
+        parse_positive_float(seconds, "--seconds"),
+        parse_positive_float(usable_fraction, "--usable-fraction"),
+        precision,
     )
     plan = plan_recipes(load_results(results), target)
     if fmt == "csv":
@@ -62,8 +74,18 @@ def _json(plan: Plan) -> str:
     import json
     from dataclasses import asdict
 
-    return json.dumps({"target": asdict(plan.target), "verdict": plan.verdict, "rows": [asdict(r) for r in plan.rows],
-                       "notes": plan.notes}, indent=2) + "\n"
+    return (
+        json.dumps(
+            {
+                "target": asdict(plan.target),
+                "verdict": plan.verdict,
+                "rows": [asdict(r) for r in plan.rows],
+                "notes": plan.notes,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def register(app: typer.Typer) -> None:

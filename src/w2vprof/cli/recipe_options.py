@@ -2,6 +2,7 @@
 
 docs/recipes.md explains each option; w2vprof.measure.recipes checks the values and makes the canonical text.
 """
+
 from __future__ import annotations
 
 from itertools import product
@@ -36,14 +37,21 @@ def recipe_text(checkpointing: str, freeze: str, accumulate: str, optimizer: str
     return make_recipe(checkpointing, freeze, accumulate, optimizer, compile).text
 
 
-def recipe_texts(checkpointing: Optional[str], freeze: Optional[str], accumulate: Optional[str],
-                 optimizer: Optional[str], compile: bool) -> Optional[tuple[str, ...]]:
+def recipe_texts(
+    checkpointing: Optional[str],
+    freeze: Optional[str],
+    accumulate: Optional[str],
+    optimizer: Optional[str],
+    compile: bool,
+) -> Optional[tuple[str, ...]]:
     """Every combination of the listed values (an option not given keeps its default); None when no recipe option
     was given, so the preset's (or the default) recipes apply."""
     if checkpointing is None and freeze is None and accumulate is None and optimizer is None and not compile:
         return None
-    lists = [_values(text, default) for text, default in
-             ((checkpointing, "none"), (freeze, "none"), (accumulate, "1"), (optimizer, "adamw"))]
+    lists = [
+        _values(text, default)
+        for text, default in ((checkpointing, "none"), (freeze, "none"), (accumulate, "1"), (optimizer, "adamw"))
+    ]
     texts = [recipe_text(c, f, a, o, compile) for c, f, a, o in product(*lists)]
     return tuple(dict.fromkeys(texts))
 

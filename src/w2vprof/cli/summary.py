@@ -1,4 +1,5 @@
 """`w2vprof summary`: parameters and inference FLOPs per module group (Table 1 of the paper)."""
+
 from __future__ import annotations
 
 from pathlib import Path

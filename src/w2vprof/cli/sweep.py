@@ -1,4 +1,5 @@
 """`w2vprof sweep`: the whole grid on this device, safe to leave running for hours."""
+
 from __future__ import annotations
 
 import shlex
@@ -6,9 +7,12 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+if TYPE_CHECKING:  # the type only: rich.progress is imported when a sweep shows progress
+    from rich.progress import Progress, TaskID
 
 from w2vprof.cli import recipe_options as ro
 from w2vprof.cli import workload_options as wo
@@ -17,7 +21,9 @@ __all__ = ["register"]
 
 
 #: Seconds per layer and the calibrated ceilings (issue 14): layer timing off by default, so the wall time holds.
-LAYER_REPEATS = typer.Option("0", "--layer-repeats", help="Extra steps per configuration timing each layer (default 0).")
+LAYER_REPEATS = typer.Option(
+    "0", "--layer-repeats", help="Extra steps per configuration timing each layer (default 0)."
+)
 CALIBRATE = typer.Option(
     True, "--calibrate/--no-calibrate", help="Record this machine's measured peaks (measured once, then cached)."
 )
@@ -41,7 +47,9 @@ def sweep(
     retry: Optional[str] = typer.Option(
         None, "--retry", help="With --resume: re-run rows with these statuses, e.g. error,timeout (oom only if named)."
     ),
-    mem_limit: Optional[str] = typer.Option(None, "--mem-limit", help="Stop a configuration above this memory, e.g. 8GiB."),
+    mem_limit: Optional[str] = typer.Option(
+        None, "--mem-limit", help="Stop a configuration above this memory, e.g. 8GiB."
+    ),
     timeout: Optional[str] = typer.Option(None, "--timeout", help="Seconds allowed per configuration."),
     no_prune: bool = typer.Option(False, "--no-prune", help="Measure configurations that an OOM implies are OOM."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
@@ -58,8 +66,15 @@ def sweep(
     compile: bool = ro.COMPILE,
 ) -> None:
     """Train real wav2vec 2.0 steps over a grid of models, lengths, batches and precisions; one CSV row each."""
-    from w2vprof.cli.options import parse_bytes, parse_float_list, parse_int_list, parse_name_list
-    from w2vprof.cli.options import parse_positive_float, parse_positive_int, parse_whole_number
+    from w2vprof.cli.options import (
+        parse_bytes,
+        parse_float_list,
+        parse_int_list,
+        parse_name_list,
+        parse_positive_float,
+        parse_positive_int,
+        parse_whole_number,
+    )
     from w2vprof.models import MODEL_NAMES
     from w2vprof.sweep.plan import RETRYABLE, SweepRequest, plan_sweep
 
@@ -101,8 +116,10 @@ def _calibrate(plan, threads: Optional[int], quiet: bool, asked: bool = True) ->
         typer.echo(f"w2vprof: warning: {what}; the rows' measured-peak columns stay empty", err=True)
     elif not quiet:
         fp32 = calibration.peak_flops_fp32_measured / 1e9
-        typer.echo(f"calibration ({what}): fp32 matmul {fp32:.1f} GFLOP/s, copy "
-                   f"{calibration.mem_bw_measured / 1e9:.1f} GB/s", err=True)
+        typer.echo(
+            f"calibration ({what}): fp32 matmul {fp32:.1f} GFLOP/s, copy {calibration.mem_bw_measured / 1e9:.1f} GB/s",
+            err=True,
+        )
 
 
 def _run(plan, quiet: bool) -> None:
@@ -158,8 +175,8 @@ class _Reporter:
         self.quiet = quiet
         self.interactive = sys.stderr.isatty() and not quiet
         self.finished_count = 0
-        self._progress = None
-        self._task = None
+        self._progress: Optional[Progress] = None
+        self._task: Optional[TaskID] = None
         self._start = time.monotonic()
 
     def __enter__(self):
@@ -167,8 +184,12 @@ class _Reporter:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.fields[eta]}"), transient=False,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[eta]}"),
+                transient=False,
             )
             self._progress.__enter__()
         return self
@@ -195,15 +216,17 @@ class _Reporter:
     def running(self, index: int, config, eta_s: Optional[float]) -> None:
         from w2vprof.sweep.runner import config_label
 
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, description=config_label(config), eta=_format_eta(eta_s))
         else:
             self._log(f"running {index + 1}: {config_label(config)} ({_format_eta(eta_s)})")
 
     def finished(self, index: int, record, wall_s: float) -> None:
         self.finished_count += 1
-        measured = f"{record.sec_per_batch_median:.3f} s/batch" if record.sec_per_batch_median is not None else record.status
-        if self._progress is not None:
+        measured = (
+            f"{record.sec_per_batch_median:.3f} s/batch" if record.sec_per_batch_median is not None else record.status
+        )
+        if self._progress is not None and self._task is not None:
             self._progress.advance(self._task)
             self._progress.console.print(
                 f"  {record.model} batch {record.batch} {record.seconds:g} s {record.precision}: {measured}"

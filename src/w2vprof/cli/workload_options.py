@@ -1,4 +1,5 @@
 """Workload options shared by `profile` and `sweep` (docs/audio.md explains them)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,9 @@ LENGTH_DIST = typer.Option(
 )
 
 
-def workload_kwargs(audio: Optional[Path], clips_dir: Optional[Path], max_seconds: Optional[str], length_dist: Optional[str]) -> dict:
+def workload_kwargs(
+    audio: Optional[Path], clips_dir: Optional[Path], max_seconds: Optional[str], length_dist: Optional[str]
+) -> dict:
     from w2vprof.cli.options import parse_positive_float
 
     return {

@@ -4,6 +4,7 @@ Which torch device a setting means (auto, cpu, cuda, mps): `resolve_device` (w2v
 Every reader takes a filesystem root (a fake tree in tests), NVML an injectable `Nvml`, and `vcgencmd` an
 injectable runner. Telemetry during timed steps: `w2vprof.devices.telemetry.TelemetrySampler`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,11 @@ def _board(platform: str, root: str) -> tuple[str, dict[str, str]]:
     """The board's name as shown to users, and its identity details (Jetson release and power mode, Pi model)."""
     if platform == "jetson":
         details = jetson.jetson_identity(root) or {}
-        parts = [f"JetPack {details['jetpack']}" if details.get("jetpack") else "", f"L4T {details['l4t']}"
-                 if details.get("l4t") else "", f"power mode {details['power_mode']}" if details.get("power_mode") else ""]
+        parts = [
+            f"JetPack {details['jetpack']}" if details.get("jetpack") else "",
+            f"L4T {details['l4t']}" if details.get("l4t") else "",
+            f"power mode {details['power_mode']}" if details.get("power_mode") else "",
+        ]
         described = ", ".join(p for p in parts if p)
         return (f"{details['model']} ({described})" if described else details.get("model", "")), details
     if platform == "raspberrypi":
@@ -110,7 +114,9 @@ def available_sources(
     rows.append(("rapl", bool(domains), "energy: CPU " + ", ".join(d.name for d in domains) if domains else why_not))
 
     if is_jetson:
-        rows.append(("nvml", False, "NVML does not work on Jetson (before JetPack 7; NotSupported for most calls on 7)"))
+        rows.append(
+            ("nvml", False, "NVML does not work on Jetson (before JetPack 7; NotSupported for most calls on 7)")
+        )
     else:
         gpu, why_not = (nvml, "") if nvml is not None else load_nvml()
         if gpu is None:
@@ -128,29 +134,73 @@ def available_sources(
 
     if is_jetson:
         binary = os.path.exists(os.path.join(root, "usr/bin/tegrastats"))
-        rows.append(("tegrastats", True, "Jetson: lines parsed by w2vprof.devices.jetson.parse_tegrastats; "
-                     + ("used for power when INA3221 is unreadable" if binary else "no /usr/bin/tegrastats here")))
+        rows.append(
+            (
+                "tegrastats",
+                True,
+                "Jetson: lines parsed by w2vprof.devices.jetson.parse_tegrastats; "
+                + ("used for power when INA3221 is unreadable" if binary else "no /usr/bin/tegrastats here"),
+            )
+        )
     else:
         rows.append(("tegrastats", False, "not a Jetson"))
 
-    pmic_w = sensors.parse_pmic_read_adc(sensors.run_vcgencmd("pmic_read_adc", runner=vcgencmd) or "") if is_pi else None
-    rows.append(("pmic", pmic_w is not None, f"Pi 5 PMIC rails: {pmic_w:.2f} W now" if pmic_w is not None
-                 else "no power sensor on this Pi (only the Pi 5 has one)" if is_pi else "not a Raspberry Pi"))
+    pmic_w = (
+        sensors.parse_pmic_read_adc(sensors.run_vcgencmd("pmic_read_adc", runner=vcgencmd) or "") if is_pi else None
+    )
+    rows.append(
+        (
+            "pmic",
+            pmic_w is not None,
+            f"Pi 5 PMIC rails: {pmic_w:.2f} W now"
+            if pmic_w is not None
+            else "no power sensor on this Pi (only the Pi 5 has one)"
+            if is_pi
+            else "not a Raspberry Pi",
+        )
+    )
     throttle = sensors.parse_throttled(sensors.run_vcgencmd("get_throttled", runner=vcgencmd) or "") if is_pi else None
-    rows.append(("vcgencmd", throttle is not None, f"throttle bits {throttle.value:#x}" if throttle is not None
-                 else "vcgencmd get_throttled failed" if is_pi else "not a Raspberry Pi"))
+    rows.append(
+        (
+            "vcgencmd",
+            throttle is not None,
+            f"throttle bits {throttle.value:#x}"
+            if throttle is not None
+            else "vcgencmd get_throttled failed"
+            if is_pi
+            else "not a Raspberry Pi",
+        )
+    )
 
     temps, temp_source = sensors.read_temperatures_c(root)
-    rows.append(("thermal_zone" if temp_source != "hwmon" else "hwmon", bool(temps),
-                 f"hottest {max(temps.values()):.1f} C of {len(temps)} sensor(s)" if temps
-                 else "no readable /sys/class/thermal zones or hwmon temperature sensors"))
+    rows.append(
+        (
+            "thermal_zone" if temp_source != "hwmon" else "hwmon",
+            bool(temps),
+            f"hottest {max(temps.values()):.1f} C of {len(temps)} sensor(s)"
+            if temps
+            else "no readable /sys/class/thermal zones or hwmon temperature sensors",
+        )
+    )
     clock = sensors.cpu_freq_mhz(root)
-    rows.append(("cpufreq", clock is not None, f"mean CPU clock {clock:.0f} MHz" if clock is not None
-                 else "no cpufreq in /sys/devices/system/cpu (virtual machines usually hide it)"))
+    rows.append(
+        (
+            "cpufreq",
+            clock is not None,
+            f"mean CPU clock {clock:.0f} MHz"
+            if clock is not None
+            else "no cpufreq in /sys/devices/system/cpu (virtual machines usually hide it)",
+        )
+    )
     if is_jetson:
         gpu_clock = jetson.read_gpu_clock_mhz(root)
-        rows.append(("devfreq", gpu_clock is not None, f"GPU clock {gpu_clock:.0f} MHz" if gpu_clock is not None
-                     else "no GPU devfreq node found"))
+        rows.append(
+            (
+                "devfreq",
+                gpu_clock is not None,
+                f"GPU clock {gpu_clock:.0f} MHz" if gpu_clock is not None else "no GPU devfreq node found",
+            )
+        )
     if torch_device == "mps":
         rows.append(("mps", True, "memory sampled with torch.mps.driver_allocated_memory after each step"))
     return rows

@@ -1,4 +1,5 @@
 """Reading files under an injectable filesystem root, so every reader runs against a fake tree in tests."""
+
 from __future__ import annotations
 
 import glob

@@ -18,6 +18,7 @@ Results are cached per device fingerprint (w2vprof.devices.identify) in
 entry made by another torch version, thread count or mixed dtype is measured again, and so is a file that does
 not read back as a calibration (corrupt, truncated, edited).
 """
+
 from __future__ import annotations
 
 import json
@@ -92,8 +93,11 @@ class Calibration:
 
     def summary_lines(self) -> list[str]:
         """What `devices --calibrate` prints: one line per ceiling."""
-        mixed = (f"{self.peak_flops_mixed_measured / 1e9:.1f} GFLOP/s ({self.matmul_size_mixed}^2 matmul)"
-                 if self.peak_flops_mixed_measured else f"not measured ({self.note})")
+        mixed = (
+            f"{self.peak_flops_mixed_measured / 1e9:.1f} GFLOP/s ({self.matmul_size_mixed}^2 matmul)"
+            if self.peak_flops_mixed_measured
+            else f"not measured ({self.note})"
+        )
         lines = [
             f"{self.device_name or self.device} [{self.device_fingerprint}], {self.threads} threads, "
             f"torch {self.torch_version}, measured {self.measured_at}",
@@ -103,8 +107,11 @@ class Calibration:
             f"({self.copy_bytes >> 20} MiB buffer)",
         ]
         if self.vendor_profile:
-            vendor = [f"{name} {value / 1e12:.2f} TFLOP/s" for name, value in
-                      (("fp32", self.peak_flops_fp32_vendor), ("fp16", self.peak_flops_mixed_vendor)) if value]
+            vendor = [
+                f"{name} {value / 1e12:.2f} TFLOP/s"
+                for name, value in (("fp32", self.peak_flops_fp32_vendor), ("fp16", self.peak_flops_mixed_vendor))
+                if value
+            ]
             lines.append(f"vendor peak ({self.vendor_profile}): {', '.join(vendor) or 'not listed'}")
         return lines
 
@@ -129,8 +136,11 @@ def _check_types(calibration: Calibration) -> None:
     numbers = (calibration.peak_flops_fp32_measured, calibration.mem_bw_measured)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in numbers):
         raise ValueError("a measured rate is not a positive number")
-    optional = (calibration.peak_flops_mixed_measured, calibration.peak_flops_fp32_vendor,
-                calibration.peak_flops_mixed_vendor)
+    optional = (
+        calibration.peak_flops_mixed_measured,
+        calibration.peak_flops_fp32_vendor,
+        calibration.peak_flops_mixed_vendor,
+    )
     if not all(v is None or (isinstance(v, (int, float)) and v > 0) for v in optional):
         raise ValueError("an optional rate is neither empty nor a positive number")
     texts = (calibration.device, calibration.device_fingerprint, calibration.mixed_dtype, calibration.torch_version)
@@ -189,15 +199,17 @@ def _run_seconds(run: Callable[[], object], ops: CalibrationOps, clock: Callable
     return clock() - start
 
 
-def _best_seconds(run: Callable[[], object], first: float, ops: CalibrationOps, clock: Callable[[], float],
-                  repeats: int) -> float:
+def _best_seconds(
+    run: Callable[[], object], first: float, ops: CalibrationOps, clock: Callable[[], float], repeats: int
+) -> float:
     """Best of up to `repeats` timed runs after the warmup (`first` seconds): fewer when a run is slow."""
     count = max(2, min(repeats, int(BUDGET_SEC / first))) if first > 0 else repeats
     return min(_run_seconds(run, ops, clock) for _ in range(count))
 
 
-def measure_matmul(ops: CalibrationOps, n: int, dtype: str, repeats: int,
-                   clock: Callable[[], float] = time.perf_counter) -> tuple[float, int]:
+def measure_matmul(
+    ops: CalibrationOps, n: int, dtype: str, repeats: int, clock: Callable[[], float] = time.perf_counter
+) -> tuple[float, int]:
     """(FLOP/s, n used): best of the timed runs of an n x n product, n halved while a warmup exceeds the budget."""
     while True:
         run = ops.matmul(n, dtype)
@@ -208,8 +220,9 @@ def measure_matmul(ops: CalibrationOps, n: int, dtype: str, repeats: int,
     return 2 * n**3 / _best_seconds(run, first, ops, clock, repeats), n
 
 
-def measure_copy(ops: CalibrationOps, nbytes: int, repeats: int,
-                 clock: Callable[[], float] = time.perf_counter) -> float:
+def measure_copy(
+    ops: CalibrationOps, nbytes: int, repeats: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
     """Bytes read + written per second: best of the timed copies of an `nbytes` buffer."""
     run = ops.copy(nbytes)
     first = _run_seconds(run, ops, clock)
@@ -222,7 +235,7 @@ def mixed_dtype_name(device: str, dtype_mixed: Union[None, str, torch.dtype] = N
     if dtype_mixed is None:
         return "bfloat16" if device == "cpu" else "float16"
     name = str(dtype_mixed)
-    return name[len("torch."):] if name.startswith("torch.") else name
+    return name[len("torch.") :] if name.startswith("torch.") else name
 
 
 def calibrate(
@@ -273,8 +286,9 @@ def calibrate(
     )
 
 
-def _mixed_rate(ops: CalibrationOps, n: int, dtype: str, repeats: int,
-                clock: Callable[[], float]) -> tuple[Optional[float], int, str]:
+def _mixed_rate(
+    ops: CalibrationOps, n: int, dtype: str, repeats: int, clock: Callable[[], float]
+) -> tuple[Optional[float], int, str]:
     """(FLOP/s, n, "") or (None, 0, why) where this device cannot multiply in `dtype`."""
     try:
         rate, size = measure_matmul(ops, n, dtype, repeats, clock)
@@ -296,15 +310,19 @@ def _tflops(value: Optional[float]) -> Optional[float]:
     return value * 1e12 if value else None
 
 
-def matching_profile(identity: dict[str, Any],
-                     profiles: Optional[list[DeviceProfile]] = None) -> Optional[DeviceProfile]:
+def matching_profile(
+    identity: dict[str, Any], profiles: Optional[list[DeviceProfile]] = None
+) -> Optional[DeviceProfile]:
     """The shipped device profile naming this device (its name appears in the device, GPU or board name; the
     longest such name wins: "Raspberry Pi 4" for "Raspberry Pi 4 Model B Rev 1.4"), or None."""
     from w2vprof.analysis.data import load_profiles
 
     names = [str(identity.get(key) or "").lower() for key in ("device_name", "gpu_name", "board")]
-    candidates = [p for p in (profiles if profiles is not None else load_profiles())
-                  if p.name and any(p.name.lower() in name for name in names)]
+    candidates = [
+        p
+        for p in (profiles if profiles is not None else load_profiles())
+        if p.name and any(p.name.lower() in name for name in names)
+    ]
     return max(candidates, key=lambda p: len(p.name)) if candidates else None
 
 
@@ -319,9 +337,12 @@ def cache_path(fingerprint: str, folder: Optional[Path] = None) -> Path:
     return (folder if folder is not None else cache_folder()) / f"calibration-{fingerprint}.json"
 
 
-def cached_calibration(device: str, dtype_mixed: Union[None, str, torch.dtype] = None,
-                       folder: Optional[Path] = None, identity: Optional[dict[str, Any]] = None
-                       ) -> Optional[Calibration]:
+def cached_calibration(
+    device: str,
+    dtype_mixed: Union[None, str, torch.dtype] = None,
+    folder: Optional[Path] = None,
+    identity: Optional[dict[str, Any]] = None,
+) -> Optional[Calibration]:
     """The cached calibration for this device, or None: none yet, unreadable or corrupt, or made under another
     torch version, thread count or mixed dtype (those change the rates)."""
     import torch
@@ -334,15 +355,19 @@ def cached_calibration(device: str, dtype_mixed: Union[None, str, torch.dtype] =
         cached = Calibration.from_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, TypeError):  # json's errors are ValueErrors
         return None
-    current = (CACHE_VERSION, torch.__version__, torch.get_num_threads(), mixed_dtype_name(device, dtype_mixed),
-               device)
+    current = (CACHE_VERSION, torch.__version__, torch.get_num_threads(), mixed_dtype_name(device, dtype_mixed), device)
     if (cached.cache_version, cached.torch_version, cached.threads, cached.mixed_dtype, cached.device) != current:
         return None
     return cached
 
 
-def load_or_calibrate(device: str, refresh: bool = False, dtype_mixed: Union[None, str, torch.dtype] = None,
-                      folder: Optional[Path] = None, **calibrate_options: Any) -> Calibration:
+def load_or_calibrate(
+    device: str,
+    refresh: bool = False,
+    dtype_mixed: Union[None, str, torch.dtype] = None,
+    folder: Optional[Path] = None,
+    **calibrate_options: Any,
+) -> Calibration:
     """The cached calibration for this device, else (or with `refresh`) a new one, written to the cache.
 
     A cache that cannot be written (read-only home, full disk) does not fail the caller: the calibration comes

@@ -1,4 +1,5 @@
 """CPU and memory identity from /proc (x86, Jetson and Pi alike) and, for Arm boards, the device tree."""
+
 from __future__ import annotations
 
 import os
@@ -8,23 +9,52 @@ from w2vprof.devices._fs import read_text
 from w2vprof.devices.devicetree import soc_name
 
 __all__ = [
-    "parse_cpu_model", "parse_cpu_vendor", "parse_arm_cores", "has_native_bf16", "read_native_bf16",
-    "parse_meminfo", "read_cpu_model", "read_os_memory", "ARM_CORES",
+    "parse_cpu_model",
+    "parse_cpu_vendor",
+    "parse_arm_cores",
+    "has_native_bf16",
+    "read_native_bf16",
+    "parse_meminfo",
+    "read_cpu_model",
+    "read_os_memory",
+    "ARM_CORES",
 ]
 
 #: (CPU implementer, CPU part) of /proc/cpuinfo -> core name, for the cores of boards w2vprof targets
 #: (Arm's and NVIDIA's ids as the Linux kernel's arch/arm64/include/asm/cputype.h lists them).
 ARM_CORES = {
-    (0x41, 0xC07): "Cortex-A7", (0x41, 0xC08): "Cortex-A8", (0x41, 0xC09): "Cortex-A9", (0x41, 0xC0F): "Cortex-A15",
-    (0x41, 0xD03): "Cortex-A53", (0x41, 0xD04): "Cortex-A35", (0x41, 0xD05): "Cortex-A55",
-    (0x41, 0xD07): "Cortex-A57", (0x41, 0xD08): "Cortex-A72", (0x41, 0xD09): "Cortex-A73",
-    (0x41, 0xD0A): "Cortex-A75", (0x41, 0xD0B): "Cortex-A76", (0x41, 0xD0C): "Neoverse-N1",
-    (0x41, 0xD0D): "Cortex-A77", (0x41, 0xD40): "Neoverse-V1", (0x41, 0xD41): "Cortex-A78",
-    (0x41, 0xD42): "Cortex-A78AE", (0x41, 0xD44): "Cortex-X1", (0x41, 0xD46): "Cortex-A510",
-    (0x41, 0xD47): "Cortex-A710", (0x41, 0xD48): "Cortex-X2", (0x41, 0xD49): "Neoverse-N2",
-    (0x41, 0xD4B): "Cortex-A78C", (0x41, 0xD4F): "Neoverse-V2", (0x41, 0xD80): "Cortex-A520",
-    (0x41, 0xD81): "Cortex-A720", (0x41, 0xD82): "Cortex-X4", (0x41, 0xD83): "Neoverse-V3AE",
-    (0x41, 0xD84): "Neoverse-V3", (0x4E, 0x000): "Denver", (0x4E, 0x003): "Denver 2", (0x4E, 0x004): "Carmel",
+    (0x41, 0xC07): "Cortex-A7",
+    (0x41, 0xC08): "Cortex-A8",
+    (0x41, 0xC09): "Cortex-A9",
+    (0x41, 0xC0F): "Cortex-A15",
+    (0x41, 0xD03): "Cortex-A53",
+    (0x41, 0xD04): "Cortex-A35",
+    (0x41, 0xD05): "Cortex-A55",
+    (0x41, 0xD07): "Cortex-A57",
+    (0x41, 0xD08): "Cortex-A72",
+    (0x41, 0xD09): "Cortex-A73",
+    (0x41, 0xD0A): "Cortex-A75",
+    (0x41, 0xD0B): "Cortex-A76",
+    (0x41, 0xD0C): "Neoverse-N1",
+    (0x41, 0xD0D): "Cortex-A77",
+    (0x41, 0xD40): "Neoverse-V1",
+    (0x41, 0xD41): "Cortex-A78",
+    (0x41, 0xD42): "Cortex-A78AE",
+    (0x41, 0xD44): "Cortex-X1",
+    (0x41, 0xD46): "Cortex-A510",
+    (0x41, 0xD47): "Cortex-A710",
+    (0x41, 0xD48): "Cortex-X2",
+    (0x41, 0xD49): "Neoverse-N2",
+    (0x41, 0xD4B): "Cortex-A78C",
+    (0x41, 0xD4F): "Neoverse-V2",
+    (0x41, 0xD80): "Cortex-A520",
+    (0x41, 0xD81): "Cortex-A720",
+    (0x41, 0xD82): "Cortex-X4",
+    (0x41, 0xD83): "Neoverse-V3AE",
+    (0x41, 0xD84): "Neoverse-V3",
+    (0x4E, 0x000): "Denver",
+    (0x4E, 0x003): "Denver 2",
+    (0x4E, 0x004): "Carmel",
 }
 
 

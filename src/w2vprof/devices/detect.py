@@ -1,4 +1,5 @@
 """Which kind of device this is: it decides where identity and telemetry are read from."""
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@ Pi (a Pi 4 is a BCM2711), and a Jetson's cpuinfo has neither `Hardware` nor `mod
 The kernel writes both NUL-terminated under /proc/device-tree (a link to /sys/firmware/devicetree/base, which
 is all some containers have). Every reader takes a filesystem root, so tests use fake trees.
 """
+
 from __future__ import annotations
 
 from w2vprof.devices._fs import read_text
@@ -27,8 +28,16 @@ DEVICE_TREE_FOLDERS = ("/proc/device-tree", "/sys/firmware/devicetree/base")
 
 #: Vendor prefixes of `compatible` strings, as the vendors write their names.
 _VENDORS = {
-    "allwinner": "Allwinner", "amlogic": "Amlogic", "brcm": "Broadcom", "mediatek": "MediaTek", "nvidia": "NVIDIA",
-    "qcom": "Qualcomm", "rockchip": "Rockchip", "samsung": "Samsung", "starfive": "StarFive", "ti": "TI",
+    "allwinner": "Allwinner",
+    "amlogic": "Amlogic",
+    "brcm": "Broadcom",
+    "mediatek": "MediaTek",
+    "nvidia": "NVIDIA",
+    "qcom": "Qualcomm",
+    "rockchip": "Rockchip",
+    "samsung": "Samsung",
+    "starfive": "StarFive",
+    "ti": "TI",
 }
 
 

@@ -2,6 +2,7 @@
 
 Every reader takes a string or a filesystem root.
 """
+
 from __future__ import annotations
 
 import os
@@ -163,12 +164,14 @@ def ina3221_channels(root: str = "/") -> list[Ina3221Channel]:
     if channels:
         return channels
     for label_path in glob_under(root, "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in*_label"):
-        channel = os.path.basename(label_path)[2:-len("_label")]
+        channel = os.path.basename(label_path)[2 : -len("_label")]
         label = (read_text(root, label_path) or "").strip()
         if channel != "7" and label and not _not_connected(label):
             folder = os.path.dirname(label_path)
             channels.append(
-                Ina3221Channel(label, millivolts_path=f"{folder}/in{channel}_input", milliamps_path=f"{folder}/curr{channel}_input")
+                Ina3221Channel(
+                    label, millivolts_path=f"{folder}/in{channel}_input", milliamps_path=f"{folder}/curr{channel}_input"
+                )
             )
     return channels
 

@@ -1,4 +1,5 @@
 """Apple silicon: the chip's name. (MPS memory is sampled by w2vprof.measure.memory.StepPeakMemory.)"""
+
 from __future__ import annotations
 
 from w2vprof.devices.sensors import CommandRunner, run_command
@@ -12,4 +13,3 @@ def apple_chip_name(runner: CommandRunner = run_command) -> str:
         return runner(["sysctl", "-n", "machdep.cpu.brand_string"]).strip()
     except Exception:  # noqa: BLE001 - OSError, a failing exit, a timeout: no name rather than no profile
         return ""
-

@@ -4,6 +4,7 @@ pynvml (package nvidia-ml-py) is imported only by `load_nvml`, never at module i
 bus; CUDA (and so torch) fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID, and only those in
 CUDA_VISIBLE_DEVICES. So torch's cuda:0 is found in NVML by its UUID or PCI bus id, never by its index.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -4,6 +4,7 @@ Used by the measurement engine, the sweep, `devices` and federated clients and s
 (`device`), not a command-line flag: the same library runs under the CLI and under Flower's `flwr run`, whose
 users set a run-config key.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional

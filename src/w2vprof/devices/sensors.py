@@ -4,6 +4,7 @@ RAPL energy counters (wraparound included), thermal zones / hwmon and cpufreq cl
 Pure functions of a string or of a filesystem root; `vcgencmd` goes through an injectable runner
 (argv -> stdout text), so tests need no binary.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,6 +59,7 @@ def run_vcgencmd(*args: str, runner: Optional[CommandRunner] = None) -> Optional
 
 
 # -- Raspberry Pi -----------------------------------------------------------------------------------------------
+
 
 def raspberry_pi_model(root: str = "/") -> Optional[str]:
     """'Raspberry Pi 4 Model B Rev 1.4' (the device tree's model), or None when this is not a Pi."""
@@ -145,9 +147,7 @@ def rapl_domains(root: str = "/") -> tuple[list[RaplDomain], str]:
     """
     folders = [p for p in glob_under(root, POWERCAP + "/intel-rapl:*") if p.count(":") == 1]
     if not folders:
-        return [], (
-            f"no RAPL in {POWERCAP} (a virtual machine, a non-x86 CPU, or the intel_rapl driver not loaded)"
-        )
+        return [], (f"no RAPL in {POWERCAP} (a virtual machine, a non-x86 CPU, or the intel_rapl driver not loaded)")
     domains = []
     for folder in folders:
         name = (read_text(root, folder + "/name") or "").strip()

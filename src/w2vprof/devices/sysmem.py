@@ -14,6 +14,7 @@ Every reader is a function of a filesystem root, so tests use fake /proc trees. 
 estimate of memory available without swapping (Linux 3.14+); the drop includes other processes' growth during
 the window, so it is an upper bound for this process on a busy machine.
 """
+
 from __future__ import annotations
 
 import re

@@ -26,6 +26,7 @@ One window for energy and power: each energy meter reports the joules of its own
 energy_j_per_batch x steps / window = avg_power_w exactly, and nothing the sampler does after the steps (joining
 its thread, stopping tegrastats) stretches the window.
 """
+
 from __future__ import annotations
 
 import os
@@ -505,7 +506,9 @@ class TelemetrySampler:
         clock_after = self._read_clock() if self._read_clock else None
         if self._clock_before is not None or clock_after is not None:
             fields.update(
-                clock_mhz_before=self._clock_before, clock_mhz_after=clock_after, clock_source=self.choices["clock"].source
+                clock_mhz_before=self._clock_before,
+                clock_mhz_after=clock_after,
+                clock_source=self.choices["clock"].source,
             )
         fields.update(self._throttle(clock_after))
         return fields

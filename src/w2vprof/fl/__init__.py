@@ -4,6 +4,7 @@ Flower is imported only through `require_flwr()`, which first switches off what 
 (Flower telemetry and update checks, Ray usage stats), so the core profiler never needs flwr and an
 offline device never waits on a connection.
 """
+
 from __future__ import annotations
 
 import os

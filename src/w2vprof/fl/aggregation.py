@@ -3,6 +3,7 @@
 Pure functions of plain numbers and numpy arrays, so the arithmetic is tested exactly and needs no Flower.
 Weights are normalised as floats (never integer division: 3 clients of 7 examples each are 1/3 each, not 0).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,10 @@ def aggregation_label(aggregation: str, loss_weighting: str, temperature: float)
 
 
 def aggregation_weights(
-    examples: Sequence[int], losses: Sequence[float], aggregation: str, loss_weighting: str = "exp",
+    examples: Sequence[int],
+    losses: Sequence[float],
+    aggregation: str,
+    loss_weighting: str = "exp",
     temperature: float = 1.0,
 ) -> list[float]:
     """Normalised weight of each client's update (they sum to 1); a client with a non-finite loss gets 0.

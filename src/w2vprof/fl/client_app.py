@@ -5,6 +5,7 @@ Which partition a client holds comes from its node config: `partition-path` (a m
 SuperNode, resolved against the run's --partitions). Everything else (model, batch, epochs) comes with the
 global weights from the server, so one ClientApp serves every run.
 """
+
 from __future__ import annotations
 
 import time
@@ -54,12 +55,17 @@ def train(message: Message, context: Context) -> Message:
     received: ArrayRecord = message.content.array_records[ARRAYS_KEY]
     loading = time.perf_counter()
     utterances = client_utterances(
-        settings, partition_id, _text_or_none(node_config.get("partition-path")),
+        settings,
+        partition_id,
+        _text_or_none(node_config.get("partition-path")),
         _text_or_none(node_config.get("clips-dir")),
     )
     load_sec = time.perf_counter() - loading
     result = train_round(
-        received.to_torch_state_dict(), utterances, settings, server_round,
+        received.to_torch_state_dict(),
+        utterances,
+        settings,
+        server_round,
         partition_seed=partition_id if partition_id is not None else context.node_id % 1_000_003,
     )
     reply_arrays = ArrayRecord(result.state)
@@ -78,9 +84,11 @@ def train(message: Message, context: Context) -> Message:
     }
     if partition_id is not None:
         measurements["partition_id"] = partition_id
-    content = RecordDict({
-        ARRAYS_KEY: reply_arrays,
-        METRICS_KEY: MetricRecord({"num-examples": result.examples, "train-loss": result.train_loss}),
-        MEASUREMENTS_KEY: ConfigRecord(measurements),
-    })
+    content = RecordDict(
+        {
+            ARRAYS_KEY: reply_arrays,
+            METRICS_KEY: MetricRecord({"num-examples": result.examples, "train-loss": result.train_loss}),
+            MEASUREMENTS_KEY: ConfigRecord(measurements),
+        }
+    )
     return Message(content=content, reply_to=message)

@@ -8,6 +8,7 @@ an audio folder), else a heldout.tsv / heldout/ in the partitions folder.
 `--partitions synthetic` generates such a layout first (workload.corpus + workload.partition): a speech-like
 corpus with one speaker per client, split speaker-disjoint, and a held-out corpus of speakers no client has.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,8 +50,11 @@ def client_entries(partitions: Path) -> list[Path]:
     if not partitions.is_dir():
         raise BadInput(f"--partitions {partitions}: no such folder (or use --partitions synthetic)")
     entries = sorted(
-        p for p in partitions.iterdir()
-        if _is_partition_entry(p) and p.stem.lower() not in HELD_OUT_NAMES and not p.name.startswith(".")
+        p
+        for p in partitions.iterdir()
+        if _is_partition_entry(p)
+        and p.stem.lower() not in HELD_OUT_NAMES
+        and not p.name.startswith(".")
         and p.name != "clips"
     )
     if not entries:
@@ -71,7 +75,10 @@ def _clip_paths(manifest: Path, clips_dir: str) -> list[Path]:
 
     # The given folder first, then where `w2vprof partition` and Common Voice put clips: the first folder that
     # holds the manifest's first clip wins (a partitions folder sits beside or inside the corpus).
-    candidates = ([Path(clips_dir)] if clips_dir else []) + [manifest.parent / "clips", manifest.parent.parent / "clips"]
+    candidates = ([Path(clips_dir)] if clips_dir else []) + [
+        manifest.parent / "clips",
+        manifest.parent.parent / "clips",
+    ]
     data = read_manifest(manifest)
     if not data.rows:
         raise BadInput(f"{manifest}: no utterances in it")
@@ -122,9 +129,7 @@ def client_utterances(
         raise BadInput("this SuperNode has neither partition-path nor partition-id in its --node-config")
     entries = client_entries(Path(settings.partitions))
     if partition_id >= len(entries):
-        raise BadInput(
-            f"partition {partition_id} asked for, but {settings.partitions} holds {len(entries)} partitions"
-        )
+        raise BadInput(f"partition {partition_id} asked for, but {settings.partitions} holds {len(entries)} partitions")
     return load_utterances(entries[partition_id], clips)
 
 
@@ -189,14 +194,22 @@ def prepare_synthetic(settings: FlSettings, engine: str = "auto") -> FlSettings:
 
     layout = SyntheticLayout(Path(settings.out_dir))
     corpus = generate_corpus(
-        layout.corpus, speakers=settings.clients, utterances_per_speaker=settings.utterances_per_client,
-        seed=settings.seed, engine=engine, words=SYNTHETIC_WORDS,
+        layout.corpus,
+        speakers=settings.clients,
+        utterances_per_speaker=settings.utterances_per_client,
+        seed=settings.seed,
+        engine=engine,
+        words=SYNTHETIC_WORDS,
     )
     # Corpus speakers derive from the seed: another seed gives voices no client has.
     heldout_speakers = max(2, -(-settings.validation_utterances // 4))
     heldout = generate_corpus(
-        layout.heldout_corpus, speakers=heldout_speakers, utterances_per_speaker=4,
-        seed=settings.seed + 1_000_003, engine=engine, words=SYNTHETIC_WORDS,
+        layout.heldout_corpus,
+        speakers=heldout_speakers,
+        utterances_per_speaker=4,
+        seed=settings.seed + 1_000_003,
+        engine=engine,
+        words=SYNTHETIC_WORDS,
     )
     write_partition(partition_manifest(corpus.manifest, settings.clients, seed=settings.seed), layout.partitions)
     return settings.replace(

@@ -13,6 +13,7 @@ By default only the deployment's own devices can join: the SuperLink serves TLS 
 admits only SuperNodes whose public key was registered (`flwr supernode register`); `insecure=True` switches both
 off, for a trusted lab network. fl.rehearsal runs the same files on 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import os
@@ -106,8 +107,14 @@ class DeploymentPlan:
     def superlink_command(self, listen_host: str = "0.0.0.0") -> list[str]:
         security = self.keys.superlink_flags() if self.keys else ["--insecure"]
         return [
-            _tool("flower-superlink"), *security, "--host", listen_host, "--port", str(self.superlink_port),
-            "--database", self.database or str(self.out_dir / "superlink.db"),
+            _tool("flower-superlink"),
+            *security,
+            "--host",
+            listen_host,
+            "--port",
+            str(self.superlink_port),
+            "--database",
+            self.database or str(self.out_dir / "superlink.db"),
             "--disable-runtime-dependency-installation",
         ]
 
@@ -115,8 +122,14 @@ class DeploymentPlan:
         # NB: the SuperNode's --port is its local API for the ClientApp process, not a port others connect to.
         security = self.keys.supernode_flags(node.name) if self.keys else ["--insecure"]
         return [
-            _tool("flower-supernode"), *security, "--superlink", self.address, "--port", str(node.port),
-            "--node-config", node.node_config(),
+            _tool("flower-supernode"),
+            *security,
+            "--superlink",
+            self.address,
+            "--port",
+            str(node.port),
+            "--node-config",
+            node.node_config(),
         ]
 
     def register_commands(self) -> list[list[str]]:
@@ -187,8 +200,15 @@ address = "{address}"
 
 
 def write_deployment(
-    settings: FlSettings, out_dir: Path, superlink: str, nodes: list[NodeSpec], *, insecure: bool = False,
-    new_keys: bool = False, tls_names: tuple[str, ...] = (), database: str = "",
+    settings: FlSettings,
+    out_dir: Path,
+    superlink: str,
+    nodes: list[NodeSpec],
+    *,
+    insecure: bool = False,
+    new_keys: bool = False,
+    tls_names: tuple[str, ...] = (),
+    database: str = "",
 ) -> DeploymentPlan:
     """Write the Flower app, the connection, the keys (unless `insecure`) and commands.sh.
 
@@ -233,8 +253,10 @@ def _security_lines(plan: DeploymentPlan) -> list[str]:
 def _device_lines(plan: DeploymentPlan, index: int, node: NodeSpec) -> list[str]:
     lines = [f"# {index}. device {node.name}:"]
     if plan.keys is not None:
-        lines.append(f"#    copy {plan.keys.tls.ca_cert} and {plan.keys.supernodes[node.name].private_key} to it "
-                     "(same paths, or change them below)")
+        lines.append(
+            f"#    copy {plan.keys.tls.ca_cert} and {plan.keys.supernodes[node.name].private_key} to it "
+            "(same paths, or change them below)"
+        )
     return [*lines, shlex.join(plan.supernode_command(node)), ""]
 
 
@@ -257,8 +279,10 @@ def commands_text(plan: DeploymentPlan) -> str:
     for index, node in enumerate(plan.nodes, start=first_device):
         lines += _device_lines(plan, index, node)
     lines += [
-        (f"# {first_device + len(plan.nodes)}. anywhere that reaches the SuperLink (results are written on the "
-         "SuperLink machine):"),
+        (
+            f"# {first_device + len(plan.nodes)}. anywhere that reaches the SuperLink (results are written on the "
+            "SuperLink machine):"
+        ),
         flwr_home + shlex.join(plan.run_command()),
         "",
     ]

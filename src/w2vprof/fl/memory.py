@@ -10,6 +10,7 @@ the round) is recorded beside it, so peak - start is what the round added.
 
 Readers take a /proc/<pid> root so tests feed them fake trees; the reading itself is w2vprof.measure.memory's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

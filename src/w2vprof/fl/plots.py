@@ -3,6 +3,7 @@
 Each *_png function takes records and returns PNG bytes (None when there is nothing to draw); `write_plots` reads
 run folders (rounds.csv + clients.csv) and writes the files. Figures come from w2vprof.plotting (no display).
 """
+
 from __future__ import annotations
 
 import statistics

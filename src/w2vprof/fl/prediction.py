@@ -5,6 +5,7 @@ ceil(utterances per client / batch) x sec_per_batch_median x local epochs. It is
 `train_sec` (the local epochs alone) and `client_sec` (the whole reply: decoding the partition, loading the
 weights, packing the update; in a deployment also starting the ClientApp process).
 """
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,12 @@ def check_prediction(run: RunCurves, profile_rows: list[ResultRecord], skip_roun
     epochs = int(settings.get("local_epochs", 1))
     utterances = math.ceil(statistics.mean((c.examples or 0) for c in rows) / epochs)
     setting = FlSetting(
-        clients=int(settings["clients"]), samples_per_client=utterances, batch=int(settings["batch"]),
-        rounds=int(settings["rounds"]), local_epochs=epochs, model=settings["model"],
+        clients=int(settings["clients"]),
+        samples_per_client=utterances,
+        batch=int(settings["batch"]),
+        rounds=int(settings["rounds"]),
+        local_epochs=epochs,
+        model=settings["model"],
         precision=settings.get("precision", "fp32"),
     )
     train = statistics.mean(c.train_sec for c in rows if c.train_sec is not None)
@@ -76,12 +81,20 @@ def check_prediction(run: RunCurves, profile_rows: list[ResultRecord], skip_roun
     checks = []
     for estimate in fl_estimate(profile_rows, setting):
         predicted = estimate.epoch_hours * 3600
-        checks.append(PredictionCheck(
-            run=run.folder.name, device=estimate.device, batch=estimate.batch, utterances_per_client=utterances,
-            sec_per_batch=estimate.sec_per_batch, predicted_epoch_sec=predicted, measured_train_sec=train,
-            measured_client_sec=client, train_ratio=train / predicted if predicted else float("inf"),
-            client_ratio=client / predicted if predicted else float("inf"),
-        ))
+        checks.append(
+            PredictionCheck(
+                run=run.folder.name,
+                device=estimate.device,
+                batch=estimate.batch,
+                utterances_per_client=utterances,
+                sec_per_batch=estimate.sec_per_batch,
+                predicted_epoch_sec=predicted,
+                measured_train_sec=train,
+                measured_client_sec=client,
+                train_ratio=train / predicted if predicted else float("inf"),
+                client_ratio=client / predicted if predicted else float("inf"),
+            )
+        )
     return checks
 
 
@@ -102,8 +115,10 @@ def summary_line(run: RunCurves) -> str:
     seconds = [c.client_sec for c in ok if c.client_sec is not None]
     peaks = [c.peak_rss_bytes for c in ok if c.peak_rss_bytes is not None]
     parts = [
-        (f"{run.label}: validation loss {_fmt(first.validation_loss)} (round {first.round}) -> "
-         f"{_fmt(last.validation_loss)} (round {last.round})"),
+        (
+            f"{run.label}: validation loss {_fmt(first.validation_loss)} (round {first.round}) -> "
+            f"{_fmt(last.validation_loss)} (round {last.round})"
+        ),
     ]
     if seconds:
         parts.append(f"client seconds mean {statistics.mean(seconds):.2f} max {max(seconds):.2f}")

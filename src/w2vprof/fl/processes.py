@@ -7,6 +7,7 @@ Stopping is done for all processes at once (SIGTERM to all, then one shared grac
 each SuperNode takes seconds to deregister, and those seconds need not add up. Processes launched with
 `stop_last=True` (the SuperLink) are stopped after the others, so SuperNodes can still deregister from it.
 """
+
 from __future__ import annotations
 
 import contextlib

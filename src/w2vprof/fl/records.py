@@ -7,6 +7,7 @@ Columns carry their units (seconds, bytes, joules); docs/federated.md describes 
 Schema history:
   1 - first release.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields

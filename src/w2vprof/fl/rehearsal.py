@@ -7,6 +7,7 @@ work before they copy them to a fleet. Steps: SuperLink; once it listens, every 
 (`flwr supernode register`, all at once); the SuperNodes; `flwr run`. The rehearsal's SuperLink keeps its state in
 memory: it lives for one run, and a failed rehearsal leaves no registered keys behind to trip the next one.
 """
+
 from __future__ import annotations
 
 import socket
@@ -108,7 +109,9 @@ def run_local(plan: DeploymentPlan, timeout_s: float = 3600.0) -> LocalRunResult
         except subprocess.TimeoutExpired:
             returncode = 124
     return LocalRunResult(
-        returncode=returncode, pids=processes.pids, logs_dir=processes.logs_dir,
+        returncode=returncode,
+        pids=processes.pids,
+        logs_dir=processes.logs_dir,
         results_dir=Path(read_app_config(plan.app_dir)["out-dir"]),
     )
 
@@ -121,8 +124,12 @@ def local_nodes(settings: FlSettings, nodes: int) -> list[NodeSpec]:
     if len(entries) < nodes:
         raise BadInput(f"partitions {settings.partitions} holds {len(entries)} partitions; {nodes} nodes need one each")
     return [
-        NodeSpec(name=f"node-{i}", partition_path=str(entries[i].resolve()), clips_dir=settings.clips_dir,
-                 port=free_port(LOCALHOST))
+        NodeSpec(
+            name=f"node-{i}",
+            partition_path=str(entries[i].resolve()),
+            clips_dir=settings.clips_dir,
+            port=free_port(LOCALHOST),
+        )
         for i in range(nodes)
     ]
 
@@ -146,7 +153,11 @@ def rehearse_locally(
     specs = local_nodes(settings, nodes)
     deployed = deployment_settings(settings.replace(out_dir=""), specs, str(validation_source(settings)))
     plan = write_deployment(
-        deployed.replace(clips_dir=settings.clips_dir), out, f"{LOCALHOST}:{free_port(LOCALHOST)}", specs,
-        insecure=insecure, database=IN_MEMORY_DATABASE,
+        deployed.replace(clips_dir=settings.clips_dir),
+        out,
+        f"{LOCALHOST}:{free_port(LOCALHOST)}",
+        specs,
+        insecure=insecure,
+        database=IN_MEMORY_DATABASE,
     )
     return run_local(plan, timeout_s=timeout_s)

@@ -4,6 +4,7 @@
 app's run config (the pyproject `w2vprof fl deploy-config` writes). `make_server_app` bakes settings in for the
 simulation engine, which runs the ServerApp in this process.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,9 +48,7 @@ def make_server_app(settings: FlSettings, on_round: Optional[Callable[[RoundReco
     return server
 
 
-def run_federation(
-    grid: Grid, settings: FlSettings, on_round: Optional[Callable[[RoundRecord], None]] = None
-) -> Path:
+def run_federation(grid: Grid, settings: FlSettings, on_round: Optional[Callable[[RoundRecord], None]] = None) -> Path:
     """All rounds of one run; results go to settings.out_dir (created; existing results are never overwritten)."""
     import torch
 

@@ -3,6 +3,7 @@
 They travel as a flat Flower ConfigRecord (str / int / float / bool), so a deployed SuperNode needs nothing but
 its own `--node-config` (which partition it holds) to take part.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,8 +61,11 @@ class FlSettings:
             if not value > 0 or value == float("inf"):
                 raise SettingError(name, f"must be a positive number, got {value}")
         if not 0 <= self.clients_per_round <= self.clients:
-            raise SettingError("clients_per_round", f"must be between 1 and {{clients}} ({self.clients}), got "
-                               f"{self.clients_per_round}", ("clients",))
+            raise SettingError(
+                "clients_per_round",
+                f"must be between 1 and {{clients}} ({self.clients}), got {self.clients_per_round}",
+                ("clients",),
+            )
         for name in ("lr", "threads"):
             if getattr(self, name) < 0:
                 raise SettingError(name, f"cannot be negative, got {getattr(self, name)}")
@@ -117,4 +121,3 @@ def run_config_words(setting: str) -> str:
 
 
 _SETTING_NAMES = frozenset(f.name for f in fields(FlSettings))
-

@@ -7,6 +7,7 @@ training side by side share cores and memory bandwidth and would each look slowe
 With --device cuda each client actor is given a share of a GPU: Ray sets an actor's CUDA_VISIBLE_DEVICES to the
 GPUs it was given, so an actor given none cannot see CUDA at all.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,12 @@ from w2vprof.fl.records import RoundRecord
 from w2vprof.fl.settings import FlSettings
 
 __all__ = [
-    "SimulationOptions", "check_partitions", "simulate", "backend_config", "visible_cuda_gpus", "gpu_share",
+    "SimulationOptions",
+    "check_partitions",
+    "simulate",
+    "backend_config",
+    "visible_cuda_gpus",
+    "gpu_share",
 ]
 
 
@@ -98,8 +104,10 @@ def backend_config(settings: FlSettings, options: SimulationOptions, visible_gpu
 
 
 def simulate(
-    settings: FlSettings, options: SimulationOptions = SimulationOptions(),
-    on_round: Optional[Callable[[RoundRecord], None]] = None, corpus_engine: str = "auto",
+    settings: FlSettings,
+    options: SimulationOptions = SimulationOptions(),
+    on_round: Optional[Callable[[RoundRecord], None]] = None,
+    corpus_engine: str = "auto",
 ) -> Path:
     """Run every round; returns the folder holding rounds.csv, clients.csv and run.json."""
     from w2vprof.fl import require_flwr

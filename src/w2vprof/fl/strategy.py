@@ -4,6 +4,7 @@ Flower's FedAvg samples clients and runs the rounds (Strategy.start); this subcl
 to the replies: it weights them (aggregation.py), averages them in float64, records every client's measurements
 in clients.csv, and after the server-side validation writes the round to rounds.csv.
 """
+
 from __future__ import annotations
 
 import logging
@@ -155,9 +156,15 @@ class W2vprofStrategy(FedAvg):
             node = message.metadata.src_node_id
             if message.has_error():
                 status, line = classify_error_text(message.error.reason or "")  # oom or error, one line
-                read.rows.append(ClientRoundRecord(
-                    round=server_round, client=f"node-{node}", node_id=str(node), status=status, error=line,
-                ))
+                read.rows.append(
+                    ClientRoundRecord(
+                        round=server_round,
+                        client=f"node-{node}",
+                        node_id=str(node),
+                        status=status,
+                        error=line,
+                    )
+                )
                 continue
             row, update = _client_row(server_round, message)
             read.rows.append(row)
@@ -172,16 +179,24 @@ class W2vprofStrategy(FedAvg):
         replied = {int(r.node_id) for r in read.rows}
         for node in progress.sampled:
             if node not in replied:
-                read.rows.append(ClientRoundRecord(
-                    round=server_round, client=f"node-{node}", node_id=str(node), status="error",
-                    error=f"no reply within {self.settings.round_timeout:g} s",
-                ))
+                read.rows.append(
+                    ClientRoundRecord(
+                        round=server_round,
+                        client=f"node-{node}",
+                        node_id=str(node),
+                        status="error",
+                        error=f"no reply within {self.settings.round_timeout:g} s",
+                    )
+                )
         return read
 
     def _weights(self, server_round: int, read: _Replies) -> Optional[list[float]]:
         try:
             return aggregation_weights(
-                read.examples, read.losses, self.settings.aggregation, self.settings.loss_weighting,
+                read.examples,
+                read.losses,
+                self.settings.aggregation,
+                self.settings.loss_weighting,
                 self.settings.temperature,
             )
         except ValueError as exc:
@@ -200,8 +215,12 @@ class W2vprofStrategy(FedAvg):
         finished = time.perf_counter()
         progress = self._round if server_round > 0 else None
         record = RoundRecord(
-            round=server_round, aggregation=self.label, validation_loss=loss, validation_contrastive_loss=contrastive,
-            validation_utterances=sum(b.size for b in self.validation), validation_sec=finished - started,
+            round=server_round,
+            aggregation=self.label,
+            validation_loss=loss,
+            validation_contrastive_loss=contrastive,
+            validation_utterances=sum(b.size for b in self.validation),
+            validation_sec=finished - started,
         )
         if progress is not None:
             record.participants = progress.participants
@@ -216,7 +235,10 @@ class W2vprofStrategy(FedAvg):
         if self.on_round is not None:
             self.on_round(record)
         logger.info(
-            "w2vprof round %d: validation loss %.4f (%s, %d participants)", server_round, loss, self.label,
+            "w2vprof round %d: validation loss %.4f (%s, %d participants)",
+            server_round,
+            loss,
+            self.label,
             record.participants,
         )
         return MetricRecord({"validation-loss": loss, "validation-contrastive-loss": contrastive})

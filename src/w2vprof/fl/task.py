@@ -4,6 +4,7 @@
 model. Both use the project's own model, objective and training step (w2vprof.measure.step), so a client round
 costs what `w2vprof profile` measures for the same configuration, plus data loading and (de)serialisation.
 """
+
 from __future__ import annotations
 
 import math
@@ -84,9 +85,14 @@ class RoundMeter:
         cpu = time.process_time() - self._cpu
         peak: PeakMemory = read_peak(self._reset_worked, self._start_rss)
         result: dict[str, Any] = {
-            "client_sec": wall, "cpu_sec": cpu, "peak_rss_bytes": peak.peak_rss_bytes,
-            "start_rss_bytes": peak.start_rss_bytes, "peak_mem_source": peak.source,
-            "peak_device_mem_bytes": None, "energy_j": None, "energy_source": "",
+            "client_sec": wall,
+            "cpu_sec": cpu,
+            "peak_rss_bytes": peak.peak_rss_bytes,
+            "start_rss_bytes": peak.start_rss_bytes,
+            "peak_mem_source": peak.source,
+            "peak_device_mem_bytes": None,
+            "energy_j": None,
+            "energy_source": "",
         }
         if self.device_kind == "cuda":
             import torch
@@ -117,7 +123,10 @@ class LocalResult:
 
 
 def train_round(
-    state: dict[str, torch.Tensor], utterances: list[torch.Tensor], settings: FlSettings, server_round: int,
+    state: dict[str, torch.Tensor],
+    utterances: list[torch.Tensor],
+    settings: FlSettings,
+    server_round: int,
     partition_seed: int,
 ) -> LocalResult:
     """`settings.local_epochs` passes over `utterances` from the global weights `state`, a fresh AdamW each round.
@@ -154,8 +163,12 @@ def train_round(
     train_sec = time.perf_counter() - started
     return LocalResult(
         state={k: v.detach().cpu() for k, v in model.state_dict().items()},
-        train_loss=_mean(losses), train_contrastive_loss=_mean(contrastive), examples=examples,
-        steps=len(losses), audio_sec=audio_samples / SAMPLE_RATE, train_sec=train_sec,
+        train_loss=_mean(losses),
+        train_contrastive_loss=_mean(contrastive),
+        examples=examples,
+        steps=len(losses),
+        audio_sec=audio_samples / SAMPLE_RATE,
+        train_sec=train_sec,
         threads=torch.get_num_threads(),
     )
 
@@ -187,9 +200,7 @@ def validation_batches(utterances: list[torch.Tensor], settings: FlSettings) -> 
     )
 
 
-def validation_loss(
-    model: Wav2Vec2ForPretraining, batches: list[Batch], seed: int
-) -> tuple[float, float]:
+def validation_loss(model: Wav2Vec2ForPretraining, batches: list[Batch], seed: int) -> tuple[float, float]:
     """(full objective, contrastive loss), frame-weighted over the held-out batches, in eval mode.
 
     Masks and negatives are drawn from a fixed seed in a forked RNG, so two rounds differ only by their weights.

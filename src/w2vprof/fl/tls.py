@@ -18,6 +18,7 @@ moment readable by others, whatever the umask), and an existing key is never ove
 again. Existing files are reused only when they still fit (the server certificate names every host, each SuperNode
 has both halves of its pair, private keys are still 0600); anything else is BadInput.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -154,10 +155,12 @@ def _name(common_name: str) -> x509.Name:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "w2vprof federated deployment"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "w2vprof federated deployment"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
+        ]
+    )
 
 
 def _certificate_builder(subject: str, issuer: str, public_key, now: datetime.datetime, days: int):
@@ -180,8 +183,15 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: datetime.datetime, day
     from cryptography.hazmat.primitives import hashes
 
     key_usage = x509.KeyUsage(
-        digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
-        key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
     )
     builder = _certificate_builder("w2vprof federation CA", "w2vprof federation CA", key.public_key(), now, days)
     builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -189,16 +199,27 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: datetime.datetime, day
 
 
 def _server_certificate(
-    hosts: Sequence[str], key: ec.EllipticCurvePrivateKey, ca: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey, now: datetime.datetime, days: int,
+    hosts: Sequence[str],
+    key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    now: datetime.datetime,
+    days: int,
 ) -> x509.Certificate:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
     key_usage = x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-        key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
     issuer_key_id = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = _certificate_builder(hosts[0], "w2vprof federation CA", key.public_key(), now, days)
@@ -234,8 +255,10 @@ def _reusable_tls(files: TlsFiles, hosts: Sequence[str]) -> bool:
     if len(present) != 3:
         missing = ", ".join(str(p) for p in files.all() if not p.exists())
         raise BadInput(f"TLS files incomplete (missing {missing}); ask for new keys (--new-keys) to make a new set")
-    have = {ipaddress.ip_address(n).compressed if _is_ip(n) else n.lower()
-            for n in server_certificate_names(files.server_cert)}
+    have = {
+        ipaddress.ip_address(n).compressed if _is_ip(n) else n.lower()
+        for n in server_certificate_names(files.server_cert)
+    }
     lacking = [h for h in hosts if (ipaddress.ip_address(h).compressed if _is_ip(h) else h.lower()) not in have]
     if lacking:
         raise BadInput(
@@ -255,7 +278,10 @@ def _is_ip(text: str) -> bool:
 
 
 def write_tls_files(
-    folder: Path, hosts: Iterable[str], overwrite: bool = False, days: int = CERT_DAYS,
+    folder: Path,
+    hosts: Iterable[str],
+    overwrite: bool = False,
+    days: int = CERT_DAYS,
     now: datetime.datetime | None = None,
 ) -> tuple[TlsFiles, bool]:
     """A CA and a server certificate for `hosts` (plus LOCAL_NAMES) in `folder`; returns (files, newly_made).
@@ -336,14 +362,23 @@ class DeploymentKeys:
     def superlink_flags(self) -> list[str]:
         """TLS on every SuperLink API (Fleet, Control, Runtime share one port), and only registered SuperNodes."""
         return [
-            "--ssl-ca-certfile", str(self.tls.ca_cert), "--ssl-certfile", str(self.tls.server_cert),
-            "--ssl-keyfile", str(self.tls.server_key), "--enable-supernode-auth",
+            "--ssl-ca-certfile",
+            str(self.tls.ca_cert),
+            "--ssl-certfile",
+            str(self.tls.server_cert),
+            "--ssl-keyfile",
+            str(self.tls.server_key),
+            "--enable-supernode-auth",
         ]
 
     def supernode_flags(self, name: str) -> list[str]:
         """Check the SuperLink against our CA; sign every request with this device's own key."""
-        return ["--root-certificates", str(self.tls.ca_cert),
-                "--auth-supernode-private-key", str(self.supernodes[name].private_key)]
+        return [
+            "--root-certificates",
+            str(self.tls.ca_cert),
+            "--auth-supernode-private-key",
+            str(self.supernodes[name].private_key),
+        ]
 
     def register_arguments(self, name: str, connection: str) -> list[str]:
         """`flwr supernode register ...`: the SuperLink learns this device's public key (Control API)."""

@@ -6,6 +6,7 @@ counted (that is what stays alive). Parameters are excluded: they are not activa
 param_bytes. A storage is attributed to the innermost layer running when it was first saved; storages saved
 outside every layer (masking, feature penalty, diversity) go to the `objective` row.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -58,7 +59,9 @@ class ActivationTracker:
 
         return enter
 
-    def _leave_hook(self, module: nn.Module, args: Any, output: Any) -> None:  # returns None: a value would replace the output
+    def _leave_hook(
+        self, module: nn.Module, args: Any, output: Any
+    ) -> None:  # returns None: a value would replace the output
         self._stack.pop()
 
     @contextmanager

@@ -7,6 +7,7 @@ pre-hook first labels what its inputs came from as outside-layer work). During b
 to the layer of the autograd node executing it (`torch._C._current_autograd_node`), using torch's FLOP
 formulas plus ours. The rows then add up to the counter's total by construction.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -82,8 +83,9 @@ class NodeLabeler:
 
 
 @contextmanager
-def backward_flops_by_layer(labels: dict[Any, str], recompute: Optional[dict[str, int]] = None
-                            ) -> Iterator[dict[str, int]]:
+def backward_flops_by_layer(
+    labels: dict[Any, str], recompute: Optional[dict[str, int]] = None
+) -> Iterator[dict[str, int]]:
     """Count FLOPs of the backward run inside, per layer of the executing autograd node.
 
     `recompute`: where the forward work that activation checkpointing runs again goes, per checkpointed layer

@@ -12,6 +12,7 @@ The headline measurement is already in the record when these run, so none of the
 (running out of memory in an extra step, an unwritable trace file) is a warning and a note, never the record's
 status.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -81,8 +82,15 @@ def run_diagnostics(
     return found
 
 
-def _time_layers(found: Diagnostics, step: TrainingStep, specs: list[LayerSpec], batches: list[Batch],
-                 device: str, repeats: int, step_times: list[float]) -> None:
+def _time_layers(
+    found: Diagnostics,
+    step: TrainingStep,
+    specs: list[LayerSpec],
+    batches: list[Batch],
+    device: str,
+    repeats: int,
+    step_times: list[float],
+) -> None:
     from w2vprof.measure.layer_timing import time_layers, with_flop_rates
 
     try:
@@ -90,8 +98,9 @@ def _time_layers(found: Diagnostics, step: TrainingStep, specs: list[LayerSpec],
     except Exception as exc:  # noqa: BLE001 - the headline numbers stand; the layer times are missing, and why
         found.warnings.append(f"seconds per layer not measured: {classify_exception(exc)[1]}")
         return
-    timing = with_flop_rates(timing, {row.layer: row.fwd_flops for row in found.layers},
-                             {row.layer: row.bwd_flops for row in found.layers})
+    timing = with_flop_rates(
+        timing, {row.layer: row.fwd_flops for row in found.layers}, {row.layer: row.bwd_flops for row in found.layers}
+    )
     found.layers = rows_with_times(found.layers, timing)
     found.layer_timing = timing_summary(timing, step_times)
 
@@ -108,12 +117,28 @@ def rows_with_times(rows: list[LayerRecord], timing: LayerTiming) -> list[LayerR
         if time is None:  # a layer the timing does not know: left without times
             result.append(row)
             continue
-        result.append(replace(row, fwd_sec=time.fwd_sec, bwd_sec=time.bwd_sec, sec=time.sec,
-                              fwd_flops_per_sec=time.fwd_flops_per_sec, bwd_flops_per_sec=time.bwd_flops_per_sec,
-                              time_share=time.time_share, io_bytes=time.io_bytes))
+        result.append(
+            replace(
+                row,
+                fwd_sec=time.fwd_sec,
+                bwd_sec=time.bwd_sec,
+                sec=time.sec,
+                fwd_flops_per_sec=time.fwd_flops_per_sec,
+                bwd_flops_per_sec=time.bwd_flops_per_sec,
+                time_share=time.time_share,
+                io_bytes=time.io_bytes,
+            )
+        )
     other = timed[OTHER]
-    result.append(LayerRecord(layer=OTHER, kind=OTHER_KIND, cum_act_mem_bytes=rows[-1].cum_act_mem_bytes if rows else 0,
-                              sec=other.sec, time_share=other.time_share))
+    result.append(
+        LayerRecord(
+            layer=OTHER,
+            kind=OTHER_KIND,
+            cum_act_mem_bytes=rows[-1].cum_act_mem_bytes if rows else 0,
+            sec=other.sec,
+            time_share=other.time_share,
+        )
+    )
     return result
 
 
@@ -144,8 +169,9 @@ def _trace(found: Diagnostics, step: TrainingStep, specs: list[LayerSpec], batch
         found.warnings.append(f"trace not written: {classify_exception(exc)[1]}")
 
 
-def ceiling_fields(device: str, mode: str, identity: Optional[dict[str, Any]] = None
-                   ) -> tuple[dict[str, Optional[float]], str]:
+def ceiling_fields(
+    device: str, mode: str, identity: Optional[dict[str, Any]] = None
+) -> tuple[dict[str, Optional[float]], str]:
     """(the record's ceiling fields, a warning or ""): from the cached calibration (`cached`), or measured when the
     cache has none (`measure`); nothing for `off` or when no calibration is cached."""
     if mode == "off":

@@ -24,6 +24,7 @@ Where later work plugs in: a training recipe (checkpointing, freezing, accumulat
 how the model and its TrainingStep are made (`_make_step`), and every later step runs whatever step it is given;
 per-layer timing passes run after `timed_steps`, on the same step and batches, and add their own fields.
 """
+
 from __future__ import annotations
 
 import json
@@ -98,7 +99,7 @@ class ProfileConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "ProfileConfig":
+    def from_json(cls, text: str) -> ProfileConfig:
         return cls(**json.loads(text))
 
 
@@ -134,7 +135,7 @@ class BuiltModel:
     the caller did with the RNG in between. A model is measured once (training changes its weights).
     """
 
-    model: "Wav2Vec2ForPretraining"
+    model: Wav2Vec2ForPretraining
     name: str
     seed: int
     device: str
@@ -144,13 +145,15 @@ class BuiltModel:
     def claim(self, config: ProfileConfig, device: str) -> None:
         """Check it is this configuration's model and not measured before (a caller's mistake: ValueError)."""
         if (self.name, self.seed, self.device) != (config.model, config.seed, device):
-            raise ValueError(f"model built for {self.name}/seed {self.seed}/{self.device}, asked for "
-                             f"{config.model}/seed {config.seed}/{device}")
+            raise ValueError(
+                f"model built for {self.name}/seed {self.seed}/{self.device}, asked for "
+                f"{config.model}/seed {config.seed}/{device}"
+            )
         if self.used:
             raise ValueError("this model was already measured (its weights have trained): build another")
         self.used = True
 
-    def fresh(self) -> "Wav2Vec2ForPretraining":
+    def fresh(self) -> Wav2Vec2ForPretraining:
         """The model, with the global RNG put back where its build left it."""
         import torch
 
@@ -193,7 +196,7 @@ def check_config(config: ProfileConfig) -> str:
     return resolve_device(config.device)
 
 
-def _recipe(config: ProfileConfig) -> "Recipe":
+def _recipe(config: ProfileConfig) -> Recipe:
     from w2vprof.measure.recipes import parse_recipe
 
     return parse_recipe(config.recipe)
@@ -262,14 +265,29 @@ def _check_diagnostics(config: ProfileConfig) -> None:
         raise SettingError.unknown("calibrate", config.calibrate, CALIBRATION_MODES)
 
 
-def _diagnose(config: ProfileConfig, step: "TrainingStep", layers: list["LayerSpec"], batches: list["Batch"],
-              device: str, result: ProfileResult) -> None:
+def _diagnose(
+    config: ProfileConfig,
+    step: TrainingStep,
+    layers: list[LayerSpec],
+    batches: list[Batch],
+    device: str,
+    result: ProfileResult,
+) -> None:
     """After the timed steps: seconds per layer, the trace, the ceilings (w2vprof.measure.diagnostics)."""
     from w2vprof.measure.diagnostics import run_diagnostics
 
-    found = run_diagnostics(step, layers, batches, device, result.layers, result.step_times,
-                            layer_repeats=config.layer_repeats, trace=config.trace, calibrate=config.calibrate,
-                            identity=result.environment)
+    found = run_diagnostics(
+        step,
+        layers,
+        batches,
+        device,
+        result.layers,
+        result.step_times,
+        layer_repeats=config.layer_repeats,
+        trace=config.trace,
+        calibrate=config.calibrate,
+        identity=result.environment,
+    )
     result.layers, result.layer_timing = found.layers, found.layer_timing
     result.warnings.extend(found.warnings)
     notes = "; ".join(filter(None, [result.record.notes, *found.warnings]))
@@ -351,7 +369,7 @@ def _unified_memory(record: ResultRecord) -> bool:
 
 
 # -- 3. batches --------------------------------------------------------------------------------------------------
-def prepare_batches(config: ProfileConfig, device: str, result: ProfileResult) -> tuple[list["Batch"], "Batch"]:
+def prepare_batches(config: ProfileConfig, device: str, result: ProfileResult) -> tuple[list[Batch], Batch]:
     """(the `repeats` timed batches, the measurement pass's batch), on the device. Records the workload: its
     name, the length statistics of the timed batches (computed on the CPU copies) and any decoding warnings."""
     from w2vprof.workload import length_stats, make_workload
@@ -378,19 +396,19 @@ def prepare_batches(config: ProfileConfig, device: str, result: ProfileResult) -
     return [_on_device(b, device) for b in timed], _on_device(measure, device)
 
 
-def _on_device(batch: "Batch", device: str) -> "Batch":
+def _on_device(batch: Batch, device: str) -> Batch:
     return type(batch)(batch.waveforms.to(device), batch.lengths.to(device))
 
 
 # -- 4 and 5. the step and the measurement pass ------------------------------------------------------------------
-def _apply_recipe(model: "Wav2Vec2ForPretraining", layers: list["LayerSpec"], config: ProfileConfig) -> "AppliedRecipe":
+def _apply_recipe(model: Wav2Vec2ForPretraining, layers: list[LayerSpec], config: ProfileConfig) -> AppliedRecipe:
     """Freeze and checkpoint what the configuration's recipe says (nothing for the default)."""
     from w2vprof.measure.recipes import apply_recipe
 
     return apply_recipe(model, _recipe(config), layers)
 
 
-def _make_step(model: "Wav2Vec2ForPretraining", device: str, config: ProfileConfig, recipe: "Recipe") -> "TrainingStep":
+def _make_step(model: Wav2Vec2ForPretraining, device: str, config: ProfileConfig, recipe: Recipe) -> TrainingStep:
     """The training step every later stage runs: the recipe's optimizer (over trainable parameters) and
     micro-batches; the default recipe's is the plain step (AdamW over every parameter)."""
     from w2vprof.measure.recipes import make_optimizer
@@ -402,7 +420,7 @@ def _make_step(model: "Wav2Vec2ForPretraining", device: str, config: ProfileConf
     return replace(step, accumulate=recipe.accumulate) if recipe.accumulate > 1 else step
 
 
-def _model_layers(model: "Wav2Vec2ForPretraining") -> list["LayerSpec"]:
+def _model_layers(model: Wav2Vec2ForPretraining) -> list[LayerSpec]:
     from w2vprof.measure.layers import model_layers
 
     return model_layers(model)
@@ -412,7 +430,7 @@ def _model_layers(model: "Wav2Vec2ForPretraining") -> list["LayerSpec"]:
 class PassCounts:
     """What the instrumented measurement pass found (plain numbers: nothing here keeps the graph alive)."""
 
-    forward: "FlopCount"  # per module, for the layer rows (every micro-batch's forward)
+    forward: FlopCount  # per module, for the layer rows (every micro-batch's forward)
     fwd_flops: int
     bwd_flops: int  # without the recomputation (recompute_flops)
     bwd_by_layer: dict[str, int]
@@ -441,7 +459,7 @@ class PassCounts:
         return self.fwd_flops + self.bwd_flops + self.recompute_flops + self.optim_flops
 
 
-def measurement_pass(step: "TrainingStep", layers: list["LayerSpec"], batch: "Batch") -> PassCounts:
+def measurement_pass(step: TrainingStep, layers: list[LayerSpec], batch: Batch) -> PassCounts:
     """One full training step, untimed: for each micro-batch (one without accumulation) the forward under the FLOP
     counter (per module), the saved-tensor tracker and the backward-node labeler, and the backward under the
     per-layer backward counter; then the update.
@@ -481,7 +499,7 @@ def measurement_pass(step: "TrainingStep", layers: list["LayerSpec"], batch: "Ba
 
 @dataclass(frozen=True)
 class _MicroBatchCounts:
-    forward: "FlopCount"
+    forward: FlopCount
     bwd_by_layer: dict[str, int]
     recompute_by_layer: dict[str, int]
     act_by_layer: dict[str, int]
@@ -490,7 +508,7 @@ class _MicroBatchCounts:
     num_frames: int
 
 
-def _micro_batch_pass(step: "TrainingStep", layers: list["LayerSpec"], batch: "Batch") -> _MicroBatchCounts:
+def _micro_batch_pass(step: TrainingStep, layers: list[LayerSpec], batch: Batch) -> _MicroBatchCounts:
     """Forward and backward of one micro-batch under the counters (gradients add up in the parameters)."""
     from w2vprof.measure.activations import ActivationTracker
     from w2vprof.measure.attribution import NodeLabeler, backward_flops_by_layer
@@ -507,8 +525,15 @@ def _micro_batch_pass(step: "TrainingStep", layers: list["LayerSpec"], batch: "B
     recompute: dict[str, int] = {}
     with backward_flops_by_layer(labeler.labels, recompute) as bwd_by_layer:
         step.backward(output)
-    return _MicroBatchCounts(after_forward, dict(bwd_by_layer), recompute, dict(tracker.bytes_by_layer),
-                             float(output.loss.detach()), output.num_masked, output.num_frames)
+    return _MicroBatchCounts(
+        after_forward,
+        dict(bwd_by_layer),
+        recompute,
+        dict(tracker.bytes_by_layer),
+        float(output.loss.detach()),
+        output.num_masked,
+        output.num_frames,
+    )
 
 
 def _add_up(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -528,8 +553,9 @@ def _optimizer_state_bytes(optimizer: Any) -> int:
 
 
 # -- 6. layer rows -----------------------------------------------------------------------------------------------
-def layer_rows(model: "Wav2Vec2ForPretraining", layers: list["LayerSpec"], counts: PassCounts,
-               applied: Optional["AppliedRecipe"] = None) -> list[LayerRecord]:
+def layer_rows(
+    model: Wav2Vec2ForPretraining, layers: list[LayerSpec], counts: PassCounts, applied: Optional[AppliedRecipe] = None
+) -> list[LayerRecord]:
     """One row per layer in forward order; the rows add up to the record's FLOPs and activation bytes.
     `applied`: what the recipe froze and checkpointed (None: nothing)."""
     from w2vprof.measure.summary import flops_per_layer, layer_params
@@ -561,7 +587,7 @@ class LossScaleWatch:
     """Whether the gradient scaler skipped the last optimizer step: a skipped step (a gradient overflowed in
     float16) halves the loss scale, and nothing else lowers it. Reads the scale from the device: off the clock."""
 
-    def __init__(self, step: "TrainingStep") -> None:
+    def __init__(self, step: TrainingStep) -> None:
         self.step = step
         self.scale = step.loss_scale()
 
@@ -580,7 +606,7 @@ class WarmUp:
     note: str  # for the record's notes ('' when warm-up ran as asked)
 
 
-def warm_up(step: "TrainingStep", batch: "Batch", steps: int, max_extra: int = MAX_EXTRA_WARMUP_STEPS) -> WarmUp:
+def warm_up(step: TrainingStep, batch: Batch, steps: int, max_extra: int = MAX_EXTRA_WARMUP_STEPS) -> WarmUp:
     """`steps` untimed steps; then, with a gradient scaler, up to `max_extra` more while the last one was skipped
     for overflow (its loss scale fell) or, before any, while the optimizer holds no state (the measurement pass's
     update was skipped). Where every one overflowed, AdamW's state is allocated as its first real step would, so
@@ -610,7 +636,7 @@ class _NoSampling:
         """Compiling steps are no part of the peak memory of the timed steps."""
 
 
-def compile_steps(step: "TrainingStep", layers: list["LayerSpec"], batches: list["Batch"], device: str) -> list[float]:
+def compile_steps(step: TrainingStep, layers: list[LayerSpec], batches: list[Batch], device: str) -> list[float]:
     """torch.compile the step's model's layers, then one step on each distinct batch shape (in order), each timed:
     compilation (and a recompilation for a new shape) happens here, never in the timed steps.
 
@@ -639,15 +665,16 @@ def compile_steps(step: "TrainingStep", layers: list["LayerSpec"], batches: list
 @dataclass(frozen=True)
 class TimedSteps:
     times: list[float]  # seconds, one per timed step
-    peak: "PeakReading"
+    peak: PeakReading
     telemetry: dict[str, Any]  # the record's telemetry fields; empty without telemetry
-    system: Optional["SystemPeak"] = None  # the system-level peak of these steps
+    system: Optional[SystemPeak] = None  # the system-level peak of these steps
     skipped_steps: int = 0  # optimizer steps the gradient scaler skipped for overflow
     cuda_context_bytes: Optional[int] = None  # discrete GPU: the process's device memory outside torch's reserve
 
 
-def timed_steps(step: "TrainingStep", batches: list["Batch"], device: str, telemetry: bool,
-                unified: bool = False) -> TimedSteps:
+def timed_steps(
+    step: TrainingStep, batches: list[Batch], device: str, telemetry: bool, unified: bool = False
+) -> TimedSteps:
     """Each batch once, each step timed alone; peak memory reset before the first and read after the last, the
     system-level peak read around them (`unified`: the GPU allocates from the system's RAM), skipped optimizer
     steps counted between them."""
@@ -671,7 +698,7 @@ def timed_steps(step: "TrainingStep", batches: list["Batch"], device: str, telem
     return TimedSteps(times, memory.read(), dict(fields), system.stop(), skipped, context)
 
 
-def _timed_step(step: "TrainingStep", batch: "Batch", device: str, memory: Any) -> float:
+def _timed_step(step: TrainingStep, batch: Batch, device: str, memory: Any) -> float:
     synchronize(device)
     start = time.perf_counter()
     step(batch)
@@ -730,7 +757,7 @@ def system_memory_fields(timed: TimedSteps) -> dict[str, Any]:
     }
 
 
-def peak_fields(peak: "PeakReading") -> dict[str, Any]:
+def peak_fields(peak: PeakReading) -> dict[str, Any]:
     return {
         "peak_mem_bytes": peak.peak_bytes,
         "peak_mem_reserved_bytes": peak.reserved_bytes,

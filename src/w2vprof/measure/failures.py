@@ -29,6 +29,7 @@ too-small cuDNN workspace (cuDNN reports it as a CUDNN_STATUS_BAD_PARAM*: the ca
 the algorithm needs, which no amount of free memory changes; "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE" is not a cuDNN
 status at all, though some projects list it).
 """
+
 from __future__ import annotations
 
 import re
@@ -116,7 +117,7 @@ def _unwrap_flower_reason(text: str) -> str:
         return text
     name, message = match.groups()
     wrapper = _FLOWER_WRAPPER.match(message)
-    return message[wrapper.end():] if wrapper else f"{name.rsplit('.', 1)[-1]}: {message}"
+    return message[wrapper.end() :] if wrapper else f"{name.rsplit('.', 1)[-1]}: {message}"
 
 
 def classify_error_text(text: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ torch counts matmuls and convolutions; we add or replace two kinds of formula (`
 Elementwise ops (norms, activations, softmax, the optimizer update) are not counted, as in torch, fvcore and the
 paper.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -54,16 +55,29 @@ KERNEL_ATTENTION_OPS = {
 }
 
 
-def sdpa_forward_flops(query_shape: Sequence[int], key_shape: Sequence[int], value_shape: Sequence[int], *args: Any,
-                       out_shape: Any = None, **kwargs: Any) -> int:
+def sdpa_forward_flops(
+    query_shape: Sequence[int],
+    key_shape: Sequence[int],
+    value_shape: Sequence[int],
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
     """QK^T (b, h, Sq, d) x (b, h, d, Sk) and AV (b, h, Sq, Sk) x (b, h, Sk, dv): 2 FLOPs per multiply-add."""
     b, h, s_q, d = (int(n) for n in query_shape)
     s_k, d_v = int(key_shape[-2]), int(value_shape[-1])
     return 2 * b * h * s_q * s_k * d + 2 * b * h * s_q * s_k * d_v
 
 
-def sdpa_backward_flops(grad_out_shape: Sequence[int], query_shape: Sequence[int], key_shape: Sequence[int],
-                        value_shape: Sequence[int], *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+def sdpa_backward_flops(
+    grad_out_shape: Sequence[int],
+    query_shape: Sequence[int],
+    key_shape: Sequence[int],
+    value_shape: Sequence[int],
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
     """grad of the scores, of V, of Q and of K: four matmuls, the sizes of the forward's two. No recomputation."""
     return 2 * sdpa_forward_flops(query_shape, key_shape, value_shape)
 
@@ -89,16 +103,28 @@ def _kernel_formula(positions: tuple[int, ...], multiple: int) -> Callable[..., 
             return multiple * sdpa_forward_flops(*((b, h, s, d) for b, s, h, d in b_s_h_d))
         heads, d, d_v = query.shape[-2], query.shape[-1], value.shape[-1]
         pairs = zip(_sequence_lengths(cum_q, max_q), _sequence_lengths(cum_k, max_k))
-        return multiple * sum(sdpa_forward_flops((1, heads, s_q, d), (1, heads, s_k, d), (1, heads, s_k, d_v))
-                              for s_q, s_k in pairs)
+        return multiple * sum(
+            sdpa_forward_flops((1, heads, s_q, d), (1, heads, s_k, d), (1, heads, s_k, d_v)) for s_q, s_k in pairs
+        )
 
     formula._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode: pass tensors, not shapes
     return formula
 
 
-def _conv_backward(grad_out_shape: Sequence[int], x_shape: Sequence[int], w_shape: Sequence[int], _bias: Any,
-                   _stride: Any, _padding: Any, _dilation: Any, transposed: bool, _output_padding: Any, _groups: Any,
-                   output_mask: Sequence[bool], out_shape: Any = None) -> int:
+def _conv_backward(
+    grad_out_shape: Sequence[int],
+    x_shape: Sequence[int],
+    w_shape: Sequence[int],
+    _bias: Any,
+    _stride: Any,
+    _padding: Any,
+    _dilation: Any,
+    transposed: bool,
+    _output_padding: Any,
+    _groups: Any,
+    output_mask: Sequence[bool],
+    out_shape: Any = None,
+) -> int:
     # Each of grad_input and grad_weight costs what the forward convolution costs.
     # NB: torch's own formula takes the weight gradient's inner size from the full input channels, which
     # overcounts grouped convolutions by the group count (16x for wav2vec 2.0's positional conv).

@@ -29,6 +29,7 @@ Each boundary costs a device synchronisation (nothing on the CPU; a few microsec
 GPU), so on a GPU the sum can exceed a bare step's time by roughly the launch latency hidden between layers.
 Assumes the backward runs on one thread at a time (true on the CPU and for a model wholly on one accelerator).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -312,11 +313,12 @@ def _instrumented_step(step: TrainingStep, batch: Batch, boundaries: LayerBounda
     boundaries.stop()
 
 
-def _summarise(names: list[str], runs: list[tuple[dict[tuple[str, str], float], float, dict[str, int]]]
-               ) -> LayerTiming:
+def _summarise(names: list[str], runs: list[tuple[dict[tuple[str, str], float], float, dict[str, int]]]) -> LayerTiming:
     keys = [(name, direction) for name in names for direction in (FORWARD, BACKWARD)]
-    samples = {f"{name}/{direction}": [charged.get((name, direction), 0.0) for charged, _, _ in runs]
-               for name, direction in keys}
+    samples = {
+        f"{name}/{direction}": [charged.get((name, direction), 0.0) for charged, _, _ in runs]
+        for name, direction in keys
+    }
     samples["step"] = [sum(charged.values()) for charged, _, _ in runs]
     samples[OTHER] = [sum(charged.values()) - sum(charged.get(key, 0.0) for key in keys) for charged, _, _ in runs]
     samples["wall"] = [wall for _, wall, _ in runs]
@@ -329,21 +331,24 @@ def _summarise(names: list[str], runs: list[tuple[dict[tuple[str, str], float], 
         io = int(statistics.median([io_bytes.get(name, 0) for _, _, io_bytes in runs]))
         rows.append(LayerTime(name, fwd, bwd, fwd + bwd, _share(fwd + bwd, step_sec), io))
     rows.append(LayerTime(OTHER, None, None, other, _share(other, step_sec)))
-    return LayerTiming(rows, step_sec, statistics.median(samples["step"]), statistics.median(samples["wall"]),
-                       len(runs), samples)
+    return LayerTiming(
+        rows, step_sec, statistics.median(samples["step"]), statistics.median(samples["wall"]), len(runs), samples
+    )
 
 
 def _share(part: float, whole: float) -> float:
     return part / whole if whole > 0 else 0.0
 
 
-def with_flop_rates(timing: LayerTiming, fwd_flops: Mapping[str, int], bwd_flops: Mapping[str, int]
-                    ) -> LayerTiming:
+def with_flop_rates(timing: LayerTiming, fwd_flops: Mapping[str, int], bwd_flops: Mapping[str, int]) -> LayerTiming:
     """The same timing with achieved FLOP/s per layer and direction: FLOPs (the engine's per-layer counts, e.g.
     {row.layer: row.fwd_flops for row in layer_rows}) over seconds; None where either is missing or zero."""
     rows = [
-        replace(row, fwd_flops_per_sec=_rate(fwd_flops.get(row.layer), row.fwd_sec),
-                bwd_flops_per_sec=_rate(bwd_flops.get(row.layer), row.bwd_sec))
+        replace(
+            row,
+            fwd_flops_per_sec=_rate(fwd_flops.get(row.layer), row.fwd_sec),
+            bwd_flops_per_sec=_rate(bwd_flops.get(row.layer), row.bwd_sec),
+        )
         for row in timing.rows
     ]
     return replace(timing, rows=rows)

@@ -3,6 +3,7 @@
 Each layer is a set of module paths; every parameter of the model belongs to exactly one layer, so per-layer
 params add up to the model's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,9 +38,7 @@ def model_layers(model: nn.Module) -> list[LayerSpec]:
     layers.append(LayerSpec("mask_embedding", "head", (), ("mask_embedding",)))
     # The transformer's own LayerNorm sits before the layers (post-LN models) or after them (pre-LN): either
     # way it is a few FLOPs, so it rides with the positional convolution.
-    layers.append(
-        LayerSpec("positional_conv", "positional", ("transformer.pos_conv_embed", "transformer.layer_norm"))
-    )
+    layers.append(LayerSpec("positional_conv", "positional", ("transformer.pos_conv_embed", "transformer.layer_norm")))
     layers.extend(
         LayerSpec(f"transformer.{i}", "transformer", (f"transformer.layers.{i}",)) for i in range(layer_count)
     )

@@ -28,6 +28,7 @@ w2vprof.analysis.feasibility.fit_mem_bytes(record) picks the one that answers "d
 device": the system figure on CPU and unified memory, the allocator's reserve at its peak plus the context on
 discrete GPUs.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -199,8 +200,9 @@ class SystemPeakMemory:
     the module docstring for the formula). `root` is the filesystem root (a fake tree in tests).
     """
 
-    def __init__(self, device: str, unified: bool, root: str = "/", torch_module: Any = None,
-                 interval_s: float = 0.05) -> None:
+    def __init__(
+        self, device: str, unified: bool, root: str = "/", torch_module: Any = None, interval_s: float = 0.05
+    ) -> None:
         self.device = device
         self.unified = unified
         self.root = root
@@ -245,8 +247,9 @@ class SystemPeakMemory:
 _NVML_VALUE_NOT_AVAILABLE = 2**64 - 1
 
 
-def nvml_process_used_bytes(pid: int, pynvml_module: Any = None, properties: Any = None,
-                            environ: Optional[Mapping[str, str]] = None) -> Optional[int]:
+def nvml_process_used_bytes(
+    pid: int, pynvml_module: Any = None, properties: Any = None, environ: Optional[Mapping[str, str]] = None
+) -> Optional[int]:
     """Device memory NVML reports for process `pid` on the GPU torch calls cuda:0; None where NVML cannot say
     (no nvidia-ml-py or driver, or NVML does not list the pid: in a container it lists the host's process ids).
 

@@ -1,4 +1,5 @@
 """Writing one profile's files: results.csv (one row), layers.csv, run.json; each written atomically."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -21,6 +21,7 @@ What each option changes in the step, how it is measured and the arithmetic of w
 - compile: torch.compile of every layer's modules after the measurement pass (`compile_model`); the engine times
   compilation apart.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -90,8 +91,9 @@ class Recipe:
     @property
     def text(self) -> str:
         """The canonical short form: `default`, or the options that differ from it, e.g. `ckpt=all,accum=4`."""
-        parts = [f"{short}={getattr(self, name)}" for name, short in _SHORT
-                 if getattr(self, name) != getattr(DEFAULT, name)]
+        parts = [
+            f"{short}={getattr(self, name)}" for name, short in _SHORT if getattr(self, name) != getattr(DEFAULT, name)
+        ]
         parts += ["compile"] if self.compile else []
         return ",".join(parts) or DEFAULT_RECIPE
 
@@ -102,27 +104,43 @@ class Recipe:
 
     def record_fields(self) -> dict[str, Any]:
         """The result row's recipe columns."""
-        return {"recipe": self.text, "checkpointing": self.checkpointing, "freeze": self.freeze,
-                "accumulate": self.accumulate, "optimizer": self.optimizer, "compile": self.compile}
+        return {
+            "recipe": self.text,
+            "checkpointing": self.checkpointing,
+            "freeze": self.freeze,
+            "accumulate": self.accumulate,
+            "optimizer": self.optimizer,
+            "compile": self.compile,
+        }
 
     def check(self, model: str, batch: int) -> None:
         """BadInput where the recipe cannot apply to this model and batch."""
         from w2vprof.models import get_config
 
         if batch % self.accumulate:
-            raise SettingError("accumulate", f"{self.accumulate} does not divide {{batch}} {batch}: each of the "
-                               f"{self.accumulate} micro-batches must hold the same number of utterances", ("batch",))
+            raise SettingError(
+                "accumulate",
+                f"{self.accumulate} does not divide {{batch}} {batch}: each of the "
+                f"{self.accumulate} micro-batches must hold the same number of utterances",
+                ("batch",),
+            )
         layers = get_config(model).num_layers
         if self.frozen_transformer_layers > layers:
-            raise SettingError("freeze", f"{self.freeze}: {model} has {layers} transformer layers "
-                               f"(cnn+1 .. cnn+{layers})")
+            raise SettingError(
+                "freeze", f"{self.freeze}: {model} has {layers} transformer layers (cnn+1 .. cnn+{layers})"
+            )
 
 
 DEFAULT = Recipe()
 
 
-def make_recipe(checkpointing: str = "none", freeze: str = "none", accumulate: Any = 1, optimizer: str = "adamw",
-                compile: bool = False) -> Recipe:
+def make_recipe(
+    checkpointing: str = "none",
+    freeze: str = "none",
+    accumulate: Any = 1,
+    optimizer: str = "adamw",
+    compile: bool = False,
+) -> Recipe:
     """A recipe from option values, each checked (BadInput naming the option and the allowed values)."""
     if checkpointing not in CHECKPOINTING:
         raise SettingError.unknown("checkpointing", checkpointing, CHECKPOINTING)
@@ -159,8 +177,7 @@ def parse_recipe(text: str) -> Recipe:
         elif key in names and value:
             options[names[key]] = value
         else:
-            raise BadInput(f"recipe {text!r}: cannot read {part!r} (options: ckpt=, freeze=, accum=, optim=, "
-                           "compile)")
+            raise BadInput(f"recipe {text!r}: cannot read {part!r} (options: ckpt=, freeze=, accum=, optim=, compile)")
     return make_recipe(**options)
 
 
@@ -185,8 +202,11 @@ def apply_recipe(model: Wav2Vec2ForPretraining, recipe: Recipe, layers: list[Lay
                 module = model.get_submodule(path)
                 module.forward = _checkpointed(module.forward, layer.name)  # instance attribute: __call__ uses it
             checkpointed.add(layer.name)
-    frozen = {layer.name for layer in layers if _layer_parameters(model, layer)
-              and not any(p.requires_grad for p in _layer_parameters(model, layer))}
+    frozen = {
+        layer.name
+        for layer in layers
+        if _layer_parameters(model, layer) and not any(p.requires_grad for p in _layer_parameters(model, layer))
+    }
     return AppliedRecipe(recipe, frozenset(checkpointed), frozenset(frozen))
 
 

@@ -1,4 +1,5 @@
 """Summary statistics of per-step times (pure functions: tested with exact numbers)."""
+
 from __future__ import annotations
 
 import math

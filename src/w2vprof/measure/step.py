@@ -7,6 +7,7 @@ float16 with a gradient scaler on CUDA and MPS. The scaler starts at fairseq's f
 (`LOSS_SCALE_INIT`), not torch's 65536: a scale that overflows skips the optimizer step and halves itself, so a
 high start wastes the first steps (and, in a measurement, would leave AdamW's state unallocated).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@ alone; the attention products (QK^T and AV: 4*T^2*D per layer, 2.77 G for base a
 report those in their own `attention` row, so the transformer row compares to the paper and `total` is the
 whole forward pass.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -68,7 +69,9 @@ def summary_rows(
     if per_layer:
         for layer in layers:
             rows.append(
-                ModuleSummaryRow(model_name, layer.name, layer_params(model, layer), per_layer_flops[layer.name], seconds, batch)
+                ModuleSummaryRow(
+                    model_name, layer.name, layer_params(model, layer), per_layer_flops[layer.name], seconds, batch
+                )
             )
     else:
         params = dict.fromkeys(SUMMARY_GROUPS, 0)

@@ -8,6 +8,7 @@ nodes created by one layer. Three enclosing ranges, `forward`, `backward` and `o
 direction a layer range belongs to. On CUDA the backward's layer ranges sit on the autograd engine's device
 thread, beside the main thread's `backward` range. Open the file at https://ui.perfetto.dev or chrome://tracing.
 """
+
 from __future__ import annotations
 
 import tempfile

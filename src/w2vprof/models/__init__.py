@@ -1,4 +1,5 @@
 """wav2vec 2.0 pretraining models: named configurations, the model, the objective."""
+
 from __future__ import annotations
 
 from w2vprof.models.config import MODEL_NAMES, ModelConfig, frames_for_samples, get_config

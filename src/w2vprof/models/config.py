@@ -3,6 +3,7 @@
 Values follow fairseq's pretraining configs (wav2vec2_base_librispeech.yaml, wav2vec2_large_librivox.yaml); see
 docs/models.md. torchaudio's builders default to fine-tuning values, so every value is passed explicitly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

@@ -7,6 +7,7 @@ Plain `torch.device("meta")` works too, but torch's meta versions of random init
 reparametrisation go through Python references that import torch._dynamo on first use (over a second); on_meta
 makes those few results directly, as shapes. Everything else runs as torch defines it.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -2,6 +2,7 @@
 
 All vectorised: no Python loop over frames or utterances, so the profiled step costs what a real trainer's does.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Tuple, Union
@@ -94,9 +95,7 @@ class ContrastiveLoss(nn.Module):
         logits = torch.einsum("bmf,bmkf->bmk", unit_predictions, unit_candidates) / self.logit_temperature
         # A distractor that quantized to exactly the target's codewords is not a negative (fairseq: -inf).
         same_as_target = (negatives == targets.unsqueeze(2)).all(-1)
-        logits = torch.cat(
-            [logits[..., :1], logits[..., 1:].masked_fill(same_as_target, float("-inf"))], dim=-1
-        )
+        logits = torch.cat([logits[..., :1], logits[..., 1:].masked_fill(same_as_target, float("-inf"))], dim=-1)
         flat = logits.reshape(-1, self.num_negatives + 1)
         loss = nn.functional.cross_entropy(flat, torch.zeros(flat.shape[0], dtype=torch.long, device=flat.device))
         return loss, logits

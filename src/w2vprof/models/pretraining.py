@@ -11,6 +11,7 @@ Module names make the per-layer structure obvious, because measure/ attributes m
     project_q, final_proj                  heads into the contrastive space
     contrastive                            contrastive loss (negatives, cosine logits, CE)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -109,7 +110,7 @@ class Wav2Vec2ForPretraining(nn.Module):
     @property
     def temperature(self) -> float:
         c = self.config
-        return max(c.temperature_start * c.temperature_decay ** self.num_updates, c.temperature_end)
+        return max(c.temperature_start * c.temperature_decay**self.num_updates, c.temperature_end)
 
     def step_schedule(self) -> None:
         """Call once per optimizer update (as fairseq's set_num_updates)."""
@@ -122,8 +123,14 @@ class Wav2Vec2ForPretraining(nn.Module):
         destination[prefix + NUM_UPDATES] = torch.tensor(self.num_updates, dtype=torch.long)
 
     def _load_from_state_dict(
-        self, state_dict: Any, prefix: str, local_metadata: Any, strict: bool, missing_keys: list[str],
-        unexpected_keys: list[str], error_msgs: list[str],
+        self,
+        state_dict: Any,
+        prefix: str,
+        local_metadata: Any,
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
     ) -> None:
         key = prefix + NUM_UPDATES
         if key in state_dict:

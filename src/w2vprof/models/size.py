@@ -1,6 +1,7 @@
 """Sizes that follow from a model's configuration alone: the bytes of its parameters, and the shortest input its
 convolutional feature encoder accepts. Nothing here runs the model or allocates its weights.
 """
+
 from __future__ import annotations
 
 from w2vprof.errors import BadInput

@@ -4,6 +4,7 @@
 run folders; `build_report` turns them into tables and PNGs, skipping (with a note) every plot its data cannot
 support; `write_report` puts every file of a report into a folder; `report_to_folder` does all three.
 """
+
 from __future__ import annotations
 
 import base64
@@ -86,21 +87,29 @@ class Report:
         """One file, nothing external: the PNGs are embedded as base64 data URIs."""
         from html import escape
 
-        style = ("body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
-                 "table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;"
-                 "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-                 ".caption{color:#555;font-size:90%}img{max-width:100%;margin:1em 0 .2em}")
-        body = ["<h1>w2vprof report</h1><ul>" + "".join(f"<li>{escape(n)}</li>" for n in self.notes) + "</ul>",
-                "<h2>Tables</h2>"]
+        style = (
+            "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
+            "table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;"
+            "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+            ".caption{color:#555;font-size:90%}img{max-width:100%;margin:1em 0 .2em}"
+        )
+        body = [
+            "<h1>w2vprof report</h1><ul>" + "".join(f"<li>{escape(n)}</li>" for n in self.notes) + "</ul>",
+            "<h2>Tables</h2>",
+        ]
         body += [table_html(t) for t in self.tables.values()]
         if self.figures:
             body.append("<h2>Figures</h2>")
         for name, png in self.figures.items():
             caption = escape(self.captions.get(name, name))
-            body.append(f"<figure><img alt='{caption}' src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"
-                        f"<figcaption class='caption'>{caption} ({escape(name)})</figcaption></figure>")
-        return ("<!doctype html><html><head><meta charset='utf-8'><title>w2vprof report</title>"
-                f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+            body.append(
+                f"<figure><img alt='{caption}' src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"
+                f"<figcaption class='caption'>{caption} ({escape(name)})</figcaption></figure>"
+            )
+        return (
+            "<!doctype html><html><head><meta charset='utf-8'><title>w2vprof report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+        )
 
 
 def _is_summary(path: Path) -> bool:
@@ -118,8 +127,16 @@ def _read_summary(path: Path) -> list[ModuleSummaryRow]:
         rows = []
         for line_no, r in enumerate(csv.DictReader(handle), start=2):
             try:
-                rows.append(ModuleSummaryRow(r["model"], r["module"], int(r["params"]), int(r["inference_flops"]),
-                                             float(r["seconds"]), int(r["batch"])))
+                rows.append(
+                    ModuleSummaryRow(
+                        r["model"],
+                        r["module"],
+                        int(r["params"]),
+                        int(r["inference_flops"]),
+                        float(r["seconds"]),
+                        int(r["batch"]),
+                    )
+                )
             except (ValueError, TypeError):
                 raise BadInput(
                     f"{path}: line {line_no} of this summary CSV is not a number where one belongs"
@@ -159,25 +176,35 @@ def load_inputs(paths: list[Path], reference: Optional[str] = None) -> ReportInp
 def _pick_layer_config(inputs: ReportInputs, timed: bool = False) -> Optional[int]:
     """The configuration for Fig. 2: the paper's (base, batch 4, 5.5 s, FP32) if measured, else the largest.
     `timed`: among those whose layer rows have seconds per layer."""
-    candidates = [i for i in inputs.layers if inputs.results[i].status == "ok"
-                  and (not timed or any(row.sec is not None for row in inputs.layers[i]))]
+    candidates = [
+        i
+        for i in inputs.layers
+        if inputs.results[i].status == "ok" and (not timed or any(row.sec is not None for row in inputs.layers[i]))
+    ]
     if not candidates:
         return None
     for index in candidates:
         r = inputs.results[index]
         if (r.model, r.batch, length_key(r.seconds), r.precision) == FIG2_CONFIG and recipe_of(r) == DEFAULT_RECIPE:
             return index
-    return max(candidates, key=lambda i: (recipe_of(inputs.results[i]) == DEFAULT_RECIPE,
-                                          inputs.results[i].model != "tiny",
-                                          inputs.results[i].batch * inputs.results[i].seconds))
+    return max(
+        candidates,
+        key=lambda i: (
+            recipe_of(inputs.results[i]) == DEFAULT_RECIPE,
+            inputs.results[i].model != "tiny",
+            inputs.results[i].batch * inputs.results[i].seconds,
+        ),
+    )
 
 
 def _table_seconds(results: list[ResultRecord], requested: Optional[float]) -> tuple[float, Counter]:
     counts = Counter(length_key(r.seconds) for r in results)
     if requested is not None:
         if length_key(requested) not in counts:
-            raise BadInput(f"--seconds {requested:g}: no results at that length; the data has "
-                           + ", ".join(f"{s:g}" for s in sorted(counts)))
+            raise BadInput(
+                f"--seconds {requested:g}: no results at that length; the data has "
+                + ", ".join(f"{s:g}" for s in sorted(counts))
+            )
         return requested, counts
     measured = Counter(length_key(r.seconds) for r in results if r.source != "paper")
     # The paper's length when the data has it; else the length measured most often.
@@ -194,8 +221,11 @@ def build_report(inputs: ReportInputs, table_seconds: Optional[float] = None) ->
     if inputs.results:
         seconds, counts = _table_seconds(inputs.results, table_seconds)
         report.tables["table2"] = table2(inputs.results, seconds)
-        report.notes.append(f"Table 2 at {seconds:g} s utterances (lengths in the data: "
-                            + ", ".join(f"{s:g}" for s in sorted(counts)) + " s; choose with --seconds)")
+        report.notes.append(
+            f"Table 2 at {seconds:g} s utterances (lengths in the data: "
+            + ", ".join(f"{s:g}" for s in sorted(counts))
+            + " s; choose with --seconds)"
+        )
         report.tables["results"] = results_table(measured or inputs.results)
         report.tables["environment"] = environment_table(inputs.results)
     _recipes(measured, report)
@@ -206,7 +236,10 @@ def build_report(inputs: ReportInputs, table_seconds: Optional[float] = None) ->
 
 
 def report_to_folder(
-    paths: list[Path], folder: Path, reference: Optional[str] = None, table_seconds: Optional[float] = None,
+    paths: list[Path],
+    folder: Path,
+    reference: Optional[str] = None,
+    table_seconds: Optional[float] = None,
     latex: bool = False,
 ) -> Report:
     """The whole `w2vprof report`: read the inputs, build the report, write it; a bad folder fails first."""
@@ -242,12 +275,20 @@ def _federated_figures(inputs: ReportInputs, report: Report) -> None:
         return
     from w2vprof.fl.plots import client_cost_png, validation_loss_png
 
-    _add(report, "fl_validation_loss.png", validation_loss_png(inputs.fl_runs),
-         "Validation loss of the aggregated model after each federated round, one curve per run (aggregation)")
+    _add(
+        report,
+        "fl_validation_loss.png",
+        validation_loss_png(inputs.fl_runs),
+        "Validation loss of the aggregated model after each federated round, one curve per run (aggregation)",
+    )
     for run in inputs.fl_runs:
         name = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in run.folder.name)
-        _add(report, f"fl_client_cost_{name}.png", client_cost_png(run),
-             f"{run.label}: seconds and peak resident memory of every client in every round (dots), median (line)")
+        _add(
+            report,
+            f"fl_client_cost_{name}.png",
+            client_cost_png(run),
+            f"{run.label}: seconds and peak resident memory of every client in every round (dots), median (line)",
+        )
 
 
 def _recipes(measured: list[ResultRecord], report: Report) -> None:
@@ -275,11 +316,19 @@ def _figure2(inputs: ReportInputs, report: Report) -> None:
     r = inputs.results[index]
     label = f"{r.model}, batch {r.batch}, {r.seconds:g} s, {r.precision}, {device_label(r)}"
     layers = inputs.layers[index]
-    _add(report, "fig2_activation_memory.png", plots.layer_memory_png(layers, f"Activation memory per layer ({label})"),
-         f"Fig. 2 left: activation memory saved for backward by each layer (bars, MB) and its running total "
-         f"through the forward pass (line, GB), {label}")
-    _add(report, "fig2_flops.png", plots.layer_flops_png(layers, f"FLOPs per layer ({label})"),
-         f"Fig. 2 right: forward and backward GFLOPs per layer in one training step, {label}")
+    _add(
+        report,
+        "fig2_activation_memory.png",
+        plots.layer_memory_png(layers, f"Activation memory per layer ({label})"),
+        f"Fig. 2 left: activation memory saved for backward by each layer (bars, MB) and its running total "
+        f"through the forward pass (line, GB), {label}",
+    )
+    _add(
+        report,
+        "fig2_flops.png",
+        plots.layer_flops_png(layers, f"FLOPs per layer ({label})"),
+        f"Fig. 2 right: forward and backward GFLOPs per layer in one training step, {label}",
+    )
     _layer_time_figures(inputs, index, report)
 
 
@@ -290,27 +339,43 @@ def _config_label(record: ResultRecord) -> str:
 def _layer_time_figures(inputs: ReportInputs, fig2_index: int, report: Report) -> None:
     """Fig. 2's time panel, the per-layer roofline and the table of seconds per layer, for Fig. 2's configuration
     when its layer rows have times, else for the best one that has them; a note when none has."""
-    index = fig2_index if any(row.sec is not None for row in inputs.layers[fig2_index]) else \
-        _pick_layer_config(inputs, timed=True)
+    index = (
+        fig2_index
+        if any(row.sec is not None for row in inputs.layers[fig2_index])
+        else _pick_layer_config(inputs, timed=True)
+    )
     if index is None:
-        report.notes.append("No seconds per layer in the per-layer files (profile measures them; a sweep with "
-                            "--layer-repeats N): the time panel and the roofline skipped")
+        report.notes.append(
+            "No seconds per layer in the per-layer files (profile measures them; a sweep with "
+            "--layer-repeats N): the time panel and the roofline skipped"
+        )
         return
     record, layers = inputs.results[index], inputs.layers[index]
     label = _config_label(record)
     if index != fig2_index:
         report.notes.append(f"Seconds per layer shown for {label}: Fig. 2's configuration has none")
     peak = _compute_ceiling(record)
-    _add(report, "fig2_time.png", plots.layer_time_png(layers, f"Seconds per layer ({label})"),
-         f"Fig. 2, time: forward and backward seconds per layer in one training step, and the rest of the step "
-         f"(optimizer, glue), medians over the extra steps, {label}")
-    ceilings = "under this device's measured matmul and copy ceilings" if peak and record.mem_bw_measured else \
-        "(no calibration in the results, so no measured ceiling: run w2vprof devices --calibrate)"
-    _add(report, "roofline_layers.png",
-         plots.layer_roofline_png(roofline_points(layers, record), peak, record.mem_bw_measured,
-                                  f"Per-layer roofline ({label})"),
-         f"Each layer's achieved FLOP/s (forward + backward) against its FLOPs per byte of inputs, outputs and "
-         f"weights, {ceilings}; layers far below the sloped line's reach are bound by memory traffic, {label}")
+    _add(
+        report,
+        "fig2_time.png",
+        plots.layer_time_png(layers, f"Seconds per layer ({label})"),
+        f"Fig. 2, time: forward and backward seconds per layer in one training step, and the rest of the step "
+        f"(optimizer, glue), medians over the extra steps, {label}",
+    )
+    ceilings = (
+        "under this device's measured matmul and copy ceilings"
+        if peak and record.mem_bw_measured
+        else "(no calibration in the results, so no measured ceiling: run w2vprof devices --calibrate)"
+    )
+    _add(
+        report,
+        "roofline_layers.png",
+        plots.layer_roofline_png(
+            roofline_points(layers, record), peak, record.mem_bw_measured, f"Per-layer roofline ({label})"
+        ),
+        f"Each layer's achieved FLOP/s (forward + backward) against its FLOPs per byte of inputs, outputs and "
+        f"weights, {ceilings}; layers far below the sloped line's reach are bound by memory traffic, {label}",
+    )
     table = layer_times_table(layers, label, peak)
     if table is not None:
         report.tables["layer_times"] = table
@@ -339,12 +404,30 @@ def roofline_points(layers: list[LayerRecord], record: ResultRecord) -> list[plo
 
 #: Fig. 3 and the time plot: (series key, file, y label, y unit, title, caption).
 _VERSUS_SECONDS = (
-    ("memory", "fig3_memory_vs_seconds.png", "memory (GB)", "GB", "Training memory vs utterance length",
-     "Fig. 3: training memory against utterance length (activations saved for backward, and the measured peak)"),
-    ("FLOPs", "fig3_flops_vs_seconds.png", "TFLOPs per training step", "TFLOPs", "Training FLOPs vs utterance length",
-     "Fig. 3: FLOPs of one training step (forward + backward + optimizer) against utterance length"),
-    ("time", "time_vs_seconds.png", "seconds per batch", "s", "Seconds per batch vs utterance length",
-     "Seconds per training step against utterance length"),
+    (
+        "memory",
+        "fig3_memory_vs_seconds.png",
+        "memory (GB)",
+        "GB",
+        "Training memory vs utterance length",
+        "Fig. 3: training memory against utterance length (activations saved for backward, and the measured peak)",
+    ),
+    (
+        "FLOPs",
+        "fig3_flops_vs_seconds.png",
+        "TFLOPs per training step",
+        "TFLOPs",
+        "Training FLOPs vs utterance length",
+        "Fig. 3: FLOPs of one training step (forward + backward + optimizer) against utterance length",
+    ),
+    (
+        "time",
+        "time_vs_seconds.png",
+        "seconds per batch",
+        "s",
+        "Seconds per batch vs utterance length",
+        "Seconds per training step against utterance length",
+    ),
 )
 
 
@@ -402,8 +485,12 @@ def _figure4(model: str, rows: list[ResultRecord], batch: int, report: Report) -
             by_precision.setdefault(r.precision, {})[r.seconds] = sum(p for p in parts if p is not None)
     png = plots.fp32_vs_mixed_png(by_precision, f"{model}: FP32 vs mixed precision memory, batch {batch}")
     if png:
-        _add(report, f"fig4_{model}_fp32_vs_mixed.png", png,
-             f"Fig. 4: {model}, memory per utterance length with FP32 and mixed precision (activations + "
-             f"parameters + gradients + optimizer state), batch {batch}")
+        _add(
+            report,
+            f"fig4_{model}_fp32_vs_mixed.png",
+            png,
+            f"Fig. 4: {model}, memory per utterance length with FP32 and mixed precision (activations + "
+            f"parameters + gradients + optimizer state), batch {batch}",
+        )
     else:
         report.notes.append(f"{model}: no FP32 and mixed pair at batch {batch}: Fig. 4 skipped")

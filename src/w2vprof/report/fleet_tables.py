@@ -1,5 +1,6 @@
 """The view of `w2vprof fl-estimate --fleet`: the fleet's round time and days (mean and 90 % interval), and one
 line per fleet line (its clients' cost and how they fared). Takes a `w2vprof.analysis.fleet.FleetEstimate`."""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -16,46 +17,80 @@ def _cell(value: Optional[float], spec: str, scale: float = 1.0) -> str:
 def _summary_table(estimate: Any) -> Table:
     f = estimate.figures
     deadline = f"deadline {f.deadline_sec:,.0f} s" if f.deadline_sec is not None else "no deadline"
-    energy = ("" if f.energy_j_per_round is None
-              else f" Energy: {f.energy_j_per_round / 3.6e6:,.2f} kWh per round (devices with J per batch measured).")
+    energy = (
+        ""
+        if f.energy_j_per_round is None
+        else f" Energy: {f.energy_j_per_round / 3.6e6:,.2f} kWh per round (devices with J per batch measured)."
+    )
     return Table(
-        title=(f"Federated pretraining on a fleet: {f.clients} clients ({f.eligible_clients} can train), "
-               f"K = {f.clients_per_round} updates per round of {f.sampled_per_round} sampled (over-commit "
-               f"{f.over_commit:g}), {deadline}, {f.rounds} rounds; {f.model} {f.precision}, batch {f.batch}, "
-               f"{f.seconds:g} s utterances, {f.samples_per_client:,} samples per client, {f.local_epochs:g} local "
-               "epoch(s)"),
+        title=(
+            f"Federated pretraining on a fleet: {f.clients} clients ({f.eligible_clients} can train), "
+            f"K = {f.clients_per_round} updates per round of {f.sampled_per_round} sampled (over-commit "
+            f"{f.over_commit:g}), {deadline}, {f.rounds} rounds; {f.model} {f.precision}, batch {f.batch}, "
+            f"{f.seconds:g} s utterances, {f.samples_per_client:,} samples per client, {f.local_epochs:g} local "
+            "epoch(s)"
+        ),
         columns=["", "mean", "5 %", "95 %"],
         rows=[
             ["round (s)"] + [f"{v:,.0f}" for v in (f.round_sec_mean, f.round_sec_p5, f.round_sec_p95)],
             ["round (h)"] + [f"{v / 3600:,.2f}" for v in (f.round_sec_mean, f.round_sec_p5, f.round_sec_p95)],
             [f"{f.rounds} rounds (days)"] + [f"{v:,.1f}" for v in (f.days_mean, f.days_p5, f.days_p95)],
         ],
-        caption=(f"Monte Carlo over {f.trials} trainings (seed {f.seed}); 5 % / 95 %: the 90 % interval. "
-                 f"Per round: {f.updates_per_round:.1f} updates aggregated, {f.lost_updates_per_round:.1f} lost to "
-                 f"the deadline ({f.lost_updates_total:,.0f} over the training); {f.short_round_share:.0%} of rounds "
-                 f"aggregated fewer than K.{energy}"),
+        caption=(
+            f"Monte Carlo over {f.trials} trainings (seed {f.seed}); 5 % / 95 %: the 90 % interval. "
+            f"Per round: {f.updates_per_round:.1f} updates aggregated, {f.lost_updates_per_round:.1f} lost to "
+            f"the deadline ({f.lost_updates_total:,.0f} over the training); {f.short_round_share:.0%} of rounds "
+            f"aggregated fewer than K.{energy}"
+        ),
     )
 
 
 def _devices_table(estimate: Any) -> Table:
     body = []
     for d in estimate.devices:
-        body.append([
-            str(d.line), d.device, str(d.clients), f"{d.availability:g}", _cell(d.sec_per_batch, ".2f"),
-            _cell(d.compute_sec, ".2f", 3600), _cell(d.communication_sec, ".3f", 3600),
-            _cell(d.client_round_sec, ".2f", 3600), f"{d.sampled_per_round:.1f}", f"{d.updates_per_round:.1f}",
-            f"{d.lost_updates_per_round:.1f}", f"{d.slowest_share:.0%}",
-            _cell(d.energy_j_per_client_round, ".3f", 3.6e6), d.excluded,
-        ])
+        body.append(
+            [
+                str(d.line),
+                d.device,
+                str(d.clients),
+                f"{d.availability:g}",
+                _cell(d.sec_per_batch, ".2f"),
+                _cell(d.compute_sec, ".2f", 3600),
+                _cell(d.communication_sec, ".3f", 3600),
+                _cell(d.client_round_sec, ".2f", 3600),
+                f"{d.sampled_per_round:.1f}",
+                f"{d.updates_per_round:.1f}",
+                f"{d.lost_updates_per_round:.1f}",
+                f"{d.slowest_share:.0%}",
+                _cell(d.energy_j_per_client_round, ".3f", 3.6e6),
+                d.excluded,
+            ]
+        )
     return Table(
         title="Fleet lines: one client's round, and the clients per round (means over all simulated rounds)",
-        columns=["line", "device", "clients", "availability", "s/batch", "compute (h)", "transfer (h)",
-                 "update in (h)", "sampled", "aggregated", "lost", "slowest", "energy (kWh)", "excluded"],
+        columns=[
+            "line",
+            "device",
+            "clients",
+            "availability",
+            "s/batch",
+            "compute (h)",
+            "transfer (h)",
+            "update in (h)",
+            "sampled",
+            "aggregated",
+            "lost",
+            "slowest",
+            "energy (kWh)",
+            "excluded",
+        ],
         rows=body,
-        caption=("update in: compute + transfer, when the client's update reaches the server. slowest: share of "
-                 "rounds whose end this line's client decided (the K-th arrival, or the one the deadline cut). "
-                 "energy: one client's local training per round. excluded: never sampled (oom, unsupported, or "
-                 "feasibility's memory fit)."),
+        caption=(
+            "update in: compute + transfer, when the client's update reaches the server. slowest: share of "
+            "rounds whose end this line's client decided (the K-th arrival, or the one the deadline cut). "
+            "energy: one client's local training per round. excluded: never sampled (oom, unsupported, or "
+            "feasibility's memory fit)."
+        ),
     )
 
 

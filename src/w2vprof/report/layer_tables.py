@@ -2,6 +2,7 @@
 
 Data in, `Table` (w2vprof.report.render) or text out; nothing here reads files or measures.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,31 +35,53 @@ def layer_times_table(layers: Sequence, label: str, peak_flops: Optional[float] 
     timed = [row for row in layers if row.sec is not None]
     if not timed:
         return None
-    columns = ["layer", "kind", "forward (ms)", "backward (ms)", "total (ms)", "share of step (%)",
-               "forward GFLOP/s", "backward GFLOP/s"]
+    columns = [
+        "layer",
+        "kind",
+        "forward (ms)",
+        "backward (ms)",
+        "total (ms)",
+        "share of step (%)",
+        "forward GFLOP/s",
+        "backward GFLOP/s",
+    ]
     if peak_flops:
         columns.append("of matmul peak (%)")
     rows = []
     for row in timed:
-        cells = [row.layer, row.kind, _ms(row.fwd_sec), _ms(row.bwd_sec), _ms(row.sec), _percent(row.time_share),
-                 _gflops(row.fwd_flops_per_sec), _gflops(row.bwd_flops_per_sec)]
+        cells = [
+            row.layer,
+            row.kind,
+            _ms(row.fwd_sec),
+            _ms(row.bwd_sec),
+            _ms(row.sec),
+            _percent(row.time_share),
+            _gflops(row.fwd_flops_per_sec),
+            _gflops(row.bwd_flops_per_sec),
+        ]
         if peak_flops:
             flops = (row.fwd_flops or 0) + (row.bwd_flops or 0)
             cells.append(_percent(flops / row.sec / peak_flops) if flops and row.sec else "")
         rows.append(cells)
     total = ["step (rows' sum)", "", "", "", _ms(sum(row.sec or 0.0 for row in timed)), "100.0", "", ""]
     rows.append(total + ([""] if peak_flops else []))
-    return Table(title=f"Seconds per layer ({label})", columns=columns, rows=rows,
-                 align="ll" + "r" * (len(columns) - 2), emphasis=frozenset({len(rows) - 1}),
-                 caption="Medians over the extra steps after the timed ones; `other` is the rest of the step "
-                         "(optimizer, zero_grad, the autograd engine's start and end).")
+    return Table(
+        title=f"Seconds per layer ({label})",
+        columns=columns,
+        rows=rows,
+        align="ll" + "r" * (len(columns) - 2),
+        emphasis=frozenset({len(rows) - 1}),
+        caption="Medians over the extra steps after the timed ones; `other` is the rest of the step "
+        "(optimizer, zero_grad, the autograd engine's start and end).",
+    )
 
 
 def _cells(row: LayerCompareRow, devices: list[str], baseline: str) -> list[str]:
     cells = [row.layer, row.kind]
     cells += [_ms(row.sec.get(device)) for device in devices]
-    cells += ["" if row.ratio.get(device) is None else f"{row.ratio[device]:.2f}x"
-              for device in devices if device != baseline]
+    cells += [
+        "" if row.ratio.get(device) is None else f"{row.ratio[device]:.2f}x" for device in devices if device != baseline
+    ]
     return cells
 
 
@@ -70,11 +93,18 @@ def layer_comparison_table(comparison: LayerComparison) -> Table:
     columns += [f"{device} / {baseline}" for device in devices if device != baseline]
     rows = [_cells(row, devices, baseline) for row in comparison.rows]
     rows.append(_cells(comparison.total, devices, baseline))
-    caption = (f"Sorted by how much slower each layer runs on {comparison.slowest} than on {baseline}; a ratio "
-               "above the step's means that layer slows down more than the step does.")
-    return Table(title=f"Seconds per layer per device ({comparison.config})", columns=columns, rows=rows,
-                 align="ll" + "r" * (len(columns) - 2), emphasis=frozenset({len(rows) - 1}),
-                 caption=caption)
+    caption = (
+        f"Sorted by how much slower each layer runs on {comparison.slowest} than on {baseline}; a ratio "
+        "above the step's means that layer slows down more than the step does."
+    )
+    return Table(
+        title=f"Seconds per layer per device ({comparison.config})",
+        columns=columns,
+        rows=rows,
+        align="ll" + "r" * (len(columns) - 2),
+        emphasis=frozenset({len(rows) - 1}),
+        caption=caption,
+    )
 
 
 def layer_comparison_csv(comparison: LayerComparison) -> str:
@@ -82,8 +112,11 @@ def layer_comparison_csv(comparison: LayerComparison) -> str:
     devices, baseline = comparison.devices, comparison.baseline
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["layer", "kind"] + [f"{kind}:{device}" for device in devices for kind in ("sec", "share")]
-                    + [f"ratio:{device}" for device in devices if device != baseline])
+    writer.writerow(
+        ["layer", "kind"]
+        + [f"{kind}:{device}" for device in devices for kind in ("sec", "share")]
+        + [f"ratio:{device}" for device in devices if device != baseline]
+    )
     for row in [*comparison.rows, comparison.total]:
         values = [row.layer, row.kind]
         values += [_plain(part.get(device)) for device in devices for part in (row.sec, row.share)]

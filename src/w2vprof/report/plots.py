@@ -2,6 +2,7 @@
 
 Figures come from w2vprof.plotting (matplotlib, no display needed).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,13 @@ def layer_memory_png(layers: Sequence, title: str) -> Optional[bytes]:
     cumulative = [row.cum_act_mem_bytes / 1e9 for row in layers]
     twin.plot(range(len(names)), cumulative, color="#C44E52", marker=".", label="cumulative")
     twin.plot([len(names) - 1], [cumulative[-1]], "x", color="red", markersize=12, mew=3)
-    twin.annotate(f"peak {cumulative[-1]:.2f} GB", (len(names) - 1, cumulative[-1]), textcoords="offset points",
-                  xytext=(-95, -22), color="red")
+    twin.annotate(
+        f"peak {cumulative[-1]:.2f} GB",
+        (len(names) - 1, cumulative[-1]),
+        textcoords="offset points",
+        xytext=(-95, -22),
+        color="red",
+    )
     twin.set_ylabel("cumulative through forward (GB)")
     twin.set_ylim(bottom=0)
     ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
@@ -103,8 +109,9 @@ class RooflinePoint:
     flops_per_sec: float
 
 
-def layer_roofline_png(points: Sequence[RooflinePoint], compute_peak: Optional[float], bandwidth: Optional[float],
-                       title: str) -> Optional[bytes]:
+def layer_roofline_png(
+    points: Sequence[RooflinePoint], compute_peak: Optional[float], bandwidth: Optional[float], title: str
+) -> Optional[bytes]:
     """Per-layer roofline: achieved FLOP/s against arithmetic intensity (log-log), under the measured compute
     ceiling (horizontal) and bandwidth ceiling (bandwidth x intensity); either ceiling is left out when unknown."""
     if not points:
@@ -118,8 +125,13 @@ def layer_roofline_png(points: Sequence[RooflinePoint], compute_peak: Optional[f
     first_transformer = next((point.layer for point in points if point.kind == "transformer"), None)
     for point in points:
         if point.kind != "transformer" or point.layer == first_transformer:
-            ax.annotate(point.layer, (point.intensity, point.flops_per_sec / 1e9), fontsize=7,
-                        textcoords="offset points", xytext=(4, 3))
+            ax.annotate(
+                point.layer,
+                (point.intensity, point.flops_per_sec / 1e9),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(4, 3),
+            )
     _draw_ceilings(ax, [p.intensity for p in points], compute_peak, bandwidth)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -137,14 +149,29 @@ def _draw_ceilings(ax, intensities: list[float], compute_peak: Optional[float], 
         ridge = compute_peak / bandwidth  # intensity where the two ceilings meet
         low, high = min(low, ridge / 4), max(high, ridge * 4)
         xs = [low, ridge, high]
-        ax.plot(xs, [min(compute_peak, bandwidth * x) / 1e9 for x in xs], color="black", lw=1.5,
-                label=f"ceiling: {compute_peak / 1e9:.0f} GFLOP/s matmul, {bandwidth / 1e9:.1f} GB/s copy")
+        ax.plot(
+            xs,
+            [min(compute_peak, bandwidth * x) / 1e9 for x in xs],
+            color="black",
+            lw=1.5,
+            label=f"ceiling: {compute_peak / 1e9:.0f} GFLOP/s matmul, {bandwidth / 1e9:.1f} GB/s copy",
+        )
     elif compute_peak:
-        ax.plot([low, high], [compute_peak / 1e9] * 2, color="black", lw=1.5,
-                label=f"matmul ceiling {compute_peak / 1e9:.0f} GFLOP/s")
+        ax.plot(
+            [low, high],
+            [compute_peak / 1e9] * 2,
+            color="black",
+            lw=1.5,
+            label=f"matmul ceiling {compute_peak / 1e9:.0f} GFLOP/s",
+        )
     elif bandwidth:
-        ax.plot([low, high], [bandwidth * low / 1e9, bandwidth * high / 1e9], color="black", lw=1.5,
-                label=f"bandwidth ceiling {bandwidth / 1e9:.1f} GB/s")
+        ax.plot(
+            [low, high],
+            [bandwidth * low / 1e9, bandwidth * high / 1e9],
+            color="black",
+            lw=1.5,
+            label=f"bandwidth ceiling {bandwidth / 1e9:.1f} GB/s",
+        )
 
 
 def versus_seconds_png(
@@ -163,8 +190,13 @@ def versus_seconds_png(
         line = ax.plot(xs, ys, "o", label=name)[0]
         if len(set(xs)) >= 2:
             a, b, r2 = linear_fit(xs, ys)
-            ax.plot([min(xs), max(xs)], [a + b * min(xs), a + b * max(xs)], "--", color=line.get_color(),
-                    label=f"fit: {a:.3g} {unit} + {b:.3g} {unit} per s, R² {r2:.3f}")
+            ax.plot(
+                [min(xs), max(xs)],
+                [a + b * min(xs), a + b * max(xs)],
+                "--",
+                color=line.get_color(),
+                label=f"fit: {a:.3g} {unit} + {b:.3g} {unit} per s, R² {r2:.3f}",
+            )
     ax.set_xlabel("utterance length (s)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -181,8 +213,12 @@ def fp32_vs_mixed_png(points: dict[str, dict[float, float]], title: str) -> Opti
     fig, (ax,) = new_figure(8, 4.5)
     width = 0.8 / len(points)
     for index, (name, values) in enumerate(sorted(points.items())):
-        ax.bar([i + index * width for i in range(len(lengths))], [values.get(s, 0) / 1e9 for s in lengths],
-               width=width, label=name)
+        ax.bar(
+            [i + index * width for i in range(len(lengths))],
+            [values.get(s, 0) / 1e9 for s in lengths],
+            width=width,
+            label=name,
+        )
     ax.set_xticks([i + width * (len(points) - 1) / 2 for i in range(len(lengths))], [f"{s:g}" for s in lengths])
     ax.set_xlabel("utterance length (s)")
     ax.set_ylabel("memory (GB)")

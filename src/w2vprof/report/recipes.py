@@ -5,6 +5,7 @@ memory, activations, seconds per batch and FLOPs, each also relative to the defa
 configuration. `memory_time_png`: peak memory against seconds per batch, one labelled point per recipe, for the
 configuration measured under the most recipes. Nothing here measures; docs/recipes.md explains the recipes.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -29,8 +30,11 @@ def recipe_groups(rows: Sequence[ResultRecord]) -> dict[tuple, list[ResultRecord
     groups: dict[tuple, list[ResultRecord]] = {}
     for key, record in latest_by_config(rows, recipes=True).items():
         groups.setdefault(key[:-1], []).append(record)
-    return {key: sorted(members, key=lambda r: recipe_of(r) != DEFAULT_RECIPE)
-            for key, members in groups.items() if len(members) >= 2}
+    return {
+        key: sorted(members, key=lambda r: recipe_of(r) != DEFAULT_RECIPE)
+        for key, members in groups.items()
+        if len(members) >= 2
+    }
 
 
 def _memory(record: ResultRecord) -> Optional[int]:
@@ -55,14 +59,25 @@ def _row(record: ResultRecord, default: Optional[ResultRecord]) -> list[str]:
     time = sec_per_batch(record)
     base_time = sec_per_batch(default) if default else None
     return [
-        device_label(record), record.model, str(record.batch), f"{record.seconds:g}", record.precision,
-        recipe_of(record), record.status,
-        _number(record.peak_mem_bytes, 1e9, 2), _ratio(record.peak_mem_bytes, _of(default, "peak_mem_bytes")),
-        _number(record.act_mem_bytes, 1e9, 2), _ratio(record.act_mem_bytes, _of(default, "act_mem_bytes")),
-        _number(time, 1, 3), _ratio(time, base_time),
-        _number(record.train_flops, 1e9, 1), _ratio(record.train_flops, _of(default, "train_flops")),
-        _number(record.recompute_flops, 1e9, 1), _number(record.trainable_params, 1e6, 2),
-        _number(record.optim_state_bytes, 1e9, 3), _number(record.compile_sec, 1, 1),
+        device_label(record),
+        record.model,
+        str(record.batch),
+        f"{record.seconds:g}",
+        record.precision,
+        recipe_of(record),
+        record.status,
+        _number(record.peak_mem_bytes, 1e9, 2),
+        _ratio(record.peak_mem_bytes, _of(default, "peak_mem_bytes")),
+        _number(record.act_mem_bytes, 1e9, 2),
+        _ratio(record.act_mem_bytes, _of(default, "act_mem_bytes")),
+        _number(time, 1, 3),
+        _ratio(time, base_time),
+        _number(record.train_flops, 1e9, 1),
+        _ratio(record.train_flops, _of(default, "train_flops")),
+        _number(record.recompute_flops, 1e9, 1),
+        _number(record.trainable_params, 1e6, 2),
+        _number(record.optim_state_bytes, 1e9, 3),
+        _number(record.compile_sec, 1, 1),
     ]
 
 
@@ -77,26 +92,48 @@ def recipes_table(rows: Sequence[ResultRecord]) -> Optional[Table]:
         body += [_row(record, default) for record in members]
     return Table(
         title="Training recipes: memory, time and FLOPs against the default step",
-        columns=["device", "model", "batch", "seconds", "precision", "recipe", "status", "peak memory (GB)",
-                 "vs default", "activations (GB)", "vs default", "s/batch", "vs default", "train GFLOPs/step",
-                 "vs default", "recomputed GFLOPs", "trainable params (M)", "optimizer state (GB)", "compile (s)"],
+        columns=[
+            "device",
+            "model",
+            "batch",
+            "seconds",
+            "precision",
+            "recipe",
+            "status",
+            "peak memory (GB)",
+            "vs default",
+            "activations (GB)",
+            "vs default",
+            "s/batch",
+            "vs default",
+            "train GFLOPs/step",
+            "vs default",
+            "recomputed GFLOPs",
+            "trainable params (M)",
+            "optimizer state (GB)",
+            "compile (s)",
+        ],
         rows=body,
         caption="vs default: the value over the default recipe's of the same device, model, batch, length and "
-                "precision (0.43x: 57 % less). Train FLOPs include the forward work checkpointing runs again "
-                "(recomputed). Peak memory names no source here: see the results table. GB = 1e9 bytes.",
+        "precision (0.43x: 57 % less). Train FLOPs include the forward work checkpointing runs again "
+        "(recomputed). Peak memory names no source here: see the results table. GB = 1e9 bytes.",
     )
 
 
 def _plot_group(groups: dict[tuple, list[ResultRecord]]) -> Optional[tuple[tuple, list[ResultRecord]]]:
     """The configuration to plot: the paper's if measured under several recipes, else the one with the most."""
-    usable = {key: [r for r in members if r.status == "ok" and _memory(r) and sec_per_batch(r)]
-              for key, members in groups.items()}
+    usable = {
+        key: [r for r in members if r.status == "ok" and _memory(r) and sec_per_batch(r)]
+        for key, members in groups.items()
+    }
     usable = {key: members for key, members in usable.items() if len(members) >= 2}
     if not usable:
         return None
-    paper = [key for key in usable if (key[1], key[2], key[3], key[4]) == (*PAPER_CONFIG[:2],
-                                                                           length_key(PAPER_CONFIG[2]),
-                                                                           PAPER_CONFIG[3])]
+    paper = [
+        key
+        for key in usable
+        if (key[1], key[2], key[3], key[4]) == (*PAPER_CONFIG[:2], length_key(PAPER_CONFIG[2]), PAPER_CONFIG[3])
+    ]
     key = paper[0] if paper else max(usable, key=lambda k: len(usable[k]))
     return key, usable[key]
 
@@ -115,8 +152,9 @@ def memory_time_png(rows: Sequence[ResultRecord]) -> Optional[bytes]:
         ax.annotate(recipe_of(record), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.set_xlabel("seconds per batch (median)")
     ax.set_ylabel(f"peak memory (GB, {members[0].peak_mem_source or 'peak'})")
-    ax.set_title(f"Training recipes: memory against time ({model}, batch {batch}, {seconds:g} s, {precision}, "
-                 f"{device})")
+    ax.set_title(
+        f"Training recipes: memory against time ({model}, batch {batch}, {seconds:g} s, {precision}, {device})"
+    )
     # from zero, with room on the right for the last point's label
     ax.set_xlim(0, 1.3 * max(sec_per_batch(r) or 0.0 for r in members))
     ax.set_ylim(0, 1.1 * max((_memory(r) or 0) / 1e9 for r in members))
@@ -129,8 +167,10 @@ def memory_time_caption(rows: Sequence[ResultRecord]) -> str:
     if chosen is None:
         return ""
     (device, model, batch, seconds, precision), members = chosen
-    return (f"Peak memory against seconds per batch of each training recipe ({len(members)} recipes), {model}, "
-            f"batch {batch}, {seconds:g} s, {precision}, {device}; the square is the default step")
+    return (
+        f"Peak memory against seconds per batch of each training recipe ({len(members)} recipes), {model}, "
+        f"batch {batch}, {seconds:g} s, {precision}, {device}; the square is the default step"
+    )
 
 
 def plan_table(plan: Plan) -> Table:
@@ -138,12 +178,21 @@ def plan_table(plan: Plan) -> Table:
     t = plan.target
     return Table(
         title=f"Training recipes for {t.model}, batch {t.batch}, {t.seconds:g} s, {t.precision} on {t.device} "
-              f"({t.usable_bytes / 1e9:.2f} GB usable: {t.usable_fraction:.0%} of {t.memory_gb:g} GB)",
+        f"({t.usable_bytes / 1e9:.2f} GB usable: {t.usable_fraction:.0%} of {t.memory_gb:g} GB)",
         columns=["recipe", "fits", "peak memory (GB)", "s/batch", "time from", "measured rows", "memory fit (GB)"],
-        rows=[[r.recipe, ("yes" if r.fits else f"no (+{r.over_gb:.2f} GB)") + ("*" if r.extrapolated else ""),
-               f"{r.peak_mem_gb:.2f}", "" if r.sec_per_batch is None else f"{r.sec_per_batch:.3g}", r.time_basis,
-               r.measured_rows, r.memory_fit] for r in plan.rows],
+        rows=[
+            [
+                r.recipe,
+                ("yes" if r.fits else f"no (+{r.over_gb:.2f} GB)") + ("*" if r.extrapolated else ""),
+                f"{r.peak_mem_gb:.2f}",
+                "" if r.sec_per_batch is None else f"{r.sec_per_batch:.3g}",
+                r.time_basis,
+                r.measured_rows,
+                r.memory_fit,
+            ]
+            for r in plan.rows
+        ],
         caption="Fastest fitting recipe first, then the rest by memory. Each recipe's predictions are least-squares "
-                "fits a + b x (+ c x s), x = batch x seconds, over its own measured rows (docs/recipes.md). "
-                "*: beyond twice the largest measured batch x seconds. GB = 1e9 bytes.",
+        "fits a + b x (+ c x s), x = batch x seconds, over its own measured rows (docs/recipes.md). "
+        "*: beyond twice the largest measured batch x seconds. GB = 1e9 bytes.",
     )

@@ -2,6 +2,7 @@
 
 Nothing here measures, reads files or prints; the CLI writes what these return.
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,16 +53,30 @@ def table_markdown(table: Table) -> str:
         bold = "**" if index in table.emphasis else ""
         return "| " + " | ".join(f"{bold}{cell(c)}{bold}" if c else c for c in row) + " |"
 
-    lines = [f"**{table.title}**", "", "| " + " | ".join(cell(c) for c in table.columns) + " |",
-             "|" + "|".join("---:" if a == "r" else "---" for a in table.alignment()) + "|"]
+    lines = [
+        f"**{table.title}**",
+        "",
+        "| " + " | ".join(cell(c) for c in table.columns) + " |",
+        "|" + "|".join("---:" if a == "r" else "---" for a in table.alignment()) + "|",
+    ]
     lines += [row_text(index, row) for index, row in enumerate(table.rows)]
     if table.caption:
         lines += ["", table.caption]
     return "\n".join(lines) + "\n"
 
 
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
-          "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "_": r"\_",
+    "#": r"\#",
+    "$": r"\$",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def _latex_escape(text: str) -> str:
@@ -72,9 +87,15 @@ def _latex_escape(text: str) -> str:
 def table_latex(table: Table) -> str:
     """A booktabs-free tabular (\\hline only), so it compiles in any paper template."""
     spec = table.alignment()
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(table.title)}}}",
-             rf"\begin{{tabular}}{{{spec}}}", r"\hline",
-             " & ".join(_latex_escape(c) for c in table.columns) + r" \\", r"\hline"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_latex_escape(table.title)}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\hline",
+        " & ".join(_latex_escape(c) for c in table.columns) + r" \\",
+        r"\hline",
+    ]
     lines += [" & ".join(_latex_escape(cell) for cell in row) + r" \\" for row in table.rows]
     lines += [r"\hline", r"\end{tabular}"]
     if table.caption:
@@ -90,11 +111,14 @@ def table_html(table: Table) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in table.columns)
     body = "".join(
         ("<tr style='font-weight:bold'>" if index in table.emphasis else "<tr>")
-        + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>"
+        + "".join(f"<td>{escape(cell)}</td>" for cell in row)
+        + "</tr>"
         for index, row in enumerate(table.rows)
     )
     caption = f"<p class='caption'>{escape(table.caption)}</p>" if table.caption else ""
-    return f"<h3>{escape(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{caption}\n"
+    return (
+        f"<h3>{escape(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{caption}\n"
+    )
 
 
 def table_terminal(table: Table, width: int | None = None, plain: bool = False) -> str:

@@ -4,6 +4,7 @@ environment of a report, and the views of compare, feasibility, fl-estimate and 
 Each function returns `Table`s (strings with units in the column names) or plain text; render.py turns a
 Table into CSV, Markdown, LaTeX, HTML or a terminal drawing.
 """
+
 from __future__ import annotations
 
 import csv
@@ -72,7 +73,7 @@ def table2(rows: Sequence, seconds: float) -> Table:
         columns=["device", "batch"] + [f"{m} {p}" for m in models for p in ("FP32", "Mixed")],
         rows=body,
         caption="Median seconds per training step (forward + backward + optimizer); the paper's rows are its "
-                "averages. OOM: out of memory; -: not measured, or no mixed precision on the device.",
+        "averages. OOM: out of memory; -: not measured, or no mixed precision on the device.",
     )
 
 
@@ -92,8 +93,7 @@ def table1(summary_rows: Sequence) -> Table:
         body.append(row)
     inputs = sorted({(g[1], g[2]) for g in groups})
     return Table(
-        title="Parameters and inference FLOPs per module ("
-              + ", ".join(f"{s:g} s, batch {b}" for s, b in inputs) + ")",
+        title="Parameters and inference FLOPs per module (" + ", ".join(f"{s:g} s, batch {b}" for s, b in inputs) + ")",
         columns=["module"] + [f"{label[g]} params (M)" for g in groups] + [f"{label[g]} GFLOPs" for g in groups],
         rows=body,
         caption="FLOPs = 2 per multiply-add, one eval-mode forward pass (w2vprof summary).",
@@ -107,29 +107,58 @@ def results_table(rows: Sequence) -> Table:
     latest = latest_by_config(rows, recipes=True)
     with_recipes = any(key[-1] != DEFAULT_RECIPE for key in latest)
     body = []
-    for record in sorted(latest.values(),
-                         key=lambda r: (device_label(r), _models([r.model, *MODEL_ORDER]).index(r.model),
-                                        r.precision, r.batch, r.seconds)):
+    for record in sorted(
+        latest.values(),
+        key=lambda r: (
+            device_label(r),
+            _models([r.model, *MODEL_ORDER]).index(r.model),
+            r.precision,
+            r.batch,
+            r.seconds,
+        ),
+    ):
         time = sec_per_batch(record)
         peak = _gb(record.peak_mem_bytes)
-        body.append([
-            device_label(record), record.model, str(record.batch), f"{record.seconds:g}", record.precision,
-            record.status, "" if time is None else f"{time:.3f}",
-            "" if time is None else f"{time / record.batch:.3f}",
-            peak + (f" ({record.peak_mem_source})" if peak and record.peak_mem_source else ""),
-            _gb(record.act_mem_bytes),
-            "" if record.train_flops is None else f"{record.train_flops / 1e9:.1f}",
-            record.source, record.error or record.skipped_because,
-        ] + ([recipe_of(record)] if with_recipes else []))
+        body.append(
+            [
+                device_label(record),
+                record.model,
+                str(record.batch),
+                f"{record.seconds:g}",
+                record.precision,
+                record.status,
+                "" if time is None else f"{time:.3f}",
+                "" if time is None else f"{time / record.batch:.3f}",
+                peak + (f" ({record.peak_mem_source})" if peak and record.peak_mem_source else ""),
+                _gb(record.act_mem_bytes),
+                "" if record.train_flops is None else f"{record.train_flops / 1e9:.1f}",
+                record.source,
+                record.error or record.skipped_because,
+            ]
+            + ([recipe_of(record)] if with_recipes else [])
+        )
     return Table(
         title="All configurations",
-        columns=["device", "model", "batch", "seconds", "precision", "status", "s/batch", "s/sequence",
-                 "peak memory (GB)", "activations (GB)", "train GFLOPs/step", "source", "note"]
-                + (["recipe"] if with_recipes else []),
+        columns=[
+            "device",
+            "model",
+            "batch",
+            "seconds",
+            "precision",
+            "status",
+            "s/batch",
+            "s/sequence",
+            "peak memory (GB)",
+            "activations (GB)",
+            "train GFLOPs/step",
+            "source",
+            "note",
+        ]
+        + (["recipe"] if with_recipes else []),
         rows=body,
         caption="GB = 1e9 bytes. Peak memory names its source (cuda_max_allocated: tensors on the GPU; rss_hwm: "
-                "the process's resident high-water mark). Activations: tensors saved for backward. "
-                "FLOPs = 2 per multiply-add, forward + backward + optimizer.",
+        "the process's resident high-water mark). Activations: tensors saved for backward. "
+        "FLOPs = 2 per multiply-add, forward + backward + optimizer.",
     )
 
 
@@ -142,23 +171,53 @@ def environment_table(rows: Sequence) -> Table:
     for (device, source), members in groups.items():
         first = members[0]
         stamps = sorted(r.timestamp for r in members if r.timestamp)
-        body.append([
-            device, source, str(len(members)), first.cpu_model, "" if first.cpu_cores is None else str(first.cpu_cores),
-            "" if first.threads is None else str(first.threads), _gb(first.total_mem_bytes), first.gpu_name,
-            first.torch_version, first.w2vprof_version,
-            f"{stamps[0][:16]} .. {stamps[-1][:16]}" if stamps else "",
-        ])
+        body.append(
+            [
+                device,
+                source,
+                str(len(members)),
+                first.cpu_model,
+                "" if first.cpu_cores is None else str(first.cpu_cores),
+                "" if first.threads is None else str(first.threads),
+                _gb(first.total_mem_bytes),
+                first.gpu_name,
+                first.torch_version,
+                first.w2vprof_version,
+                f"{stamps[0][:16]} .. {stamps[-1][:16]}" if stamps else "",
+            ]
+        )
     return Table(
         title="Devices and software",
-        columns=["device", "source", "rows", "CPU", "cores", "threads", "memory (GB)", "GPU", "torch", "w2vprof",
-                 "measured (UTC)"],
+        columns=[
+            "device",
+            "source",
+            "rows",
+            "CPU",
+            "cores",
+            "threads",
+            "memory (GB)",
+            "GPU",
+            "torch",
+            "w2vprof",
+            "measured (UTC)",
+        ],
         rows=body,
     )
 
 
 # -- compare ----------------------------------------------------------------------------------------------
-COMPARE_COLUMNS = ["device", "model", "batch", "precision", "sec_per_batch", "status", "slowdown_vs_baseline",
-                   "seconds", "sec_per_sequence", "source"]
+COMPARE_COLUMNS = [
+    "device",
+    "model",
+    "batch",
+    "precision",
+    "sec_per_batch",
+    "status",
+    "slowdown_vs_baseline",
+    "seconds",
+    "sec_per_sequence",
+    "source",
+]
 
 
 def comparison_csv(comparison) -> str:
@@ -172,24 +231,29 @@ def comparison_csv(comparison) -> str:
 
 
 def comparison_json(comparison) -> str:
-    return json.dumps(
-        {
-            "baseline": comparison.baseline,
-            "rows": [asdict(r) for r in comparison.rows],
-            "batch_gains": [asdict(r) for r in comparison.batch_gains],
-            "mixed_speedups": [asdict(r) for r in comparison.mixed_speedups],
-            "oom": [asdict(r) for r in comparison.ooms],
-        },
-        indent=2,
-    ) + "\n"
+    return (
+        json.dumps(
+            {
+                "baseline": comparison.baseline,
+                "rows": [asdict(r) for r in comparison.rows],
+                "batch_gains": [asdict(r) for r in comparison.batch_gains],
+                "mixed_speedups": [asdict(r) for r in comparison.mixed_speedups],
+                "oom": [asdict(r) for r in comparison.ooms],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def comparison_tables(comparison) -> list[Table]:
     """Devices side by side (one column each), then batch gains, mixed-precision speedups and OOMs."""
     baseline = comparison.baseline
     devices = list(dict.fromkeys(r.device for r in comparison.rows))
-    configs = sorted({(r.model, r.seconds, r.batch, r.precision) for r in comparison.rows},
-                     key=lambda c: (_models([c[0], *MODEL_ORDER]).index(c[0]), c[1], c[2], c[3] != "fp32"))
+    configs = sorted(
+        {(r.model, r.seconds, r.batch, r.precision) for r in comparison.rows},
+        key=lambda c: (_models([c[0], *MODEL_ORDER]).index(c[0]), c[1], c[2], c[3] != "fp32"),
+    )
     by_key = {(r.device, r.model, r.seconds, r.batch, r.precision): r for r in comparison.rows}
 
     def cell(row) -> str:
@@ -205,24 +269,44 @@ def comparison_tables(comparison) -> list[Table]:
     side_by_side = Table(
         title="Seconds per batch" + (f" (in brackets: times slower than {baseline})" if baseline else ""),
         columns=["model", "seconds", "batch", "precision"] + devices,
-        rows=[[m, f"{s:g}", str(b), p] + [cell(by_key.get((d, m, s, b, p))) for d in devices]
-              for (m, s, b, p) in configs],
+        rows=[
+            [m, f"{s:g}", str(b), p] + [cell(by_key.get((d, m, s, b, p))) for d in devices] for (m, s, b, p) in configs
+        ],
         caption="OOM: out of memory; -: no mixed precision on the device; empty: not measured.",
     )
     gains = Table(
         title="Per-sequence time: larger batch against the smallest",
-        columns=["device", "model", "precision", "seconds", "batches", "s/sequence small", "s/sequence large",
-                 "gain"],
-        rows=[[g.device, g.model, g.precision, f"{g.seconds:g}", f"{g.batch_small} -> {g.batch_large}",
-               f"{g.sec_per_sequence_small:.3f}", f"{g.sec_per_sequence_large:.3f}", f"{g.per_sequence_gain:.0%}"]
-              for g in comparison.batch_gains],
+        columns=["device", "model", "precision", "seconds", "batches", "s/sequence small", "s/sequence large", "gain"],
+        rows=[
+            [
+                g.device,
+                g.model,
+                g.precision,
+                f"{g.seconds:g}",
+                f"{g.batch_small} -> {g.batch_large}",
+                f"{g.sec_per_sequence_small:.3f}",
+                f"{g.sec_per_sequence_large:.3f}",
+                f"{g.per_sequence_gain:.0%}",
+            ]
+            for g in comparison.batch_gains
+        ],
         caption="gain = 1 - (s/sequence at the larger batch) / (s/sequence at the smaller batch)",
     )
     speedups = Table(
         title="Mixed precision over FP32",
         columns=["device", "model", "batch", "seconds", "FP32 s/batch", "mixed s/batch", "speedup"],
-        rows=[[m.device, m.model, str(m.batch), f"{m.seconds:g}", f"{m.fp32_sec_per_batch:.2f}",
-               f"{m.mixed_sec_per_batch:.2f}", f"{m.mixed_speedup:.2f}x"] for m in comparison.mixed_speedups],
+        rows=[
+            [
+                m.device,
+                m.model,
+                str(m.batch),
+                f"{m.seconds:g}",
+                f"{m.fp32_sec_per_batch:.2f}",
+                f"{m.mixed_sec_per_batch:.2f}",
+                f"{m.mixed_speedup:.2f}x",
+            ]
+            for m in comparison.mixed_speedups
+        ],
         caption="speedup = FP32 time / mixed time",
     )
     ooms = Table(
@@ -240,12 +324,23 @@ def feasibility_tables(result) -> list[Table]:
     fit_table = Table(
         title="Training memory = a + b x (batch x seconds), least squares",
         columns=["model", "precision", "a (GB)", "b (GB/batch/s)", "R^2", "n", "batch x s", "memory", "device"],
-        rows=[[f.model, f.precision, f"{f.intercept_bytes / 1e9:.3f}", f"{f.bytes_per_batch_second / 1e9:.4f}",
-               f"{f.r2:.4f}", str(f.points), f"{f.min_batch_seconds:g}-{f.max_batch_seconds:g}",
-               "peak" if f.memory_source == "peak_mem_bytes" else "parts", f.devices] for f in fits],
+        rows=[
+            [
+                f.model,
+                f.precision,
+                f"{f.intercept_bytes / 1e9:.3f}",
+                f"{f.bytes_per_batch_second / 1e9:.4f}",
+                f"{f.r2:.4f}",
+                str(f.points),
+                f"{f.min_batch_seconds:g}-{f.max_batch_seconds:g}",
+                "peak" if f.memory_source == "peak_mem_bytes" else "parts",
+                f.devices,
+            ]
+            for f in fits
+        ],
         caption="n points measured over the batch x s range. memory: peak = measured peak_mem_bytes; parts = "
-                "activations + parameters + gradients + optimizer state. Longest utterance = (usable - a) / "
-                "(b x batch). GB = 1e9 bytes.",
+        "activations + parameters + gradients + optimizer state. Longest utterance = (usable - a) / "
+        "(b x batch). GB = 1e9 bytes.",
     )
     combos = list(dict.fromkeys((r.model, r.precision, r.batch) for r in result.rows))
     by_device: dict[str, dict] = {}
@@ -263,12 +358,15 @@ def feasibility_tables(result) -> list[Table]:
     target = result.rows[0].target_seconds
     decisions = Table(
         title=f"Longest utterance (s) that trains in {result.usable_fraction:.0%} of the memory; "
-              f"yes/no: fits at {target:g} s",
+        f"yes/no: fits at {target:g} s",
         columns=["device", "memory (GB)", "usable (GB)"] + [f"{m} {p} b{b}" for m, p, b in combos],
-        rows=[[device, f"{next(iter(cells.values())).memory_gb:g}", f"{next(iter(cells.values())).usable_gb:.1f}"]
-              + [cell(cells[c]) if c in cells else "" for c in combos] for device, cells in by_device.items()],
+        rows=[
+            [device, f"{next(iter(cells.values())).memory_gb:g}", f"{next(iter(cells.values())).usable_gb:.1f}"]
+            + [cell(cells[c]) if c in cells else "" for c in combos]
+            for device, cells in by_device.items()
+        ],
         caption="*: extrapolated beyond twice the largest measured batch x seconds. none: even the fixed part a "
-                "does not fit. no mixed: the device has no mixed precision.",
+        "does not fit. no mixed: the device has no mixed precision.",
     )
     return [fit_table, decisions]
 
@@ -279,17 +377,26 @@ def fl_estimate_table(setting, rows) -> Table:
     lengths = len({r.seconds for r in rows}) > 1  # a column only when it tells rows apart
     batches = rows[0].batches_per_epoch if rows else 0
     return Table(
-        title=(f"Federated pretraining: {setting.clients} clients ({per_round} per round) x "
-               f"{setting.samples_per_client:,} samples, batch {setting.batch}, {setting.local_epochs:g} local "
-               f"epoch(s), {setting.rounds} rounds, {setting.model} {setting.precision}"),
-        columns=["device"] + (["seconds"] if lengths else []) + ["s/batch", "epoch (h)"]
-                + (["transfer (h/round)"] if communication else [])
-                + ["round (h)", "total (days)", "device-hours", "source"],
-        rows=[[r.device] + ([f"{r.seconds:g}"] if lengths else []) + [f"{r.sec_per_batch:.2f}", f"{r.epoch_hours:.2f}"]
-              + ([_fmt(r.communication_hours_per_round, 3)] if communication else [])
-              + [f"{r.round_hours:.2f}", f"{r.total_days:.1f}", f"{r.device_hours:,.0f}", r.source] for r in rows],
+        title=(
+            f"Federated pretraining: {setting.clients} clients ({per_round} per round) x "
+            f"{setting.samples_per_client:,} samples, batch {setting.batch}, {setting.local_epochs:g} local "
+            f"epoch(s), {setting.rounds} rounds, {setting.model} {setting.precision}"
+        ),
+        columns=["device"]
+        + (["seconds"] if lengths else [])
+        + ["s/batch", "epoch (h)"]
+        + (["transfer (h/round)"] if communication else [])
+        + ["round (h)", "total (days)", "device-hours", "source"],
+        rows=[
+            [r.device]
+            + ([f"{r.seconds:g}"] if lengths else [])
+            + [f"{r.sec_per_batch:.2f}", f"{r.epoch_hours:.2f}"]
+            + ([_fmt(r.communication_hours_per_round, 3)] if communication else [])
+            + [f"{r.round_hours:.2f}", f"{r.total_days:.1f}", f"{r.device_hours:,.0f}", r.source]
+            for r in rows
+        ],
         caption=f"An epoch is {batches:,} batches. Clients train concurrently: a round lasts one client's local "
-                "epochs (plus transfers with --bandwidth). device-hours: training summed over the clients.",
+        "epochs (plus transfers with --bandwidth). device-hours: training summed over the clients.",
     )
 
 
@@ -299,12 +406,18 @@ def _fmt(value: Optional[float], digits: int) -> str:
 
 def forecast_text(result) -> str:
     if result.ratio <= 1:
-        verdict = (f"{result.device} is already as fast as {result.target} "
-                   f"(ratio {result.ratio:.2f}): no wait under any doubling law.")
+        verdict = (
+            f"{result.device} is already as fast as {result.target} "
+            f"(ratio {result.ratio:.2f}): no wait under any doubling law."
+        )
     else:
-        verdict = (f"Doubling law: compute doubles every {result.doubling_months:g} months, so closing a "
-                   f"{result.ratio:.2f}x gap takes log2({result.ratio:.2f}) x {result.doubling_months:g} / 12 = "
-                   f"{result.years:.1f} years: {result.from_year:g} + {result.years:.1f} = {result.year:.1f}.")
-    return (f"{result.device} takes {result.device_sec_per_batch:.3g} s per batch, {result.target} "
-            f"{result.target_sec_per_batch:.3g} s ({result.model}, batch {result.batch}, {result.precision}, "
-            f"{result.seconds:g} s utterances): ratio {result.ratio:.2f}.\n{verdict}\n")
+        verdict = (
+            f"Doubling law: compute doubles every {result.doubling_months:g} months, so closing a "
+            f"{result.ratio:.2f}x gap takes log2({result.ratio:.2f}) x {result.doubling_months:g} / 12 = "
+            f"{result.years:.1f} years: {result.from_year:g} + {result.years:.1f} = {result.year:.1f}."
+        )
+    return (
+        f"{result.device} takes {result.device_sec_per_batch:.3g} s per batch, {result.target} "
+        f"{result.target_sec_per_batch:.3g} s ({result.model}, batch {result.batch}, {result.precision}, "
+        f"{result.seconds:g} s utterances): ratio {result.ratio:.2f}.\n{verdict}\n"
+    )

@@ -10,6 +10,7 @@ measuring it instead would run it under the configuration's memory limit and tim
 
 A calibration that fails or cannot be cached leaves the rows' ceiling columns empty; the sweep goes on.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -28,12 +29,24 @@ Run = Callable[..., Any]  # subprocess.run's signature
 
 
 def calibration_command(device: str, threads: int) -> list[str]:
-    return [sys.executable, "-m", "w2vprof.cli.main", "devices", "--calibrate", "--device", device,
-            "--threads", str(threads), "--format", "json"]
+    return [
+        sys.executable,
+        "-m",
+        "w2vprof.cli.main",
+        "devices",
+        "--calibrate",
+        "--device",
+        device,
+        "--threads",
+        str(threads),
+        "--format",
+        "json",
+    ]
 
 
-def ensure_calibration(device: str, threads: Optional[int] = None, identity: Optional[dict[str, Any]] = None,
-                       run: Run = subprocess.run) -> tuple[Optional[Calibration], str]:
+def ensure_calibration(
+    device: str, threads: Optional[int] = None, identity: Optional[dict[str, Any]] = None, run: Run = subprocess.run
+) -> tuple[Optional[Calibration], str]:
     """(the calibration the children will find, what happened) or (None, why not).
 
     `threads`: the sweep's --threads; None means this process's count (a sweep sets none of its own, so it is
@@ -53,8 +66,7 @@ def ensure_calibration(device: str, threads: Optional[int] = None, identity: Opt
     if cached is not None:
         return cached, "cached"
     try:
-        done = run(calibration_command(device, threads), capture_output=True, text=True,
-                   timeout=CALIBRATION_TIMEOUT_S)
+        done = run(calibration_command(device, threads), capture_output=True, text=True, timeout=CALIBRATION_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"calibration did not run: {exc}"
     if done.returncode != 0:

@@ -8,6 +8,7 @@ so no thread pool or CUDA context exists at fork time. A template imports the re
 
 Also runnable alone for debugging: python -m w2vprof.sweep.child CONFIG_JSON RESULT_PATH
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,13 @@ __all__ = ["MEASUREMENT_MODULES", "measure", "forked_entry", "template_entry"]
 
 #: Imported by a template while it builds: the rest of a measurement. NB: torch._dynamo (with sympy) is imported
 #: lazily by the optimizer's first step and the FLOP counter: about a second in every child otherwise.
-MEASUREMENT_MODULES = ["psutil", "torch._dynamo", "torch.utils.flop_counter", "w2vprof.devices",
-                       "w2vprof.measure.engine"]
+MEASUREMENT_MODULES = [
+    "psutil",
+    "torch._dynamo",
+    "torch.utils.flop_counter",
+    "w2vprof.devices",
+    "w2vprof.measure.engine",
+]
 
 
 def _die_with_parent() -> None:
@@ -99,8 +105,9 @@ def _exit_when_gone(sweep_pid: int, interval_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="w2vprof-sweep-watch", daemon=True).start()
 
 
-def forked_entry(config_json: str, result_path: str, stderr_path: str, sweep_pid: int,
-                 built: Optional[BuiltModel] = None) -> None:
+def forked_entry(
+    config_json: str, result_path: str, stderr_path: str, sweep_pid: int, built: Optional[BuiltModel] = None
+) -> None:
     """Entry point of a configuration child (from the fork server, a template, or spawn). Never returns."""
     os.setsid()  # its own process group: the sweep can stop it and anything it started
     _die_with_parent()

@@ -1,8 +1,9 @@
 """The grid of configurations: presets, explicit flags, and the cheap-first order."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Any, Optional
 
 from w2vprof.errors import SettingError
 from w2vprof.measure.engine import ProfileConfig
@@ -25,10 +26,15 @@ class GridSpec:
 #: (docs/recipes.md).
 RECIPES_PRESET = (
     "default",
-    "ckpt=transformer", "ckpt=cnn", "ckpt=all",
-    "freeze=cnn", "freeze=cnn+6",
-    "accum=2", "accum=4",
-    "optim=sgd", "optim=adafactor",
+    "ckpt=transformer",
+    "ckpt=cnn",
+    "ckpt=all",
+    "freeze=cnn",
+    "freeze=cnn+6",
+    "accum=2",
+    "accum=4",
+    "optim=sgd",
+    "optim=adafactor",
     "compile",
     "ckpt=transformer,freeze=cnn",
     "ckpt=transformer,accum=2",
@@ -68,7 +74,7 @@ def default_spec(device: str, bf16_native: Optional[bool] = None) -> GridSpec:
     return GridSpec(("base",), (5.5,), (1, 4), ("fp32", "mixed") if bf16_native else ("fp32",))
 
 
-def expand(spec: GridSpec, device: str, common: dict) -> list[ProfileConfig]:
+def expand(spec: GridSpec, device: str, common: dict[str, Any]) -> list[ProfileConfig]:
     """Every configuration of the grid, cheap first within each model (so pruning and the ETA work early).
 
     BadInput before anything runs for a recipe that cannot apply (micro-batches that do not divide a batch, more
@@ -84,8 +90,15 @@ def expand(spec: GridSpec, device: str, common: dict) -> list[ProfileConfig]:
     for model in spec.models:
         per_model = [
             ProfileConfig(
-                model=model, batch=batch, seconds=seconds, precision=precision, device=device,
-                warmup=spec.warmup, repeats=spec.repeats, recipe=recipe.text, **common,
+                model=model,
+                batch=batch,
+                seconds=seconds,
+                precision=precision,
+                device=device,
+                warmup=spec.warmup,
+                repeats=spec.repeats,
+                recipe=recipe.text,
+                **common,
             )
             for seconds in spec.seconds
             for batch in spec.batches
@@ -97,5 +110,5 @@ def expand(spec: GridSpec, device: str, common: dict) -> list[ProfileConfig]:
     return configs
 
 
-def with_overrides(spec: GridSpec, **changes) -> GridSpec:
+def with_overrides(spec: GridSpec, **changes: Any) -> GridSpec:
     return replace(spec, **{k: v for k, v in changes.items() if v is not None})

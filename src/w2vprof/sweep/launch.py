@@ -15,6 +15,7 @@ configuration only. What a process costs before it measures anything is the swee
 - macOS: spawn (a fresh interpreter per configuration). Forking a process that has loaded Apple's frameworks
   (torch with MPS does) is unsupported and can crash or hang; spawn pays the imports and the build per child.
 """
+
 from __future__ import annotations
 
 import os
@@ -210,8 +211,9 @@ class _Template:
 class ChildLauncher:
     """Starts configuration children (see the module's doc); `close()` stops its template, if any."""
 
-    def __init__(self, method: Optional[str] = None, templates: Optional[bool] = None,
-                 unified_memory: bool = False) -> None:
+    def __init__(
+        self, method: Optional[str] = None, templates: Optional[bool] = None, unified_memory: bool = False
+    ) -> None:
         self.method = method or start_method()
         self.templates = uses_templates(self.method) if templates is None else templates
         self.unified_memory = unified_memory

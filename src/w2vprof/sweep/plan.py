@@ -8,6 +8,7 @@ command-line flags.
 `plan_sweep` takes the results file's one-writer lock (w2vprof.sweep.writer.ResultsWriter.open) and the plan holds
 it until closed: use the plan as a context manager around `run_sweep`.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,7 +74,9 @@ class SweepOptions:
     mem_limit_bytes: Optional[int] = None
     timeout_s: Optional[float] = None
     prune: bool = True
-    device_identity: dict = field(default_factory=dict)  # identify(device): fingerprint & co. for skipped rows
+    device_identity: dict[str, Any] = field(
+        default_factory=dict
+    )  # identify(device): fingerprint & co. for skipped rows
     retry: tuple[str, ...] = ()
 
 
@@ -81,9 +84,9 @@ class SweepOptions:
 class SweepPlan:
     """Every configuration of the grid, the results file (locked while the plan is open) and its rows so far."""
 
-    configs: list["ProfileConfig"]
+    configs: list[ProfileConfig]
     options: SweepOptions
-    writer: "ResultsWriter"
+    writer: ResultsWriter
     existing: list[ResultRecord]
     device: str
 
@@ -95,15 +98,16 @@ class SweepPlan:
         """Release the results file's lock (its rows are already on disk)."""
         self.writer.close()
 
-    def __enter__(self) -> "SweepPlan":
+    def __enter__(self) -> SweepPlan:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
-def default_results_path(folder: Path = Path("results"), host: Optional[str] = None,
-                         now: Optional[datetime] = None) -> Path:
+def default_results_path(
+    folder: Path = Path("results"), host: Optional[str] = None, now: Optional[datetime] = None
+) -> Path:
     """results/HOST-YYYYmmdd-HHMMSS.csv (the folder is created)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,7 +136,7 @@ def _check_out(out: Path) -> Path:
     return out
 
 
-def default_grid(device: str, preset: Optional[str]) -> "GridSpec":
+def default_grid(device: str, preset: Optional[str]) -> GridSpec:
     """The preset asked for, else the device's default grid (mixed precision on a CPU only with native bf16)."""
     from w2vprof.devices.cpu import read_native_bf16
     from w2vprof.sweep.grid import default_spec, preset_spec
@@ -160,10 +164,9 @@ def plan_sweep(request: SweepRequest, warm_start: bool = True) -> SweepPlan:
     the model. The returned plan holds the lock: close it (or use it in a `with`) when the sweep ends.
     """
     from w2vprof.compat import check_model_support
+    from w2vprof.devices.resolve import check_device_name
     from w2vprof.sweep.grid import expand, preset_spec, with_overrides
     from w2vprof.sweep.writer import ResultsWriter
-
-    from w2vprof.devices.resolve import check_device_name
 
     retry = check_retry(tuple(request.retry), request.resume)
     if request.preset:
@@ -181,15 +184,28 @@ def plan_sweep(request: SweepRequest, warm_start: bool = True) -> SweepPlan:
 
         device = _resolve_device(request.device)
         spec = with_overrides(
-            default_grid(device, request.preset), models=request.models, seconds=request.seconds,
-            batches=request.batches, precisions=request.precisions, warmup=request.warmup, repeats=request.repeats,
+            default_grid(device, request.preset),
+            models=request.models,
+            seconds=request.seconds,
+            batches=request.batches,
+            precisions=request.precisions,
+            warmup=request.warmup,
+            repeats=request.repeats,
             recipes=request.recipes,
         )
-        common = {"threads": request.threads, "seed": request.seed, "layer_repeats": request.layer_repeats,
-                  **request.workload}
+        common = {
+            "threads": request.threads,
+            "seed": request.seed,
+            "layer_repeats": request.layer_repeats,
+            **request.workload,
+        }
         options = SweepOptions(
-            out=out, mem_limit_bytes=request.mem_limit_bytes, timeout_s=request.timeout_s, prune=request.prune,
-            device_identity=identify(device), retry=retry,
+            out=out,
+            mem_limit_bytes=request.mem_limit_bytes,
+            timeout_s=request.timeout_s,
+            prune=request.prune,
+            device_identity=identify(device),
+            retry=retry,
         )
         return SweepPlan(expand(spec, device, common), options, writer, existing, device)
     except BaseException:

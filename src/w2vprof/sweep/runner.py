@@ -9,6 +9,7 @@ The results file stays locked by the plan for the whole run; each row is appende
 moment its configuration ends, and a re-run row (`retry`) replaces the old one in an atomic rewrite, so the file
 holds each configuration once at every moment.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,21 +72,31 @@ def config_label(c: ProfileConfig) -> str:
     return f"{c.model} batch {c.batch} {c.seconds:g} s {c.precision}{recipe}"
 
 
-def resume_key(model: str, batch: int, seconds: float, precision: str, device: str, workload: str,
-               fingerprint: str, recipe: str = DEFAULT_RECIPE) -> ResumeKey:
+def resume_key(
+    model: str,
+    batch: int,
+    seconds: float,
+    precision: str,
+    device: str,
+    workload: str,
+    fingerprint: str,
+    recipe: str = DEFAULT_RECIPE,
+) -> ResumeKey:
     # Audio workloads record the corpus's mean length as `seconds`: the requested value is not the identity.
     seconds_key = None if workload.startswith("audio:") else length_key(seconds)
     return (model, int(batch), seconds_key, precision, device, workload, fingerprint, recipe or DEFAULT_RECIPE)
 
 
 def _record_key(r: ResultRecord) -> ResumeKey:
-    return resume_key(r.model, r.batch, r.seconds, r.precision, r.device, r.workload, r.device_fingerprint,
-                      recipe_of(r))
+    return resume_key(
+        r.model, r.batch, r.seconds, r.precision, r.device, r.workload, r.device_fingerprint, recipe_of(r)
+    )
 
 
 def _config_key(c: ProfileConfig, fingerprint: str) -> ResumeKey:
-    return resume_key(c.model, c.batch, c.seconds, c.precision, c.device, _workload_name(c), fingerprint,
-                      _recipe_text(c))
+    return resume_key(
+        c.model, c.batch, c.seconds, c.precision, c.device, _workload_name(c), fingerprint, _recipe_text(c)
+    )
 
 
 def _recipe_text(config: ProfileConfig) -> str:
@@ -118,9 +129,17 @@ def _slug(record: ResultRecord) -> str:
 def _empty_record(config: ProfileConfig, identity: Dict[str, Any], **fields: Any) -> ResultRecord:
     known = set(ResultRecord.__dataclass_fields__)
     record = ResultRecord(
-        model=config.model, batch=config.batch, seconds=config.seconds, precision=config.precision,
-        device=config.device, workload=_workload_name(config), repeats=config.repeats, warmup=config.warmup,
-        seed=config.seed, **{k: v for k, v in identity.items() if k in known}, **_recipe_fields(config),
+        model=config.model,
+        batch=config.batch,
+        seconds=config.seconds,
+        precision=config.precision,
+        device=config.device,
+        workload=_workload_name(config),
+        repeats=config.repeats,
+        warmup=config.warmup,
+        seed=config.seed,
+        **{k: v for k, v in identity.items() if k in known},
+        **_recipe_fields(config),
     )
     return replace(record, **fields)
 
@@ -162,22 +181,28 @@ def _watch(child: ChildHandle, options: SweepOptions, watcher: MemoryWatcher) ->
         raise
 
 
-def _stopped_record(config: ProfileConfig, options: SweepOptions, ending: _Ending,
-                    watcher: MemoryWatcher) -> ResultRecord:
+def _stopped_record(
+    config: ProfileConfig, options: SweepOptions, ending: _Ending, watcher: MemoryWatcher
+) -> ResultRecord:
     identity = options.device_identity
     if ending.stopped_for == "timeout":
         return _empty_record(config, identity, status="timeout", error=f"over the time limit ({options.timeout_s:g} s)")
     limit = options.mem_limit_bytes or 0
     return _empty_record(
-        config, identity, status="oom", mem_limit_bytes=limit, peak_mem_bytes=ending.peak_seen_bytes,
+        config,
+        identity,
+        status="oom",
+        mem_limit_bytes=limit,
+        peak_mem_bytes=ending.peak_seen_bytes,
         peak_mem_source=watcher.source,
         error=f"stopped by the sweep: {watcher.what} {ending.peak_seen_bytes / 2**30:.2f} GiB over the memory "
-              f"limit ({limit / 2**30:.2f} GiB)",
+        f"limit ({limit / 2**30:.2f} GiB)",
     )
 
 
-def _child_record(config: ProfileConfig, options: SweepOptions, exit_code: int, result_path: str,
-                  stderr_path: str) -> tuple[ResultRecord, list[LayerRecord]]:
+def _child_record(
+    config: ProfileConfig, options: SweepOptions, exit_code: int, result_path: str, stderr_path: str
+) -> tuple[ResultRecord, list[LayerRecord]]:
     """The record of a child that ended by itself (or was killed by someone else than the sweep)."""
     from w2vprof.measure.failures import classify_error_text
 
@@ -189,7 +214,9 @@ def _child_record(config: ProfileConfig, options: SweepOptions, exit_code: int, 
     identity = options.device_identity
     if exit_code == -signal.SIGKILL:
         return _empty_record(
-            config, identity, status="oom",
+            config,
+            identity,
+            status="oom",
             error="killed by SIGKILL, not by the sweep: most likely the kernel's OOM killer",
         ), []
     status, line = classify_error_text(Path(stderr_path).read_text(errors="replace"))
@@ -199,8 +226,13 @@ def _child_record(config: ProfileConfig, options: SweepOptions, exit_code: int, 
 class ChildMeasurer:
     """Measures each configuration in a process of its own (w2vprof.sweep.launch) and reads back its record."""
 
-    def __init__(self, device: str = "cpu", platform: str = "", launcher: Optional[ChildLauncher] = None,
-                 watcher: Optional[MemoryWatcher] = None) -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        platform: str = "",
+        launcher: Optional[ChildLauncher] = None,
+        watcher: Optional[MemoryWatcher] = None,
+    ) -> None:
         from w2vprof.sweep.launch import ChildLauncher
         from w2vprof.sweep.watch import memory_watcher
 
@@ -250,8 +282,11 @@ def _plan_work(configs: list[ProfileConfig], existing: list[ResultRecord], optio
     keys = [_config_key(c, fingerprint) for c in configs]
     pending = [c for c, key in zip(configs, keys) if key not in index_of or key in retried]
     ooms = [
-        r for i, r in enumerate(existing)
-        if r.status == "oom" and not r.skipped_because and r.device_fingerprint == fingerprint
+        r
+        for i, r in enumerate(existing)
+        if r.status == "oom"
+        and not r.skipped_because
+        and r.device_fingerprint == fingerprint
         and _record_key(r) not in retried
     ]
     return _Work(pending, list(existing), retried, ooms)
@@ -259,15 +294,19 @@ def _plan_work(configs: list[ProfileConfig], existing: list[ResultRecord], optio
 
 def _pruned_record(config: ProfileConfig, options: SweepOptions, cause: ResultRecord) -> ResultRecord:
     return _empty_record(
-        config, options.device_identity, status="oom",
+        config,
+        options.device_identity,
+        status="oom",
         skipped_because=f"{cause.model} batch {cause.batch} {cause.seconds:g} s {cause.precision}"
-                        + (f" {recipe_of(cause)}" if recipe_of(cause) != DEFAULT_RECIPE else "") + " was oom",
+        + (f" {recipe_of(cause)}" if recipe_of(cause) != DEFAULT_RECIPE else "")
+        + " was oom",
         error="not run: needs at least as much memory as a configuration that ran out",
     )
 
 
-def _save(plan: SweepPlan, work: _Work, config: ProfileConfig, record: ResultRecord,
-          layers: list[LayerRecord]) -> ResultRecord:
+def _save(
+    plan: SweepPlan, work: _Work, config: ProfileConfig, record: ResultRecord, layers: list[LayerRecord]
+) -> ResultRecord:
     """Write the configuration's layer rows, then its result row (appended, or in place of the row it retries)."""
     out = plan.options.out
     if layers:

@@ -12,6 +12,7 @@
 - MPS: resident memory (Metal allocations on Apple's unified memory are not all counted there; no per-process
   reading of them is wired yet).
 """
+
 from __future__ import annotations
 
 import os
@@ -138,8 +139,9 @@ def _nvml_process_memory() -> Optional[ProcessGpuMemory]:
     return read
 
 
-def memory_watcher(device: str, platform: str = "", root: str = "/",
-                   gpu_memory: Optional[ProcessGpuMemory] = None) -> MemoryWatcher:
+def memory_watcher(
+    device: str, platform: str = "", root: str = "/", gpu_memory: Optional[ProcessGpuMemory] = None
+) -> MemoryWatcher:
     """The watcher for children measuring on `device` (cpu | cuda | mps) of this `platform` (identify()'s)."""
     if device == "cuda" and platform == "jetson":
         return SystemMemoryDrop(root)

@@ -15,6 +15,7 @@ I/O error) leaves no partial line and raises DiskWriteError (exit 2) naming the 
 The lock is an flock on `<file>.lock` (see w2vprof.files.WriterLock): the kernel releases it when the process
 dies, so a killed sweep never blocks the next one.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,8 +55,9 @@ class ResultsWriter:
             existing = load_existing(path) if path.exists() and path.stat().st_size > 0 else []
             if existing and not resume:
                 raise SettingError(
-                    "out", f"{path} already holds {len(existing)} result rows: {{resume}} it, or choose a new file",
-                    ("resume",)
+                    "out",
+                    f"{path} already holds {len(existing)} result rows: {{resume}} it, or choose a new file",
+                    ("resume",),
                 )
             return cls(path, lock), existing
         except BaseException:

@@ -5,6 +5,7 @@ records its length distribution (`length_stats`). Three kinds: fixed-length synt
 with a length distribution (`--length-dist`), and real audio (`--audio`: a folder or a Common Voice manifest).
 Heavy modules (audio decoding, partitioning, corpus generation) are imported lazily by their users.
 """
+
 from __future__ import annotations
 
 from w2vprof.workload.base import (

@@ -5,6 +5,7 @@ only when a batch needs it and kept in a bounded cache. Decoded audio is mixed d
 to 16 kHz with torchaudio. Batches are random (seeded) epochs of utterances, as a trainer draws them,
 zero-padded to the longest, with an optional fairseq-style random crop to `max_seconds`.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,23 @@ __all__ = [
 
 #: What a folder scan picks up: the containers libsndfile reads. Other files (transcripts, TSVs) are ignored.
 AUDIO_SUFFIXES = frozenset(
-    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
-     ".w64", ".rf64", ".caf"}
+    {
+        ".wav",
+        ".wave",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".mp3",
+        ".aif",
+        ".aiff",
+        ".aifc",
+        ".au",
+        ".snd",
+        ".w64",
+        ".rf64",
+        ".caf",
+    }
 )
 #: How many skipped files a warning names before "and N more".
 WARNING_NAMES = 10
@@ -65,7 +81,7 @@ def _wav_truncation(path: Path) -> Optional[str]:
         return None
     offset = 12
     while offset + 8 <= len(head):
-        chunk_id, size = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
+        chunk_id, size = head[offset : offset + 4], struct.unpack("<I", head[offset + 4 : offset + 8])[0]
         if chunk_id == b"data":
             present = os.path.getsize(path) - (offset + 8)
             # 0 and 0xFFFFFFFF are what streaming writers leave when they cannot seek back to fill the size.
@@ -113,9 +129,7 @@ def _short_reason(exc: Exception) -> str:
     return f"unreadable: {text[:80]}"
 
 
-def load_audio(
-    path: Union[str, Path], sample_rate: int = SAMPLE_RATE, resamplers: Optional[dict] = None
-) -> np.ndarray:
+def load_audio(path: Union[str, Path], sample_rate: int = SAMPLE_RATE, resamplers: Optional[dict] = None) -> np.ndarray:
     """Decode one file to mono float32 at `sample_rate` (channels averaged, torchaudio sinc resampling).
 
     A file of n frames at rate r comes back with ceil(n * sample_rate / r) samples. `resamplers`, a dict the
@@ -149,7 +163,8 @@ def find_audio_files(folder: Union[str, Path]) -> list[Path]:
     """Audio files under `folder` (recursively, sorted), by suffix; hidden files are left out."""
     folder = Path(folder)
     return sorted(
-        p for p in folder.rglob("*")
+        p
+        for p in folder.rglob("*")
         # Dot files are editor/OS litter (macOS "._x.wav" resource forks look like audio but are not).
         if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".") and p.is_file()
     )
@@ -260,8 +275,8 @@ class AudioWorkload(Workload):
                     usable = [i for i, ok in enumerate(self._usable) if ok]
                     if not usable:
                         raise SettingError(
-                            "audio", f"{self.source}: no readable audio; "
-                            + skipped_warning(self.skipped, self.total_files)
+                            "audio",
+                            f"{self.source}: no readable audio; " + skipped_warning(self.skipped, self.total_files),
                         )
                     order = [usable[i] for i in rng.permutation(len(usable))]
                 index = order.pop()
@@ -277,6 +292,6 @@ class AudioWorkload(Workload):
                 if crop is not None and len(wave) > crop:
                     # fairseq RawAudioDataset.crop_to_max_size: a uniformly random window of the maximum size.
                     start = int(rng.integers(0, len(wave) - crop + 1))
-                    wave = wave[start:start + crop]
+                    wave = wave[start : start + crop]
                 waves.append(wave)
             yield collate(waves)

@@ -2,6 +2,7 @@
 
 Every kind of workload builds on this module; the choice among them lives in w2vprof.workload.factory.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ sentences (real, intelligible speech at 22.05 kHz). Without it, numpy additive s
 between words (16 kHz). Either way utterance lengths follow the sentence lengths, so they vary like read
 speech (a few seconds, right-skewed), and speakers are distinct, so speaker-disjoint partitions mean something.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,80 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Corpus", "ENGINES", "CV_COLUMNS", "generate_corpus", "espeak_available"]
 
 ENGINES = ("auto", "espeak", "synthetic")
-CV_COLUMNS = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents", "locale", "segment"]
-_WORDS = ["the", "a", "river", "quiet", "morning", "station", "people", "often", "bring", "small", "green", "boxes", "under", "every", "bridge", "while", "children", "learn", "numbers", "after", "school", "seven", "thousand", "birds", "fly", "south", "before", "winter", "comes", "again", "our", "neighbour", "painted", "his", "door", "bright", "yellow", "last", "summer", "and", "nobody", "could", "sleep", "through", "the", "noise", "trains", "arrive", "late", "when", "snow", "covers", "northern", "hills", "doctors", "recommend", "walking", "slowly", "each", "evening"]
+CV_COLUMNS = [
+    "client_id",
+    "path",
+    "sentence",
+    "up_votes",
+    "down_votes",
+    "age",
+    "gender",
+    "accents",
+    "locale",
+    "segment",
+]
+_WORDS = [
+    "the",
+    "a",
+    "river",
+    "quiet",
+    "morning",
+    "station",
+    "people",
+    "often",
+    "bring",
+    "small",
+    "green",
+    "boxes",
+    "under",
+    "every",
+    "bridge",
+    "while",
+    "children",
+    "learn",
+    "numbers",
+    "after",
+    "school",
+    "seven",
+    "thousand",
+    "birds",
+    "fly",
+    "south",
+    "before",
+    "winter",
+    "comes",
+    "again",
+    "our",
+    "neighbour",
+    "painted",
+    "his",
+    "door",
+    "bright",
+    "yellow",
+    "last",
+    "summer",
+    "and",
+    "nobody",
+    "could",
+    "sleep",
+    "through",
+    "the",
+    "noise",
+    "trains",
+    "arrive",
+    "late",
+    "when",
+    "snow",
+    "covers",
+    "northern",
+    "hills",
+    "doctors",
+    "recommend",
+    "walking",
+    "slowly",
+    "each",
+    "evening",
+]
 _ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
 
 
@@ -93,11 +166,20 @@ def generate_corpus(
             sf.write(str(clips / name), wave, rate)
             corpus.utterances += 1
             corpus.seconds += len(wave) / rate
-            rows.append({
-                "client_id": client_id, "path": name, "sentence": sentence + ".", "up_votes": "2",
-                "down_votes": "0", "age": "", "gender": "female" if voice.female else "male",
-                "accents": "", "locale": "xx", "segment": "",
-            })
+            rows.append(
+                {
+                    "client_id": client_id,
+                    "path": name,
+                    "sentence": sentence + ".",
+                    "up_votes": "2",
+                    "down_votes": "0",
+                    "age": "",
+                    "gender": "female" if voice.female else "male",
+                    "accents": "",
+                    "locale": "xx",
+                    "segment": "",
+                }
+            )
     write_text_atomic(corpus.manifest, manifest_text(CV_COLUMNS, rows))
     return corpus
 
@@ -115,8 +197,9 @@ class _Voice:
         variant = _ESPEAK_VARIANTS[index % len(_ESPEAK_VARIANTS)]
         female = variant.startswith("f")
         f0 = float(rng.uniform(170, 250) if female else rng.uniform(90, 150))
-        return cls(f0=f0, rate=float(rng.uniform(130, 185)), female=female, variant=variant,
-                   pitch=int(rng.integers(25, 75)))
+        return cls(
+            f0=f0, rate=float(rng.uniform(130, 185)), female=female, variant=variant, pitch=int(rng.integers(25, 75))
+        )
 
 
 def _espeak(sentence: str, voice: _Voice) -> tuple[np.ndarray, int]:
@@ -125,17 +208,36 @@ def _espeak(sentence: str, voice: _Voice) -> tuple[np.ndarray, int]:
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "u.wav"
         subprocess.run(
-            ["espeak-ng", "-v", f"en-us+{voice.variant}", "-p", str(voice.pitch), "-s", str(int(voice.rate)),
-             "-w", str(target), sentence],
-            check=True, capture_output=True, timeout=60,
+            [
+                "espeak-ng",
+                "-v",
+                f"en-us+{voice.variant}",
+                "-p",
+                str(voice.pitch),
+                "-s",
+                str(int(voice.rate)),
+                "-w",
+                str(target),
+                sentence,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         wave, rate = sf.read(str(target), dtype="float32")
     return wave, int(rate)
 
 
 # Vowel formants (F1, F2, F3) in Hz: the syllable nuclei the synthetic voice moves between.
-_VOWELS = ((730, 1090, 2440), (270, 2290, 3010), (530, 1840, 2480), (570, 840, 2410), (300, 870, 2240),
-           (660, 1720, 2410), (490, 1350, 1690))
+_VOWELS = (
+    (730, 1090, 2440),
+    (270, 2290, 3010),
+    (530, 1840, 2480),
+    (570, 840, 2410),
+    (300, 870, 2240),
+    (660, 1720, 2410),
+    (490, 1350, 1690),
+)
 
 
 def _synthesize(sentence: str, voice: _Voice, rng: np.random.Generator, rate: int = 16_000) -> np.ndarray:

@@ -3,6 +3,7 @@
 Its own module because it knows every kind (synthetic, length distribution, audio) while each kind knows only
 w2vprof.workload.base: the kinds never import the factory, so there is no import loop.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,7 +50,9 @@ def make_workload(
     if max_seconds is not None and float(max_seconds) < float(seconds):
         # Cropping every fixed-length utterance would silently profile a different length than recorded.
         raise SettingError(
-            "max_seconds", f"{float(max_seconds):g} is shorter than {{seconds}} {float(seconds):g}: "
-            "for fixed-length batches set {seconds} instead", ("seconds",)
+            "max_seconds",
+            f"{float(max_seconds):g} is shorter than {{seconds}} {float(seconds):g}: "
+            "for fixed-length batches set {seconds} instead",
+            ("seconds",),
         )
     return SyntheticWorkload(seconds)

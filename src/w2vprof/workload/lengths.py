@@ -8,6 +8,7 @@
 Default bounds: MIN = min(1 s, MEAN / 2), MAX = 3 x MEAN. Truncation redraws out-of-range values rather than
 clipping them, so the bounds do not collect spikes of identical lengths.
 """
+
 from __future__ import annotations
 
 import math

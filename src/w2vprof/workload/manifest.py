@@ -2,6 +2,7 @@
 
 Clips are resolved relative to a clips folder: the one given, else the manifest's sibling `clips/`.
 """
+
 from __future__ import annotations
 
 import csv

@@ -5,6 +5,7 @@ Speakers are placed largest first, each on the client with the least speech so f
 a client ends at most one speaker's speech above the lightest, so with many speakers per client the spread
 is a few percent. Speech per utterance comes from each clip's header (unreadable clips are left out).
 """
+
 from __future__ import annotations
 
 import csv
@@ -74,8 +75,9 @@ def assign_speakers(speaker_seconds: Mapping[str, float], clients: int, seed: in
         raise SettingError("clients", f"must be at least 1, got {clients}")
     if len(speaker_seconds) < clients:
         raise SettingError(
-            "clients", f"{clients}: {len(speaker_seconds)} speakers cannot fill {clients} clients without a speaker "
-            "in two clients"
+            "clients",
+            f"{clients}: {len(speaker_seconds)} speakers cannot fill {clients} clients without a speaker "
+            "in two clients",
         )
     names = sorted(speaker_seconds)
     shuffled = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
@@ -126,7 +128,10 @@ def partition_manifest(
         rows.setdefault(speaker, []).append(row)
     warnings = [skipped_warning(skipped, len(data.rows), "clips")] if skipped else []
     if not speech:
-        raise BadInput(f"{data.path}: no readable clip under {data.clips_dir}; " + skipped_warning(skipped, len(data.rows), "clips"))
+        raise BadInput(
+            f"{data.path}: no readable clip under {data.clips_dir}; "
+            + skipped_warning(skipped, len(data.rows), "clips")
+        )
     shares = []
     for index, speakers in enumerate(assign_speakers(speech, clients, seed)):
         share = ClientShare(client=index, manifest=client_file_name(index, clients), speakers=sorted(speakers))
@@ -144,7 +149,9 @@ def summary_csv_text(partition: Partition) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
     for c in partition.clients:
-        writer.writerow([c.client, c.manifest, len(c.speakers), c.utterances, repr(round(c.seconds, 3)), repr(round(c.hours, 6))])
+        writer.writerow(
+            [c.client, c.manifest, len(c.speakers), c.utterances, repr(round(c.seconds, 3)), repr(round(c.hours, 6))]
+        )
     return buffer.getvalue()
 
 
