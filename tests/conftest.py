@@ -146,9 +146,10 @@ def _fake_calibration_cache(_few_threads, tmp_path_factory):
 
 
 # -- the unit/integration split -------------------------------------------------------------------------------------
-#: Tests marked `integration` (pyproject.toml says what that means), by module: the names of its tests, or of
-#: fixtures whose every user is one, that train a model, run a profile or a sweep's children, start a process that
-#: imports torch or a server, run Flower, or fuzz a reader with thousands of cases. "*": the whole module.
+#: Tests marked `integration` (pyproject.toml says what that means), by module: the names of its tests (one
+#: parameter set: "name[id]"), or of fixtures whose every user is one, that train or run the network, draw figures,
+#: run a profile or a sweep's children, start a process that imports torch or a server, run Flower, or fuzz a reader
+#: with thousands of cases. "*": the whole module.
 #: Kept here so no test file needs editing; a test may also carry @pytest.mark.integration itself.
 INTEGRATION: dict[str, frozenset[str]] = {
     "test_compat": frozenset(
@@ -159,6 +160,7 @@ INTEGRATION: dict[str, frozenset[str]] = {
     ),
     "test_device_rules": frozenset(
         {
+            "test_lengths_on_the_host_or_with_the_batch_give_the_same_step",
             "test_a_training_step_makes_no_float64_tensor",
             "test_a_tiny_profile_makes_no_float64_tensor",
             "test_the_model_reads_no_tensor_value_in_a_step",
@@ -181,6 +183,12 @@ INTEGRATION: dict[str, frozenset[str]] = {
             "simulated",
         }
     ),
+    "test_fl_rehearsal": frozenset(
+        {
+            "test_federated_plots_draw_and_skip_what_has_no_data",
+            "test_write_plots_writes_each_png_whole",
+        }
+    ),
     "test_fl_tls": frozenset(
         {
             "test_only_registered_supernodes_that_trust_the_ca_can_join",
@@ -199,6 +207,9 @@ INTEGRATION: dict[str, frozenset[str]] = {
     ),
     "test_layer_wiring": frozenset(
         {
+            "test_every_new_plot_draws_and_degrades_without_data",
+            "test_the_report_shows_layer_times_and_the_roofline",
+            "test_the_report_degrades_without_layer_times_or_calibration",
             "profiled",
             "test_a_slow_layer_lands_on_that_layer_and_direction_in_the_records",
             "test_a_failing_layer_timing_is_a_warning_and_the_measurement_stands",
@@ -223,6 +234,7 @@ INTEGRATION: dict[str, frozenset[str]] = {
     ),
     "test_objective": frozenset(
         {
+            "test_padded_batch_scores_only_real_frames",
             "test_untrained_contrastive_loss_is_near_ln_101",
             "test_gradients_reach_conv_stack_codebook_and_mask_embedding",
             "test_tiny_training_step_updates_every_parameter_group",
@@ -270,6 +282,7 @@ INTEGRATION: dict[str, frozenset[str]] = {
     ),
     "test_recipes": frozenset(
         {
+            "test_report_recipes_table_relative_to_the_default",
             "measured",
             "test_compile_time_is_kept_out_of_the_timed_steps",
             "test_profile_writes_the_recipe_columns",
@@ -277,11 +290,21 @@ INTEGRATION: dict[str, frozenset[str]] = {
             "test_a_compiler_that_fails_is_unsupported_with_its_reason",
         }
     ),
-    # Table 1's counts against a real forward pass of base (tiny's stays in the unit loop)
+    # these draw every figure of a report (matplotlib); the bad-input cases stay in the unit loop
+    "test_report": frozenset(
+        {
+            "test_every_plot_draws_and_degrades_without_data",
+            "test_report_writes_every_table_and_plot",
+            "test_report_with_the_paper_puts_your_device_in_table2",
+            "test_report_notes_a_missing_layers_file_and_one_precision",
+            "test_report_plots_federated_runs",
+        }
+    ),
+    # Table 1's counts against a real forward pass (tiny and base); the counts on the meta device stay
     "test_summary": frozenset(
         {
-            "test_meta_count_equals_a_real_pass[base-1.0-1]",
-            "test_conv_and_linear_flops_equal_twice_fvcore[base-0.5]",
+            "test_meta_count_equals_a_real_pass",
+            "test_conv_and_linear_flops_equal_twice_fvcore",
         }
     ),
     "test_sweep": frozenset(

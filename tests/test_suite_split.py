@@ -37,16 +37,13 @@ def test_every_integration_name_is_a_test_or_fixture_of_its_module(module):
     assert not missing, f"conftest.INTEGRATION[{module!r}] names what {module}.py does not define: {sorted(missing)}"
 
 
-def test_a_test_is_integration_by_name_parameter_set_fixture_or_module():
-    by_fixture = next(module for module, names in INTEGRATION.items() if "tiny_profile" in names)
-    assert is_integration(by_fixture, "test_anything", "test_anything", ["tmp_path", "tiny_profile"])
-    assert not is_integration(by_fixture, "test_anything", "test_anything", ["tmp_path"])
-    assert is_integration(
-        "test_summary", "test_meta_count_equals_a_real_pass", "test_meta_count_equals_a_real_pass[base-1.0-1]", []
-    )
-    assert not is_integration(
-        "test_summary", "test_meta_count_equals_a_real_pass", "test_meta_count_equals_a_real_pass[tiny-1.0-1]", []
-    )
-    whole = next(module for module, names in INTEGRATION.items() if "*" in names)
-    assert is_integration(whole, "test_anything", "test_anything", [])
-    assert not is_integration("test_no_such_module", "test_anything", "test_anything", [])
+def test_a_test_is_integration_by_name_parameter_set_fixture_or_module(monkeypatch):
+    monkeypatch.setitem(INTEGRATION, "test_made_up", frozenset({"test_slow", "test_mixed[big]", "trained"}))
+    monkeypatch.setitem(INTEGRATION, "test_all_slow", frozenset({"*"}))
+    assert is_integration("test_made_up", "test_slow", "test_slow[a-1]", [])
+    assert is_integration("test_made_up", "test_mixed", "test_mixed[big]", [])
+    assert not is_integration("test_made_up", "test_mixed", "test_mixed[small]", [])
+    assert is_integration("test_made_up", "test_quick", "test_quick", ["tmp_path", "trained"])
+    assert not is_integration("test_made_up", "test_quick", "test_quick", ["tmp_path"])
+    assert is_integration("test_all_slow", "test_anything", "test_anything", [])
+    assert not is_integration("test_no_such_module", "test_slow", "test_slow", ["trained"])
