@@ -21,7 +21,7 @@ import errno
 import io
 import os
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import AnyStr, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from w2vprof.errors import BadInput, W2vprofError
 
@@ -36,6 +36,8 @@ __all__ = [
     "WriterLock",
     "lock_path",
     "read_csv_rows",
+    "read_text",
+    "strip_bom",
     "CsvRows",
 ]
 
@@ -271,7 +273,7 @@ class DurableCsv:
         if not first:
             self._append_bytes(self.header.encode("utf-8"))
             return
-        if first.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n") != self.header.rstrip("\n").encode("utf-8"):
+        if strip_bom(first).rstrip(b"\r\n") != self.header.rstrip("\n").encode("utf-8"):
             raise BadInput(f"{self.path}: its columns are not the ones this w2vprof writes; use a new file")
 
     def append_rows(self, rows: Iterable[Sequence[str]]) -> None:
@@ -324,8 +326,8 @@ def read_csv_rows(path: Path, text: Optional[str] = None, what: str = "CSV") -> 
     """
     path = Path(path)
     if text is None:
-        text = _read_text(path, what)
-    text = text.removeprefix("\ufeff")
+        text = read_text(path, what)
+    text = strip_bom(text)
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader, [])
@@ -346,7 +348,14 @@ def read_csv_rows(path: Path, text: Optional[str] = None, what: str = "CSV") -> 
     return header, rows
 
 
-def _read_text(path: Path, what: str) -> str:
+def strip_bom(data: AnyStr) -> AnyStr:
+    """`data` without a leading UTF-8 byte-order mark (as Excel writes). NB: str.removeprefix is Python 3.9+."""
+    bom = "\ufeff" if isinstance(data, str) else b"\xef\xbb\xbf"
+    return data[len(bom) :] if data.startswith(bom) else data
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of `path`; BadInput naming the file for a missing file, a folder, binary data or a read error."""
     try:
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -354,6 +363,6 @@ def _read_text(path: Path, what: str) -> str:
     except IsADirectoryError:
         raise BadInput(f"{path}: is a folder, not a {what} file") from None
     except UnicodeDecodeError:
-        raise BadInput(f"{path}: not a text CSV file") from None
+        raise BadInput(f"{path}: not a text {what} file") from None
     except OSError as exc:
         raise BadInput(f"{path}: cannot read ({os.strerror(exc.errno) if exc.errno else exc})") from None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from w2vprof.errors import BadInput
+from w2vprof.files import read_text, strip_bom
 
 __all__ = ["Manifest", "read_manifest", "manifest_text"]
 
@@ -32,16 +33,10 @@ class Manifest:
 def read_manifest(path: Union[str, Path], clips_dir: Optional[Union[str, Path]] = None) -> Manifest:
     """Read a TSV manifest; BadInput naming the file when it has no `path` column or a torn line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM (a manifest saved by Excel) is not part of client_id
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: not a text TSV manifest") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read ({exc.strerror})") from None
+    text = strip_bom(read_text(path, "TSV manifest"))  # a BOM (a manifest saved by Excel) is not part of client_id
     # QUOTE_NONE: Common Voice sentences contain bare quotes, and its own loaders read it this way.
-    reader = csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
+    # newline=None: universal newlines, as Path.read_text gave (a CR or CRLF manifest reads like an LF one).
+    reader = csv.reader(io.StringIO(text, newline=None), delimiter="\t", quoting=csv.QUOTE_NONE)
     lines = [line for line in reader if line]
     if not lines:
         raise BadInput(f"{path}: empty manifest (expected a header with client_id, path, sentence)")
