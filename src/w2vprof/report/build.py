@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from w2vprof.analysis.data import (
     sec_per_batch,
 )
 from w2vprof.errors import BadInput
-from w2vprof.files import write_bytes_atomic
+from w2vprof.files import read_csv_rows, write_bytes_atomic
 from w2vprof.fl.records import RunCurves, load_run
 from w2vprof.records import (
     DEFAULT_RECIPE,
@@ -115,7 +116,7 @@ class Report:
 def _is_summary(path: Path) -> bool:
     """A `w2vprof summary --format csv` file, recognised by its columns."""
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="") as handle:  # -sig: a BOM (as Excel writes) is not a column
             header = next(csv.reader(handle), [])
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
@@ -123,24 +124,27 @@ def _is_summary(path: Path) -> bool:
 
 
 def _read_summary(path: Path) -> list[ModuleSummaryRow]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = []
-        for line_no, r in enumerate(csv.DictReader(handle), start=2):
-            try:
-                rows.append(
-                    ModuleSummaryRow(
-                        r["model"],
-                        r["module"],
-                        int(r["params"]),
-                        int(r["inference_flops"]),
-                        float(r["seconds"]),
-                        int(r["batch"]),
-                    )
-                )
-            except (ValueError, TypeError):
-                raise BadInput(
-                    f"{path}: line {line_no} of this summary CSV is not a number where one belongs"
-                ) from None
+    # read_csv_rows decodes the whole file first, so a byte that is not UTF-8 anywhere (even the last one) is
+    # BadInput naming the file, not a UnicodeDecodeError raised halfway through the rows
+    _, cells = read_csv_rows(path, what="summary CSV")
+    rows = []
+    for line_no, r in cells:
+        try:
+            row = ModuleSummaryRow(
+                r["model"],
+                r["module"],
+                int(r["params"]),
+                int(r["inference_flops"]),
+                float(r["seconds"]),
+                int(r["batch"]),
+            )
+        except (ValueError, TypeError):
+            raise BadInput(f"{path}: line {line_no} of this summary CSV is not a number where one belongs") from None
+        if row.params < 0 or row.inference_flops < 0 or row.batch < 1:
+            raise BadInput(f"{path}: line {line_no} of this summary CSV has a negative count or a batch below 1")
+        if not (math.isfinite(row.seconds) and row.seconds > 0):
+            raise BadInput(f"{path}: line {line_no} of this summary CSV has seconds that are not a positive number")
+        rows.append(row)
     return rows
 
 
