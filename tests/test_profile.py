@@ -93,13 +93,38 @@ def test_activation_bytes_are_exact_on_a_small_module():
     layers = [LayerSpec("first", "head", ("0",)), LayerSpec("relu", "head", ("1",)), LayerSpec("last", "head", ("2",))]
     tracker = ActivationTracker(model, layers)
     x = torch.randn(2, 4)
-    with tracker.track():
-        model(x).sum().backward()
+    with tracker.track():  # the forward pass only: what it saved is counted when it ends
+        loss = model(x).sum()
+    loss.backward()
     # Linear(4,3) saves its input: 2 * 4 floats * 4 bytes = 32 (its weight is a parameter: not counted).
     # ReLU saves its output: 2 * 3 * 4 = 24. The last Linear saves its input, which is ReLU's output, the
     # same storage: already counted, so 0 more.
     assert dict(tracker.bytes_by_layer) == {"first": 32, "relu": 24}
     assert tracker.total_bytes == 56
+
+
+class _DropsABranch(nn.Module):
+    """Computes a branch with gradients and drops it (its saved tensors are freed during the forward pass), then
+    saves a tensor of the same size, which the allocator tends to put at the freed address."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(64, 64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.sigmoid(x @ self.weight).sum().item()  # sigmoid saves its output; the graph dies with the branch
+        return torch.sigmoid(x @ self.weight + 1)
+
+
+def test_a_storage_freed_during_the_forward_is_not_counted_and_its_address_is_not_a_duplicate():
+    model = _DropsABranch()
+    tracker = ActivationTracker(model, [LayerSpec("layer", "head", ("",))])
+    x = torch.randn(64, 64, requires_grad=True)
+    with tracker.track():
+        out = model(x)
+    # kept for backward: x (saved by the matmul for the weight's gradient) and sigmoid's output, 64*64*4 bytes each
+    assert tracker.total_bytes == 2 * 64 * 64 * 4
+    out.sum().backward()
 
 
 def test_time_statistics_exact():
