@@ -198,54 +198,73 @@ def feasibility(
         raise BadInput(f"--usable-fraction must be in (0, 1], got {usable_fraction:g}")
     if devices:
         profiles = [find_profile(profiles, name) for name in devices]
-    notes = list(fits.skipped)
-    spanning = {f.devices for f in fits.fits if ";" in f.devices}
-    if spanning:
-        notes.append(
-            f"fits span several measured devices ({' / '.join(sorted(spanning))}); give one device's "
-            "results for a fit of that device alone"
-        )
+    notes = list(fits.skipped) + _spanning_notes(fits)
     rows = []
     for profile in profiles:
         if not profile.memory_gb:
             notes.append(f"{profile.name}: no memory size in its profile, skipped")
             continue
-        usable = profile.memory_gb * 1e9 * usable_fraction
-        for fit in fits.fits:
-            limit = 2 * fit.max_batch_seconds
-            for batch in batches:
-                note = ""
-                if fit.precision == "mixed" and not profile.mixed_precision:
-                    note = "no mixed precision on this device"
-                room = usable - fit.intercept_bytes
-                if room <= 0:
-                    max_seconds = None
-                elif fit.bytes_per_batch_second > 0:
-                    max_seconds = room / (fit.bytes_per_batch_second * batch)
-                else:
-                    max_seconds, note = None, note or "memory did not grow with length in the fit: check the data"
-                at_target = fit.memory_bytes(batch, target_seconds)
-                rows.append(
-                    FeasibilityRow(
-                        device=profile.name,
-                        device_class=profile.device_class,
-                        memory_gb=profile.memory_gb,
-                        usable_gb=usable / 1e9,
-                        model=fit.model,
-                        precision=fit.precision,
-                        batch=batch,
-                        target_seconds=target_seconds,
-                        memory_at_target_gb=at_target / 1e9,
-                        fits=at_target <= usable and not note,
-                        max_seconds=max_seconds,
-                        max_seconds_extrapolated=max_seconds is not None and max_seconds * batch > limit,
-                        target_extrapolated=target_seconds * batch > limit,
-                        r2=fit.r2,
-                        measured_batch_seconds=f"{fit.min_batch_seconds:g}-{fit.max_batch_seconds:g}",
-                        memory_source=fit.memory_source,
-                        note=note,
-                    )
-                )
+        rows += [
+            _feasibility_row(profile, profile.memory_gb, fit, batch, usable_fraction, target_seconds)
+            for fit in fits.fits
+            for batch in batches
+        ]
     if not rows:
         raise BadInput("no device profile with a memory size to decide for")
     return Feasibility(fits, rows, usable_fraction, notes)
+
+
+def _spanning_notes(fits: MemoryFits) -> list[str]:
+    """A note when a fit mixes the rows of several devices (its memory then belongs to none of them alone)."""
+    spanning = {f.devices for f in fits.fits if ";" in f.devices}
+    if not spanning:
+        return []
+    return [
+        f"fits span several measured devices ({' / '.join(sorted(spanning))}); give one device's "
+        "results for a fit of that device alone"
+    ]
+
+
+def _longest_seconds(fit: MemoryFit, batch: int, usable: float) -> tuple[Optional[float], str]:
+    """The longest utterance whose memory at `batch` fits in `usable` bytes (None: not even the fixed part a
+    fits), and a note when the fit cannot say."""
+    room = usable - fit.intercept_bytes
+    if room <= 0:
+        return None, ""
+    if fit.bytes_per_batch_second > 0:
+        return room / (fit.bytes_per_batch_second * batch), ""
+    return None, "memory did not grow with length in the fit: check the data"
+
+
+def _feasibility_row(
+    profile: DeviceProfile, memory_gb: float, fit: MemoryFit, batch: int, usable_fraction: float, target_seconds: float
+) -> FeasibilityRow:
+    """One device profile (of `memory_gb`), one fit, one batch: does it fit at `target_seconds`, and up to which
+    length."""
+    usable = memory_gb * 1e9 * usable_fraction
+    note = ""
+    if fit.precision == "mixed" and not profile.mixed_precision:
+        note = "no mixed precision on this device"
+    max_seconds, why_not = _longest_seconds(fit, batch, usable)
+    note = note or why_not
+    limit = 2 * fit.max_batch_seconds  # beyond twice the largest measured batch x seconds: extrapolated
+    at_target = fit.memory_bytes(batch, target_seconds)
+    return FeasibilityRow(
+        device=profile.name,
+        device_class=profile.device_class,
+        memory_gb=memory_gb,
+        usable_gb=usable / 1e9,
+        model=fit.model,
+        precision=fit.precision,
+        batch=batch,
+        target_seconds=target_seconds,
+        memory_at_target_gb=at_target / 1e9,
+        fits=at_target <= usable and not note,
+        max_seconds=max_seconds,
+        max_seconds_extrapolated=max_seconds is not None and max_seconds * batch > limit,
+        target_extrapolated=target_seconds * batch > limit,
+        r2=fit.r2,
+        measured_batch_seconds=f"{fit.min_batch_seconds:g}-{fit.max_batch_seconds:g}",
+        memory_source=fit.memory_source,
+        note=note,
+    )

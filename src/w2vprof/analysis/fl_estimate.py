@@ -4,6 +4,7 @@ from its measured seconds per batch. Takes result rows (measured, or the paper's
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -12,7 +13,7 @@ from w2vprof.analysis.data import device_label, latest_by_config, sec_per_batch
 from w2vprof.errors import BadInput, SettingError
 from w2vprof.records import ResultRecord, length_key
 
-__all__ = ["FlEstimateRow", "FlSetting", "fl_estimate"]
+__all__ = ["FlEstimateRow", "FlSetting", "check_fleet_only", "fl_estimate", "fl_estimate_with_model_bytes"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ def fl_estimate(rows: list[ResultRecord], setting: FlSetting) -> list[FlEstimate
     NB: FedAvg's server-side aggregation is ignored: it is seconds per round against hours of training.
     """
     _check_setting(setting)
+    return [_estimate_row(record, setting) for record in _usable_rows(rows, setting)]
+
+
+def _usable_rows(rows: list[ResultRecord], setting: FlSetting) -> list[ResultRecord]:
+    """The latest timed ok row of each device at the setting's model, precision and batch (and length, if set)."""
     usable = [
         r
         for r in latest_by_config(rows).values()
@@ -92,41 +98,70 @@ def fl_estimate(rows: list[ResultRecord], setting: FlSetting) -> list[FlEstimate
             + (f" at {setting.seconds:g} s" if setting.seconds else "")
             + " (give results files or --reference paper)"
         )
+    return usable
+
+
+def _communication_hours(record: ResultRecord, setting: FlSetting) -> Optional[float]:
+    """Download of the global model and upload of the update (two copies per round), with a bandwidth; None
+    without one, or when neither the setting nor the row knows the model's bytes."""
+    if not setting.bandwidth_mbps:
+        return None
+    payload = setting.model_bytes or record.param_bytes
+    if not payload:
+        return None
+    return 2 * payload * 8 / (setting.bandwidth_mbps * 1e6) / 3600  # bits over bits/s
+
+
+def _estimate_row(record: ResultRecord, setting: FlSetting) -> FlEstimateRow:
+    """One device's local epoch, round and whole training from its seconds per batch."""
     per_round = setting.clients_per_round or setting.clients
     batches = math.ceil(setting.samples_per_client / setting.batch)
-    estimates = []
-    for record in usable:
-        seconds_per_batch = sec_per_batch(record) or 0.0  # never 0: usable rows have a time
-        epoch_h = batches * seconds_per_batch / 3600
-        training_h = epoch_h * setting.local_epochs
-        communication_h = None
-        if setting.bandwidth_mbps:
-            payload = setting.model_bytes or record.param_bytes
-            if payload:
-                # download the global model, upload the update: two copies per round, bits over bits/s
-                communication_h = 2 * payload * 8 / (setting.bandwidth_mbps * 1e6) / 3600
-        round_h = training_h + (communication_h or 0.0)
-        total_h = round_h * setting.rounds
-        estimates.append(
-            FlEstimateRow(
-                device=device_label(record),
-                model=record.model,
-                precision=record.precision,
-                batch=record.batch,
-                seconds=record.seconds,
-                sec_per_batch=seconds_per_batch,
-                batches_per_epoch=batches,
-                epoch_hours=epoch_h,
-                local_epochs=setting.local_epochs,
-                communication_hours_per_round=communication_h,
-                round_hours=round_h,
-                rounds=setting.rounds,
-                total_hours=total_h,
-                total_days=total_h / 24,
-                clients_per_round=per_round,
-                rounds_per_client=setting.rounds * per_round / setting.clients,
-                device_hours=setting.rounds * per_round * training_h,
-                source=record.source,
-            )
-        )
-    return estimates
+    seconds_per_batch = sec_per_batch(record) or 0.0  # never 0: usable rows have a time
+    epoch_h = batches * seconds_per_batch / 3600
+    training_h = epoch_h * setting.local_epochs
+    communication_h = _communication_hours(record, setting)
+    round_h = training_h + (communication_h or 0.0)
+    total_h = round_h * setting.rounds
+    return FlEstimateRow(
+        device=device_label(record),
+        model=record.model,
+        precision=record.precision,
+        batch=record.batch,
+        seconds=record.seconds,
+        sec_per_batch=seconds_per_batch,
+        batches_per_epoch=batches,
+        epoch_hours=epoch_h,
+        local_epochs=setting.local_epochs,
+        communication_hours_per_round=communication_h,
+        round_hours=round_h,
+        rounds=setting.rounds,
+        total_hours=total_h,
+        total_days=total_h / 24,
+        clients_per_round=per_round,
+        rounds_per_client=setting.rounds * per_round / setting.clients,
+        device_hours=setting.rounds * per_round * training_h,
+        source=record.source,
+    )
+
+
+def fl_estimate_with_model_bytes(rows: list[ResultRecord], setting: FlSetting) -> tuple[FlSetting, list[FlEstimateRow]]:
+    """fl_estimate, where a bandwidth is set and a row carries no parameter bytes (the paper's rows) with the
+    model's bytes counted on the meta device (no memory, no weights). Returns the setting the rows were
+    estimated with (its model_bytes filled in that case) and the rows.
+
+    NB: mixed precision still sends FP32 master weights, so FP32 bytes either way.
+    """
+    estimates = fl_estimate(rows, setting)
+    if setting.bandwidth_mbps is not None and any(r.communication_hours_per_round is None for r in estimates):
+        from w2vprof.models.size import parameter_bytes
+
+        setting = dataclasses.replace(setting, model_bytes=parameter_bytes(setting.model))
+        estimates = fl_estimate(rows, setting)
+    return setting, estimates
+
+
+def check_fleet_only(fleet: bool, deadline_s: Optional[float], over_commit: float) -> None:
+    """A round's deadline and over-commitment shape the rounds of a mixed fleet: without a fleet they would be
+    silently ignored, so they are bad input."""
+    if not fleet and (deadline_s is not None or over_commit != 1.0):
+        raise SettingError("deadline", "and {over_commit} need {fleet}", ("over_commit", "fleet"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -63,6 +62,22 @@ def feasibility_command(
     _emit(fmt, result.rows, lambda plain: tables_terminal(feasibility_tables(result), plain, result.notes), out)
 
 
+#: fl-estimate's options whose help text needs a line of its own.
+CLIENTS_PER_ROUND = typer.Option(None, "--clients-per-round", help="Clients sampled per round (default: all).")
+BANDWIDTH = typer.Option(
+    None, "--bandwidth", help="Client link in Mbit/s each way: adds a model download and upload per round."
+)
+FLEET = typer.Option(
+    None,
+    "--fleet",
+    help="Fleet CSV (device,count[,availability,uplink_mbps,downlink_mbps]): rounds on this mixed fleet.",
+)
+DEADLINE = typer.Option(
+    None, "--deadline", help="With --fleet: a round closes after S seconds; later updates are lost."
+)
+OVER_COMMIT = typer.Option(1.0, "--over-commit", help="With --fleet: sample K x F clients, keep the first K updates.")
+
+
 def fl_estimate_command(
     results: Optional[List[Path]] = typer.Argument(None, help="w2vprof results CSVs."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Add the paper's devices: 'paper'."),
@@ -71,42 +86,26 @@ def fl_estimate_command(
     batch: int = typer.Option(4, "--batch", help="Local batch size (a measured batch)."),
     rounds: int = typer.Option(150, "--rounds", help="Federated rounds."),
     local_epochs: float = typer.Option(1.0, "--local-epochs", help="Local epochs per round."),
-    clients_per_round: Optional[int] = typer.Option(
-        None, "--clients-per-round", help="Clients sampled per round (default: all)."
-    ),
+    clients_per_round: Optional[int] = CLIENTS_PER_ROUND,
     model: str = typer.Option("base", "--model"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or mixed."),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Only rows at this utterance length (s)."),
-    bandwidth: Optional[float] = typer.Option(
-        None, "--bandwidth", help="Client link in Mbit/s each way: adds a model download and upload per round."
-    ),
+    bandwidth: Optional[float] = BANDWIDTH,
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
-    fleet: Optional[Path] = typer.Option(
-        None,
-        "--fleet",
-        help="Fleet CSV (device,count[,availability,uplink_mbps,downlink_mbps]): rounds on this mixed fleet.",
-    ),
-    deadline: Optional[float] = typer.Option(
-        None, "--deadline", help="With --fleet: a round closes after S seconds; later updates are lost."
-    ),
-    over_commit: float = typer.Option(
-        1.0, "--over-commit", help="With --fleet: sample K x F clients, keep the first K updates."
-    ),
+    fleet: Optional[Path] = FLEET,
+    deadline: Optional[float] = DEADLINE,
+    over_commit: float = OVER_COMMIT,
     seed: int = typer.Option(0, "--seed", help="With --fleet: seed of the Monte Carlo sampling."),
 ) -> None:
     """Per device: one local epoch and the whole federated training (clients train concurrently)."""
     from w2vprof.analysis.data import load_results
-    from w2vprof.analysis.estimates import FlSetting, fl_estimate
+    from w2vprof.analysis.fl_estimate import FlSetting, check_fleet_only, fl_estimate_with_model_bytes
     from w2vprof.cli.output import check_format
-    from w2vprof.errors import BadInput
-    from w2vprof.models.size import parameter_bytes
     from w2vprof.report.render import table_terminal
     from w2vprof.report.tables import fl_estimate_table
 
     check_format(fmt)
-    if bandwidth is not None and not bandwidth > 0:
-        raise BadInput(f"--bandwidth must be positive, got {bandwidth:g}")
     setting = FlSetting(
         clients,
         samples_per_client,
@@ -118,20 +117,13 @@ def fl_estimate_command(
         precision,
         seconds,
         bandwidth,
-        None,
     )
     rows = load_results(results or [], reference)
+    check_fleet_only(fleet is not None, deadline, over_commit)
     if fleet is not None:  # a mixed fleet: docs/analysis.md, "Fleets"
         _fleet_estimate(fmt, out, rows, fleet, setting, deadline, over_commit, seed)
         return
-    if deadline is not None or over_commit != 1.0:
-        raise BadInput("--deadline and --over-commit need --fleet")
-    estimates = fl_estimate(rows, setting)
-    if bandwidth is not None and any(r.communication_hours_per_round is None for r in estimates):
-        # The paper's rows carry no parameter bytes: count them on the meta device (no memory, no weights).
-        # NB: mixed precision still sends FP32 master weights, so FP32 bytes either way.
-        setting = dataclasses.replace(setting, model_bytes=parameter_bytes(model))
-        estimates = fl_estimate(rows, setting)
+    setting, estimates = fl_estimate_with_model_bytes(rows, setting)
     _emit(fmt, estimates, lambda plain: table_terminal(fl_estimate_table(setting, estimates), plain=plain), out)
 
 

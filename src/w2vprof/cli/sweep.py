@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -29,14 +29,22 @@ CALIBRATE = typer.Option(
 )
 
 
+#: The sweep's options whose help text needs a line of its own.
+PRESET = typer.Option(
+    None, "--preset", help="paper (Table 2), lengths (Fig. 3), quick, recipes (training recipes, docs/recipes.md)."
+)
+RETRY = typer.Option(
+    None, "--retry", help="With --resume: re-run rows with these statuses, e.g. error,timeout (oom only if named)."
+)
+MEM_LIMIT = typer.Option(None, "--mem-limit", help="Stop a configuration above this memory, e.g. 8GiB.")
+
+
 def sweep(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Comma list: tiny, base, large."),
     seconds: Optional[str] = typer.Option(None, "--seconds", "-s", help="Comma list of utterance lengths (s)."),
     batch: Optional[str] = typer.Option(None, "--batch", "-b", help="Comma list of batch sizes."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="Comma list: fp32, mixed."),
-    preset: Optional[str] = typer.Option(
-        None, "--preset", help="paper (Table 2), lengths (Fig. 3), quick, recipes (training recipes, docs/recipes.md)."
-    ),
+    preset: Optional[str] = PRESET,
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     warmup: Optional[str] = typer.Option(None, "--warmup", help="Untimed steps per configuration (default 1)."),
     repeats: Optional[str] = typer.Option(None, "--repeats", help="Timed steps per configuration (default 5)."),
@@ -44,12 +52,8 @@ def sweep(
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results CSV (default results/HOST-DATE.csv)."),
     resume: bool = typer.Option(False, "--resume", help="Skip configurations already in --out; run the rest."),
-    retry: Optional[str] = typer.Option(
-        None, "--retry", help="With --resume: re-run rows with these statuses, e.g. error,timeout (oom only if named)."
-    ),
-    mem_limit: Optional[str] = typer.Option(
-        None, "--mem-limit", help="Stop a configuration above this memory, e.g. 8GiB."
-    ),
+    retry: Optional[str] = RETRY,
+    mem_limit: Optional[str] = MEM_LIMIT,
     timeout: Optional[str] = typer.Option(None, "--timeout", help="Seconds allowed per configuration."),
     no_prune: bool = typer.Option(False, "--no-prune", help="Measure configurations that an OOM implies are OOM."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
@@ -66,43 +70,66 @@ def sweep(
     compile: bool = ro.COMPILE,
 ) -> None:
     """Train real wav2vec 2.0 steps over a grid of models, lengths, batches and precisions; one CSV row each."""
-    from w2vprof.cli.options import (
-        parse_bytes,
-        parse_float_list,
-        parse_int_list,
-        parse_name_list,
-        parse_positive_float,
-        parse_positive_int,
-        parse_whole_number,
-    )
-    from w2vprof.models import MODEL_NAMES
-    from w2vprof.sweep.plan import RETRYABLE, SweepRequest, plan_sweep
+    from w2vprof.sweep.plan import SweepRequest, plan_sweep
 
     request = SweepRequest(
-        models=tuple(parse_name_list(model, "model", MODEL_NAMES)) if model else None,
-        seconds=tuple(parse_float_list(seconds, "--seconds")) if seconds else None,
-        batches=tuple(parse_int_list(batch, "--batch")) if batch else None,
-        precisions=tuple(parse_name_list(precision, "precision", ("fp32", "mixed"))) if precision else None,
+        **_grid_settings(model, seconds, batch, precision),
         recipes=ro.recipe_texts(checkpointing, freeze, accumulate, optimizer, compile),
         preset=preset,
         device=device,
-        warmup=parse_whole_number(warmup, "--warmup") if warmup is not None else None,
-        repeats=parse_positive_int(repeats, "--repeats") if repeats is not None else None,
-        threads=parse_positive_int(threads, "--threads") if threads is not None else None,
+        **_step_settings(warmup, repeats, threads, layer_repeats),
         seed=seed,
         workload=wo.workload_kwargs(audio, clips_dir, max_seconds, length_dist),
         out=out,
         resume=resume,
-        retry=tuple(parse_name_list(retry, "--retry status", RETRYABLE)) if retry is not None else (),
-        mem_limit_bytes=parse_bytes(mem_limit, "--mem-limit") if mem_limit is not None else None,
-        timeout_s=parse_positive_float(timeout, "--timeout") if timeout is not None else None,
+        **_limit_settings(retry, mem_limit, timeout),
         prune=not no_prune,
-        layer_repeats=parse_whole_number(layer_repeats, "--layer-repeats"),
     )
     plan = plan_sweep(request)  # a SettingError names a setting; cli.main shows it as this command's flag
     with plan:
         _calibrate(plan, request.threads, quiet, calibrate)
         _run(plan, quiet)
+
+
+def _grid_settings(
+    model: Optional[str], seconds: Optional[str], batch: Optional[str], precision: Optional[str]
+) -> dict[str, Any]:
+    """--model, --seconds, --batch and --precision as SweepRequest fields (None: the preset's or default grid's)."""
+    from w2vprof.cli.options import parse_float_list, parse_int_list, parse_name_list
+    from w2vprof.models import MODEL_NAMES
+
+    return {
+        "models": tuple(parse_name_list(model, "model", MODEL_NAMES)) if model else None,
+        "seconds": tuple(parse_float_list(seconds, "--seconds")) if seconds else None,
+        "batches": tuple(parse_int_list(batch, "--batch")) if batch else None,
+        "precisions": tuple(parse_name_list(precision, "precision", ("fp32", "mixed"))) if precision else None,
+    }
+
+
+def _step_settings(
+    warmup: Optional[str], repeats: Optional[str], threads: Optional[str], layer_repeats: str
+) -> dict[str, Any]:
+    """How each configuration steps, as SweepRequest fields (None: the grid's default)."""
+    from w2vprof.cli.options import parse_positive_int, parse_whole_number
+
+    return {
+        "warmup": parse_whole_number(warmup, "--warmup") if warmup is not None else None,
+        "repeats": parse_positive_int(repeats, "--repeats") if repeats is not None else None,
+        "threads": parse_positive_int(threads, "--threads") if threads is not None else None,
+        "layer_repeats": parse_whole_number(layer_repeats, "--layer-repeats"),
+    }
+
+
+def _limit_settings(retry: Optional[str], mem_limit: Optional[str], timeout: Optional[str]) -> dict[str, Any]:
+    """--retry, --mem-limit and --timeout as SweepRequest fields."""
+    from w2vprof.cli.options import parse_bytes, parse_name_list, parse_positive_float
+    from w2vprof.sweep.plan import RETRYABLE
+
+    return {
+        "retry": tuple(parse_name_list(retry, "--retry status", RETRYABLE)) if retry is not None else (),
+        "mem_limit_bytes": parse_bytes(mem_limit, "--mem-limit") if mem_limit is not None else None,
+        "timeout_s": parse_positive_float(timeout, "--timeout") if timeout is not None else None,
+    }
 
 
 def _calibrate(plan, threads: Optional[int], quiet: bool, asked: bool = True) -> None:

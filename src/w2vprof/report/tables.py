@@ -248,6 +248,17 @@ def comparison_json(comparison) -> str:
 
 def comparison_tables(comparison) -> list[Table]:
     """Devices side by side (one column each), then batch gains, mixed-precision speedups and OOMs."""
+    tables = (
+        _side_by_side_table(comparison),
+        _batch_gains_table(comparison),
+        _mixed_speedups_table(comparison),
+        _oom_table(comparison),
+    )
+    return [t for t in tables if t.rows]
+
+
+def _side_by_side_table(comparison) -> Table:
+    """One row per configuration, one column per device: seconds per batch (and times slower than the baseline)."""
     baseline = comparison.baseline
     devices = list(dict.fromkeys(r.device for r in comparison.rows))
     configs = sorted(
@@ -266,7 +277,7 @@ def comparison_tables(comparison) -> list[Table]:
             text += f" ({row.slowdown_vs_baseline:.1f}x)"
         return text
 
-    side_by_side = Table(
+    return Table(
         title="Seconds per batch" + (f" (in brackets: times slower than {baseline})" if baseline else ""),
         columns=["model", "seconds", "batch", "precision"] + devices,
         rows=[
@@ -274,7 +285,10 @@ def comparison_tables(comparison) -> list[Table]:
         ],
         caption="OOM: out of memory; -: no mixed precision on the device; empty: not measured.",
     )
-    gains = Table(
+
+
+def _batch_gains_table(comparison) -> Table:
+    return Table(
         title="Per-sequence time: larger batch against the smallest",
         columns=["device", "model", "precision", "seconds", "batches", "s/sequence small", "s/sequence large", "gain"],
         rows=[
@@ -292,7 +306,10 @@ def comparison_tables(comparison) -> list[Table]:
         ],
         caption="gain = 1 - (s/sequence at the larger batch) / (s/sequence at the smaller batch)",
     )
-    speedups = Table(
+
+
+def _mixed_speedups_table(comparison) -> Table:
+    return Table(
         title="Mixed precision over FP32",
         columns=["device", "model", "batch", "seconds", "FP32 s/batch", "mixed s/batch", "speedup"],
         rows=[
@@ -309,12 +326,14 @@ def comparison_tables(comparison) -> list[Table]:
         ],
         caption="speedup = FP32 time / mixed time",
     )
-    ooms = Table(
+
+
+def _oom_table(comparison) -> Table:
+    return Table(
         title="Out of memory",
         columns=["device", "model", "batch", "seconds", "precision"],
         rows=[[r.device, r.model, str(r.batch), f"{r.seconds:g}", r.precision] for r in comparison.ooms],
     )
-    return [t for t in (side_by_side, gains, speedups, ooms) if t.rows]
 
 
 # -- analysis ---------------------------------------------------------------------------------------------

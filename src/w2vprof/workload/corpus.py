@@ -137,12 +137,7 @@ def generate_corpus(
     import numpy as np
     import soundfile as sf
 
-    if engine not in ENGINES:
-        raise BadInput(f"unknown corpus engine {engine!r}; choose from {', '.join(ENGINES)}")
-    if engine == "auto":
-        engine = "espeak" if espeak_available() else "synthetic"
-    if engine == "espeak" and not espeak_available():
-        raise BadInput("espeak-ng is not installed (apt-get install espeak-ng), use engine='synthetic'")
+    engine = _chosen_engine(engine)
     if speakers < 1 or utterances_per_speaker < 1:
         raise BadInput("a corpus needs at least one speaker and one utterance per speaker")
     root = Path(out_dir)
@@ -158,30 +153,48 @@ def generate_corpus(
         corpus.speakers.append(client_id)
         for u in range(utterances_per_speaker):
             sentence = " ".join(rng.choice(_WORDS, size=int(rng.integers(words[0], words[1] + 1)))).capitalize()
-            if engine == "espeak":
-                wave, rate = _espeak(sentence, voice)
-            else:
-                wave, rate = _synthesize(sentence, voice, rng), 16_000
+            wave, rate = _speak(sentence, voice, engine, rng)
             name = f"common_voice_xx_{seed}_{s:04d}_{u:03d}.{audio_format}"
             sf.write(str(clips / name), wave, rate)
             corpus.utterances += 1
             corpus.seconds += len(wave) / rate
-            rows.append(
-                {
-                    "client_id": client_id,
-                    "path": name,
-                    "sentence": sentence + ".",
-                    "up_votes": "2",
-                    "down_votes": "0",
-                    "age": "",
-                    "gender": "female" if voice.female else "male",
-                    "accents": "",
-                    "locale": "xx",
-                    "segment": "",
-                }
-            )
+            rows.append(_manifest_row(client_id, name, sentence, voice))
     write_text_atomic(corpus.manifest, manifest_text(CV_COLUMNS, rows))
     return corpus
+
+
+def _chosen_engine(engine: str) -> str:
+    """espeak or synthetic: `auto` is espeak-ng when installed."""
+    if engine not in ENGINES:
+        raise BadInput(f"unknown corpus engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if engine == "auto":
+        return "espeak" if espeak_available() else "synthetic"
+    if engine == "espeak" and not espeak_available():
+        raise BadInput("espeak-ng is not installed (apt-get install espeak-ng), use engine='synthetic'")
+    return engine
+
+
+def _speak(sentence: str, voice: _Voice, engine: str, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """The sentence read by the voice: (samples, sample rate)."""
+    if engine == "espeak":
+        return _espeak(sentence, voice)
+    return _synthesize(sentence, voice, rng), 16_000
+
+
+def _manifest_row(client_id: str, name: str, sentence: str, voice: _Voice) -> dict[str, str]:
+    """One validated.tsv line, as Common Voice writes it (every clip validated: 2 up votes, none down)."""
+    return {
+        "client_id": client_id,
+        "path": name,
+        "sentence": sentence + ".",
+        "up_votes": "2",
+        "down_votes": "0",
+        "age": "",
+        "gender": "female" if voice.female else "male",
+        "accents": "",
+        "locale": "xx",
+        "segment": "",
+    }
 
 
 @dataclass
