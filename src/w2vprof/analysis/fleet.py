@@ -23,8 +23,11 @@ __all__ = [
     "FleetDevice",
     "FleetFigures",
     "FleetEstimate",
+    "LinePrice",
+    "FleetPrices",
     "DEFAULT_TRIALS",
     "fl_estimate_fleet",
+    "price_fleet",
     "model_update_bytes",
 ]
 
@@ -111,6 +114,25 @@ class FleetEstimate:
 
 
 @dataclass(frozen=True)
+class LinePrice:
+    """What one client of a fleet line costs per round at the configuration, or why it cannot train it."""
+
+    group: FleetGroup
+    excluded: str  # '' when its clients can train; else oom, unsupported, or the memory fit's verdict
+    sec_per_batch: Optional[float]  # s, measured at the configuration (None when excluded)
+    communication_sec: Optional[float]  # s, model download + update upload (None: no links, or excluded)
+
+
+@dataclass(frozen=True)
+class FleetPrices:
+    """The fleet priced at one configuration: the utterance length whose rows were used, and each line."""
+
+    seconds: float
+    update_bytes: Optional[int]  # one model copy on the wire; None without links
+    lines: list[LinePrice]
+
+
+@dataclass(frozen=True)
 class _DeviceCost:
     """A device's measured cost at the configuration, or why it cannot train it."""
 
@@ -187,6 +209,30 @@ def fl_estimate_fleet(
     )
     devices = _device_rows(fleet, costs, times, update_bytes, setting, tally, trials)
     return FleetEstimate(figures, devices, _notes(fleet, costs, figures, setting))
+
+
+def price_fleet(
+    rows: list[ResultRecord],
+    fleet: list[FleetGroup],
+    setting: FlSetting,
+    profiles: Optional[list[DeviceProfile]] = None,
+) -> FleetPrices:
+    """fl_estimate_fleet's cost lookup alone: each line's measured seconds per batch at the setting's model,
+    batch, precision and length (the length chosen as fl_estimate_fleet chooses it) and its transfer seconds.
+    `fl simulate --fleet` prices each simulated client's actual local steps with it."""
+    length = _common_length(rows, fleet, setting)
+    costs = _device_costs(rows, fleet, setting, length, profiles)
+    update_bytes = _update_bytes(fleet, setting, costs)
+    lines = [
+        LinePrice(
+            group,
+            costs[group.device].excluded,
+            costs[group.device].sec_per_batch,
+            None if costs[group.device].excluded else _communication_sec(group, setting, update_bytes),
+        )
+        for group in fleet
+    ]
+    return FleetPrices(length, update_bytes, lines)
 
 
 def _check_options(

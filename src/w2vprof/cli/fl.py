@@ -160,7 +160,19 @@ def _print_round(record) -> None:
         parts += [f"train loss {train}", f"{record.participants} clients", f"{record.round_sec:.1f} s"]
         if record.failures:
             parts.append(f"{record.failures} failed")
+        parts += _fleet_parts(record)
     typer.echo("  ".join(parts))
+
+
+def _fleet_parts(record) -> list[str]:
+    """A fleet run's round: its virtual time on the fleet and the clients left out, per cause."""
+    from w2vprof.fl.records import DROP_CAUSES
+
+    if record.dropped_memory is None:  # not a fleet run
+        return []
+    virtual = "-" if record.virtual_round_sec is None else f"{record.virtual_round_sec:,.1f} s"
+    dropped = [f"{getattr(record, f'dropped_{cause}')} {cause}" for cause in DROP_CAUSES]
+    return [f"on the fleet {virtual}", "left out: " + ", ".join(d for d in dropped if not d.startswith("0 "))]
 
 
 @run_command("simulate", "training", "data")
@@ -187,18 +199,36 @@ def simulate_command(
         help="Clients training at once (1: each alone with every core, honest seconds).",
     ),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's own logs."),
+    results: Optional[List[Path]] = typer.Argument(
+        None, help="With --fleet: results CSVs that measured the fleet's devices at this model, batch, precision."
+    ),
+    fleet: Optional[Path] = typer.Option(
+        None,
+        "--fleet",
+        help="Fleet CSV (device,count[,availability,uplink_mbps,downlink_mbps]): each client stands for one of its "
+        "devices; rounds also get their virtual time on the fleet.",
+    ),
+    deadline: Optional[float] = typer.Option(
+        None, "--deadline", help="With --fleet: a client whose virtual seconds pass S is left out of its round."
+    ),
+    seconds: Optional[float] = typer.Option(
+        None,
+        "--seconds",
+        help="With --fleet: utterance length of the rows that price a batch (default as fl-estimate).",
+    ),
     *,
     training: dict[str, Any],
     data: dict[str, Any],
 ) -> None:
     """Train federated on this machine with Flower's simulation engine; every client measured every round."""
-    from w2vprof.errors import BadInput
+    from w2vprof.errors import SettingError
     from w2vprof.fl.records import check_new_run_folder
 
     check_new_run_folder(out)
     if parallel < 1:
-        raise BadInput(f"--parallel must be at least 1, got {parallel}")
+        raise SettingError("parallel", f"must be at least 1, got {parallel}")
     settings = _settings(clients=clients, out_dir=str(out.resolve()), **data, **training)
+    fleet_options = _fleet_options(fleet, results, deadline, seconds)
     from w2vprof.compat import check_model_support
     from w2vprof.fl.simulate import SimulationOptions, simulate
 
@@ -208,8 +238,22 @@ def simulate_command(
         SimulationOptions(parallel=parallel, verbose=verbose),
         on_round=_print_round,
         corpus_engine=corpus_engine,
+        fleet=fleet_options,
     )
     typer.echo(f"wrote {folder / 'rounds.csv'} and {folder / 'clients.csv'}")
+
+
+def _fleet_options(fleet: Optional[Path], results, deadline: Optional[float], seconds: Optional[float]):
+    """--fleet's options for the simulation; each of the others alone is refused (it would be ignored)."""
+    from w2vprof.errors import SettingError
+    from w2vprof.fl.virtual_fleet import FleetOptions
+
+    if fleet is None:
+        for name, value in (("results", results), ("deadline", deadline), ("seconds", seconds)):
+            if value:
+                raise SettingError(name, "needs {fleet} (a fleet run)", ("fleet",))
+        return None
+    return FleetOptions(str(fleet), tuple(str(path) for path in results or ()), deadline, seconds)
 
 
 def _deploy_settings(nodes, validation: str, **values):
@@ -273,14 +317,13 @@ def deploy_config_command(
     nodes = [parse_node(text) for text in node]
     settings = _deploy_settings(nodes, validation, **training)
     plan = write_deployment(
-        settings,
-        out,
-        superlink,
-        nodes,
-        insecure=insecure,
-        new_keys=new_keys,
-        tls_names=tuple(tls_name or ()),
+        settings, out, superlink, nodes, insecure=insecure, new_keys=new_keys, tls_names=tuple(tls_name or ())
     )
+    _print_deployment(plan, insecure)
+
+
+def _print_deployment(plan, insecure: bool) -> None:
+    """The commands to run, then what was written (and the warning an insecure deployment deserves)."""
     if insecure:
         _warn_insecure(plan.address)
     typer.echo((plan.out_dir / "commands.sh").read_text(), nl=False)

@@ -23,7 +23,7 @@ require_flwr()
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from w2vprof.fl.records import RoundRecord
+from w2vprof.fl.records import FleetRun, RoundRecord, write_fleet_json
 from w2vprof.fl.settings import FlSettings
 
 __all__ = ["app", "make_server_app", "run_federation", "RESULT_FILES"]
@@ -38,18 +38,29 @@ def main(grid: Grid, context: Context) -> None:
     run_federation(grid, FlSettings.from_config(context.run_config))
 
 
-def make_server_app(settings: FlSettings, on_round: Optional[Callable[[RoundRecord], None]] = None) -> ServerApp:
+def make_server_app(
+    settings: FlSettings,
+    on_round: Optional[Callable[[RoundRecord], None]] = None,
+    fleet: Optional[FleetRun] = None,
+) -> ServerApp:
     server = ServerApp()
 
     @server.main()
     def _main(grid: Grid, context: Context) -> None:
-        run_federation(grid, settings, on_round)
+        run_federation(grid, settings, on_round, fleet)
 
     return server
 
 
-def run_federation(grid: Grid, settings: FlSettings, on_round: Optional[Callable[[RoundRecord], None]] = None) -> Path:
-    """All rounds of one run; results go to settings.out_dir (created; existing results are never overwritten)."""
+def run_federation(
+    grid: Grid,
+    settings: FlSettings,
+    on_round: Optional[Callable[[RoundRecord], None]] = None,
+    fleet: Optional[FleetRun] = None,
+) -> Path:
+    """All rounds of one run; results go to settings.out_dir (created; existing results are never overwritten).
+
+    `fleet`: the simulated clients stand for the devices of a fleet (fleet.json; see virtual_fleet.py)."""
     import torch
 
     from w2vprof.fl.data import validation_utterances
@@ -66,7 +77,9 @@ def run_federation(grid: Grid, settings: FlSettings, on_round: Optional[Callable
     model = build_fl_model(settings).to(torch_device(settings.device))
     validation = validation_batches(validation_utterances(settings), settings)
     write_run_json(out, settings)
-    strategy = W2vprofStrategy(settings, out, model, validation, on_round)
+    if fleet is not None:
+        write_fleet_json(out, fleet)
+    strategy = W2vprofStrategy(settings, out, model, validation, on_round, fleet)
     strategy.start(
         grid=grid,
         initial_arrays=ArrayRecord({k: v.detach().cpu() for k, v in model.state_dict().items()}),

@@ -4,8 +4,11 @@ The ServerApp runs in this process; ClientApps run in Ray actor processes, `para
 client trains at a time with every core, so a client's seconds are what one device alone would take (clients
 training side by side share cores and memory bandwidth and would each look slower).
 
-With --device cuda each client actor is given a share of a GPU: Ray sets an actor's CUDA_VISIBLE_DEVICES to the
+With device cuda each client actor is given a share of a GPU: Ray sets an actor's CUDA_VISIBLE_DEVICES to the
 GPUs it was given, so an actor given none cannot see CUDA at all.
+
+With a fleet (FleetOptions) every client stands for a device of the fleet and each round also gets its virtual
+time on that fleet; updates the fleet would lose are left out of the aggregate (virtual_fleet.py).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from w2vprof.errors import BadInput
-from w2vprof.fl.records import RoundRecord
+from w2vprof.errors import BadInput, SettingError
+from w2vprof.fl.records import FleetRun, RoundRecord
 from w2vprof.fl.settings import FlSettings
+from w2vprof.fl.virtual_fleet import FleetInputs, FleetOptions
 
 __all__ = [
     "SimulationOptions",
@@ -46,12 +50,13 @@ def check_partitions(settings: FlSettings) -> None:
 
     entries = client_entries(Path(settings.partitions))
     if len(entries) < settings.clients:
-        raise BadInput(
-            f"--partitions {settings.partitions} holds {len(entries)} client partitions; "
-            f"--clients is {settings.clients}"
+        raise SettingError(
+            "partitions",
+            f"{settings.partitions} holds {len(entries)} client partitions; {{clients}} is {settings.clients}",
+            ("clients",),
         )
     if not validation_source(settings).exists():
-        raise BadInput(f"--validation {validation_source(settings)}: no such file or folder")
+        raise SettingError("validation", f"{validation_source(settings)}: no such file or folder")
 
 
 def visible_cuda_gpus() -> int:
@@ -108,17 +113,20 @@ def simulate(
     options: SimulationOptions = SimulationOptions(),
     on_round: Optional[Callable[[RoundRecord], None]] = None,
     corpus_engine: str = "auto",
+    fleet: Optional[FleetOptions] = None,
 ) -> Path:
-    """Run every round; returns the folder holding rounds.csv, clients.csv and run.json."""
+    """Run every round; returns the folder holding rounds.csv, clients.csv and run.json (and fleet.json)."""
     from w2vprof.fl import require_flwr
 
     require_flwr()
-    resources = backend_config(settings, options)  # first: no GPU for --device cuda fails before any work
+    resources = backend_config(settings, options)  # first: no GPU for device cuda fails before any work
+    priced = _price_fleet(settings, fleet)  # a bad fleet or results file fails before a corpus is generated
     if settings.synthetic:
         from w2vprof.fl.data import prepare_synthetic
 
         settings = prepare_synthetic(settings, corpus_engine)
     check_partitions(settings)
+    plan = _with_mixes(settings, *priced) if priced else None
     import flwr.simulation
 
     if not settings.threads:
@@ -135,18 +143,37 @@ def simulate(
         with warnings.catch_warnings():
             if not options.verbose:
                 warnings.simplefilter("ignore", FutureWarning)  # Ray's notes on future defaults
-            _run(flwr, settings, options, resources, on_round)
+            _run(flwr, settings, options, resources, on_round, plan)
     finally:
         flwr_logger.setLevel(previous_level)
     return Path(settings.out_dir)
 
 
-def _run(flwr, settings: FlSettings, options: SimulationOptions, resources: dict, on_round) -> None:
+def _price_fleet(settings: FlSettings, options: Optional[FleetOptions]) -> Optional[tuple[FleetRun, FleetInputs]]:
+    """(the fleet priced with a line per client, the files it came from), or None without a fleet."""
+    if options is None:
+        return None
+    from w2vprof.fl.virtual_fleet import plan_fleet, read_fleet_inputs
+
+    inputs = read_fleet_inputs(options)
+    return plan_fleet(inputs, settings), inputs
+
+
+def _with_mixes(settings: FlSettings, plan: FleetRun, inputs: FleetInputs) -> FleetRun:
+    """The fleet estimate's days to train per fleet mix, at the partitions' size (known once they exist)."""
+    from w2vprof.fl.virtual_fleet import estimate_mixes, mean_partition_size
+
+    return estimate_mixes(plan, inputs, settings, mean_partition_size(settings))
+
+
+def _run(
+    flwr, settings: FlSettings, options: SimulationOptions, resources: dict, on_round, fleet: Optional[FleetRun]
+) -> None:
     from w2vprof.fl.client_app import app as client_app
     from w2vprof.fl.server_app import make_server_app
 
     flwr.simulation.run_simulation(
-        server_app=make_server_app(settings, on_round),
+        server_app=make_server_app(settings, on_round, fleet),
         client_app=client_app,
         num_supernodes=settings.clients,
         backend_config=resources,

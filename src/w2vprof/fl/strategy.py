@@ -3,11 +3,16 @@
 Flower's FedAvg samples clients and runs the rounds (Strategy.start); this subclass only changes what happens
 to the replies: it weights them (aggregation.py), averages them in float64, records every client's measurements
 in clients.csv, and after the server-side validation writes the round to rounds.csv.
+
+On a simulated fleet (`fleet`, see virtual_fleet.py) each reply is also judged as its fleet device would have
+fared: its virtual seconds are recorded, and an update cut by the deadline, by memory or by being unreachable gets
+weight 0 (the others share the aggregate as if it had never been sent).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +29,15 @@ from flwr.serverapp.strategy import FedAvg
 from w2vprof.fl.aggregation import aggregation_label, aggregation_weights, average_arrays
 from w2vprof.fl.records import (
     CLIENT_COLUMNS,
+    DROP_CAUSES,
     ROUND_COLUMNS,
     ClientRoundRecord,
     DurableCsv,
+    FleetRun,
     RoundRecord,
 )
 from w2vprof.fl.settings import FlSettings
+from w2vprof.fl.virtual_fleet import judge_client, round_virtual_sec
 from w2vprof.measure.failures import classify_error_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,6 +69,8 @@ class _RoundInProgress:
     train_loss: Optional[float] = None
     client_sec_max: Optional[float] = None
     payload_bytes: int = 0
+    virtual_round_sec: Optional[float] = None  # on a simulated fleet only
+    dropped: Optional[dict[str, int]] = None  # cause -> clients left out (on a simulated fleet only)
 
 
 @dataclass
@@ -86,6 +96,7 @@ class W2vprofStrategy(FedAvg):
         model: Wav2Vec2ForPretraining,
         validation: list[Batch],
         on_round: Optional[Callable[[RoundRecord], None]] = None,
+        fleet: Optional[FleetRun] = None,
     ) -> None:
         sampled = settings.sampled_per_round
         # fraction * clients truncates to at most `sampled`; min_train_nodes lifts it to exactly `sampled`.
@@ -103,6 +114,7 @@ class W2vprofStrategy(FedAvg):
         self.model = model
         self.validation = validation
         self.on_round = on_round
+        self.fleet = fleet
         self.rounds_csv = DurableCsv(Path(out_dir) / "rounds.csv", ROUND_COLUMNS)
         self.clients_csv = DurableCsv(Path(out_dir) / "clients.csv", CLIENT_COLUMNS)
         self._round: Optional[_RoundInProgress] = None
@@ -123,7 +135,11 @@ class W2vprofStrategy(FedAvg):
     ) -> tuple[Optional[ArrayRecord], Optional[MetricRecord]]:
         progress = self._round or _RoundInProgress(started=time.perf_counter())
         read = self._read_replies(server_round, list(replies), progress)
+        if self.fleet is not None:
+            self._judge_on_fleet(server_round, read, progress)
         weights = self._weights(server_round, read) if read.updates else None
+        for row in read.used_rows:
+            row.aggregation_weight = 0.0 if row.dropped else None  # stays 0 even when nothing is aggregated
         if weights is not None:
             for row, weight in zip(read.used_rows, weights):
                 row.aggregation_weight = weight
@@ -132,7 +148,7 @@ class W2vprofStrategy(FedAvg):
             progress.train_loss = sum(n * loss for n, loss in usable) / total if total else None
             progress.participants = sum(1 for w in weights if w > 0)
         progress.failures = sum(1 for r in read.rows if r.status != "ok")
-        seconds = [r.client_sec for r in read.used_rows if r.client_sec is not None]
+        seconds = [r.client_sec for r in read.used_rows if r.client_sec is not None and not r.dropped]
         progress.client_sec_max = max(seconds) if seconds else None
         # Written before the averaging: a round that fails later still leaves what each client measured.
         self.clients_csv.extend(sorted(read.rows, key=_client_order))
@@ -190,11 +206,27 @@ class W2vprofStrategy(FedAvg):
                 )
         return read
 
+    def _judge_on_fleet(self, server_round: int, read: _Replies, progress: _RoundInProgress) -> None:
+        """Each update as its fleet device would have fared: virtual seconds, and why it is left out (if it is)."""
+        assert self.fleet is not None
+        verdicts = []
+        for row in read.used_rows:
+            if row.partition_id is None:  # only the simulation names partitions; a deployment has no fleet
+                continue
+            verdict = judge_client(self.fleet, server_round, row.partition_id, row.steps or 0, self.settings.seed)
+            row.fleet_device, row.virtual_sec, row.dropped = verdict.fleet_device, verdict.virtual_sec, verdict.dropped
+            verdicts.append(verdict)
+        progress.virtual_round_sec = round_virtual_sec(self.fleet, verdicts)
+        progress.dropped = {cause: sum(1 for v in verdicts if v.dropped == cause) for cause in DROP_CAUSES}
+
     def _weights(self, server_round: int, read: _Replies) -> Optional[list[float]]:
+        """The aggregation rule's weights; an update the fleet left out weighs exactly 0 and the rest are
+        normalised among themselves (the rule treats a client without examples or loss as absent)."""
+        kept = [not row.dropped for row in read.used_rows]
         try:
             return aggregation_weights(
-                read.examples,
-                read.losses,
+                [n if ok else 0 for n, ok in zip(read.examples, kept)],
+                [loss if ok else math.nan for loss, ok in zip(read.losses, kept)],
                 self.settings.aggregation,
                 self.settings.loss_weighting,
                 self.settings.temperature,
@@ -230,6 +262,9 @@ class W2vprofStrategy(FedAvg):
             record.train_phase_sec = (progress.aggregated_at or finished) - progress.started
             record.client_sec_max = progress.client_sec_max
             record.payload_bytes = progress.payload_bytes
+            record.virtual_round_sec = progress.virtual_round_sec
+            for cause, count in (progress.dropped or {}).items():
+                setattr(record, f"dropped_{cause}", count)
         self.rounds_csv.append(record)
         self._round = None
         if self.on_round is not None:
