@@ -187,3 +187,34 @@ def test_on_meta_builds_the_same_parameters_with_no_data():
     # weight norm's reparametrised weight still has the conv's shape (made directly, not computed)
     with on_meta():
         assert meta.transformer.pos_conv_embed.conv.weight.shape == real.transformer.pos_conv_embed.conv.weight.shape
+
+
+SUMMARY_THEN_COMPILE = """
+import sys, torch
+from torch.utils import flop_counter
+from w2vprof.measure.flops import DYNAMO_DISABLED
+from w2vprof.measure.summary import summarize
+rows = summarize("tiny", 1.0)
+print("dynamo imported by summary:", "torch._dynamo" in sys.modules or "_dynamo" in vars(torch))
+mode = getattr(flop_counter, "_FlopCounterMode", None)
+dispatch = getattr(getattr(mode, "__torch_dispatch__", None), "__wrapped__", None)
+print("left behind:", hasattr(dispatch, DYNAMO_DISABLED))
+compiled = torch.compile(torch.nn.Linear(4, 4), backend="eager")
+print("compiled:", tuple(compiled(torch.randn(2, 4)).shape), type(torch._dynamo.disable).__name__)
+print("total:", rows[-1].inference_flops)
+"""
+
+
+def test_summary_never_imports_torch_dynamo_and_compile_still_works_after():
+    """torch imports torch._dynamo (over a second) the first time its FLOP counter or a meta reference runs;
+    summary stands in for it while counting, then puts everything back: a later torch.compile is untouched."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SUMMARY_THEN_COMPILE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    assert lines["dynamo imported by summary"] == "False"
+    assert lines["left behind"] == "False"
+    assert lines["compiled"] == "(2, 4) function"
+    assert int(lines["total"]) == next(r.inference_flops for r in summarize("tiny", 1.0) if r.module == "total")

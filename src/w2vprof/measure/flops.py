@@ -218,6 +218,51 @@ def count_flops() -> Iterator[_Counter]:
         yield _Counter(mode)
 
 
+@contextmanager
+def dynamo_left_unimported() -> Iterator[None]:
+    """Inside, torch does not import torch._dynamo (over a second, with sympy) for counting that never compiles.
+
+    torch 2.5+ wraps its FLOP counter's dispatch and the Python references behind many meta kernels (layer norm,
+    comparisons, linear's add...) in torch._disable_dynamo, which imports torch._dynamo the first time each runs,
+    only to get `torch._dynamo.disable(fn)` so that torch.compile does not trace into them. Counting on meta
+    compiles nothing, so inside, that import finds a stand-in whose `disable` returns the function itself; on the
+    way out the stand-in and every function it saw are put back as they were, so a later torch.compile imports
+    the real torch._dynamo and wraps them for real. Anything else asked of the stand-in raises ImportError or
+    AttributeError, and `summary` counts again without it (see count_on_meta).
+    """
+    import sys
+    import types
+
+    import torch
+
+    if "torch._dynamo" in sys.modules:
+        yield
+        return
+    seen: list[Any] = []
+
+    def disable(fn: Any, recursive: bool = True, wrapping: bool = True) -> Any:
+        seen.append(fn)
+        return fn
+
+    stand_in = types.ModuleType("torch._dynamo", "w2vprof's stand-in while counting on meta")
+    stand_in.disable = disable  # type: ignore[attr-defined]
+    sys.modules["torch._dynamo"] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get("torch._dynamo") is stand_in:
+            del sys.modules["torch._dynamo"]
+        if vars(torch).get("_dynamo") is stand_in:  # NB: getattr would import the real one (torch.__getattr__)
+            delattr(torch, "_dynamo")
+        for fn in seen:
+            if getattr(fn, DYNAMO_DISABLED, None) is fn:
+                delattr(fn, DYNAMO_DISABLED)
+
+
+#: Where torch._disable_dynamo's wrapper caches the function it calls (torch/_compile.py).
+DYNAMO_DISABLED = "__dynamo_disable"
+
+
 #: Ops whose FLOPs are attention products: the math path's batched matmuls and every fused kernel.
 _ATTENTION_OPS = ("bmm", "baddbmm", "attention")
 

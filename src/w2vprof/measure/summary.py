@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from w2vprof.measure.flops import FlopCount, subtree_flops
+from w2vprof.measure.flops import FlopCount, dynamo_left_unimported, subtree_flops
 from w2vprof.measure.layers import OBJECTIVE, SUMMARY_GROUPS, LayerSpec, group_of_layer, model_layers
 from w2vprof.records import ModuleSummaryRow
 
@@ -43,6 +43,16 @@ def summarize(model_name: str, seconds: float, batch: int = 1, per_layer: bool =
     The counter is the one a real pass uses; its formulas depend only on shapes, so the numbers are the real
     pass's (tests/test_summary.py compares them module by module) without its seconds and gigabytes.
     """
+    try:
+        with dynamo_left_unimported():
+            model, count = _count_on_meta(model_name, seconds, batch)
+    except (ImportError, AttributeError):  # a torch that wants more of torch._dynamo than its `disable`
+        model, count = _count_on_meta(model_name, seconds, batch)
+    return summary_rows(model_name, model, count, seconds, batch, per_layer)
+
+
+def _count_on_meta(model_name: str, seconds: float, batch: int) -> tuple[nn.Module, FlopCount]:
+    """The model built on meta and the FLOP count of one inference pass over `batch` utterances of `seconds`."""
     import torch
 
     from w2vprof.measure.flops import count_flops
@@ -55,7 +65,7 @@ def summarize(model_name: str, seconds: float, batch: int = 1, per_layer: bool =
         waveforms = torch.zeros(batch, int(round(seconds * SAMPLE_RATE)))
         with count_flops() as counter:
             model(waveforms, inference_only=True)
-    return summary_rows(model_name, model, counter.snapshot(), seconds, batch, per_layer)
+    return model, counter.snapshot()
 
 
 def summary_rows(
