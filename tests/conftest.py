@@ -177,6 +177,12 @@ INTEGRATION: dict[str, frozenset[str]] = {
             "test_a_killed_holder_never_blocks",
         }
     ),
+    # one real `fl simulate --fleet` (the rest of the module tests its pieces without Flower's simulation)
+    "test_fl_fleet": frozenset(
+        {
+            "test_simulate_on_a_fleet_cuts_the_slow_device_and_still_learns",
+        }
+    ),
     # its module fixture `simulated` runs a Flower simulation
     "test_fl_flower": frozenset(
         {

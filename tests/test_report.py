@@ -157,7 +157,7 @@ def test_older_schema_still_loads():
         ([str(DATA / "no_such.csv")], "no_such.csv: no such file"),
         ([str(DATA / "small.csv"), "--seconds", "3"], "--seconds 3: no results at that length"),
         ([str(DATA / "small.csv"), "--format", "pdf"], "unknown --format 'pdf'"),
-        ([], "give at least one results CSV"),
+        ([], "--reference paper or at least one results CSV (from w2vprof sweep or profile) must be given"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
@@ -231,9 +231,47 @@ def test_report_plots_federated_runs(tmp_path):
         (folder / "rounds.csv").write_text(rows_to_csv_text(rounds, [f.name for f in fields(RoundRecord)]))
         (folder / "clients.csv").write_text(rows_to_csv_text(clients, [f.name for f in fields(ClientRoundRecord)]))
         runs.append(str(folder))
+    _as_fleet_run(Path(runs[0]))
     out = tmp_path / "report"
     result = run_cli_in_process("report", *runs, "--out", str(out))
     assert result.returncode == 0, result.stderr
     names = {p.name for p in out.iterdir()}
     assert "fl_validation_loss.png" in names
     assert sum(name.startswith("fl_client_cost_") for name in names) == 2
+    # the fleet run (only it): its timeline on the fleet and its days to train per fleet mix
+    assert [n for n in sorted(names) if n.startswith("fl_fleet_")] == [
+        "fl_fleet_days_fedavg.csv",
+        "fl_fleet_timeline_fedavg.png",
+    ]
+    days = (out / "fl_fleet_days_fedavg.csv").read_text().splitlines()
+    assert days[1].startswith("whole fleet,2,2,4.0,") and days[2].startswith("Pi only,1,1,4.0,")
+
+
+def _as_fleet_run(folder: Path) -> None:
+    """Give a run folder's clients fleet devices and verdicts, and the fleet.json `fl simulate --fleet` writes."""
+    from dataclasses import fields, replace
+
+    from w2vprof.fl.records import (
+        ClientRoundRecord,
+        FleetLineRecord,
+        FleetMixDays,
+        FleetRun,
+        read_clients_csv,
+        write_fleet_json,
+    )
+    from w2vprof.records import rows_to_csv_text
+
+    clients = [
+        replace(c, fleet_device="Pi", virtual_sec=4.0)
+        if c.client == "c0"
+        else replace(c, fleet_device="Phone", dropped="memory")
+        for c in read_clients_csv(folder / "clients.csv")
+    ]
+    (folder / "clients.csv").write_text(rows_to_csv_text(clients, [f.name for f in fields(ClientRoundRecord)]))
+    lines = (FleetLineRecord(2, "Pi", 1, 1.0, "", 2.0, None), FleetLineRecord(3, "Phone", 1, 1.0, "oom", None, None))
+    mixes = (
+        FleetMixDays("fleet", 2, 2, 4.0, 1e-4, 1e-4, 1e-4, 1.0),
+        FleetMixDays("Pi", 1, 1, 4.0, 1e-4, 1e-4, 1e-4, 1.0),
+        FleetMixDays("Phone", 1, 1, None, None, None, None, None, "no client can train"),
+    )
+    write_fleet_json(folder, FleetRun("fleet.csv", 2.0, 5.0, None, 3, lines, (0, 1), mixes))

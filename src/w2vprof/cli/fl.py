@@ -108,7 +108,7 @@ def evaluated_signature(command: Command) -> inspect.Signature:
     )
 
 
-def shared_options(group: str, options: dict[str, tuple[type, Any]]) -> Callable[[Command], Command]:
+def shared_options(group: str, options: dict[str, tuple[Any, Any]]) -> Callable[[Command], Command]:
     """The command gets `options` as well as its own; they reach it together as one dict argument named `group`.
 
     Typer reads a command's options from its signature, so the wrapper's signature is the command's own
@@ -132,8 +132,41 @@ def shared_options(group: str, options: dict[str, tuple[type, Any]]) -> Callable
     return decorate
 
 
+#: `fl simulate` on a fleet: each client stands for a measured device (docs/federated.md, "A simulated fleet").
+FLEET_OPTIONS: dict[str, tuple[Any, Any]] = {  # Any: Optional[...] is a typing form, not a type
+    "results": (
+        Optional[List[Path]],
+        typer.Argument(
+            None, help="With --fleet: results CSVs that measured the fleet's devices at this model, batch, precision."
+        ),
+    ),
+    "fleet": (
+        Optional[Path],
+        typer.Option(
+            None,
+            "--fleet",
+            help="Fleet CSV (device,count[,availability,uplink_mbps,downlink_mbps]): each client stands for one "
+            "of its devices; rounds also get their virtual time on the fleet.",
+        ),
+    ),
+    "deadline": (
+        Optional[float],
+        typer.Option(
+            None, "--deadline", help="With --fleet: a client whose virtual seconds pass S is left out of its round."
+        ),
+    ),
+    "seconds": (
+        Optional[float],
+        typer.Option(
+            None,
+            "--seconds",
+            help="With --fleet: utterance length of the rows that price a batch (default: as fl-estimate --fleet).",
+        ),
+    ),
+}
+
 #: The option groups a run command can take, by the name of the argument that receives them.
-OPTION_GROUPS = {"training": TRAINING_OPTIONS, "data": DATA_OPTIONS}
+OPTION_GROUPS = {"training": TRAINING_OPTIONS, "data": DATA_OPTIONS, "fleet": FLEET_OPTIONS}
 
 
 def run_command(name: str, *groups: str) -> Callable[[Command], Command]:
@@ -175,7 +208,7 @@ def _fleet_parts(record) -> list[str]:
     return [f"on the fleet {virtual}", "left out: " + ", ".join(d for d in dropped if not d.startswith("0 "))]
 
 
-@run_command("simulate", "training", "data")
+@run_command("simulate", "training", "data", "fleet")
 def simulate_command(
     out: Path = typer.Option(
         ...,
@@ -199,26 +232,10 @@ def simulate_command(
         help="Clients training at once (1: each alone with every core, honest seconds).",
     ),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's own logs."),
-    results: Optional[List[Path]] = typer.Argument(
-        None, help="With --fleet: results CSVs that measured the fleet's devices at this model, batch, precision."
-    ),
-    fleet: Optional[Path] = typer.Option(
-        None,
-        "--fleet",
-        help="Fleet CSV (device,count[,availability,uplink_mbps,downlink_mbps]): each client stands for one of its "
-        "devices; rounds also get their virtual time on the fleet.",
-    ),
-    deadline: Optional[float] = typer.Option(
-        None, "--deadline", help="With --fleet: a client whose virtual seconds pass S is left out of its round."
-    ),
-    seconds: Optional[float] = typer.Option(
-        None,
-        "--seconds",
-        help="With --fleet: utterance length of the rows that price a batch (default as fl-estimate).",
-    ),
     *,
     training: dict[str, Any],
     data: dict[str, Any],
+    fleet: dict[str, Any],
 ) -> None:
     """Train federated on this machine with Flower's simulation engine; every client measured every round."""
     from w2vprof.errors import SettingError
@@ -228,7 +245,7 @@ def simulate_command(
     if parallel < 1:
         raise SettingError("parallel", f"must be at least 1, got {parallel}")
     settings = _settings(clients=clients, out_dir=str(out.resolve()), **data, **training)
-    fleet_options = _fleet_options(fleet, results, deadline, seconds)
+    fleet_options = _fleet_options(**fleet)
     from w2vprof.compat import check_model_support
     from w2vprof.fl.simulate import SimulationOptions, simulate
 
@@ -251,7 +268,7 @@ def _fleet_options(fleet: Optional[Path], results, deadline: Optional[float], se
     if fleet is None:
         for name, value in (("results", results), ("deadline", deadline), ("seconds", seconds)):
             if value:
-                raise SettingError(name, "needs {fleet} (a fleet run)", ("fleet",))
+                raise SettingError(name, "is only for a fleet run: give {fleet} too", ("fleet",))
         return None
     return FleetOptions(str(fleet), tuple(str(path) for path in results or ()), deadline, seconds)
 
@@ -374,6 +391,11 @@ def report_command(
     loaded = [load_run(folder) for folder in runs]
     for run in loaded:
         typer.echo(summary_line(run))
+        if run.fleet is not None and run.fleet.mixes:  # a fleet run: fl-estimate's days per fleet mix
+            from w2vprof.report.fleet_tables import fleet_mix_table
+            from w2vprof.report.render import table_terminal
+
+            typer.echo(table_terminal(fleet_mix_table(run.fleet)), nl=False)
     for path in write_plots(runs, out):
         typer.echo(f"wrote {path}")
     if profile:

@@ -22,7 +22,7 @@ from w2vprof.analysis.data import (
     reference_results,
     sec_per_batch,
 )
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.files import read_csv_rows, write_bytes_atomic
 from w2vprof.fl.records import RunCurves, load_run
 from w2vprof.records import (
@@ -151,7 +151,9 @@ def _read_summary(path: Path) -> list[ModuleSummaryRow]:
 def load_inputs(paths: list[Path], reference: Optional[str] = None) -> ReportInputs:
     """Results files (with their per-layer files) and summary CSVs; anything else is BadInput naming it."""
     if not paths and reference is None:
-        raise BadInput("give at least one results CSV (from w2vprof sweep or profile), or --reference paper")
+        raise SettingError(
+            "reference", "paper or at least one results CSV (from w2vprof sweep or profile) must be given"
+        )
     inputs = ReportInputs()
     for path in map(Path, paths):
         inputs.sources.append(str(path))
@@ -205,9 +207,10 @@ def _table_seconds(results: list[ResultRecord], requested: Optional[float]) -> t
     counts = Counter(length_key(r.seconds) for r in results)
     if requested is not None:
         if length_key(requested) not in counts:
-            raise BadInput(
-                f"--seconds {requested:g}: no results at that length; the data has "
-                + ", ".join(f"{s:g}" for s in sorted(counts))
+            raise SettingError(
+                "seconds",
+                f"{requested:g}: no results at that length; the data has "
+                + ", ".join(f"{s:g}" for s in sorted(counts)),
             )
         return requested, counts
     measured = Counter(length_key(r.seconds) for r in results if r.source != "paper")
@@ -293,6 +296,27 @@ def _federated_figures(inputs: ReportInputs, report: Report) -> None:
             client_cost_png(run),
             f"{run.label}: seconds and peak resident memory of every client in every round (dots), median (line)",
         )
+        if run.fleet is not None:
+            _fleet_run(run, name, report)
+
+
+def _fleet_run(run: RunCurves, name: str, report: Report) -> None:
+    """A run simulated on a fleet: each round's timeline on the fleet and the days to train per fleet mix."""
+    from w2vprof.fl.plots import fleet_timeline_png
+    from w2vprof.report.fleet_tables import fleet_mix_table
+
+    assert run.fleet is not None
+    deadline = "" if run.fleet.deadline_sec is None else f", the deadline ({run.fleet.deadline_sec:g} s) dashed"
+    _add(
+        report,
+        f"fl_fleet_timeline_{name}.png",
+        fleet_timeline_png(run),
+        f"{run.label}: each round on the fleet, one bar per client from 0 to its virtual seconds (its device's "
+        f"measured seconds per batch x its local steps + transfers), coloured by device; hatched: cut by the "
+        f"deadline; a cross: left out before training; a tick: where the round ended{deadline}",
+    )
+    if run.fleet.mixes:
+        report.tables[f"fl_fleet_days_{name}"] = fleet_mix_table(run.fleet)
 
 
 def _recipes(measured: list[ResultRecord], report: Report) -> None:

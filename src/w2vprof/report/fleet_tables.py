@@ -1,5 +1,6 @@
 """The view of `w2vprof fl-estimate --fleet`: the fleet's round time and days (mean and 90 % interval), and one
-line per fleet line (its clients' cost and how they fared). Takes a `w2vprof.analysis.fleet.FleetEstimate`."""
+line per fleet line (its clients' cost and how they fared). Takes a `w2vprof.analysis.fleet.FleetEstimate`.
+`fleet_mix_table` is a simulated fleet run's days to train per fleet mix (its fleet.json, `fl simulate --fleet`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Optional
 
 from w2vprof.report.render import Table, table_terminal
 
-__all__ = ["fleet_tables", "fleet_text"]
+__all__ = ["fleet_tables", "fleet_text", "fleet_mix_table"]
 
 
 def _cell(value: Optional[float], spec: str, scale: float = 1.0) -> str:
@@ -101,3 +102,43 @@ def fleet_tables(estimate: Any) -> list[Table]:
 def fleet_text(estimate: Any) -> str:
     """The terminal view: both tables, then the notes (what was assumed or left out)."""
     return "".join(table_terminal(t) for t in fleet_tables(estimate)) + "".join(f"{n}\n" for n in estimate.notes)
+
+
+def _days(value: Optional[float]) -> str:
+    """Days as a reader wants them: 12.35, and a short test run's 4.6e-05 still shows its size."""
+    if value is None:
+        return ""
+    return f"{value:,.2f}" if value >= 0.01 else f"{value:.2g}"
+
+
+def fleet_mix_table(fleet: Any) -> Table:
+    """Days to the run's rounds for its whole fleet and for each device type's clients alone (a FleetRun)."""
+    deadline = "no deadline" if fleet.deadline_sec is None else f"deadline {fleet.deadline_sec:g} s"
+    rows = [
+        [
+            "whole fleet" if mix.mix == "fleet" else f"{mix.mix} only",
+            str(mix.clients),
+            str(mix.clients_per_round),
+            _cell(mix.round_sec_mean, ",.1f"),
+            _days(mix.days_mean),
+            _days(mix.days_p5),
+            _days(mix.days_p95),
+            _cell(mix.updates_per_round, ".1f"),
+            mix.note,
+        ]
+        for mix in fleet.mixes
+    ]
+    return Table(
+        title=(
+            f"Days to {fleet.rounds} rounds per fleet mix (fl-estimate --fleet at the run's configuration, rows at "
+            f"{fleet.seconds:g} s, {deadline})"
+        ),
+        columns=["fleet mix", "clients", "K", "round (s)", "days", "5 %", "95 %", "aggregated", "note"],
+        rows=rows,
+        caption=(
+            "K: updates a round waits for, the run's share of clients per round of each mix. aggregated: updates "
+            "per round that enter the aggregate (0: the deadline cuts every one). 5 % / 95 %: the Monte Carlo's "
+            "90 % interval."
+        ),
+        align="lrrrrrrrl",
+    )
