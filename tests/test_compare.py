@@ -125,10 +125,11 @@ def test_reference_data_loads_outside_the_source_tree(tmp_path):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["--reference", "paper", "--baseline", "Cray-1"], "unknown --baseline device 'Cray-1'"),
-        (["--reference", "nope"], "unknown --reference 'nope'"),
+        (["--reference", "paper", "--baseline", "Cray-1"], "--baseline device 'Cray-1' is unknown"),
+        (["--reference", "nope"], "--reference 'nope' is unknown; choose from paper"),
         ([str(DATA / "not_w2vprof.csv")], "not_w2vprof.csv: not a w2vprof"),
-        ([], "no results to compare"),
+        ([], "--reference paper or results files are needed: there are no results to compare"),
+        (["--reference", "paper", "--seconds", "3"], "--seconds 3: no results at that length"),
         (["--reference", "paper", "--seconds", "-1"], "--seconds must be a positive number"),
     ],
 )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from w2vprof.analysis.data import device_label, distinct_device_names, latest_by_config, sec_per_batch
-from w2vprof.errors import BadInput
+from w2vprof.errors import SettingError
 from w2vprof.files import read_csv_rows
 from w2vprof.records import LayerRecord, ResultRecord, length_key, read_layers_csv, read_results_csv
 
@@ -85,15 +85,15 @@ class Comparison:
 
 def compare(rows: list[ResultRecord], baseline: Optional[str] = None, seconds: Optional[float] = None) -> Comparison:
     if not rows:
-        raise BadInput("no results to compare: give results files or --reference paper")
+        raise SettingError("reference", "paper or results files are needed: there are no results to compare")
     if seconds is not None:
         rows = [r for r in rows if length_key(r.seconds) == length_key(seconds)]
         if not rows:
-            raise BadInput(f"no results at --seconds {seconds:g}")
+            raise SettingError("seconds", f"{seconds:g}: no results at that length")
     latest = latest_by_config(rows)
     devices = list(dict.fromkeys(key[0] for key in latest))
     if baseline is not None and baseline not in devices:
-        raise BadInput(f"unknown --baseline device {baseline!r}; devices in the data: {', '.join(devices)}")
+        raise SettingError("baseline", f"device {baseline!r} is unknown; devices in the data: {', '.join(devices)}")
 
     baseline_time = {
         key[1:]: sec_per_batch(record) for key, record in latest.items() if key[0] == baseline and record.status == "ok"
@@ -246,15 +246,18 @@ def compare_layers(
         sets = [s for s in sets if s.config is None or s.config[2] == length_key(seconds)]
     chosen, config = _choose_configuration(sets)
     if len(chosen) < 2:
-        raise BadInput(
-            "compare --layers needs seconds per layer from at least two devices for one configuration "
-            f"(found {len(chosen)}: {', '.join(s.label for s in chosen) or 'none'})"
+        raise SettingError(
+            "layers",
+            "needs seconds per layer from at least two devices for one configuration "
+            f"(found {len(chosen)}: {', '.join(s.label for s in chosen) or 'none'})",
         )
     ordered = sorted(chosen, key=lambda s: s.total_sec)
     if baseline is not None:
         labels = [s.label for s in ordered]
         if baseline not in labels:
-            raise BadInput(f"unknown --baseline device {baseline!r}; devices with layer times: {', '.join(labels)}")
+            raise SettingError(
+                "baseline", f"device {baseline!r} is unknown; devices with layer times: {', '.join(labels)}"
+            )
         ordered.insert(0, ordered.pop(labels.index(baseline)))
     slowest = max(ordered[1:], key=lambda s: s.total_sec)
     baseline_set = ordered[0]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ContextManager, Iterable, Optional
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.records import DEFAULT_RECIPE, ResultRecord, length_key, read_results_csv, recipe_of, replace
 
 __all__ = [
@@ -58,9 +58,9 @@ def paper_results() -> list[ResultRecord]:
 
 
 def reference_results(name: str) -> list[ResultRecord]:
-    """A shipped reference results file by its --reference name."""
+    """A shipped reference results file by its name (the `reference` setting: paper)."""
     if name not in REFERENCES:
-        raise BadInput(f"unknown --reference {name!r}; choose from {', '.join(REFERENCES)}")
+        raise SettingError.unknown("reference", name, REFERENCES)
     with shipped_file(REFERENCES[name]) as path:
         return read_results_csv(path)
 

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from w2vprof.analysis.data import PAPER_SECONDS, DeviceProfile, device_label, find_profile, latest_by_config
 from w2vprof.analysis.fit import linear_fit
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.records import ResultRecord
 
 __all__ = [
@@ -195,7 +195,7 @@ def feasibility(
 ) -> Feasibility:
     """For each device profile, model, precision and batch: does training fit, and the longest utterance that does."""
     if not 0 < usable_fraction <= 1:
-        raise BadInput(f"--usable-fraction must be in (0, 1], got {usable_fraction:g}")
+        raise SettingError("usable_fraction", f"must be in (0, 1], got {usable_fraction:g}")
     if devices:
         profiles = [find_profile(profiles, name) for name in devices]
     notes = list(fits.skipped) + _spanning_notes(fits)

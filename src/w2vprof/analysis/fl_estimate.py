@@ -96,7 +96,7 @@ def _usable_rows(rows: list[ResultRecord], setting: FlSetting) -> list[ResultRec
             f"no usable rows: need a status ok row for model {setting.model}, batch {setting.batch}, precision "
             f"{setting.precision}"
             + (f" at {setting.seconds:g} s" if setting.seconds else "")
-            + " (give results files or --reference paper)"
+            + " (give results files, or set reference to paper)"
         )
     return usable
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.workload import Batch, collate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +48,7 @@ def client_entries(partitions: Path) -> list[Path]:
     """Per-client manifests or folders in `partitions`, sorted by name: index = partition id."""
     partitions = Path(partitions)
     if not partitions.is_dir():
-        raise BadInput(f"--partitions {partitions}: no such folder (or use --partitions synthetic)")
+        raise SettingError("partitions", f"{partitions}: no such folder (or use synthetic to generate one)")
     entries = sorted(
         p
         for p in partitions.iterdir()
@@ -58,7 +58,7 @@ def client_entries(partitions: Path) -> list[Path]:
         and p.name != "clips"
     )
     if not entries:
-        raise BadInput(f"--partitions {partitions}: no per-client .tsv manifests or folders in it")
+        raise SettingError("partitions", f"{partitions}: no per-client .tsv manifests or folders in it")
     return entries
 
 
@@ -87,8 +87,10 @@ def _clip_paths(manifest: Path, clips_dir: str) -> list[Path]:
     paths = [p if p.is_absolute() else clips / p for p in (Path(row["path"]) for row in data.rows)]
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise BadInput(
-            f"{manifest}: {len(missing)} of {len(paths)} clips not found (first: {missing[0]}); set --clips-dir"
+        raise SettingError(
+            "clips_dir",
+            f"must name the folder of {manifest}'s clips: {len(missing)} of {len(paths)} clips not found "
+            f"(first: {missing[0]})",
         )
     return paths
 
@@ -121,12 +123,12 @@ def load_utterances(entry: Path, clips_dir: str = "", limit: Optional[int] = Non
 def client_utterances(
     settings: FlSettings, partition_id: Optional[int], partition_path: Optional[str], clips_dir: Optional[str]
 ) -> list[torch.Tensor]:
-    """A client's partition: its own path (a deployed SuperNode), or entry `partition_id` of --partitions."""
+    """A client's partition: its own path (a deployed SuperNode), or entry `partition_id` of `partitions`."""
     clips = clips_dir or settings.clips_dir
     if partition_path:
         return load_utterances(Path(partition_path), clips)
     if partition_id is None:
-        raise BadInput("this SuperNode has neither partition-path nor partition-id in its --node-config")
+        raise BadInput("this SuperNode has neither partition-path nor partition-id in its node config")
     entries = client_entries(Path(settings.partitions))
     if partition_id >= len(entries):
         raise BadInput(f"partition {partition_id} asked for, but {settings.partitions} holds {len(entries)} partitions")
@@ -138,15 +140,14 @@ def validation_source(settings: FlSettings) -> Path:
         return Path(settings.validation)
     entry = held_out_entry(Path(settings.partitions)) if settings.partitions else None
     if entry is None:
-        raise BadInput(
-            f"no held-out set: give --validation (a manifest or audio folder) or put a heldout.tsv in "
-            f"{settings.partitions}"
+        raise SettingError(
+            "validation", f"is needed: a held-out manifest or audio folder, or a heldout.tsv in {settings.partitions}"
         )
     return entry
 
 
 def validation_utterances(settings: FlSettings) -> list[torch.Tensor]:
-    """The held-out set scored each round (its first --validation-utterances utterances)."""
+    """The held-out set scored each round (its first `validation_utterances` utterances)."""
     return load_utterances(validation_source(settings), settings.clips_dir, limit=settings.validation_utterances)
 
 

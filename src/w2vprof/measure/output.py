@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import SettingError
 from w2vprof.files import write_text_atomic
 from w2vprof.records import LAYER_COLUMNS, RESULT_COLUMNS, write_records_csv
 
@@ -24,4 +24,4 @@ def write_profile(out: Path, config: ProfileConfig, result: ProfileResult) -> No
         write_records_csv(out / "results.csv", [result.record], RESULT_COLUMNS)
         write_text_atomic(out / "run.json", result.run_json(config))
     except OSError as exc:
-        raise BadInput(f"--out {out}: cannot write ({exc.strerror})") from None
+        raise SettingError("out", f"{out}: cannot write ({exc.strerror})") from None
