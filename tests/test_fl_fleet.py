@@ -272,3 +272,15 @@ def test_simulate_on_a_fleet_cuts_the_slow_device_and_still_learns(tmp_path):
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "plots" / "fleet-timeline-run.png").read_bytes()[:4] == b"\x89PNG"
     assert "Slow board only" in report.stdout and "whole fleet" in report.stdout
+
+
+def test_a_round_whose_every_update_is_cut_keeps_the_global_model(tmp_path):
+    pytest.importorskip("flwr")
+    from w2vprof.fl.strategy import W2vprofStrategy
+
+    fleet = _fleet([(SLOW, 2, 5.0, "", 1.0, None)], deadline=1.0, assignment=(0, 0))
+    strategy = W2vprofStrategy(FlSettings(clients=2), tmp_path, model=None, validation=[], fleet=fleet)
+    arrays, metrics = strategy.aggregate_train(1, [_reply(10, 0, 1.0), _reply(11, 1, 3.0)])
+    assert arrays is None and metrics is None  # Flower keeps the global model as it was
+    rows = read_clients_csv(tmp_path / "clients.csv")
+    assert [(r.dropped, r.aggregation_weight) for r in rows] == [("deadline", 0.0)] * 2

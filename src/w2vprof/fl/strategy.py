@@ -232,7 +232,8 @@ class W2vprofStrategy(FedAvg):
                 self.settings.temperature,
             )
         except ValueError as exc:
-            logger.warning("round %d: nothing aggregated (%s); the global model stays as it was", server_round, exc)
+            why = "the fleet left every update out" if not any(kept) else str(exc)
+            logger.warning("round %d: nothing aggregated (%s); the global model stays as it was", server_round, why)
             return None
 
     # -- server-side validation (Strategy.start's evaluate_fn): closes the round ---------------------------------
