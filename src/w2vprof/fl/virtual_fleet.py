@@ -82,7 +82,9 @@ def read_fleet_inputs(options: FleetOptions) -> FleetInputs:
         if value is not None and not (math.isfinite(value) and value > 0):
             raise SettingError(name, f"must be a positive number of seconds, got {value:g}")
     if not options.results:
-        raise SettingError("results", "needed with {fleet}: the results CSVs that measured its devices", ("fleet",))
+        raise SettingError(
+            "results", "must be given with {fleet}: the results CSVs that measured its devices", ("fleet",)
+        )
     rows = load_results([Path(path) for path in options.results])
     return FleetInputs(options, rows, read_fleet(Path(options.fleet), rows))
 
