@@ -274,3 +274,35 @@ def test_activation_memory_and_flops_grow_linearly_with_length():
     ]
     assert _r_squared(seconds, [r.act_mem_bytes for r in records]) > 0.99
     assert _r_squared(seconds, [r.train_flops for r in records]) > 0.99
+
+
+def test_profile_prints_its_record_through_the_table_renderer(tiny_profile):
+    from w2vprof.report.tables import profile_table
+
+    out, result = tiny_profile
+    (record,) = read_results_csv(out / "results.csv")
+    table = profile_table(record)
+    values = dict(table.rows)
+    assert table.title == f"tiny | batch 2 | 1 s | fp32 | {record.device}"
+    assert values["status"] == "ok" and values["seconds per batch (median)"] == f"{record.sec_per_batch_median:.3f} s"
+    assert values["activations saved for backward"] == f"{record.act_mem_bytes / 1e6:.1f} MB"
+    assert "recipe" not in values  # the default recipe has no rows of its own
+    # What `profile` printed is that table (drawn by report.render, one line per row when piped) and its notes.
+    for measure, value in table.rows:
+        assert any(measure.strip() in line and value in line for line in result.stdout.splitlines()), measure
+    assert "Largest activation memory: " in result.stdout and "per-layer rows in layers.csv" in result.stdout
+
+
+def test_the_profile_table_shows_a_recipe_and_marks_what_was_not_measured(tiny_profile):
+    from w2vprof.report.tables import profile_notes, profile_table
+
+    out, _ = tiny_profile
+    (record,) = read_results_csv(out / "results.csv")
+    changed = replace(
+        record, recipe="checkpointing=all", recompute_flops=2.5e9, trainable_params=1234567, peak_mem_bytes=None
+    )
+    values = dict(profile_table(changed).rows)
+    assert values["recipe"] == "checkpointing=all" and values["recomputed forward (checkpointing)"] == "2.5 GFLOP"
+    assert values["trainable parameters"] == "1,234,567"
+    assert values[f"peak memory ({record.peak_mem_source})"] == "-"
+    assert profile_notes(record, []) == []

@@ -113,59 +113,11 @@ def check_trace_path(path: Path) -> Path:
 
 
 def print_record(record, layers) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """The profile's table and the lines under it (w2vprof.report.tables.profile_table), drawn by report.render."""
+    from w2vprof.report.render import tables_terminal
+    from w2vprof.report.tables import profile_notes, profile_table
 
-    gb = lambda v: "-" if v is None else f"{v / 1e9:.2f} GB" if v >= 1e9 else f"{v / 1e6:.1f} MB"  # noqa: E731
-    gf = lambda v: "-" if v is None else f"{v / 1e9:.1f} GFLOP" if v >= 1e9 else f"{v / 1e6:.1f} MFLOP"  # noqa: E731
-    table = Table(
-        title=f"{record.model} | batch {record.batch} | {record.seconds:g} s | {record.precision} | {record.device}"
-    )
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("status", record.status + (f" ({record.error})" if record.error else ""))
-    if record.recipe != "default":
-        table.add_row("recipe", record.recipe)
-        table.add_row("recomputed forward (checkpointing)", gf(record.recompute_flops))
-        table.add_row(
-            "trainable parameters", "-" if record.trainable_params is None else f"{record.trainable_params:,}"
-        )
-    if record.compile_sec is not None:
-        table.add_row("compilation (not in the timed steps)", f"{record.compile_sec:.1f} s")
-    if record.sec_per_batch_median is not None:
-        table.add_row("seconds per batch (median)", f"{record.sec_per_batch_median:.3f} s")
-        table.add_row(
-            "  mean / std / IQR",
-            f"{record.sec_per_batch_mean:.3f} / {record.sec_per_batch_std:.3f} / {record.sec_per_batch_iqr:.3f} s",
-        )
-        table.add_row("seconds per sequence", f"{record.sec_per_sequence:.3f} s")
-    table.add_row(
-        "forward / backward / optimizer", f"{gf(record.fwd_flops)} / {gf(record.bwd_flops)} / {gf(record.optim_flops)}"
-    )
-    if record.achieved_flops_per_sec:
-        table.add_row("achieved", f"{record.achieved_flops_per_sec / 1e9:.1f} GFLOP/s")
-    table.add_row("activations saved for backward", gb(record.act_mem_bytes))
-    table.add_row(
-        "params / grads / optimizer state",
-        f"{gb(record.param_bytes)} / {gb(record.grad_bytes)} / {gb(record.optim_state_bytes)}",
-    )
-    table.add_row(f"peak memory ({record.peak_mem_source or 'n/a'})", gb(record.peak_mem_bytes))
-    if record.energy_source:
-        table.add_row(f"energy per batch ({record.energy_source})", f"{record.energy_j_per_batch:.1f} J")
-    if record.notes:
-        table.add_row("notes", record.notes)
-    console = Console()
-    console.print(table)
-    if layers:
-        top = max(layers, key=lambda row: row.act_mem_bytes)
-        console.print(
-            f"Largest activation memory: {top.layer} ({top.act_mem_bytes / 1e6:.0f} MB); per-layer rows in layers.csv"
-        )
-        from w2vprof.measure.diagnostics import time_summary_line
-
-        line = time_summary_line(record, layers)
-        if line:
-            console.print(line)
+    typer.echo(tables_terminal([profile_table(record)], notes=profile_notes(record, layers)), nl=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -29,6 +29,8 @@ __all__ = [
     "feasibility_tables",
     "fl_estimate_table",
     "forecast_text",
+    "profile_table",
+    "profile_notes",
 ]
 
 MODEL_ORDER = ("tiny", "base", "large")
@@ -440,3 +442,64 @@ def forecast_text(result) -> str:
         f"{result.target_sec_per_batch:.3g} s ({result.model}, batch {result.batch}, {result.precision}, "
         f"{result.seconds:g} s utterances): ratio {result.ratio:.2f}.\n{verdict}\n"
     )
+
+
+# -- profile ----------------------------------------------------------------------------------------------
+def _bytes_text(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value / 1e9:.2f} GB" if value >= 1e9 else f"{value / 1e6:.1f} MB"
+
+
+def _flops_text(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value / 1e9:.1f} GFLOP" if value >= 1e9 else f"{value / 1e6:.1f} MFLOP"
+
+
+def profile_table(record) -> Table:
+    """One profiled configuration as measure -> value: time, FLOPs, memory and energy, with units in the cells."""
+    r = record
+    rows = [["status", r.status + (f" ({r.error})" if r.error else "")]]
+    if r.recipe != "default":
+        rows += [
+            ["recipe", r.recipe],
+            ["recomputed forward (checkpointing)", _flops_text(r.recompute_flops)],
+            ["trainable parameters", "-" if r.trainable_params is None else f"{r.trainable_params:,}"],
+        ]
+    if r.compile_sec is not None:
+        rows.append(["compilation (not in the timed steps)", f"{r.compile_sec:.1f} s"])
+    if r.sec_per_batch_median is not None:
+        spread = f"{r.sec_per_batch_mean:.3f} / {r.sec_per_batch_std:.3f} / {r.sec_per_batch_iqr:.3f} s"
+        rows += [
+            ["seconds per batch (median)", f"{r.sec_per_batch_median:.3f} s"],
+            ["  mean / std / IQR", spread],
+            ["seconds per sequence", f"{r.sec_per_sequence:.3f} s"],
+        ]
+    flops = (_flops_text(r.fwd_flops), _flops_text(r.bwd_flops), _flops_text(r.optim_flops))
+    rows.append(["forward / backward / optimizer", " / ".join(flops)])
+    if r.achieved_flops_per_sec:
+        rows.append(["achieved", f"{r.achieved_flops_per_sec / 1e9:.1f} GFLOP/s"])
+    state = (_bytes_text(r.param_bytes), _bytes_text(r.grad_bytes), _bytes_text(r.optim_state_bytes))
+    rows += [
+        ["activations saved for backward", _bytes_text(r.act_mem_bytes)],
+        ["params / grads / optimizer state", " / ".join(state)],
+        [f"peak memory ({r.peak_mem_source or 'n/a'})", _bytes_text(r.peak_mem_bytes)],
+    ]
+    if r.energy_source:
+        rows.append([f"energy per batch ({r.energy_source})", f"{r.energy_j_per_batch:.1f} J"])
+    if r.notes:
+        rows.append(["notes", r.notes])
+    return Table(
+        title=f"{r.model} | batch {r.batch} | {r.seconds:g} s | {r.precision} | {r.device}",
+        columns=["measure", "value"],
+        rows=rows,
+    )
+
+
+def profile_notes(record, layers: Sequence) -> list[str]:
+    """The lines under a profile's table: the layer saving the most for backward, and where the time goes."""
+    if not layers:
+        return []
+    from w2vprof.measure.diagnostics import time_summary_line
+
+    top = max(layers, key=lambda row: row.act_mem_bytes)
+    notes = [f"Largest activation memory: {top.layer} ({top.act_mem_bytes / 1e6:.0f} MB); per-layer rows in layers.csv"]
+    line = time_summary_line(record, list(layers))
+    return notes + [line] if line else notes
