@@ -237,7 +237,7 @@ def read_fleet_json(path: Path) -> FleetRun:
             }
         )
     except (ValueError, TypeError, KeyError, AttributeError):
-        raise BadInput(f"{path}: not a w2vprof fleet.json (written by fl simulate --fleet)") from None
+        raise BadInput(f"{path}: not a w2vprof fleet.json (written by w2vprof fl simulate --fleet)") from None
     if any(not 0 <= index < len(fleet.lines) for index in fleet.assignment):
         raise BadInput(f"{path}: a partition is assigned to a fleet line the file does not hold")
     return fleet
