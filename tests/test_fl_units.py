@@ -87,8 +87,15 @@ def test_real_proc_self_resets_on_linux():
     if not sys.platform.startswith("linux"):
         pytest.skip("Linux only")
     reset, start = reset_peak()
+    block = b"\x01" * (64 << 20)  # 64 MiB written (so resident), freed before the peak is read
+    del block
     peak = read_peak(reset, start)
-    assert peak.peak_rss_bytes and peak.peak_rss_bytes >= (start or 0) * 0.5
+    # A high-water mark: the freed block still counts, above the resident set the reset started from.
+    assert start and peak.peak_rss_bytes and peak.peak_rss_bytes >= start + (48 << 20)
+    assert peak.source == (MemorySources.RESET if reset else MemorySources.PROCESS)
+    if reset:  # a second reset forgets the block: the mark starts again from the resident set now
+        again, now = reset_peak()
+        assert again and now and (read_peak(again, now).peak_rss_bytes or 0) < now + (48 << 20)
 
 
 # -- settings and files ---------------------------------------------------------------------------------------------
