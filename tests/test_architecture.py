@@ -1,18 +1,19 @@
 """The import structure of src/w2vprof: no import cycle between modules or between packages, and no private name
-(`_x`) imported from another module.
+(`_x`) imported from another module; and no function longer than 60 lines unless a `# long: <reason>` says why.
 
 The graph is read from the source with `ast` (nothing is imported). Every import counts, at module level or inside
 a function (a lazy import still makes the two modules depend on each other), except those under
 `if TYPE_CHECKING:`, which never run. A package's node is its top-level folder under w2vprof (`report`, `fl`,
 ...); a module directly under w2vprof (`records`, `files`, `errors`) is a package of its own.
 
-Run as a script (`python tests/test_architecture.py`) to print every cycle and private import found.
+Run as a script (`python tests/test_architecture.py`) to print every cycle, private import and long function found.
 """
 
 from __future__ import annotations
 
 import ast
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -245,6 +246,61 @@ def test_known_findings_are_still_there(imports):
     assert not stale, f"fixed, remove from the allow-list: {stale}"
 
 
+# -- function length ------------------------------------------------------------------------------------------
+#: The longest a function in src/ may be (its signature and decorators included) without saying why.
+MAX_FUNCTION_LINES = 60
+#: The comment that lets a function be longer: on the line before it (or its decorators), on its signature, or
+#: before or on its first statement, followed by the reason ("# long: one option per flag, Typer needs them here").
+LONG_REASON = "# long: "
+
+
+def long_functions(source: str) -> list[tuple[str, int, int]]:
+    """(name, first line, lines) of every function (methods and nested ones too) longer than MAX_FUNCTION_LINES
+    whose reason is not written down (LONG_REASON with some text after it)."""
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        length = (node.end_lineno or node.lineno) - start + 1
+        if length <= MAX_FUNCTION_LINES:
+            continue
+        # 1-based lines: the one before `start` through the first statement's (the signature in between)
+        nearby = lines[max(start - 2, 0) : node.body[0].lineno]
+        if not any(line.split(LONG_REASON, 1)[-1].strip() for line in nearby if LONG_REASON in line):
+            found.append((node.name, start, length))
+    return found
+
+
+def test_the_length_check_counts_what_it_should():
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES - 1))  # with its def: exactly the limit
+    assert long_functions(f"def fits():\n{body}") == []
+    assert long_functions(f"@decorated\ndef over():\n{body}") == [("over", 1, MAX_FUNCTION_LINES + 1)]
+    method = "class C:\n    def method(self):\n" + textwrap.indent(body, "    ") + "        y = 0\n"
+    assert long_functions(method) == [("method", 2, MAX_FUNCTION_LINES + 1)]
+    for reason in (
+        f"# long: a table of settings, one line each\ndef over():\n    y = 0\n{body}",
+        f"def over():\n    # long: a table of settings, one line each\n    y = 0\n{body}",
+        f"def over():\n    y = 0  # long: a table of settings, one line each\n{body}",
+    ):
+        assert long_functions(reason) == []
+    assert long_functions(f"# long: \ndef over():\n    y = 0\n{body}") == [("over", 2, MAX_FUNCTION_LINES + 1)]
+    assert long_functions(f"# why not\ndef over():\n    y = 0\n{body}") == [("over", 2, MAX_FUNCTION_LINES + 1)]
+
+
+def test_no_function_longer_than_the_limit_without_its_reason():
+    found = [
+        f"{path.relative_to(SOURCE)}:{line} {name} ({length} lines)"
+        for path in source_modules().values()
+        for name, line, length in long_functions(path.read_text())
+    ]
+    assert not found, (
+        f"split these into named steps, or say why one is longer than {MAX_FUNCTION_LINES} lines with "
+        f"'{LONG_REASON}<reason>' on the line before it or on its first line:\n" + "\n".join(found)
+    )
+
+
 def main() -> int:
     found = all_imports()
     problems = 0
@@ -257,6 +313,10 @@ def main() -> int:
     for importer, name, line in private_imports(found):
         problems += 1
         print(f"private import: {importer} line {line}: {name}")
+    for path in source_modules().values():
+        for name, line, length in long_functions(path.read_text()):
+            problems += 1
+            print(f"long function: {path.relative_to(SOURCE)}:{line} {name} ({length} lines)")
     print(f"{problems} finding(s) in {len(source_modules())} modules")
     return 1 if problems else 0
 
