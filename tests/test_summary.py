@@ -208,9 +208,14 @@ print("total:", rows[-1].inference_flops)
 def test_summary_never_imports_torch_dynamo_and_compile_still_works_after():
     """torch imports torch._dynamo (over a second) the first time its FLOP counter or a meta reference runs;
     summary stands in for it while counting, then puts everything back: a later torch.compile is untouched."""
+    import importlib.util
     import subprocess
     import sys
 
+    import torch
+
+    if importlib.util.find_spec("torch.utils.flop_counter") is None:
+        pytest.skip(f"torch {torch.__version__} has no torch.utils.flop_counter (torch 2.1+): nothing to stand in for")
     done = subprocess.run([sys.executable, "-c", SUMMARY_THEN_COMPILE], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())

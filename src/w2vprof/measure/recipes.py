@@ -49,6 +49,7 @@ __all__ = [
     "RecipeUnsupported",
     "apply_recipe",
     "compile_model",
+    "compile_problem",
     "make_optimizer",
     "make_recipe",
     "optimizer_flops_per_param",
@@ -318,24 +319,72 @@ COMPILED_KINDS = ("cnn", "projection", "positional", "transformer", "quantizer",
 
 
 def compile_model(model: nn.Module, layers: list[LayerSpec]) -> None:
-    """torch.compile each layer's modules in place (`nn.Module.compile`, dynamic shapes): compilation itself
-    happens at their next call.
+    """torch.compile each layer's modules' forward in place (dynamic shapes): compilation itself happens at their
+    next call.
 
     The whole forward is not one graph: it draws masks on the host (numpy) from host lengths, which dynamo cannot
     trace with dynamic shapes. Per module, with dynamic shapes, a new masked-frame count needs no recompilation.
-    RecipeUnsupported where torch has no compiler for this Python or platform.
+    Each module's `forward` is compiled (`torch.compile` of a function, torch 2.0+; `nn.Module.compile` is 2.2+)
+    behind an eager wrapper that hands Python floats to the compiled code as 0-dim tensors (`_scalars_as_tensors`).
+    RecipeUnsupported, with torch's own reason, where torch has no compiler for this Python or platform.
     """
     import torch
 
-    try:
-        import torch._dynamo
-
-        supported = torch._dynamo.is_dynamo_supported()
-    except Exception as exc:  # noqa: BLE001 - any failure to load the compiler means it is unavailable here
-        raise RecipeUnsupported(f"torch.compile unavailable: {type(exc).__name__}: {exc}") from None
-    if not supported or not hasattr(model, "compile"):
-        raise RecipeUnsupported(f"torch.compile is not supported by torch {torch.__version__} on this Python/platform")
+    problem = compile_problem()
+    if problem:
+        raise RecipeUnsupported(problem)
     for layer in layers:
         if layer.kind in COMPILED_KINDS:
             for path in layer.modules:
-                model.get_submodule(path).compile(backend=COMPILE_BACKEND, dynamic=True)
+                module = model.get_submodule(path)
+                compiled = torch.compile(module.forward, backend=COMPILE_BACKEND, dynamic=True)
+                # instance attribute: __call__ uses it
+                module.forward = _scalars_as_tensors(compiled) if _specializes_floats() else compiled
+
+
+def compile_problem() -> Optional[str]:
+    """Why torch.compile cannot run here (torch's own check: its dynamo supports only some Pythons and platforms;
+    torch 2.0 stops at Python 3.10, 2.1 at 3.11), or None."""
+    import torch
+
+    try:
+        from torch._dynamo.eval_frame import check_if_dynamo_supported
+
+        check_if_dynamo_supported()
+    except Exception as exc:  # noqa: BLE001 - any failure to load or pass torch's check means no compiler here
+        from w2vprof.compat import one_line
+
+        return f"torch {torch.__version__} cannot compile here: {one_line(exc)}"
+    return None
+
+
+def _specializes_floats() -> bool:
+    """Whether dynamo guards on the value of a Python float argument (torch's `specialize_float`: True up to
+    torch 2.4, where it first appears, and before it always; False from 2.5 on)."""
+    import torch._dynamo
+
+    return bool(getattr(torch._dynamo.config, "specialize_float", True))
+
+
+def _scalars_as_tensors(compiled: Any) -> Any:
+    """`compiled` called with each Python float argument as a float32 0-dim tensor on the first tensor argument's
+    device.
+
+    Why: where dynamo specializes floats (`_specializes_floats`), the quantizer's Gumbel temperature, which changes
+    after every update, would compile the quantizer again in each timed step. A tensor's value is no part of a guard.
+    The arithmetic is unchanged: a float32 tensor divided by a Python float computes in float32, as it does by a
+    float32 0-dim tensor (float32, not float64: MPS has no float64).
+    """
+    import torch
+
+    def as_tensor(value: Any, device: Optional[torch.device]) -> Any:
+        return torch.tensor(value, dtype=torch.float32, device=device) if isinstance(value, float) else value
+
+    @functools.wraps(compiled)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        tensors = [value for value in (*args, *kwargs.values()) if isinstance(value, torch.Tensor)]
+        device = tensors[0].device if tensors else None
+        args = tuple(as_tensor(value, device) for value in args)
+        return compiled(*args, **{name: as_tensor(value, device) for name, value in kwargs.items()})
+
+    return run
