@@ -197,8 +197,7 @@ INTEGRATION: dict[str, frozenset[str]] = {
     ),
     "test_fl_tls": frozenset(
         {
-            "test_only_registered_supernodes_that_trust_the_ca_can_join",
-            "test_deploy_local_rehearses_over_tls_with_supernode_auth",
+            "test_deploy_local_rehearses_over_tls_and_turns_strangers_away",
         }
     ),
     "test_golden_numbers": frozenset(

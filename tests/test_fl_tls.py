@@ -227,11 +227,32 @@ def test_deploy_config_sets_up_tls_and_supernode_auth_by_default(tmp_path):
     assert not (lab / "tls").exists() and not (lab / "supernode-keys").exists()
 
 
+def test_deployment_errors_name_the_setting_and_the_cli_its_flag(tmp_path):
+    """The library names settings (a Flower run config or a Python caller has no flags); the CLI shows its flags."""
+    from conftest import run_cli_in_process
+    from w2vprof.errors import SettingError
+    from w2vprof.fl.tls import write_tls_files
+
+    write_tls_files(tmp_path / "dep" / "tls", ["10.0.0.5"])
+    with pytest.raises(SettingError, match=r"^out holds .* \(lacks 10.0.0.6\); ask for new keys \(new_keys\)"):
+        write_tls_files(tmp_path / "dep" / "tls", ["10.0.0.6"])
+    common = ["fl", "deploy-config", "--node", "jetson=/data/c0.tsv", "--validation", "/data/heldout.tsv"]
+    moved = run_cli_in_process(*common, "--superlink", "10.0.0.6:9093", "--out", str(tmp_path / "dep"))
+    assert moved.returncode == 2 and moved.stderr.count("\n") == 1, moved.stderr
+    assert moved.stderr.startswith("w2vprof: error: --out holds ") and "ask for new keys (--new-keys)" in moved.stderr
+    no_port = run_cli_in_process(*common, "--superlink", "10.0.0.6", "--out", str(tmp_path / "new"))
+    assert no_port.returncode == 2
+    assert no_port.stderr == "w2vprof: error: --superlink must be HOST:PORT, got '10.0.0.6'\n"
+
+
 # --- With Flower: real processes on loopback ports ------------------------------------------------------------------
 
 flower = pytest.mark.skipif(
     __import__("importlib").util.find_spec("flwr") is None, reason="needs Flower (pip install 'w2vprof[fl]')"
 )
+
+#: A refused SuperNode exits at its first refusal instead of retrying.
+GIVE_UP = ["--max-retries", "0", "--max-wait-time", "30"]
 
 
 def _still_running(pids: list[int]) -> list[int]:
@@ -240,121 +261,91 @@ def _still_running(pids: list[int]) -> list[int]:
     return [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
 
 
-def _wait_for_text(path: Path, text: str, timeout_s: float) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def _without_option(command: list[str], option: str, takes_value: bool = True) -> list[str]:
+def _without_option(command: list[str], option: str) -> list[str]:
     at = command.index(option)
-    return command[:at] + command[at + 1 + int(takes_value) :]
+    return command[:at] + command[at + 2 :]
 
 
-@flower
-def test_only_registered_supernodes_that_trust_the_ca_can_join(tmp_path):
-    """A real SuperLink (TLS + SuperNode auth) on a free loopback port: a SuperNode with a fresh unregistered key,
-    one with no key at all, and a registered one without the CA certificate are all turned away; the registered
-    one with the CA joins (so the refusals come from the key and the CA, not from a broken SuperLink)."""
-    from w2vprof.fl.deploy import (
-        IN_MEMORY_DATABASE,
-        DeploymentPlan,
-        NodeSpec,
-        flwr_config_toml,
-    )
-    from w2vprof.fl.processes import LocalProcesses
-    from w2vprof.fl.rehearsal import (
-        LOCALHOST,
-        free_port,
-        register_supernodes,
-        wait_for_port,
-    )
-    from w2vprof.fl.tls import deployment_keys
+def _with_value(command: list[str], option: str, value: str) -> list[str]:
+    at = command.index(option)
+    return [*command[: at + 1], value, *command[at + 2 :]]
 
-    keys = deployment_keys(tmp_path, [LOCALHOST], ["member", "stranger"])
-    member, stranger = (NodeSpec(name, "/nowhere.tsv", port=free_port()) for name in ("member", "stranger"))
-    # Only the member is in the plan, so only its key is registered; the stranger's pair exists but is unknown.
-    plan = DeploymentPlan(tmp_path, LOCALHOST, free_port(), [member], keys, IN_MEMORY_DATABASE)
-    plan.flwr_home.mkdir()
-    (plan.flwr_home / "config.toml").write_text(flwr_config_toml(plan.address, keys.tls.ca_cert))
-    give_up = ["--max-retries", "0", "--max-wait-time", "30"]  # a refused SuperNode exits instead of retrying
-    with LocalProcesses(tmp_path / "logs", plan.environment(), tmp_path) as processes:
-        superlink = processes.launch(plan.superlink_command(listen_host=LOCALHOST), "superlink.log", stop_last=True)
-        wait_for_port(LOCALHOST, plan.superlink_port, superlink)
-        register_supernodes(plan, processes)
-        refused = {
-            "stranger": processes.launch(plan.supernode_command(stranger) + give_up, "stranger.log"),
-            "keyless": processes.launch(
-                _without_option(
-                    plan.supernode_command(NodeSpec("stranger", "/x.tsv", port=free_port())),
-                    "--auth-supernode-private-key",
-                )
-                + give_up,
-                "keyless.log",
-            ),
-            "no-ca": processes.launch(
-                _without_option(
-                    plan.supernode_command(NodeSpec("member", "/x.tsv", port=free_port())), "--root-certificates"
-                )
-                + give_up,
-                "no-ca.log",
-            ),
-        }
-        processes.launch(plan.supernode_command(member), "member.log")
-        exits = {name: process.wait(timeout=180) for name, process in refused.items()}
-        joined = _wait_for_text(tmp_path / "logs" / "superlink.log", "Activated node_id", 180)
-    logs = {
-        name: (tmp_path / "logs" / f"{name}.log").read_text(errors="replace")
-        for name in ("superlink", "stranger", "keyless", "no-ca", "member")
+
+def _intruder_commands(plan, stranger_key: Path) -> dict[str, list[str]]:
+    """SuperNodes that must be turned away, each on a port of its own: a fresh key nobody registered, no key at
+    all, and a registered member's key without the CA certificate (our CA is not in the system's trust store)."""
+    from w2vprof.fl.deploy import NodeSpec
+    from w2vprof.fl.rehearsal import free_port
+
+    def member_command() -> list[str]:
+        return plan.supernode_command(NodeSpec(plan.nodes[0].name, "/nowhere.tsv", port=free_port()))
+
+    return {
+        "stranger": _with_value(member_command(), "--auth-supernode-private-key", str(stranger_key)),
+        "keyless": _without_option(member_command(), "--auth-supernode-private-key"),
+        "no-ca": _without_option(member_command(), "--root-certificates"),
     }
-    assert joined, logs["member"][-2000:]
-    assert all(code != 0 for code in exits.values()), exits
-    assert logs["superlink"].count("Activated node_id") == 1  # the member, nobody else
-    assert "No SuperNode found with the given public key" in logs["superlink"]  # the stranger's fresh key
-    assert "Failed to initialize the connection to the SuperLink" in logs["stranger"]
-    assert "All SuperNodes must be registered via the CLI" in logs["keyless"]  # no self-registration
-    assert "SSL/TLS handshake error" in logs["no-ca"]  # our CA is not in the system's trust store
-    assert _still_running(processes.pids) == []
 
 
 @flower
-def test_deploy_local_rehearses_over_tls_with_supernode_auth(tmp_path):
-    """`fl deploy-local`: 2 SuperNodes registered by key, TLS everywhere, 2 rounds, and no process left behind."""
+def test_deploy_local_rehearses_over_tls_and_turns_strangers_away(tmp_path, monkeypatch):
+    """`fl deploy-local`: 2 SuperNodes registered by key, TLS everywhere, 2 rounds, and no process left behind.
+
+    Once the members' keys are registered, three intruders try the rehearsal's SuperLink (_intruder_commands) and
+    are all refused. They share the rehearsal's SuperLink rather than a SuperLink of their own (each Flower process
+    imports for seconds on a small machine); the two members that join and train are what shows the refusals come
+    from the key and the CA, not from a broken SuperLink.
+    """
+    import contextlib
+    import subprocess
+
     from typer.testing import CliRunner
 
+    import w2vprof.fl.rehearsal as rehearsal
     from w2vprof.cli.main import app
+    from w2vprof.fl.processes import LocalProcesses
     from w2vprof.fl.records import read_clients_csv, read_rounds_csv
+    from w2vprof.fl.tls import write_supernode_keys
 
+    (stranger,) = write_supernode_keys(tmp_path / "stranger-keys", ["stranger"])
+    intruders: dict[str, subprocess.Popen] = {}
+    lifetimes = contextlib.ExitStack()  # the intruders are stopped when the test ends, however it ends
+    register = rehearsal.register_supernodes
+
+    def register_then_send_intruders(plan, processes) -> None:
+        register(plan, processes)
+        launcher = lifetimes.enter_context(LocalProcesses(tmp_path / "intruders", plan.environment(), tmp_path))
+        for name, command in _intruder_commands(plan, stranger.private_key).items():
+            intruders[name] = launcher.launch(command + GIVE_UP, f"{name}.log")
+
+    monkeypatch.setattr(rehearsal, "register_supernodes", register_then_send_intruders)
     out = tmp_path / "rehearsal"
-    result = CliRunner().invoke(
-        app,
-        [
-            "fl",
-            "deploy-local",
-            "--out",
-            str(out),
-            "--nodes",
-            "2",
-            "--partitions",
-            "synthetic",
-            "--rounds",
-            "2",
-            "--utterances-per-client",
-            "2",
-            "--validation-utterances",
-            "4",
-            "--threads",
-            "1",
-            "--timeout",
-            "400",
-        ],
-        catch_exceptions=False,
-    )
+    with lifetimes:
+        result = CliRunner().invoke(
+            app,
+            [
+                "fl",
+                "deploy-local",
+                "--out",
+                str(out),
+                "--nodes",
+                "2",
+                "--partitions",
+                "synthetic",
+                "--rounds",
+                "2",
+                "--utterances-per-client",
+                "2",
+                "--validation-utterances",
+                "4",
+                "--threads",
+                "1",
+                "--timeout",
+                "400",
+            ],
+            catch_exceptions=False,
+        )
+        exits = {name: process.wait(timeout=180) for name, process in intruders.items()}
     logs = out / "logs"
     assert result.exit_code == 0, result.output + (logs / "flwr-run.log").read_text()[-3000:]
     rounds = read_rounds_csv(out / "results" / "rounds.csv")
@@ -365,9 +356,17 @@ def test_deploy_local_rehearses_over_tls_with_supernode_auth(tmp_path):
     superlink_log = (logs / "superlink.log").read_text()
     assert "Uvicorn running on https://127.0.0.1:" in superlink_log  # TLS, not plain HTTP
     assert "SuperNode authentication is disabled" not in superlink_log
-    assert superlink_log.count("Activated node_id") == 2
+    assert superlink_log.count("Activated node_id") == 2  # the two members, no intruder
     for node in ("node-0", "node-1"):
         assert "registered successfully" in (logs / f"register-{node}.log").read_text()
     assert "--enable-supernode-auth" in (out / "commands.sh").read_text()
     pids = [int(p) for p in result.output.split("started and stopped pids ")[1].split(";")[0].split(", ")]
     assert len(pids) == 6 and _still_running(pids) == []  # SuperLink, 2 registrations, 2 SuperNodes, flwr run
+
+    refusals = {name: (tmp_path / "intruders" / f"{name}.log").read_text(errors="replace") for name in intruders}
+    assert sorted(exits) == ["keyless", "no-ca", "stranger"] and all(code != 0 for code in exits.values()), exits
+    assert "No SuperNode found with the given public key" in superlink_log  # the stranger's fresh key
+    assert "Failed to initialize the connection to the SuperLink" in refusals["stranger"]
+    assert "All SuperNodes must be registered via the CLI" in refusals["keyless"]  # no self-registration
+    assert "SSL/TLS handshake error" in refusals["no-ca"]
+    assert _still_running([process.pid for process in intruders.values()]) == []
