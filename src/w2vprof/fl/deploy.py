@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.files import write_text_atomic
 from w2vprof.fl import offline_environment
 from w2vprof.fl.settings import FlSettings
@@ -217,11 +217,11 @@ def write_deployment(
     """
     host, sep, port = superlink.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise BadInput(f"--superlink must be HOST:PORT, got {superlink!r}")
+        raise SettingError("superlink", f"must be HOST:PORT, got {superlink!r}")
     if not nodes:
-        raise BadInput("give at least one --node NAME=PARTITION_PATH (one per device)")
+        raise SettingError("node", "needs at least one NAME=PARTITION_PATH (one per device)")
     if len({n.name for n in nodes}) != len(nodes):
-        raise BadInput("--node names must differ")
+        raise SettingError("node", f"names must differ, got {', '.join(n.name for n in nodes)}")
     for node in nodes:
         check_key_name(node.name)
     out_dir = Path(out_dir).resolve()
@@ -302,5 +302,7 @@ def read_app_config(app_dir: Path) -> dict:
 def deployment_settings(settings: FlSettings, nodes: list[NodeSpec], validation: Optional[str]) -> FlSettings:
     """A deployment's clients are its devices; the held-out set lives on the SuperLink machine."""
     if not validation:
-        raise BadInput("a deployment needs --validation: a held-out manifest or audio folder on the SuperLink machine")
+        raise SettingError(
+            "validation", "is needed by a deployment: a held-out manifest or audio folder on the SuperLink machine"
+        )
     return settings.replace(clients=len(nodes), partitions="", validation=os.path.abspath(validation))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import BadInput, SettingError
 from w2vprof.files import write_bytes_atomic
 
 if TYPE_CHECKING:  # pragma: no cover - names for annotations only
@@ -58,6 +58,8 @@ CERT_DAYS = 825  # the longest server-certificate validity every TLS client acce
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # a device whose clock is a little behind still accepts a new certificate
 TLS_FOLDER = "tls"
 KEYS_FOLDER = "supernode-keys"
+# The way out of a refusal to reuse or replace what a deployment folder holds ({new_keys}: the caller's word for it)
+NEW_KEYS_HINT = "ask for new keys ({new_keys}) to make them again"
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,7 @@ def write_private_file(path: Path, data: bytes, overwrite: bool = False) -> None
     try:
         write_bytes_atomic(Path(path), data, mode=PRIVATE_MODE, exclusive=not overwrite)
     except FileExistsError:
-        raise BadInput(
-            f"{path} already exists; refusing to overwrite a key (ask for new keys, --new-keys, to replace it)"
-        ) from None
+        raise SettingError("new_keys", f"is off: refusing to overwrite the key {path} (devices may hold it)") from None
 
 
 def _write_public_file(path: Path, data: bytes) -> None:
@@ -254,16 +254,18 @@ def _reusable_tls(files: TlsFiles, hosts: Sequence[str]) -> bool:
         return False
     if len(present) != 3:
         missing = ", ".join(str(p) for p in files.all() if not p.exists())
-        raise BadInput(f"TLS files incomplete (missing {missing}); ask for new keys (--new-keys) to make a new set")
+        raise SettingError("out", f"holds TLS files incomplete (missing {missing}); {NEW_KEYS_HINT}", ("new_keys",))
     have = {
         ipaddress.ip_address(n).compressed if _is_ip(n) else n.lower()
         for n in server_certificate_names(files.server_cert)
     }
     lacking = [h for h in hosts if (ipaddress.ip_address(h).compressed if _is_ip(h) else h.lower()) not in have]
     if lacking:
-        raise BadInput(
-            f"{files.server_cert} was made for other hosts (lacks {', '.join(lacking)}); ask for new keys "
-            "(--new-keys) to make a new CA and certificate (every device then needs the new ca.crt)"
+        raise SettingError(
+            "out",
+            f"holds {files.server_cert}, made for other hosts (lacks {', '.join(lacking)}); {NEW_KEYS_HINT} "
+            "(a new CA and certificate: every device then needs the new ca.crt)",
+            ("new_keys",),
         )
     check_private_mode(files.server_key)
     return True
@@ -330,9 +332,10 @@ def write_supernode_keys(folder: Path, names: Iterable[str], overwrite: bool = F
             made.append(keys)
             continue
         if any(present) and not overwrite:
-            raise BadInput(
-                f"{keys.private_key} or {keys.public_key} is missing; "
-                "ask for new keys (--new-keys) to make the pair again"
+            raise SettingError(
+                "out",
+                f"holds half a key pair ({keys.private_key} or {keys.public_key} is missing); {NEW_KEYS_HINT}",
+                ("new_keys",),
             )
         key = _new_ec_key()
         private = key.private_bytes(
