@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli_in_process
 from w2vprof.measure.engine import ProfileConfig
 from w2vprof.records import ResultRecord, read_results_csv
 from w2vprof.sweep.grid import GridSpec, expand
@@ -283,15 +283,20 @@ def test_no_space_after_two_rows_exits_2_keeps_them_and_resume_finishes(tmp_path
 _RACER = textwrap.dedent(
     """
     import sys, time
+    from pathlib import Path
     sys.path.insert(0, {tests!r})
     import test_sweep, w2vprof.sweep.runner, w2vprof.sweep.launch
 
-    class Slow(test_sweep.FakeMeasurer):
+    RELEASE = Path({release!r})
+
+    class HoldsTheFile(test_sweep.FakeMeasurer):
         def __call__(self, config, options):
-            time.sleep(1.0)
+            deadline = time.monotonic() + 120
+            while not RELEASE.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
             return super().__call__(config, options)
 
-    w2vprof.sweep.runner.ChildMeasurer = Slow
+    w2vprof.sweep.runner.ChildMeasurer = HoldsTheFile
     w2vprof.sweep.launch.warm_start = lambda method=None: None
     from w2vprof.cli.main import run
     run(sys.argv[1:])
@@ -300,19 +305,23 @@ _RACER = textwrap.dedent(
 
 
 def test_two_sweeps_on_one_file_started_together_one_runs_the_other_exits_2(tmp_path):
-    out = tmp_path / "r.csv"
-    script = _RACER.format(tests=str(Path(__file__).parent))
+    """Whichever sweep takes the file measures nothing until the other has exited (no sleep that is hoped to be
+    long enough), so the other always finds the file held, however the two starts interleave."""
+    out, release = tmp_path / "r.csv", tmp_path / "release"
+    script = _RACER.format(tests=str(Path(__file__).parent), release=str(release))
     argv = [sys.executable, "-c", script, "sweep", *TINY_GRID, "--out", str(out), "--quiet"]
     racers = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    deadline = time.monotonic() + 300
+    while all(racer.poll() is None for racer in racers) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    release.touch()
     results = [(p.wait(timeout=300), p.stderr.read()) for p in racers]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
     loser_err = next(err for code, err in results if code == 2)
     winner_pid = next(p.pid for p, (code, _) in zip(racers, results) if code == 0)
     assert len(loser_err.strip().splitlines()) == 1 and str(out) in loser_err
-    assert "being written by another w2vprof process" in loser_err or "already holds" in loser_err
-    if "being written" in loser_err:
-        assert f"pid {winner_pid}" in loser_err
+    assert f"being written by another w2vprof process (pid {winner_pid})" in loser_err
     rows = _rows(out)
     assert len(rows) == 4 and len(set(_keys(rows))) == 4
 
@@ -480,7 +489,7 @@ def test_sigkill_then_resume_runs_exactly_the_missing_configurations(tmp_path):
         process.wait()
     before = _rows(out)  # parses after kill -9
     assert 1 <= len(before) < 4
-    result = run_cli("sweep", *TINY_GRID, "--out", str(out), "--resume")
+    result = run_cli_in_process("sweep", *TINY_GRID, "--out", str(out), "--resume")  # real children all the same
     assert result.returncode == 0, result.stderr
     assert f"{4 - len(before)} configurations to run" in result.stderr
     after = _rows(out)
