@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 
 from conftest import run_cli_in_process
+from w2vprof.compat import major_minor
 from w2vprof.errors import BadInput
 from w2vprof.measure.recipes import (
     OPTIMIZER_FLOPS_PER_PARAM,
@@ -195,14 +196,19 @@ def test_checkpointing_the_transformer(measured):
     forward = sum(layer.fwd_flops for layer in layers)
     assert checkpointed.record.recompute_flops == pytest.approx(forward, rel=0.02)
     assert all(layer.checkpointed and layer.recompute_flops == layer.fwd_flops for layer in layers)
-    # a checkpointed layer keeps its input only: far less than all it saved before
-    for before, after in zip(_rows(default, "transformer"), layers, strict=True):
-        assert 0 < after.act_mem_bytes < before.act_mem_bytes / 10
     record = checkpointed.record
     assert record.bwd_flops == default.record.bwd_flops  # the recomputation is not backward work
     assert record.train_flops == record.fwd_flops + record.bwd_flops + record.recompute_flops + record.optim_flops
     assert record.act_mem_bytes < default.record.act_mem_bytes
     assert sum(layer.recompute_flops for layer in checkpointed.layers) == record.recompute_flops
+    import torch
+
+    found = major_minor(torch.__version__)
+    if found is not None and found < (2, 1):
+        pytest.xfail("torch 2.0's checkpoint keeps a layer's inputs outside the saved tensors counted (install.md)")
+    # a checkpointed layer keeps its input only: far less than all it saved before
+    for before, after in zip(_rows(default, "transformer"), layers, strict=True):
+        assert 0 < after.act_mem_bytes < before.act_mem_bytes / 10
 
 
 def test_checkpointing_everything_below_the_heads(measured):
