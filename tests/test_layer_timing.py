@@ -8,6 +8,7 @@ speed (one test with real sleeps checks only lower bounds).
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any, Callable
 
@@ -129,9 +130,10 @@ def test_rows_follow_the_layers_and_add_up_to_the_step(tiny_step, batches):
     assert sum(row.time_share for row in timing.rows) == pytest.approx(1.0)
 
 
-def test_each_row_is_its_own_median_so_a_disturbance_does_not_land_in_other(tiny_step, batches):
+def test_each_layer_row_is_its_own_median_and_other_completes_the_median_step(tiny_step, batches):
     """Repeat 1 has cnn.0's forward disturbed, repeat 2 transformer.0's; the optimizer takes 4 s each time. Each
-    row's median ignores its one outlier, and `other` is the optimizer's time, not the spread of the totals."""
+    layer row's median ignores its one outlier; `other` is the median step minus the layer rows, so the rows add up
+    to a step as measured (here the disturbed median step: the disturbance shows in `other`)."""
     clock = FakeClock()
 
     def scheduled(seconds: list[float]) -> Callable[[float], None]:
@@ -145,8 +147,57 @@ def test_each_row_is_its_own_median_so_a_disturbance_does_not_land_in_other(tiny
 
     assert timing.samples["step"] == [5.0, 5.0, 4.0] and timing.median_step_sec == 5.0
     assert timing.samples["cnn.0/fwd"] == [1.0, 0.0, 0.0] and timing.row("cnn.0").fwd_sec == 0.0
-    assert timing.samples[OTHER] == [4.0, 4.0, 4.0] and timing.row(OTHER).sec == 4.0
-    assert timing.step_sec == 4.0  # the sum of the rows
+    assert timing.row("transformer.0").fwd_sec == 0.0
+    assert timing.samples[OTHER] == [4.0, 4.0, 4.0] and timing.row(OTHER).sec == 5.0
+    assert sum(row.sec for row in timing.rows) == timing.step_sec == timing.median_step_sec == 5.0
+
+
+def test_other_is_the_median_step_minus_the_layer_rows(tiny_step, batches):
+    """Three steps of 3, 4 and 6 s: cnn.0's forward takes 1, 2, 1 s and the optimizer the rest (2, 2, 5 s). The
+    median step is 4 s, cnn.0's row 1 s, so `other` is 3 s (the per-repeat `other` has a median of 2 s)."""
+    clock = FakeClock()
+    forward = iter([1.0, 2.0, 1.0])
+    update = iter([2.0, 2.0, 5.0])
+    slow_down(tiny_step.model, "feature_extractor.conv_layers.0", sleep=lambda _: clock.sleep(next(forward)))
+    tiny_step.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: clock.sleep(next(update)))
+    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=3, clock=clock)
+
+    assert timing.samples["step"] == [3.0, 4.0, 6.0] and timing.samples[OTHER] == [2.0, 2.0, 5.0]
+    assert timing.row("cnn.0").sec == 1.0 and timing.row(OTHER).sec == 3.0
+    assert timing.step_sec == 4.0
+    assert timing.row(OTHER).time_share == pytest.approx(0.75)
+
+
+def test_before_each_runs_before_every_instrumented_step_off_its_clock(tiny_step, batches):
+    clock = FakeClock()
+    seen = []
+
+    def bare_step(batch: Any) -> None:  # what a caller comparing with bare steps would time here
+        seen.append(batch)
+        clock.sleep(10.0)
+
+    slow_down(tiny_step.model, "transformer.layers.1", sleep=clock.sleep, forward_sec=0.5)
+    timing = time_layers(
+        tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=3, clock=clock, before_each=bare_step
+    )
+    assert seen == [batches[0], batches[1], batches[0]]
+    assert timing.samples["step"] == [0.5, 0.5, 0.5] and timing.samples["wall"] == [0.5, 0.5, 0.5]
+
+
+def test_the_garbage_collector_is_off_during_an_instrumented_step_and_back_on_after(tiny_step, batches):
+    """A bare step leaves nothing to collect; the instrumented one makes thousands of Python objects, whose
+    collections would land inside the step."""
+    states = []
+    tiny_step.model.final_proj.register_forward_hook(lambda module, args, output: states.append(gc.isenabled()))
+    assert gc.isenabled()
+    time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=2)
+    assert states == [False, False] and gc.isenabled()
+    gc.disable()
+    try:  # a caller that turned it off keeps it off
+        time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=1)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_work_outside_every_layer_is_the_objective_row(tiny_step, batches, monkeypatch):
@@ -199,6 +250,7 @@ def test_hooks_are_removed_when_the_step_fails(tiny_step, batches):
         time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=1)
     handle.remove()
     assert no_hooks_left(tiny_step.model)
+    assert gc.isenabled()  # turned back on by the failed step
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,17 @@ charges the time between two boundaries to whatever ran in between:
 - `other`: the rest of the step: the optimizer update, zero_grad, the loss scaling, the autograd engine's start
   and end. In each repeat other = step - sum(fwd + bwd), so each repeat's rows add up to its step.
 
-Every row is the median of its own per-repeat values (`other` too, so a disturbance in one repeat of one layer
-does not land in `other`), and `step_sec` is the sum of the rows: the step as the rows tell it, to compare with
-the headline timed steps' median. `median_step_sec` is the median of the instrumented steps themselves.
+Each layer row is the median of its own per-repeat values (so a disturbance in one repeat of one layer does not
+move that layer's row), and the `other` row is the median instrumented step minus those layer rows: the rows add
+up to `median_step_sec`, a step as measured (`step_sec`, the rows' sum, equals it). A disturbance in one repeat
+can therefore show in `other` as the difference between the median step and the sum of the layer medians; the
+raw per-repeat `other` is kept in `samples`. Compare the rows' sum with the headline timed steps' median.
 Bookkeeping (labelling nodes, adding and removing hooks) runs between a boundary's stop and the next start and
-is charged to nothing; `wall_sec` is the instrumented steps' median including it.
+is charged to nothing; `wall_sec` is the instrumented steps' median including it. The garbage collector is off
+during an instrumented step, as it never runs in a bare one: the labels' Python objects would otherwise set off
+collections (on base about 20 ms a step, mostly one full pass over 330,000 objects, mostly during bookkeeping).
+The hooks themselves cost about 1,100 Python calls a step on base (93 boundaries, 1,017 autograd nodes), a few
+milliseconds of a step of seconds.
 Each boundary costs a device synchronisation (nothing on the CPU; a few microseconds and a drained queue on a
 GPU), so on a GPU the sum can exceed a bare step's time by roughly the launch latency hidden between layers.
 Assumes the backward runs on one thread at a time (true on the CPU and for a model wholly on one accelerator).
@@ -32,6 +38,7 @@ Assumes the backward runs on one thread at a time (true on the CPU and for a mod
 
 from __future__ import annotations
 
+import gc
 import statistics
 import threading
 import time
@@ -261,7 +268,7 @@ class LayerTime:
 @dataclass(frozen=True)
 class LayerTiming:
     rows: list[LayerTime]  # every layer in forward order, then `other`
-    step_sec: float  # the sum of the rows (each a median over the repeats)
+    step_sec: float  # the sum of the rows: the median instrumented step (`other` is what the layer rows leave)
     median_step_sec: float  # median over the repeats of the instrumented step, bookkeeping excluded
     wall_sec: float  # median over the repeats of the instrumented step, bookkeeping included
     repeats: int
@@ -284,20 +291,42 @@ def time_layers(
     *,
     clock: Callable[[], float] = time.perf_counter,
     sync: Optional[Callable[[], None]] = None,
+    before_each: Optional[Callable[[Batch], None]] = None,
 ) -> LayerTiming:
     """Run `repeats` training steps on `step` (batch i is batches[i % len(batches)]), timing each layer's
-    forward and backward; medians over the repeats. The steps train the model like any other step."""
+    forward and backward; medians over the repeats. The steps train the model like any other step.
+
+    `before_each(batch)` runs before each instrumented step, off its clock: a caller comparing with bare steps
+    times one there, so bare and instrumented steps alternate and a change of load between them hits both."""
     if repeats < 1 or not batches:
         raise ValueError(f"time_layers needs at least one repeat and one batch (got {repeats}, {len(batches)})")
     sync = sync if sync is not None else device_sync(device)
     runs = []
     for index in range(repeats):
+        batch = batches[index % len(batches)]
+        if before_each is not None:
+            before_each(batch)
         stopwatch = Stopwatch(clock, sync)
         boundaries = LayerBoundaries(step.model, layers, stopwatch)
-        start = clock()
-        _instrumented_step(step, batches[index % len(batches)], boundaries)
-        runs.append((stopwatch.charged, clock() - start, dict(boundaries.io_bytes)))
+        with _no_garbage_collection():
+            start = clock()
+            _instrumented_step(step, batch, boundaries)
+            wall = clock() - start
+        runs.append((stopwatch.charged, wall, dict(boundaries.io_bytes)))
     return _summarise([layer.name for layer in layers], runs)
+
+
+@contextmanager
+def _no_garbage_collection() -> Iterator[None]:
+    """The garbage collector off inside, and back on after if it was on: a bare step leaves nothing for it, an
+    instrumented one makes thousands of Python objects (node labels, hooks) that would set off collections."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _instrumented_step(step: TrainingStep, batch: Batch, boundaries: LayerBoundaries) -> None:
@@ -323,17 +352,15 @@ def _summarise(names: list[str], runs: list[tuple[dict[tuple[str, str], float], 
     samples[OTHER] = [sum(charged.values()) - sum(charged.get(key, 0.0) for key in keys) for charged, _, _ in runs]
     samples["wall"] = [wall for _, wall, _ in runs]
     seconds = {key: statistics.median(samples[f"{key[0]}/{key[1]}"]) for key in keys}
-    other = statistics.median(samples[OTHER])
-    step_sec = sum(seconds.values()) + other
+    median_step = statistics.median(samples["step"])
+    other = median_step - sum(seconds.values())  # the same steps' median minus their layer rows: they add up
     rows = []
     for name in names:
         fwd, bwd = seconds[(name, FORWARD)], seconds[(name, BACKWARD)]
         io = int(statistics.median([io_bytes.get(name, 0) for _, _, io_bytes in runs]))
-        rows.append(LayerTime(name, fwd, bwd, fwd + bwd, _share(fwd + bwd, step_sec), io))
-    rows.append(LayerTime(OTHER, None, None, other, _share(other, step_sec)))
-    return LayerTiming(
-        rows, step_sec, statistics.median(samples["step"]), statistics.median(samples["wall"]), len(runs), samples
-    )
+        rows.append(LayerTime(name, fwd, bwd, fwd + bwd, _share(fwd + bwd, median_step), io))
+    rows.append(LayerTime(OTHER, None, None, other, _share(other, median_step)))
+    return LayerTiming(rows, median_step, median_step, statistics.median(samples["wall"]), len(runs), samples)
 
 
 def _share(part: float, whole: float) -> float:
