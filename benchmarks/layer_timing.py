@@ -3,8 +3,10 @@
     python benchmarks/layer_timing.py [--model base] [--batch 4] [--seconds 5.5] [--repeats 5]
                                       [--layer-repeats 3] [--precision fp32] [--skip-calibrate]
 
-1. The per-layer rows (fwd_sec + bwd_sec, plus `other`) against the median of the headline timed steps, run just
-   before them on the same model and batches (target: within 10 %).
+1. The per-layer rows (fwd_sec + bwd_sec, plus `other`: together the median instrumented step) against the median
+   of the headline timed steps, run just before them on the same model and batches (target: within 10 %); and
+   against bare steps timed in alternation with the instrumented ones (a bare step before each), which a change of
+   load between the two blocks cannot skew: that ratio is the instrumentation's own cost.
 2. The CNN encoder's share of step time against its share of the step's FLOPs (on a CPU the time share is the
    larger: its first layers are bound by memory traffic, not arithmetic).
 3. Per layer: seconds forward and backward, achieved FLOP/s and its fraction of the calibrated fp32 matmul rate
@@ -12,12 +14,13 @@
 4. Calibration: the fp32 matmul rate next to a plain 2048x2048 torch.mm loop timed beside it (target: within
    20 %), the mixed-dtype rate and the copy bandwidth.
 Heavy with the defaults (base, batch 4, 5.5 s): minutes on a small CPU. Timings are only meaningful on an
-otherwise idle machine.
+otherwise idle machine; the load average is printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -30,12 +33,13 @@ from w2vprof.measure.layer_timing import OTHER, LayerTiming, time_layers, with_f
 from w2vprof.measure.layers import group_of_layer, model_layers
 from w2vprof.measure.step import TrainingStep
 from w2vprof.models import build_model
-from w2vprof.workload import make_workload
+from w2vprof.workload import Batch, make_workload
 
 
 @dataclass
 class Measured:
     headline: list[float]  # seconds of the headline timed steps
+    alternated: list[float]  # seconds of the bare steps timed before each instrumented step
     timing: LayerTiming  # with FLOP rates
     flops: dict[str, int]  # layer -> forward + backward FLOPs
     train_flops: int  # the step's FLOPs (forward, backward, optimizer)
@@ -53,25 +57,34 @@ def measure(args: argparse.Namespace) -> Measured:
     rows = layer_rows(model, layers, counts)
     warm_up(step, batches[0], 1)
     headline = timed_steps(step, batches, "cpu", telemetry=False).times
-    timing = time_layers(step, layers, batches, "cpu", args.layer_repeats)
+    alternated: list[float] = []
+
+    def bare_step(batch: Batch) -> None:
+        alternated.extend(timed_steps(step, [batch], "cpu", telemetry=False).times)
+
+    timing = time_layers(step, layers, batches, "cpu", args.layer_repeats, before_each=bare_step)
     timing = with_flop_rates(timing, {r.layer: r.fwd_flops for r in rows}, {r.layer: r.bwd_flops for r in rows})
     flops = {r.layer: r.fwd_flops + r.bwd_flops for r in rows}
     cnn = [layer.name for layer in layers if group_of_layer(layer) == "cnn_encoder"]
-    return Measured(headline, timing, flops, counts.train_flops, cnn)
+    return Measured(headline, alternated, timing, flops, counts.train_flops, cnn)
 
 
-def report_sums(headline: list[float], timing: LayerTiming) -> None:
-    median = statistics.median(headline)
+def report_sums(measured: Measured) -> None:
+    timing, median = measured.timing, statistics.median(measured.headline)
     rows_sum = sum(row.sec for row in timing.rows)
-    print(f"headline timed steps:   median {median:.3f} s  ({', '.join(f'{t:.3f}' for t in headline)})")
+    alternated = statistics.median(measured.alternated)
+    print(f"headline timed steps:   median {median:.3f} s  ({_seconds(measured.headline)})")
     print(
         f"layer rows + other:     {rows_sum:.3f} s  (other {timing.row(OTHER).sec:.3f} s; instrumented steps: "
-        f"median {timing.median_step_sec:.3f} s, {timing.wall_sec:.3f} s with bookkeeping)"
+        f"{_seconds(timing.samples['step'])}, {timing.wall_sec:.3f} s with bookkeeping)"
     )
-    print(
-        f"ratio rows / headline:  {rows_sum / median:.3f}   (target 0.90-1.10); instrumented median / headline: "
-        f"{timing.median_step_sec / median:.3f}"
-    )
+    print(f"ratio (rows + other) / headline median:  {rows_sum / median:.3f}   (target 0.90-1.10)")
+    print(f"bare steps alternated with them:        median {alternated:.3f} s  ({_seconds(measured.alternated)})")
+    print(f"ratio (rows + other) / alternated bare: {rows_sum / alternated:.3f}   (the instrumentation's own cost)")
+
+
+def _seconds(times: list[float]) -> str:
+    return ", ".join(f"{t:.3f}" for t in times)
 
 
 def report_cnn_share(measured: Measured) -> None:
@@ -132,11 +145,17 @@ def main() -> None:
     parser.add_argument("--skip-calibrate", action="store_true")
     args = parser.parse_args()
     print(f"{args.model}, batch {args.batch}, {args.seconds} s, {args.precision}, {torch.get_num_threads()} threads")
+    print(f"load average at the start: {_load()}")
     peak = None if args.skip_calibrate else report_calibration().peak_flops_fp32_measured
     measured = measure(args)
-    report_sums(measured.headline, measured.timing)
+    report_sums(measured)
     report_cnn_share(measured)
     report_layers(measured.timing, measured.flops, peak)
+    print(f"load average at the end: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -3,12 +3,16 @@
     python benchmarks/overhead.py [--model base] [--batch 4] [--seconds 5.5] [--repeats 5]
 
 The plain loop: build the same model, AdamW, one warmup step, then time `repeats` steps with
-time.perf_counter and nothing else. Prints both medians and their ratio (target: within 3 %).
+time.perf_counter and nothing else. It runs before the profile and again after it, and the profile's median is
+compared with the median of both loops' steps (target: within 3 %): a change of load during the run then hits
+both sides instead of only the profile's (on a shared 2-core machine one other busy process slows a step by up
+to 2x). Prints the load average before and after; compare only figures from one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -50,14 +54,26 @@ def main() -> None:
 
     from w2vprof.measure.engine import ProfileConfig, profile_configuration
 
-    plain = plain_loop(args.model, args.batch, args.seconds, args.repeats, seed=0)
+    print(f"load average at the start: {_load()}")
+    before = plain_loop(args.model, args.batch, args.seconds, args.repeats, seed=0)
     profiled = profile_configuration(
         ProfileConfig(model=args.model, batch=args.batch, seconds=args.seconds, repeats=args.repeats, seed=0)
     ).record
-    plain_median = statistics.median(plain)
-    print(f"plain loop median:        {plain_median:.3f} s  ({', '.join(f'{t:.3f}' for t in plain)})")
+    after = plain_loop(args.model, args.batch, args.seconds, args.repeats, seed=0)
+    plain_median = statistics.median(before + after)
+    print(f"plain loop before:        median {statistics.median(before):.3f} s  ({_seconds(before)})")
     print(f"w2vprof profile median:   {profiled.sec_per_batch_median:.3f} s")
-    print(f"ratio profile / plain:    {profiled.sec_per_batch_median / plain_median:.3f}")
+    print(f"plain loop after:         median {statistics.median(after):.3f} s  ({_seconds(after)})")
+    print(f"ratio profile / plain:    {profiled.sec_per_batch_median / plain_median:.3f}   (both loops' median)")
+    print(f"load average at the end: {_load()}")
+
+
+def _seconds(times: list[float]) -> str:
+    return ", ".join(f"{t:.3f}" for t in times)
+
+
+def _load() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 if __name__ == "__main__":
