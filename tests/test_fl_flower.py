@@ -12,6 +12,7 @@ flwr = pytest.importorskip("flwr")
 
 from typer.testing import CliRunner
 
+from conftest import run_cli_in_process
 from w2vprof.cli.main import app
 from w2vprof.fl.records import read_clients_csv, read_rounds_csv
 
@@ -132,20 +133,22 @@ def test_deploy_config_writes_a_valid_flower_app(tmp_path):
     assert 'address = "10.0.0.5:9093"' in (tmp_path / "dep" / "flwr-home" / "config.toml").read_text()
 
 
-def test_deploy_config_bad_node_is_one_line(tmp_path):
-    result = CliRunner().invoke(
-        app,
-        [
-            "fl",
-            "deploy-config",
-            "--out",
-            str(tmp_path),
-            "--superlink",
-            "h:1",
-            "--node",
-            "nopath",
-            "--validation",
-            "v",
-        ],
+@pytest.mark.parametrize(
+    "node, message",
+    [
+        ("nopath", "--node must look like NAME=PARTITION_PATH[,CLIPS_DIR], got 'nopath'"),
+        ('a=/data/"x".tsv', "--node 'a=/data/\"x\".tsv': quotes and newlines cannot travel in a Flower node config"),
+    ],
+)
+def test_deploy_config_bad_node_is_one_line(tmp_path, node, message):
+    from w2vprof.errors import SettingError
+    from w2vprof.fl.deploy import parse_node
+
+    with pytest.raises(SettingError) as raised:  # the library names its setting; the CLI shows it as the flag
+        parse_node(node)
+    assert raised.value.setting == "node"
+    result = run_cli_in_process(
+        "fl", "deploy-config", "--out", str(tmp_path), "--superlink", "h:1", "--node", node, "--validation", "v"
     )
-    assert "--node must look like NAME=PARTITION_PATH" in str(result.exception)
+    assert result.returncode == 2
+    assert result.stderr == f"w2vprof: error: {message}\n", result.stderr

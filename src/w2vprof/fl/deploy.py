@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from w2vprof.errors import BadInput, SettingError
+from w2vprof.errors import SettingError
 from w2vprof.files import write_text_atomic
 from w2vprof.fl import offline_environment
 from w2vprof.fl.settings import FlSettings
@@ -69,10 +69,10 @@ def parse_node(text: str) -> NodeSpec:
     """NAME=PARTITION[,CLIPS_DIR] as the CLI takes it."""
     name, sep, rest = text.partition("=")
     if not sep or not name.strip() or not rest.strip():
-        raise BadInput(f"--node must look like NAME=PARTITION_PATH[,CLIPS_DIR], got {text!r}")
+        raise SettingError("node", f"must look like NAME=PARTITION_PATH[,CLIPS_DIR], got {text!r}")
     path, _, clips = rest.partition(",")
     if any(c in name + path + clips for c in '"\n'):
-        raise BadInput(f"--node {text!r}: quotes and newlines cannot travel in a Flower node config")
+        raise SettingError("node", f"{text!r}: quotes and newlines cannot travel in a Flower node config")
     return NodeSpec(name=name.strip(), partition_path=path.strip(), clips_dir=clips.strip())
 
 
