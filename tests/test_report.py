@@ -40,9 +40,9 @@ def test_table2_of_the_paper_matches_golden():
 
 
 def test_table1_results_and_environment_match_golden():
-    from w2vprof.report.build import _read_summary
+    from w2vprof.records import read_summary_csv
 
-    _golden("table1_summary.md", table_markdown(table1(_read_summary(DATA / "summary_tiny.csv"))))
+    _golden("table1_summary.md", table_markdown(table1(read_summary_csv(DATA / "summary_tiny.csv"))))
     rows = read_results_csv(DATA / "small.csv")
     _golden("small_results.md", table_markdown(results_table(rows)))
     _golden("small_environment.md", table_markdown(environment_table(rows)))

@@ -52,10 +52,12 @@ __all__ = [
     "RowRules",
     "RESULT_RULES",
     "LAYER_RULES",
+    "SUMMARY_RULES",
     "read_records",
     "length_key",
     "read_results_csv",
     "read_layers_csv",
+    "read_summary_csv",
 ]
 
 SCHEMA_VERSION = 2
@@ -327,6 +329,12 @@ RESULT_RULES = RowRules(
     choices=(("status", STATUSES), ("precision", PRECISIONS)),
 )
 LAYER_RULES = RowRules(what="per-layer", required=("layer", "kind", "act_mem_bytes"))
+#: `w2vprof summary --format csv` (Table 1): counts >= 0, the batch and the utterance length > 0.
+SUMMARY_RULES = RowRules(
+    what="summary CSV",
+    required=("model", "module", "params", "inference_flops", "seconds", "batch"),
+    positive=frozenset({"batch", "seconds"}),
+)
 
 
 def _number(value: str, is_int: bool) -> Any:
@@ -445,6 +453,11 @@ def read_results_csv(path: Path, text: Optional[str] = None, require_rows: bool 
 def read_layers_csv(path: Path) -> list[LayerRecord]:
     """Read a per-layer file (layers.csv of a profile, <slug>.csv of a sweep); every number >= 0."""
     return read_records(path, LayerRecord, LAYER_RULES)
+
+
+def read_summary_csv(path: Path) -> list[ModuleSummaryRow]:
+    """Read a `w2vprof summary --format csv` file, every row checked (see SUMMARY_RULES); a header alone is no rows."""
+    return read_records(path, ModuleSummaryRow, SUMMARY_RULES, require_rows=False)
 
 
 def replace(record: Any, **changes: Any) -> Any:

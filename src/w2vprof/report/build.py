@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,16 +22,18 @@ from w2vprof.analysis.data import (
     sec_per_batch,
 )
 from w2vprof.errors import BadInput, SettingError
-from w2vprof.files import read_csv_rows, write_bytes_atomic
+from w2vprof.files import write_bytes_atomic
 from w2vprof.fl.records import RunCurves, load_run
 from w2vprof.records import (
     DEFAULT_RECIPE,
+    SUMMARY_RULES,
     LayerRecord,
     ModuleSummaryRow,
     ResultRecord,
     length_key,
     read_layers_csv,
     read_results_csv,
+    read_summary_csv,
     recipe_of,
 )
 from w2vprof.report import plots
@@ -42,7 +43,6 @@ from w2vprof.report.tables import environment_table, results_table, table1, tabl
 
 __all__ = ["ReportInputs", "Report", "load_inputs", "build_report", "write_report", "report_to_folder"]
 
-SUMMARY_COLUMNS = ("model", "module", "params", "inference_flops", "seconds", "batch")
 #: Fig. 2 of the paper: base, batch 4, 5.5 s, FP32.
 FIG2_CONFIG = ("base", 4, 5.5, "fp32")
 
@@ -120,32 +120,7 @@ def _is_summary(path: Path) -> bool:
             header = next(csv.reader(handle), [])
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
-    return set(SUMMARY_COLUMNS) <= set(header) and "status" not in header
-
-
-def _read_summary(path: Path) -> list[ModuleSummaryRow]:
-    # read_csv_rows decodes the whole file first, so a byte that is not UTF-8 anywhere (even the last one) is
-    # BadInput naming the file, not a UnicodeDecodeError raised halfway through the rows
-    _, cells = read_csv_rows(path, what="summary CSV")
-    rows = []
-    for line_no, r in cells:
-        try:
-            row = ModuleSummaryRow(
-                r["model"],
-                r["module"],
-                int(r["params"]),
-                int(r["inference_flops"]),
-                float(r["seconds"]),
-                int(r["batch"]),
-            )
-        except (ValueError, TypeError):
-            raise BadInput(f"{path}: line {line_no} of this summary CSV is not a number where one belongs") from None
-        if row.params < 0 or row.inference_flops < 0 or row.batch < 1:
-            raise BadInput(f"{path}: line {line_no} of this summary CSV has a negative count or a batch below 1")
-        if not (math.isfinite(row.seconds) and row.seconds > 0):
-            raise BadInput(f"{path}: line {line_no} of this summary CSV has seconds that are not a positive number")
-        rows.append(row)
-    return rows
+    return set(SUMMARY_RULES.required) <= set(header) and "status" not in header
 
 
 def load_inputs(paths: list[Path], reference: Optional[str] = None) -> ReportInputs:
@@ -161,7 +136,7 @@ def load_inputs(paths: list[Path], reference: Optional[str] = None) -> ReportInp
             inputs.fl_runs.append(load_run(path))
             continue
         if _is_summary(path):
-            inputs.summaries.extend(_read_summary(path))
+            inputs.summaries.extend(read_summary_csv(path))
             continue
         for record in read_results_csv(path):
             if record.layers_file:
