@@ -261,16 +261,10 @@ def simulate_command(
 
 
 def _fleet_options(fleet: Optional[Path], results, deadline: Optional[float], seconds: Optional[float]):
-    """--fleet's options for the simulation; each of the others alone is refused (it would be ignored)."""
-    from w2vprof.errors import SettingError
-    from w2vprof.fl.virtual_fleet import FleetOptions
+    from w2vprof.fl.virtual_fleet import fleet_options
 
-    if fleet is None:
-        for name, value in (("results", results), ("deadline", deadline), ("seconds", seconds)):
-            if value:
-                raise SettingError(name, "is only for a fleet run: give {fleet} too", ("fleet",))
-        return None
-    return FleetOptions(str(fleet), tuple(str(path) for path in results or ()), deadline, seconds)
+    paths = [str(path) for path in results or ()]
+    return fleet_options(None if fleet is None else str(fleet), paths, deadline, seconds)
 
 
 def _deploy_settings(nodes, validation: str, **values):

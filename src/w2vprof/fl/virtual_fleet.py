@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "FleetOptions",
+    "fleet_options",
     "FleetInputs",
     "ClientVerdict",
     "read_fleet_inputs",
@@ -70,6 +71,18 @@ class ClientVerdict:
     fleet_device: str
     virtual_sec: Optional[float]  # None: it never trained there (memory, unsupported, unreachable)
     dropped: str  # a DROP_CAUSES entry, or '' when its update counts
+
+
+def fleet_options(
+    fleet: Optional[str], results: Sequence[str], deadline: Optional[float], seconds: Optional[float]
+) -> Optional[FleetOptions]:
+    """The fleet settings of a run (None without a fleet); each of the others alone is refused (it would be ignored)."""
+    if fleet is None:
+        for name, value in (("results", results), ("deadline", deadline), ("seconds", seconds)):
+            if value:
+                raise SettingError(name, "is only for a fleet run: give {fleet} too", ("fleet",))
+        return None
+    return FleetOptions(fleet, tuple(results), deadline, seconds)
 
 
 def read_fleet_inputs(options: FleetOptions) -> FleetInputs:
