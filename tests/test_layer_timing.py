@@ -274,7 +274,6 @@ def test_flop_rates_are_flops_over_seconds():
             LayerTime("transformer.0", 0.25, 0.0, 0.25, 0.05),
             LayerTime(OTHER, None, None, 2.25, 0.45),
         ],
-        step_sec=5.0,
         median_step_sec=5.0,
         wall_sec=5.5,
         repeats=1,

@@ -268,12 +268,17 @@ class LayerTime:
 @dataclass(frozen=True)
 class LayerTiming:
     rows: list[LayerTime]  # every layer in forward order, then `other`
-    step_sec: float  # the sum of the rows: the median instrumented step (`other` is what the layer rows leave)
     median_step_sec: float  # median over the repeats of the instrumented step, bookkeeping excluded
     wall_sec: float  # median over the repeats of the instrumented step, bookkeeping included
     repeats: int
     #: raw seconds per repeat, for run.json: "layer/fwd", "layer/bwd", "other", "step", "wall" -> one per repeat
     samples: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def step_sec(self) -> float:
+        """The step as the rows tell it: their sum, which is the median instrumented step (`other` is what the
+        layer rows leave of it)."""
+        return self.median_step_sec
 
     def row(self, layer: str) -> LayerTime:
         for row in self.rows:
@@ -360,7 +365,7 @@ def _summarise(names: list[str], runs: list[tuple[dict[tuple[str, str], float], 
         io = int(statistics.median([io_bytes.get(name, 0) for _, _, io_bytes in runs]))
         rows.append(LayerTime(name, fwd, bwd, fwd + bwd, _share(fwd + bwd, median_step), io))
     rows.append(LayerTime(OTHER, None, None, other, _share(other, median_step)))
-    return LayerTiming(rows, median_step, median_step, statistics.median(samples["wall"]), len(runs), samples)
+    return LayerTiming(rows, median_step, statistics.median(samples["wall"]), len(runs), samples)
 
 
 def _share(part: float, whole: float) -> float:
