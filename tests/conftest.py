@@ -13,18 +13,22 @@ import io
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _few_threads():
-    """Tests share a 2-core machine: keep torch from oversubscribing it."""
+    """Tests share a 2-core machine: keep torch from oversubscribing it. Under pytest-xdist each worker gets its
+    share of the cores, so two workers on two cores do not fight over them."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     try:
         import torch
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
     except ImportError:  # pragma: no cover
         pass
 
@@ -135,9 +139,11 @@ def _fake_calibration_cache(_few_threads, tmp_path_factory):
         measured_at="2026-01-01T00:00:00+00:00",
         note="fake (tests/conftest.py)",
     )
-    path = cache_path(fake.device_fingerprint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(fake.to_json(), encoding="utf-8")
+    # one per thread count a test may run at: this process's (one under pytest-xdist), a child's default, --threads 2
+    for threads in {torch.get_num_threads(), os.cpu_count() or 1, 1, 2}:
+        path = cache_path(fake.device_fingerprint, threads)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(replace(fake, threads=threads).to_json(), encoding="utf-8")
     yield fake
     if previous is None:
         os.environ.pop("XDG_CACHE_HOME", None)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import torch
 
 from w2vprof.analysis.data import DeviceProfile
 from w2vprof.devices.calibrate import (
@@ -165,14 +166,33 @@ def cached_run(folder: Path, rate: float = 1e11, **options: Any) -> tuple[Calibr
 
 def test_the_cache_round_trip(tmp_path):
     first, ops = cached_run(tmp_path)
-    path = cache_path(IDENTITY["device_fingerprint"], tmp_path)
-    assert path.name == "calibration-0123abcd.json" and ops.prepared
+    path = cache_path(IDENTITY["device_fingerprint"], torch.get_num_threads(), tmp_path)
+    assert path.name == f"calibration-0123abcd-{torch.get_num_threads()}threads.json" and ops.prepared
     assert Calibration.from_json(path.read_text()) == first
     again, ops = cached_run(tmp_path, rate=5e11)
     assert again == first and ops.prepared == []  # read back, nothing measured
     refreshed, ops = cached_run(tmp_path, rate=5e11, refresh=True)
     assert refreshed.peak_flops_fp32_measured == pytest.approx(5e11) and ops.prepared
     assert Calibration.from_json(path.read_text()) == refreshed
+
+
+def test_each_thread_count_keeps_its_own_cache_entry(tmp_path):
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, ops = cached_run(tmp_path, rate=1e11)
+        torch.set_num_threads(2)
+        two, ops_two = cached_run(tmp_path, rate=2e11)
+        torch.set_num_threads(1)
+        again, ops_again = cached_run(tmp_path, rate=3e11)
+    finally:
+        torch.set_num_threads(previous)
+    assert ops.prepared and ops_two.prepared and ops_again.prepared == []  # the 1-thread entry survived the 2's
+    assert (one.threads, two.threads) == (1, 2) and again == one
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "calibration-0123abcd-1threads.json",
+        "calibration-0123abcd-2threads.json",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -189,7 +209,7 @@ def test_the_cache_round_trip(tmp_path):
 )
 def test_a_corrupt_cache_file_is_measured_again(tmp_path, spoil):
     cached_run(tmp_path)
-    path = cache_path(IDENTITY["device_fingerprint"], tmp_path)
+    path = cache_path(IDENTITY["device_fingerprint"], torch.get_num_threads(), tmp_path)
     path.write_bytes(spoil(path.read_text()).encode("utf-8", "surrogateescape"))
     calibration, ops = cached_run(tmp_path, rate=3e11)
     assert ops.prepared and calibration.peak_flops_fp32_measured == pytest.approx(3e11)
@@ -201,7 +221,7 @@ def test_a_corrupt_cache_file_is_measured_again(tmp_path, spoil):
 )
 def test_a_calibration_made_under_other_conditions_is_measured_again(tmp_path, field, value):
     cached_run(tmp_path)
-    path = cache_path(IDENTITY["device_fingerprint"], tmp_path)
+    path = cache_path(IDENTITY["device_fingerprint"], torch.get_num_threads(), tmp_path)
     path.write_text(json.dumps(dict(json.loads(path.read_text()), **{field: value})))
     _, ops = cached_run(tmp_path)
     assert ops.prepared

@@ -240,7 +240,7 @@ def test_devices_calibrate_prints_caches_and_refreshes(tmp_path, monkeypatch):
     code, out, _ = _cli("devices", "--calibrate", "--device", "cpu", "--format", "json")
     assert code == 0 and calls == ["cpu"]  # the cache answered
     calibration = Calibration.from_json(out)
-    assert cache_path(calibration.device_fingerprint).is_file()
+    assert cache_path(calibration.device_fingerprint, calibration.threads).is_file()
     code, _, _ = _cli("devices", "--calibrate", "--refresh", "--device", "cpu", "--threads", "1")
     assert code == 0 and calls == ["cpu", "cpu"]
 

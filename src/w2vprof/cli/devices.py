@@ -84,7 +84,7 @@ def calibrate_command(device: str, fmt: str, calibrate: bool, refresh: bool, thr
     if "not cached" in calibration.note:
         typer.echo(f"note: {calibration.note}")
     else:
-        typer.echo(f"cached in {cache_path(calibration.device_fingerprint)}")
+        typer.echo(f"cached in {cache_path(calibration.device_fingerprint, calibration.threads)}")
 
 
 def device_tables(info: dict[str, Any]) -> list[Table]:

@@ -13,10 +13,11 @@ ceiling (STREAM reports its best run for the same reason). The warmup's time als
 device finishes in a few seconds: fewer repeats (at least 2) when a run is slow, and a halved matrix when even
 the warmup exceeds the budget.
 
-Results are cached per device fingerprint (w2vprof.devices.identify) in
-`$XDG_CACHE_HOME/w2vprof/calibration-<fingerprint>.json` (default `~/.cache/w2vprof`), written atomically; an
-entry made by another torch version, thread count or mixed dtype is measured again, and so is a file that does
-not read back as a calibration (corrupt, truncated, edited).
+Results are cached per device fingerprint (w2vprof.devices.identify) and thread count in
+`$XDG_CACHE_HOME/w2vprof/calibration-<fingerprint>-<threads>threads.json` (default `~/.cache/w2vprof`), written
+atomically, so sweeps at `--threads 1` and at the default each keep theirs; an entry made by another torch version
+or mixed dtype is measured again, and so is a file that does not read back as a calibration (corrupt, truncated,
+edited).
 """
 
 from __future__ import annotations
@@ -333,8 +334,9 @@ def cache_folder() -> Path:
     return Path(base) / "w2vprof"
 
 
-def cache_path(fingerprint: str, folder: Optional[Path] = None) -> Path:
-    return (folder if folder is not None else cache_folder()) / f"calibration-{fingerprint}.json"
+def cache_path(fingerprint: str, threads: int, folder: Optional[Path] = None) -> Path:
+    """The cache file of one device at one thread count (the rates depend on both)."""
+    return (folder if folder is not None else cache_folder()) / f"calibration-{fingerprint}-{threads}threads.json"
 
 
 def cached_calibration(
@@ -350,7 +352,7 @@ def cached_calibration(
     from w2vprof.devices import identify
 
     identity = identity if identity is not None else identify(device)
-    path = cache_path(str(identity["device_fingerprint"]), folder)
+    path = cache_path(str(identity["device_fingerprint"]), torch.get_num_threads(), folder)
     try:
         cached = Calibration.from_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, TypeError):  # json's errors are ValueErrors
@@ -383,7 +385,7 @@ def load_or_calibrate(
         if cached is not None:
             return cached
     calibration = calibrate(device, dtype_mixed, identity=identity, **calibrate_options)
-    path = cache_path(calibration.device_fingerprint, folder)
+    path = cache_path(calibration.device_fingerprint, calibration.threads, folder)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, calibration.to_json())
