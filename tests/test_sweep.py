@@ -532,3 +532,37 @@ def test_sigterm_stops_cleanly_with_the_resume_command(tmp_path):
     assert "Interrupted" in stderr and "--resume" in stderr
     assert 1 <= len(_rows(out)) < 4
     assert not Path(str(out) + ".lock").exists()  # the lock went with the sweep
+
+
+def test_a_child_gives_tqdm_a_thread_lock_so_no_semaphore_outlives_it(monkeypatch):
+    """A configuration child ends in os._exit. A multiprocessing lock made by tqdm's first bar (torch.compile's FX
+    interpreter makes one) was left registered with the resource tracker, which warned of a leaked semaphore at the
+    end of every sweep with --compile."""
+    pytest.importorskip("tqdm")
+    import multiprocessing.synchronize
+
+    from tqdm import tqdm
+    from tqdm.std import TqdmDefaultWriteLock
+
+    from w2vprof.sweep.child import give_tqdm_a_thread_lock
+
+    made: list[object] = []
+    semlock_init = multiprocessing.synchronize.SemLock.__init__
+
+    def recording_init(self, *args, **kwargs):
+        made.append(self)
+        semlock_init(self, *args, **kwargs)
+
+    def as_in_a_fresh_process() -> None:  # tqdm as a newly started process finds it: no lock made yet
+        monkeypatch.delattr(tqdm, "_lock", raising=False)
+        monkeypatch.delattr(TqdmDefaultWriteLock, "mp_lock", raising=False)
+
+    monkeypatch.setattr(multiprocessing.synchronize.SemLock, "__init__", recording_init)
+    as_in_a_fresh_process()
+    tqdm(range(3), disable=True).close()
+    assert len(made) == 1  # without the fix: the semaphore the tracker warned about
+    made.clear()
+    as_in_a_fresh_process()
+    give_tqdm_a_thread_lock()
+    tqdm(range(3), disable=True).close()
+    assert made == []

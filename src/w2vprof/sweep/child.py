@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from w2vprof.measure.engine import BuiltModel
 
-__all__ = ["MEASUREMENT_MODULES", "measure", "forked_entry", "template_entry"]
+__all__ = ["MEASUREMENT_MODULES", "forked_entry", "give_tqdm_a_thread_lock", "measure", "template_entry"]
 
 #: Imported by a template while it builds: the rest of a measurement. NB: torch._dynamo (with sympy) is imported
 #: lazily by the optimizer's first step and the FLOP counter: about a second in every child otherwise.
@@ -105,6 +105,24 @@ def _exit_when_gone(sweep_pid: int, interval_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="w2vprof-sweep-watch", daemon=True).start()
 
 
+def give_tqdm_a_thread_lock() -> None:
+    """Give tqdm a thread lock before anything in this child draws a bar.
+
+    torch.compile's FX interpreter makes a tqdm bar (disabled, but made). tqdm's first bar creates a
+    multiprocessing lock: a POSIX semaphore that the resource tracker shared with the sweep keeps a note of. This
+    child ends in os._exit, which never removes that note, so a sweep with --compile ended with "resource_tracker:
+    There appear to be 1 leaked semaphore objects to clean up at shutdown". A thread lock is all this child's bars
+    need: no other process draws into its output.
+    """
+    try:
+        import threading
+
+        from tqdm import tqdm
+    except ImportError:  # no tqdm installed: nothing will make its lock
+        return
+    tqdm.set_lock(threading.RLock())
+
+
 def forked_entry(
     config_json: str, result_path: str, stderr_path: str, sweep_pid: int, built: Optional[BuiltModel] = None
 ) -> None:
@@ -113,6 +131,7 @@ def forked_entry(
     _die_with_parent()
     _oom_killer_takes_me_first()
     _exit_when_gone(sweep_pid)
+    give_tqdm_a_thread_lock()
     err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(err, 2)
     null = os.open(os.devnull, os.O_WRONLY)
