@@ -168,6 +168,33 @@ def test_other_is_the_median_step_minus_the_layer_rows(tiny_step, batches):
     assert timing.row(OTHER).time_share == pytest.approx(0.75)
 
 
+def test_layer_rows_that_add_up_to_more_than_the_median_step_leave_other_at_what_the_repeats_left(
+    tiny_step, batches, tmp_path
+):
+    """Found by a loaded run: cnn.0's forward takes 2, 2, 0 s and transformer.0's 0, 2, 2 s, so the steps take 2, 4
+    and 2 s and the optimizer nothing. The layer medians (2 + 2 s) pass the median step (2 s): subtracting gave
+    `other` -2 s, a row w2vprof's own layers.csv reader refuses. `other` is then the per-repeat `other`'s median."""
+    from w2vprof.measure.diagnostics import rows_with_times
+    from w2vprof.records import LAYER_COLUMNS, LayerRecord, read_layers_csv, rows_to_csv_text
+
+    clock = FakeClock()
+    cnn = iter([2.0, 2.0, 0.0])
+    transformer = iter([0.0, 2.0, 2.0])
+    slow_down(tiny_step.model, "feature_extractor.conv_layers.0", sleep=lambda _: clock.sleep(next(cnn)))
+    slow_down(tiny_step.model, "transformer.layers.0", sleep=lambda _: clock.sleep(next(transformer)))
+    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=3, clock=clock)
+
+    assert timing.samples["step"] == [2.0, 4.0, 2.0] and timing.median_step_sec == 2.0
+    assert timing.row("cnn.0").sec == timing.row("transformer.0").sec == 2.0
+    assert timing.row(OTHER).sec == 0.0 and timing.step_sec == 4.0
+    assert sum(row.time_share for row in timing.rows) == pytest.approx(1.0)
+    names = [row.layer for row in timing.rows if row.layer != OTHER]
+    rows = rows_with_times([LayerRecord(layer=name, kind="layer", act_mem_bytes=0) for name in names], timing)
+    path = tmp_path / "layers.csv"
+    path.write_text(rows_to_csv_text(rows, LAYER_COLUMNS))
+    assert [row.sec for row in read_layers_csv(path)][-1] == 0.0  # readable: nothing negative
+
+
 def test_before_each_runs_before_every_instrumented_step_off_its_clock(tiny_step, batches):
     clock = FakeClock()
     seen = []

@@ -24,7 +24,9 @@ Each layer row is the median of its own per-repeat values (so a disturbance in o
 move that layer's row), and the `other` row is the median instrumented step minus those layer rows: the rows add
 up to `median_step_sec`, a step as measured (`step_sec`, the rows' sum, equals it). A disturbance in one repeat
 can therefore show in `other` as the difference between the median step and the sum of the layer medians; the
-raw per-repeat `other` is kept in `samples`. Compare the rows' sum with the headline timed steps' median.
+raw per-repeat `other` is kept in `samples`. Where the layer medians alone add up to more than the median step
+(repeats that disagree a lot), `other` is the median of the per-repeat `other` instead, never negative, and
+`step_sec` exceeds `median_step_sec` by the difference. Compare the rows' sum with the headline timed steps' median.
 Bookkeeping (labelling nodes, adding and removing hooks) runs between a boundary's stop and the next start and
 is charged to nothing; `wall_sec` is the instrumented steps' median including it. The garbage collector is off
 during an instrumented step, as it never runs in a bare one: the labels' Python objects would otherwise set off
@@ -276,9 +278,9 @@ class LayerTiming:
 
     @property
     def step_sec(self) -> float:
-        """The step as the rows tell it: their sum, which is the median instrumented step (`other` is what the
-        layer rows leave of it)."""
-        return self.median_step_sec
+        """The step as the rows tell it: their sum. It is the median instrumented step (`other` is what the layer
+        rows leave of it) unless the layer rows alone add up to more (see _other_seconds)."""
+        return sum(row.sec for row in self.rows)
 
     def row(self, layer: str) -> LayerTime:
         for row in self.rows:
@@ -358,14 +360,28 @@ def _summarise(names: list[str], runs: list[tuple[dict[tuple[str, str], float], 
     samples["wall"] = [wall for _, wall, _ in runs]
     seconds = {key: statistics.median(samples[f"{key[0]}/{key[1]}"]) for key in keys}
     median_step = statistics.median(samples["step"])
-    other = median_step - sum(seconds.values())  # the same steps' median minus their layer rows: they add up
+    other = _other_seconds(median_step, sum(seconds.values()), samples[OTHER])
+    step = sum(seconds.values()) + other
     rows = []
     for name in names:
         fwd, bwd = seconds[(name, FORWARD)], seconds[(name, BACKWARD)]
         io = int(statistics.median([io_bytes.get(name, 0) for _, _, io_bytes in runs]))
-        rows.append(LayerTime(name, fwd, bwd, fwd + bwd, _share(fwd + bwd, median_step), io))
-    rows.append(LayerTime(OTHER, None, None, other, _share(other, median_step)))
+        rows.append(LayerTime(name, fwd, bwd, fwd + bwd, _share(fwd + bwd, step), io))
+    rows.append(LayerTime(OTHER, None, None, other, _share(other, step)))
     return LayerTiming(rows, median_step, statistics.median(samples["wall"]), len(runs), samples)
+
+
+def _other_seconds(median_step: float, layer_rows: float, other_samples: list[float]) -> float:
+    """The `other` row: the median step minus the layer rows, so the rows add up to a step as measured.
+
+    Each layer row is the median of its own repeats, so when the repeats disagree (a loaded machine) the layer rows
+    can add up to more than the median step, and that difference would be negative: a row no reader of layers.csv
+    accepts, and time nothing took. `other` is then what the repeats themselves left outside every layer (their
+    median, never below 0), and the rows add up to a little more than the median step (run.json shows both).
+    """
+    if layer_rows <= median_step:
+        return median_step - layer_rows
+    return max(0.0, statistics.median(other_samples))
 
 
 def _share(part: float, whole: float) -> float:
