@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,17 @@ from w2vprof.fl.records import (
 )
 from w2vprof.records import (
     LAYER_COLUMNS,
+    LAYER_RULES,
     RESULT_COLUMNS,
+    RESULT_RULES,
     SCHEMA_VERSION,
     LayerRecord,
+    ResultRecord,
     read_layers_csv,
     read_results_csv,
+    readable_record,
     rows_to_csv_text,
+    write_records_csv,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -244,3 +250,40 @@ def test_commands_refuse_bad_results_files_in_one_line(tmp_path, capsys, command
         "header_cut": "not a w2vprof results file",
     }[problem]
     assert expected in err
+
+
+# -- what w2vprof writes, w2vprof reads back ---------------------------------------------------------------------
+def test_a_value_that_breaks_a_rule_is_written_empty_and_said_not_left_to_refuse_the_file(tmp_path):
+    """One cell a reader refuses makes it refuse the whole file: a sweep's finished rows would be unreadable, and
+    the sweep unresumable. A computed value outside the rules (a bug's negative time, a NaN) is written empty
+    instead, and the row's notes say which and why."""
+    from w2vprof.sweep.writer import ResultsWriter
+
+    good = ResultRecord(model="base", batch=4, seconds=5.5, precision="fp32", status="ok", sec_per_batch_median=2.5)
+    bad = replace(good, batch=2, sec_per_batch_median=-1.0, act_mem_bytes=-5, loss=float("nan"), notes="kept")
+    path = tmp_path / "r.csv"
+    writer, _ = ResultsWriter.open(path, resume=False)
+    with writer:
+        writer.append(good)
+        writer.append(bad)
+    first, second = read_results_csv(path)
+    assert first == good  # a good row is written as it is
+    assert (second.sec_per_batch_median, second.act_mem_bytes) == (None, None)
+    assert math.isnan(second.loss)  # a diverged loss is a measurement: the rules take NaN there
+    assert second.notes == (
+        "kept; sec_per_batch_median was -1.0 (must be > 0): left empty; act_mem_bytes was -5 (must be >= 0): left empty"
+    )
+    assert readable_record(good, RESULT_RULES) is good
+
+
+def test_a_negative_layer_time_is_written_empty(tmp_path):
+    rows = [
+        LayerRecord(layer="cnn.0", kind="cnn", act_mem_bytes=8, sec=1.5),
+        LayerRecord(layer="other", kind="other", sec=-2.0),
+    ]
+    path = tmp_path / "layers.csv"
+    write_records_csv(path, rows, LAYER_COLUMNS, LAYER_RULES)
+    assert [(row.layer, row.sec) for row in read_layers_csv(path)] == [("cnn.0", 1.5), ("other", None)]
+    write_records_csv(path, rows, LAYER_COLUMNS)  # without the rules: the file its reader refuses
+    with pytest.raises(BadInput, match="column sec has '-2.0', must be >= 0"):
+        read_layers_csv(path)

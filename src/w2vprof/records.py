@@ -44,6 +44,7 @@ __all__ = [
     "ModuleSummaryRow",
     "RESULT_COLUMNS",
     "LAYER_COLUMNS",
+    "readable_record",
     "record_to_row",
     "rows_to_csv_text",
     "write_records_csv",
@@ -267,28 +268,65 @@ def rows_to_csv_text(records: Iterable[Any], columns: Iterable[str], header: boo
     return csv_text((record_to_row(r) for r in records), tuple(columns) if header else None)
 
 
-def write_records_csv(path: Path, records: Iterable[Any], columns: Iterable[str]) -> None:
+def write_records_csv(
+    path: Path, records: Iterable[Any], columns: Iterable[str], rules: Optional[RowRules] = None
+) -> None:
+    """`records` as a whole CSV file, written atomically; with `rules`, each first made readable by them
+    (readable_record)."""
+    if rules is not None:
+        records = [readable_record(record, rules) for record in records]
     write_text_atomic(path, rows_to_csv_text(records, columns))
 
 
-class RecordCsv:
-    """A `DurableCsv` of records (one dataclass per row): `append` / `extend` write durably, all rows in one write."""
+def readable_record(record: Row, rules: RowRules) -> Row:
+    """`record` as its file's reader (read_records with `rules`) will take it back.
 
-    def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
+    A reader refuses a whole file for one cell that breaks its rules, so a value w2vprof computed wrongly (a
+    negative time, a NaN where none belongs) would make every finished row of a results file unreadable, and the
+    sweep unresumable. Such a cell is left empty instead, where its field may be empty, and said in the record's
+    `notes` where it has them; every other cell is written as it is.
+    """
+    values = {field.name: getattr(record, field.name) for field in fields(record)}
+    changes: dict[str, Any] = {}
+    said = []
+    for field in fields(record):
+        text = _cell(values[field.name])
+        type_text = field.type if isinstance(field.type, str) else str(field.type)
+        reason = _parse_cell(field.name, text, type_text, rules)
+        if isinstance(reason, _Invalid) and "Optional" in type_text:
+            changes[field.name] = None
+            said.append(f"{field.name} was {text} ({reason}): left empty")
+    if not changes:
+        return record
+    if "notes" in values:
+        changes["notes"] = "; ".join(filter(None, [values["notes"], *said]))
+    return dataclasses.replace(record, **changes)
+
+
+class RecordCsv:
+    """A `DurableCsv` of records (one dataclass per row): `append` / `extend` write durably, all rows in one write.
+    With `rules`, each record is first made readable by them (readable_record)."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...], rules: Optional[RowRules] = None) -> None:
         self.csv = DurableCsv(path, columns)
         self.path = self.csv.path
         self.columns = self.csv.columns
+        self.rules = rules
 
     def append(self, record: Any) -> None:
         self.extend([record])
 
     def extend(self, records: Iterable[Any]) -> None:
         """All `records` in one write + fsync: a kill leaves them whole or absent."""
-        self.csv.append_rows(record_to_row(r) for r in records)
+        self.csv.append_rows(record_to_row(r) for r in self._readable(records))
 
     def replace_all(self, records: Iterable[Any]) -> None:
         """Rewrite the file atomically with `records` as its only rows."""
-        self.csv.replace_rows(record_to_row(r) for r in records)
+        self.csv.replace_rows(record_to_row(r) for r in self._readable(records))
+
+    def _readable(self, records: Iterable[Any]) -> Iterable[Any]:
+        rules = self.rules
+        return records if rules is None else (readable_record(record, rules) for record in records)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,10 @@ from flwr.serverapp.strategy import FedAvg
 from w2vprof.fl.aggregation import aggregation_label, aggregation_weights, average_arrays
 from w2vprof.fl.records import (
     CLIENT_COLUMNS,
+    CLIENT_RULES,
     DROP_CAUSES,
     ROUND_COLUMNS,
+    ROUND_RULES,
     ClientRoundRecord,
     DurableCsv,
     FleetRun,
@@ -115,8 +117,9 @@ class W2vprofStrategy(FedAvg):
         self.validation = validation
         self.on_round = on_round
         self.fleet = fleet
-        self.rounds_csv = DurableCsv(Path(out_dir) / "rounds.csv", ROUND_COLUMNS)
-        self.clients_csv = DurableCsv(Path(out_dir) / "clients.csv", CLIENT_COLUMNS)
+        # with their readers' rules: a value computed outside them is written empty, never a file `fl report` refuses
+        self.rounds_csv = DurableCsv(Path(out_dir) / "rounds.csv", ROUND_COLUMNS, ROUND_RULES)
+        self.clients_csv = DurableCsv(Path(out_dir) / "clients.csv", CLIENT_COLUMNS, CLIENT_RULES)
         self._round: Optional[_RoundInProgress] = None
 
     # -- sampling: remember who was asked, so silence is recorded too ------------------------------------------

@@ -25,6 +25,7 @@ from w2vprof.measure.engine import ProfileConfig
 from w2vprof.records import (
     DEFAULT_RECIPE,
     LAYER_COLUMNS,
+    LAYER_RULES,
     LayerRecord,
     ResultRecord,
     length_key,
@@ -313,7 +314,7 @@ def _save(
         folder = layers_folder(out)
         folder.mkdir(exist_ok=True)
         layer_path = folder / f"{_slug(record)}.csv"
-        write_records_csv(layer_path, layers, LAYER_COLUMNS)
+        write_records_csv(layer_path, layers, LAYER_COLUMNS, LAYER_RULES)
         record = replace(record, layers_file=str(layer_path.relative_to(out.parent)))
     index = work.replaces.get(_config_key(config, plan.options.device_identity.get("device_fingerprint", "")))
     if index is None:

@@ -23,7 +23,7 @@ from typing import Iterable, Optional
 
 from w2vprof.errors import BadInput, SettingError
 from w2vprof.files import DiskWriteError, WriterLock, write_text_atomic
-from w2vprof.records import RESULT_COLUMNS, RecordCsv, ResultRecord, read_results_csv
+from w2vprof.records import RESULT_COLUMNS, RESULT_RULES, RecordCsv, ResultRecord, read_results_csv
 
 __all__ = ["ResultsWriter", "load_existing"]
 
@@ -36,7 +36,7 @@ class ResultsWriter:
 
     def __init__(self, path: Path, lock: Optional[WriterLock] = None) -> None:
         self.lock = lock
-        self.rows = RecordCsv(path, RESULT_COLUMNS)
+        self.rows = RecordCsv(path, RESULT_COLUMNS, RESULT_RULES)  # every row readable by a resume
         self.path = self.rows.path
 
     @classmethod
