@@ -289,18 +289,22 @@ def readable_record(record: Row, rules: RowRules) -> Row:
     values = {field.name: getattr(record, field.name) for field in fields(record)}
     changes: dict[str, Any] = {}
     said = []
-    for field in fields(record):
-        text = _cell(values[field.name])
-        type_text = field.type if isinstance(field.type, str) else str(field.type)
-        reason = _parse_cell(field.name, text, type_text, rules)
+    for name, type_text in _type_texts(record).items():
+        text = _cell(values[name])
+        reason = _parse_cell(name, text, type_text, rules)
         if isinstance(reason, _Invalid) and "Optional" in type_text:
-            changes[field.name] = None
-            said.append(f"{field.name} was {text} ({reason}): left empty")
+            changes[name] = None
+            said.append(f"{name} was {text} ({reason}): left empty")
     if not changes:
         return record
     if "notes" in values:
         changes["notes"] = "; ".join(filter(None, [values["notes"], *said]))
     return dataclasses.replace(record, **changes)
+
+
+def _type_texts(record_type: Any) -> dict[str, str]:
+    """Each field's annotation as text ("Optional[float]"), of a record class or instance: what _parse_cell reads."""
+    return {f.name: f.type if isinstance(f.type, str) else str(f.type) for f in fields(record_type)}
 
 
 class RecordCsv:
@@ -460,7 +464,7 @@ def read_records(
         raise BadInput(f"{path}: not a w2vprof {rules.what} file (missing columns: {', '.join(missing)})")
     if require_rows and not rows:
         raise BadInput(f"{path}: no rows")
-    types = {f.name: f.type if isinstance(f.type, str) else str(f.type) for f in fields(cls)}
+    types = _type_texts(cls)
     records = []
     for line_no, raw in rows:
         _check_schema(path, line_no, raw.get("schema_version", ""), rules.schema_version)

@@ -360,8 +360,9 @@ def _summarise(names: list[str], runs: list[tuple[dict[tuple[str, str], float], 
     samples["wall"] = [wall for _, wall, _ in runs]
     seconds = {key: statistics.median(samples[f"{key[0]}/{key[1]}"]) for key in keys}
     median_step = statistics.median(samples["step"])
-    other = _other_seconds(median_step, sum(seconds.values()), samples[OTHER])
-    step = sum(seconds.values()) + other
+    layer_rows = sum(seconds.values())
+    other = _other_seconds(median_step, layer_rows, samples[OTHER])
+    step = layer_rows + other
     rows = []
     for name in names:
         fwd, bwd = seconds[(name, FORWARD)], seconds[(name, BACKWARD)]
