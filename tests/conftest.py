@@ -33,6 +33,20 @@ def _few_threads():
         pass
 
 
+@pytest.fixture(params=[True, False], ids=["cpu-bf16-native", "cpu-bf16-emulated"])
+def cpu_native_bf16(request, monkeypatch) -> bool:
+    """The host CPU's bfloat16 flags faked both ways (AVX512-BF16 present, or a CPU like a Raspberry Pi's without
+    it), through the real /proc/cpuinfo parser: a test that takes this fixture runs twice and cannot pass or fail
+    because of the CPU it runs on. The value is whether the faked CPU has native bfloat16."""
+    import w2vprof.devices.cpu as cpu
+
+    flags = "fpu sse2 avx2 avx512f" + (" avx512_bf16" if request.param else "")
+    cpuinfo = f"processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: {flags}\n"
+    monkeypatch.setattr(cpu, "read_native_bf16", lambda root="/": cpu.has_native_bf16(cpuinfo))
+    native: bool = request.param
+    return native
+
+
 @dataclass(frozen=True)
 class CliResult:
     """What a user sees of one `w2vprof` run: the exit status and everything written to stdout and stderr."""

@@ -135,3 +135,11 @@ def test_a_precision_that_fails_says_why(monkeypatch):
     )
     assert doctor._precision("mps", "mixed") == ("no", "float16: RuntimeError: MPS autocast only supports float16")
     assert doctor._precision("mps", "fp32")[0] == "ok"
+
+
+def test_cpu_mixed_precision_says_bfloat16_is_emulated_only_where_it_is(cpu_native_bf16, monkeypatch):
+    monkeypatch.setattr(doctor, "training_problem", lambda device, autocast_dtype=None, scaled=False: None)
+    status, detail = doctor._precision("cpu", "mixed")
+    ran = "autocast bfloat16, backward, AdamW step"
+    emulated = " (no native bfloat16 on this CPU: emulated, often slower than fp32)"
+    assert (status, detail) == ("ok", ran if cpu_native_bf16 else ran + emulated)

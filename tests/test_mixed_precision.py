@@ -177,16 +177,29 @@ def test_a_real_float16_overflow_on_this_cpu(cpu_float16_scaled, monkeypatch):
     assert "still falling after 10 extra warm-up step(s)" in record.notes
 
 
-def test_at_128_the_tiny_model_does_not_overflow(cpu_float16_scaled):
+def test_at_128_the_tiny_model_does_not_overflow(cpu_float16_scaled, cpu_native_bf16):
     record = profile_configuration(_mixed()).record
     assert record.status == "ok", record.error
+    # float16 ran, not bfloat16: no emulated-bfloat16 note whatever the CPU's flags say
     assert record.skipped_steps == 0 and record.notes == ""
+    assert record.bf16_native is cpu_native_bf16
     assert record.optim_state_bytes == _tiny_state_bytes()
 
 
-def test_fp32_and_bfloat16_rows_record_no_skipped_steps():
+def test_fp32_and_bfloat16_rows_record_no_skipped_steps(cpu_native_bf16):
     record = profile_configuration(_mixed(precision="fp32", repeats=1)).record
     assert record.skipped_steps == 0 and record.optim_state_bytes == _tiny_state_bytes()
+    assert record.notes == ""  # fp32: no precision caveat on any CPU
+
+
+def test_the_precision_note_names_the_dtype_that_ran(cpu_native_bf16, monkeypatch):
+    from w2vprof.measure.step import emulated_precision_note
+
+    emulated = "CPU has no native bfloat16: autocast bfloat16 is emulated (often slower than fp32)"
+    assert emulated_precision_note("cpu", cpu_native_bf16) == ("" if cpu_native_bf16 else emulated)
+    assert emulated_precision_note("cuda", cpu_native_bf16) == ""  # float16 on the GPU: the CPU's flags are moot
+    monkeypatch.setitem(step_module.MIXED_PRECISION, "cpu", step_module.MixedPrecision("float16", scaled=True))
+    assert emulated_precision_note("cpu", cpu_native_bf16) == ""
 
 
 def test_allocating_adamw_state_ahead_changes_nothing_that_follows():

@@ -120,13 +120,8 @@ def test_default_results_path_names_host_and_time(tmp_path):
     assert path.parent.is_dir()
 
 
-def test_default_grid_adds_mixed_on_a_cpu_only_with_native_bf16(monkeypatch):
-    import w2vprof.devices.cpu
-
-    monkeypatch.setattr(w2vprof.devices.cpu, "read_native_bf16", lambda *a, **k: True)
-    assert default_grid("cpu", None).precisions == ("fp32", "mixed")
-    monkeypatch.setattr(w2vprof.devices.cpu, "read_native_bf16", lambda *a, **k: False)
-    assert default_grid("cpu", None).precisions == ("fp32",)
+def test_default_grid_adds_mixed_on_a_cpu_only_with_native_bf16(cpu_native_bf16):
+    assert default_grid("cpu", None).precisions == (("fp32", "mixed") if cpu_native_bf16 else ("fp32",))
     assert default_grid("cuda", None).models == ("base", "large")
     assert default_grid("cpu", "quick").repeats == 3
 

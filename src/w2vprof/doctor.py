@@ -166,7 +166,7 @@ def device_checks() -> tuple[list[Check], list[str]]:
 
 
 def _precision(kind: str, precision: str) -> tuple[str, str]:
-    from w2vprof.measure.step import autocast_dtype, uses_grad_scaler
+    from w2vprof.measure.step import autocast_dtype, emulated_precision_note, uses_grad_scaler
 
     if precision == "fp32":
         problem = training_problem(kind)
@@ -181,7 +181,7 @@ def _precision(kind: str, precision: str) -> tuple[str, str]:
     if kind == "cpu":
         from w2vprof.devices.cpu import read_native_bf16
 
-        if not read_native_bf16():
+        if emulated_precision_note(kind, read_native_bf16()):
             detail += " (no native bfloat16 on this CPU: emulated, often slower than fp32)"
     return "ok", detail
 

@@ -300,6 +300,7 @@ def _start_result(config: ProfileConfig, device: str) -> ProfileResult:
     import torch
 
     from w2vprof.devices.cpu import read_native_bf16
+    from w2vprof.measure.step import emulated_precision_note
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -307,8 +308,8 @@ def _start_result(config: ProfileConfig, device: str) -> ProfileResult:
     record = _base_record(config, device, env)
     if device == "cpu":
         record.bf16_native = read_native_bf16()
-        if config.precision == "mixed" and not record.bf16_native:
-            record.notes = "CPU has no native bfloat16: autocast bf16 is emulated (often slower than fp32)"
+        if config.precision == "mixed":
+            record.notes = emulated_precision_note(device, record.bf16_native)
     if config.precision == "mixed":
         problem = mixed_precision_problem(device)
         if problem:

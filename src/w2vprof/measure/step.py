@@ -28,6 +28,7 @@ __all__ = [
     "TrainingStep",
     "allocate_optimizer_state",
     "autocast_dtype",
+    "emulated_precision_note",
     "make_optimizer",
     "optimizer_state_bytes",
     "uses_grad_scaler",
@@ -70,6 +71,15 @@ def autocast_dtype(device_kind: str) -> torch.dtype:
 
     dtype: torch.dtype = getattr(torch, MIXED_PRECISION[device_kind].dtype_name)
     return dtype
+
+
+def emulated_precision_note(device_kind: str, native_bf16: bool) -> str:
+    """The caveat for a mixed-precision run on this device kind, naming the dtype that really ran: bfloat16
+    autocast on a CPU without native bfloat16 is emulated (often slower than fp32); float16 or native bfloat16
+    needs no note ('')."""
+    if device_kind != "cpu" or native_bf16 or MIXED_PRECISION["cpu"].dtype_name != "bfloat16":
+        return ""
+    return "CPU has no native bfloat16: autocast bfloat16 is emulated (often slower than fp32)"
 
 
 def uses_grad_scaler(device_kind: str) -> bool:
