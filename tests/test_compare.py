@@ -115,7 +115,7 @@ def test_a_measured_device_joins_the_paper_at_the_same_length(tmp_path):
 def test_reference_data_loads_outside_the_source_tree(tmp_path):
     """As from an installed package: importlib.resources, not a path into the checkout."""
     code = (
-        "from w2vprof.analysis.data import paper_results, load_profiles; "
+        "from w2vprof.analysis.data import paper_results; from w2vprof.devices.profiles import load_profiles; "
         "print(len(paper_results()), len(load_profiles()))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)

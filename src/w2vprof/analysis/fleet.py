@@ -14,8 +14,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from w2vprof.analysis.data import DeviceProfile, device_label, latest_by_config, load_profiles
-from w2vprof.analysis.estimates import PAPER_SECONDS, FlSetting, feasibility, fit_memory, fl_estimate
+from w2vprof.analysis.feasibility import feasibility, fit_memory
+from w2vprof.analysis.fl_estimate import FlSetting, fl_estimate
 from w2vprof.errors import BadInput, SettingError
+from w2vprof.paper import PAPER_SECONDS
 from w2vprof.records import ResultRecord, length_key
 
 __all__ = [

@@ -43,7 +43,7 @@ def feasibility_command(
 ) -> None:
     """Fit memory = a + b x (batch x seconds); say which devices can train which model, and how long a clip."""
     from w2vprof.analysis.data import load_profiles, load_results
-    from w2vprof.analysis.estimates import feasibility, fit_memory
+    from w2vprof.analysis.feasibility import feasibility, fit_memory
     from w2vprof.cli.options import parse_int_list, parse_positive_float
     from w2vprof.cli.output import check_format
     from w2vprof.report.render import tables_terminal
@@ -170,7 +170,7 @@ def forecast_command(
 ) -> None:
     """Years until a device's seconds per batch matches the target's under a doubling law."""
     from w2vprof.analysis.data import load_results
-    from w2vprof.analysis.estimates import forecast
+    from w2vprof.analysis.forecast import forecast
     from w2vprof.cli.output import check_format
     from w2vprof.report.tables import forecast_text
 
