@@ -5,7 +5,8 @@
     ...                                  # timed steps
     fields = sampler.stop(steps=5)       # the ResultRecord telemetry fields
 
-What is read depends on the device:
+What is read depends on the device (the registry's `chains`, w2vprof.devices.sources, which `w2vprof devices`
+reads too; the meters are w2vprof.devices.meters):
 
     device              energy                          temperature        clock              throttle
     x86 / Linux CPU     rapl (package counters)         thermal_zone|hwmon cpufreq            clock fell
