@@ -250,3 +250,49 @@ def test_report_with_figures_matches_golden(workdir):
     args = ("report", *inputs)
     _golden("report_full/stdout.txt", _output((*args, "--out", "report")))
     _report_files(workdir / "report", "report_full/", skip=(".png", ".html"))
+
+
+# -- the views of commands that measure or write: profile's table, partition's ----------------------------------
+def test_profile_table_matches_golden(workdir, capsys):
+    """What `profile` prints after measuring, for a default run with timed layers and a recipe's run."""
+    from w2vprof.cli.profile import print_record
+    from w2vprof.records import read_layers_csv, read_results_csv, replace
+
+    (row,) = read_results_csv(DATA / "views" / "fast" / "results.csv")
+    timed = replace(
+        row,
+        sec_per_batch_mean=1.1,
+        sec_per_batch_std=0.05,
+        sec_per_batch_iqr=0.04,
+        sec_per_sequence=0.25,
+        fwd_flops=2_000_000_000,
+        bwd_flops=4_000_000,
+        optim_flops=1_000,
+        achieved_flops_per_sec=3.5e9,
+        act_mem_bytes=1_500_000_000,
+        peak_mem_bytes=2_600_000_000,
+        peak_mem_source="rss_hwm",
+        energy_source="rapl",
+        energy_j_per_batch=12.5,
+        notes="a note",
+    )
+    print_record(timed, read_layers_csv(DATA / "views" / "fast" / "layers.csv"))
+    recipe = read_results_csv(DATA / "views" / "recipes.csv")[1]
+    oom = replace(recipe, status="oom", error="out of memory", sec_per_batch_median=None, peak_mem_bytes=None)
+    print_record(replace(oom, compile_sec=3.25, trainable_params=1_234_567), [])
+    _golden("profile.txt", capsys.readouterr().out)
+
+
+def test_partition_output_matches_golden(workdir):
+    """Three speakers' clips of fixed lengths split into two clients."""
+    import numpy as np
+    import soundfile as sf
+
+    (workdir / "clips").mkdir()
+    lines = ["client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tlocale\tsegment"]
+    for index, seconds in enumerate((0.5, 0.25, 0.75, 0.5)):
+        name = f"cv_{index}.wav"
+        sf.write(str(workdir / "clips" / name), np.zeros(int(8000 * seconds)), 8000)
+        lines.append(f"speaker{index % 3}\t{name}\tsentence {index}\t2\t0\t\t\t\tit\t")
+    (workdir / "validated.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _golden("partition.txt", _output(("partition", "validated.tsv", "--clients", "2", "--out", "clients")))
