@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
+if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.analysis.fl_estimate import FlSetting
+    from w2vprof.records import ResultRecord
+    from w2vprof.report.views import View
+
 __all__ = ["register"]
-
-
-def _emit(fmt: str, records: list, view: Callable[[bool], str], out: Optional[Path]) -> None:
-    """csv/json of the result dataclasses, or the human view, to stdout or --out.
-
-    `view(plain)` draws the human view; plain (no colour codes) when it goes to a file.
-    """
-    from w2vprof.cli.output import emit, records_as_csv, records_as_json
-
-    if fmt == "csv":
-        emit(records_as_csv(records), out)
-    elif fmt == "json":
-        emit(records_as_json(records), out)
-    else:
-        emit(view(out is not None), out)
 
 
 def feasibility_command(
@@ -43,11 +33,10 @@ def feasibility_command(
 ) -> None:
     """Fit memory = a + b x (batch x seconds); say which devices can train which model, and how long a clip."""
     from w2vprof.analysis.data import load_profiles, load_results
-    from w2vprof.analysis.estimates import feasibility, fit_memory
+    from w2vprof.analysis.feasibility import feasibility, fit_memory
     from w2vprof.cli.options import parse_int_list, parse_positive_float
-    from w2vprof.cli.output import check_format
-    from w2vprof.report.render import tables_terminal
-    from w2vprof.report.tables import feasibility_tables
+    from w2vprof.report.analysis_views import feasibility_view
+    from w2vprof.report.views import check_format, emit
 
     check_format(fmt)
     names = [n.strip() for n in device.split(",") if n.strip()] if device else None
@@ -59,7 +48,7 @@ def feasibility_command(
         parse_positive_float(seconds, "--seconds"),
         names,
     )
-    _emit(fmt, result.rows, lambda plain: tables_terminal(feasibility_tables(result), plain, result.notes), out)
+    emit(feasibility_view(result), fmt, out)
 
 
 #: fl-estimate's options whose help text needs a line of its own.
@@ -101,9 +90,8 @@ def fl_estimate_command(
     """Per device: one local epoch and the whole federated training (clients train concurrently)."""
     from w2vprof.analysis.data import load_results
     from w2vprof.analysis.fl_estimate import FlSetting, check_fleet_only, fl_estimate_with_model_bytes
-    from w2vprof.cli.output import check_format
-    from w2vprof.report.render import table_terminal
-    from w2vprof.report.tables import fl_estimate_table
+    from w2vprof.report.analysis_views import fl_estimate_view
+    from w2vprof.report.views import check_format, emit
 
     check_format(fmt)
     setting = FlSetting(
@@ -120,33 +108,30 @@ def fl_estimate_command(
     )
     rows = load_results(results or [], reference)
     check_fleet_only(fleet is not None, deadline, over_commit)
-    if fleet is not None:  # a mixed fleet: docs/analysis.md, "Fleets"
-        _fleet_estimate(fmt, out, rows, fleet, setting, deadline, over_commit, seed)
-        return
-    setting, estimates = fl_estimate_with_model_bytes(rows, setting)
-    _emit(fmt, estimates, lambda plain: table_terminal(fl_estimate_table(setting, estimates), plain=plain), out)
+    if fleet is None:
+        setting, estimates = fl_estimate_with_model_bytes(rows, setting)
+        emit(fl_estimate_view(setting, estimates), fmt, out)
+    else:  # a mixed fleet: docs/analysis.md, "Fleets"
+        emit(_fleet_view(rows, fleet, setting, deadline, over_commit, seed), fmt, out)
 
 
-def _fleet_estimate(
-    fmt: str,
-    out: Optional[Path],
-    rows: list,
+def _fleet_view(
+    rows: list[ResultRecord],
     fleet: Path,
-    setting,
+    setting: FlSetting,
     deadline: Optional[float],
     over_commit: float,
     seed: int,
-) -> None:
+) -> View:
     """fl-estimate on a mixed fleet (--fleet): rounds on the devices and counts its CSV lists."""
     from w2vprof.analysis.fleet import fl_estimate_fleet
-    from w2vprof.analysis.fleet_io import fleet_records, read_fleet
-    from w2vprof.report.fleet_tables import fleet_tables
-    from w2vprof.report.render import tables_terminal
+    from w2vprof.analysis.fleet_io import read_fleet
+    from w2vprof.report.fleet_views import fleet_view
 
     result = fl_estimate_fleet(
         rows, read_fleet(fleet, rows), setting, setting.clients_per_round, deadline, over_commit, seed=seed
     )
-    _emit(fmt, fleet_records(result), lambda plain: tables_terminal(fleet_tables(result), plain, result.notes), out)
+    return fleet_view(result)
 
 
 def forecast_command(
@@ -170,9 +155,9 @@ def forecast_command(
 ) -> None:
     """Years until a device's seconds per batch matches the target's under a doubling law."""
     from w2vprof.analysis.data import load_results
-    from w2vprof.analysis.estimates import forecast
-    from w2vprof.cli.output import check_format
-    from w2vprof.report.tables import forecast_text
+    from w2vprof.analysis.forecast import forecast
+    from w2vprof.report.analysis_views import forecast_view
+    from w2vprof.report.views import check_format, emit
 
     check_format(fmt)
     result = forecast(
@@ -186,7 +171,7 @@ def forecast_command(
         from_year,
         seconds,
     )
-    _emit(fmt, [result], lambda plain: forecast_text(result), out)
+    emit(forecast_view(result), fmt, out)
 
 
 def register(app: typer.Typer) -> None:

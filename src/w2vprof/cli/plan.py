@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional
 
 import typer
-
-if TYPE_CHECKING:  # pragma: no cover
-    from w2vprof.analysis.plan import Plan
 
 __all__ = ["register"]
 
@@ -43,10 +40,9 @@ def plan_command(
     from w2vprof.analysis.data import load_profiles, load_results
     from w2vprof.analysis.plan import plan_recipes, target_for
     from w2vprof.cli.options import parse_bytes, parse_name_list, parse_positive_float, parse_positive_int
-    from w2vprof.cli.output import check_format, emit, records_as_csv
     from w2vprof.models import get_config
-    from w2vprof.report.recipes import plan_table
-    from w2vprof.report.render import tables_terminal
+    from w2vprof.report.analysis_views import plan_view
+    from w2vprof.report.views import check_format, emit
 
     check_format(fmt)
     get_config(model)
@@ -61,31 +57,7 @@ def plan_command(
         parse_positive_float(usable_fraction, "--usable-fraction"),
         precision,
     )
-    plan = plan_recipes(load_results(results), target)
-    if fmt == "csv":
-        emit(records_as_csv(plan.rows), out)
-    elif fmt == "json":
-        emit(_json(plan), out)
-    else:
-        emit(tables_terminal([plan_table(plan)], out is not None, [plan.verdict, *plan.notes]), out)
-
-
-def _json(plan: Plan) -> str:
-    import json
-    from dataclasses import asdict
-
-    return (
-        json.dumps(
-            {
-                "target": asdict(plan.target),
-                "verdict": plan.verdict,
-                "rows": [asdict(r) for r in plan.rows],
-                "notes": plan.notes,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    emit(plan_view(plan_recipes(load_results(results), target)), fmt, out)
 
 
 def register(app: typer.Typer) -> None:

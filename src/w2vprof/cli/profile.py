@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import typer
 
 from w2vprof.cli import recipe_options as ro
 from w2vprof.cli import workload_options as wo
 from w2vprof.cli.options import parse_positive_float, parse_positive_int, parse_whole_number
+
+if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.records import LayerRecord, ResultRecord
 
 __all__ = ["register", "print_record"]
 
@@ -112,12 +115,12 @@ def check_trace_path(path: Path) -> Path:
     return path
 
 
-def print_record(record, layers) -> None:
-    """The profile's table and the lines under it (w2vprof.report.tables.profile_table), drawn by report.render."""
-    from w2vprof.report.render import tables_terminal
-    from w2vprof.report.tables import profile_notes, profile_table
+def print_record(record: ResultRecord, layers: Sequence[LayerRecord]) -> None:
+    """The profile's table and the lines under it (w2vprof.report.run_views.profile_view)."""
+    from w2vprof.report.run_views import profile_view
+    from w2vprof.report.views import emit
 
-    typer.echo(tables_terminal([profile_table(record)], notes=profile_notes(record, layers)), nl=False)
+    emit(profile_view(record, layers), "table")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
 
 from w2vprof.cli.options import parse_positive_float, parse_positive_int
-
-if TYPE_CHECKING:  # pragma: no cover
-    from w2vprof.report.render import Table
 
 __all__ = ["register"]
 
@@ -24,9 +21,9 @@ def summary(
     layers: bool = typer.Option(False, "--layers", help="One row per layer instead of per module group."),
 ) -> None:
     """Parameters and inference FLOPs (eval mode, forward only, 2 FLOPs per multiply-add) per module."""
-    from w2vprof.cli.output import check_format, emit, records_as_csv, records_as_json
     from w2vprof.models import get_config
     from w2vprof.models.size import check_utterance_length
+    from w2vprof.report.views import check_format, emit
 
     get_config(model)  # unknown model: one line, exit 2, before building anything
     seconds_value = parse_positive_float(seconds, "--seconds")
@@ -35,30 +32,9 @@ def summary(
     check_utterance_length(seconds_value, model)
 
     from w2vprof.measure.summary import summarize
+    from w2vprof.report.summary_views import summary_view
 
-    rows = summarize(model, seconds_value, batch_value, per_layer=layers)
-    if fmt == "csv":
-        emit(records_as_csv(rows), out)
-    elif fmt == "json":
-        emit(records_as_json(rows), out)
-    else:
-        from w2vprof.report.render import table_terminal
-
-        emit(table_terminal(summary_table(rows), plain=out is not None), out)
-
-
-def summary_table(rows) -> Table:
-    """The terminal view: params in millions and GFLOPs per module, the total in bold."""
-    from w2vprof.report.render import Table
-
-    first = rows[0]
-    return Table(
-        title=f"wav2vec 2.0 {first.model}: inference cost of {first.seconds:g} s x batch {first.batch}",
-        columns=["module", "params (M)", "GFLOPs"],
-        rows=[[row.module, f"{row.params / 1e6:.2f}", f"{row.inference_flops / 1e9:.2f}"] for row in rows],
-        caption="FLOPs = 2 per multiply-add; attention = QK^T and AV products (not in the paper's Table 1)",
-        emphasis=frozenset(i for i, row in enumerate(rows) if row.module == "total"),
-    )
+    emit(summary_view(summarize(model, seconds_value, batch_value, per_layer=layers)), fmt, out)
 
 
 def register(app: typer.Typer) -> None:
