@@ -26,11 +26,13 @@ PLAN = ("plan", "data/views/recipes.csv", "--device", "Jetson Xavier NX", "--sec
 FLEET = ("fl-estimate", "--reference", "paper", "--fleet", "data/fleet_pi_nx.csv", "--clients-per-round", "20")
 FORECAST = ("forecast", "--device", "Jetson Xavier NX")
 
-#: golden file -> the command's arguments; a table is written with --out (plain), the rest read from stdout.
+#: golden file -> the command's arguments; a table is written with --out (plain), the rest read from stdout. The
+#: .md files of all but compare pin the Markdown every view gained with the view pipeline.
 CASES: dict[str, tuple[str, ...]] = {
     "summary_base.csv": ("summary", "--model", "base", "--format", "csv"),
     "summary_base.json": ("summary", "--model", "base", "--format", "json"),
     "summary_base.txt": ("summary", "--model", "base"),
+    "summary_base.md": ("summary", "--model", "base", "--format", "md"),
     "summary_tiny_layers.csv": ("summary", "--model", "tiny", "--seconds", "1", "--layers", "--format", "csv"),
     "summary_tiny_layers.json": ("summary", "--model", "tiny", "--seconds", "1", "--layers", "--format", "json"),
     "summary_tiny_layers.txt": ("summary", "--model", "tiny", "--seconds", "1", "--layers"),
@@ -48,23 +50,28 @@ CASES: dict[str, tuple[str, ...]] = {
     "plan.csv": (*PLAN, "--format", "csv"),
     "plan.json": (*PLAN, "--format", "json"),
     "plan.txt": PLAN,
+    "plan.md": (*PLAN, "--format", "md"),
     "plan_nothing_fits.json": (*PLAN[:2], "--memory", "2GiB", "--seconds", "8", "--format", "json"),
     "plan_nothing_fits.txt": (*PLAN[:2], "--memory", "2GiB", "--seconds", "8"),
     "feasibility.csv": ("feasibility", "data/small.csv", "--format", "csv"),
     "feasibility.json": ("feasibility", "data/small.csv", "--format", "json"),
     "feasibility.txt": ("feasibility", "data/small.csv"),
+    "feasibility.md": ("feasibility", "data/small.csv", "--format", "md"),
     "feasibility_nx.txt": ("feasibility", "data/small.csv", "--device", "Jetson Xavier NX", "--batch", "4"),
     "fl_estimate.csv": ("fl-estimate", "--reference", "paper", "--format", "csv"),
     "fl_estimate.json": ("fl-estimate", "--reference", "paper", "--format", "json"),
     "fl_estimate.txt": ("fl-estimate", "--reference", "paper"),
+    "fl_estimate.md": ("fl-estimate", "--reference", "paper", "--format", "md"),
     "fl_estimate_small.csv": ("fl-estimate", "data/small.csv", "--bandwidth", "50", "--format", "csv"),
     "fl_estimate_small.txt": ("fl-estimate", "data/small.csv", "--bandwidth", "50", "--clients-per-round", "5"),
     "fl_estimate_fleet.csv": (*FLEET, "--deadline", "25000", "--format", "csv"),
     "fl_estimate_fleet.json": (*FLEET, "--over-commit", "1.5", "--seed", "3", "--format", "json"),
     "fl_estimate_fleet.txt": (*FLEET, "--deadline", "25000", "--over-commit", "1.5"),
+    "fl_estimate_fleet.md": (*FLEET, "--deadline", "25000", "--format", "md"),
     "forecast.csv": (*FORECAST, "--format", "csv"),
     "forecast.json": (*FORECAST, "--format", "json"),
     "forecast.txt": FORECAST,
+    "forecast.md": (*FORECAST, "--format", "md"),
     "forecast_no_wait.txt": ("forecast", "--device", "NVIDIA A40", "--target", "Jetson Xavier NX"),
 }
 

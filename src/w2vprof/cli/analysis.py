@@ -28,7 +28,7 @@ def feasibility_command(
     ),
     batch: str = typer.Option("1,4", "--batch", help="Batch sizes to decide for (comma list)."),
     seconds: str = typer.Option("5.5", "--seconds", help="Utterance length (s) a configuration must reach to fit."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Fit memory = a + b x (batch x seconds); say which devices can train which model, and how long a clip."""
@@ -80,7 +80,7 @@ def fl_estimate_command(
     precision: str = typer.Option("fp32", "--precision", help="fp32 or mixed."),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Only rows at this utterance length (s)."),
     bandwidth: Optional[float] = BANDWIDTH,
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
     fleet: Optional[Path] = FLEET,
     deadline: Optional[float] = DEADLINE,
@@ -150,7 +150,7 @@ def forecast_command(
     ),
     doubling_months: float = typer.Option(18.0, "--doubling-months", help="Compute doubles every N months."),
     from_year: float = typer.Option(2022.0, "--from-year", help="Year the measurements stand for."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Years until a device's seconds per batch matches the target's under a doubling law."""

@@ -30,10 +30,10 @@ def compare_command(
     from w2vprof.analysis.compare import compare
     from w2vprof.analysis.data import load_results
     from w2vprof.cli.options import parse_positive_float
-    from w2vprof.report.compare_views import COMPARE_FORMATS, compare_view
+    from w2vprof.report.compare_views import compare_view
     from w2vprof.report.views import check_format, emit
 
-    check_format(fmt, COMPARE_FORMATS)
+    check_format(fmt)
     length = parse_positive_float(seconds, "--seconds") if seconds is not None else None
     if layers:
         emit(layers_view(results or [], reference, baseline, length), fmt, out)

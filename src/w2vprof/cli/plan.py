@@ -30,7 +30,7 @@ def plan_command(
     devices: Optional[Path] = typer.Option(
         None, "--devices", help="Device profiles CSV, or a folder holding profiles.csv (default: the shipped profiles)."
     ),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Which training recipes fit a device: predicted peak memory and seconds per batch, fastest first.

@@ -16,7 +16,7 @@ def summary(
     model: str = typer.Option("base", "--model", "-m", help="Model: tiny, base or large."),
     seconds: str = typer.Option("5.5", "--seconds", "-s", help="Utterance length in seconds (16 kHz)."),
     batch: str = typer.Option("1", "--batch", "-b", help="Utterances per batch."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
     layers: bool = typer.Option(False, "--layers", help="One row per layer instead of per module group."),
 ) -> None:

@@ -11,9 +11,7 @@ from w2vprof.report.cells import model_rank, ms, status_cell
 from w2vprof.report.render import Column, Table, headings
 from w2vprof.report.views import View
 
-__all__ = ["COMPARE_FORMATS", "COMPARE_COLUMNS", "compare_view", "layer_comparison_view", "layer_comparison_table"]
-
-COMPARE_FORMATS = ("table", "md", "csv", "json")
+__all__ = ["COMPARE_COLUMNS", "compare_view", "layer_comparison_view", "layer_comparison_table"]
 
 #: compare's CSV: these fields of each row, in this order.
 COMPARE_COLUMNS = [
@@ -51,7 +49,6 @@ def compare_view(comparison: Comparison) -> View:
         records=comparison.rows,
         document=document,
         csv=Table("", COMPARE_COLUMNS, [_csv_cells(row) for row in comparison.rows]),
-        formats=COMPARE_FORMATS,
     )
 
 
@@ -149,7 +146,6 @@ def layer_comparison_view(comparison: LayerComparison) -> View:
         records=[*comparison.rows, comparison.total],
         document=comparison,
         csv=_layer_comparison_csv(comparison),
-        formats=COMPARE_FORMATS,
     )
 
 

@@ -31,7 +31,7 @@ from w2vprof.report.render import Table, table_csv, table_html, table_markdown, 
 __all__ = ["FORMATS", "View", "check_format", "render", "emit", "write_out", "as_json"]
 
 #: The formats of most views; a view names its own (`View.formats`) where they differ.
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "md", "csv", "json")
 
 
 @dataclass
@@ -74,7 +74,10 @@ def _terminal(view: View, plain: bool) -> str:
 
 
 def _markdown(view: View, plain: bool) -> str:
-    return "\n".join(table_markdown(table) for table in view.tables) + "".join(f"\n{note}\n" for note in view.notes)
+    text = "\n".join(table_markdown(table) for table in view.tables)
+    for note in view.notes:  # a paragraph each: a blank line before it, but none at the top
+        text += ("\n" if text else "") + f"{note}\n"
+    return text
 
 
 def _html(view: View, plain: bool) -> str:
