@@ -34,11 +34,11 @@ def feasibility_command(
     """Fit memory = a + b x (batch x seconds); say which devices can train which model, and how long a clip."""
     from w2vprof.analysis.data import load_profiles, load_results
     from w2vprof.analysis.feasibility import feasibility, fit_memory
-    from w2vprof.cli.options import parse_int_list, parse_positive_float
+    from w2vprof.cli.options import check_format, parse_int_list, parse_positive_float
     from w2vprof.report.analysis_views import feasibility_view
-    from w2vprof.report.views import check_format, emit
+    from w2vprof.report.views import FORMATS, emit
 
-    check_format(fmt)
+    check_format(fmt, FORMATS)
     names = [n.strip() for n in device.split(",") if n.strip()] if device else None
     result = feasibility(
         fit_memory(load_results(results)),
@@ -90,10 +90,11 @@ def fl_estimate_command(
     """Per device: one local epoch and the whole federated training (clients train concurrently)."""
     from w2vprof.analysis.data import load_results
     from w2vprof.analysis.fl_estimate import FlSetting, check_fleet_only, fl_estimate_with_model_bytes
+    from w2vprof.cli.options import check_format
     from w2vprof.report.analysis_views import fl_estimate_view
-    from w2vprof.report.views import check_format, emit
+    from w2vprof.report.views import FORMATS, emit
 
-    check_format(fmt)
+    check_format(fmt, FORMATS)
     setting = FlSetting(
         clients,
         samples_per_client,
@@ -156,10 +157,11 @@ def forecast_command(
     """Years until a device's seconds per batch matches the target's under a doubling law."""
     from w2vprof.analysis.data import load_results
     from w2vprof.analysis.forecast import forecast
+    from w2vprof.cli.options import check_format
     from w2vprof.report.analysis_views import forecast_view
-    from w2vprof.report.views import check_format, emit
+    from w2vprof.report.views import FORMATS, emit
 
-    check_format(fmt)
+    check_format(fmt, FORMATS)
     result = forecast(
         load_results(results or [], "paper"),
         device,

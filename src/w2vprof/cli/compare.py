@@ -29,11 +29,11 @@ def compare_command(
     """Seconds per batch per device, slowdown vs a baseline, batch-4 gain, mixed-precision speedup, OOMs."""
     from w2vprof.analysis.compare import compare
     from w2vprof.analysis.data import load_results
-    from w2vprof.cli.options import parse_positive_float
+    from w2vprof.cli.options import check_format, parse_positive_float
     from w2vprof.report.compare_views import compare_view
-    from w2vprof.report.views import check_format, emit
+    from w2vprof.report.views import FORMATS, emit
 
-    check_format(fmt)
+    check_format(fmt, FORMATS)
     length = parse_positive_float(seconds, "--seconds") if seconds is not None else None
     if layers:
         emit(layers_view(results or [], reference, baseline, length), fmt, out)

@@ -38,9 +38,10 @@ def devices_command(
     threads: Optional[str] = typer.Option(None, "--threads", help="With --calibrate: torch threads to measure with."),
 ) -> None:
     """Detected device, memory ceiling and telemetry sources (energy, temperature, clocks, throttling)."""
+    from w2vprof.cli.options import check_format
     from w2vprof.devices.resolve import resolve_device
     from w2vprof.report.machine_views import DEVICES_FORMATS, devices_view
-    from w2vprof.report.views import check_format, emit
+    from w2vprof.report.views import emit
 
     check_format(fmt, DEVICES_FORMATS)
     if calibrate or refresh or threads is not None:

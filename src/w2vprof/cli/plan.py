@@ -39,12 +39,12 @@ def plan_command(
     """
     from w2vprof.analysis.data import load_profiles, load_results
     from w2vprof.analysis.plan import plan_recipes, target_for
-    from w2vprof.cli.options import parse_bytes, parse_name_list, parse_positive_float, parse_positive_int
+    from w2vprof.cli.options import check_format, parse_bytes, parse_name_list, parse_positive_float, parse_positive_int
     from w2vprof.models import get_config
     from w2vprof.report.analysis_views import plan_view
-    from w2vprof.report.views import check_format, emit
+    from w2vprof.report.views import FORMATS, emit
 
-    check_format(fmt)
+    check_format(fmt, FORMATS)
     get_config(model)
     parse_name_list(precision, "precision", ("fp32", "mixed"))
     target = target_for(

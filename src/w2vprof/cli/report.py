@@ -22,10 +22,10 @@ def report_command(
     reference: Optional[str] = typer.Option(None, "--reference", help="Add the paper's devices to Table 2: 'paper'."),
 ) -> None:
     """Tables like the paper's Tables 1-2 and plots like its Figs. 2-4, from results files only (never measures)."""
-    from w2vprof.cli.options import parse_positive_float
+    from w2vprof.cli.options import check_format, parse_positive_float
     from w2vprof.report.build import report_to_folder
     from w2vprof.report.pages import REPORT_FORMATS, console_view
-    from w2vprof.report.views import check_format, emit
+    from w2vprof.report.views import emit
 
     check_format(fmt, REPORT_FORMATS)
     length = parse_positive_float(seconds, "--seconds") if seconds is not None else None

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from w2vprof.cli.options import parse_positive_float, parse_positive_int
+from w2vprof.cli.options import check_format, parse_positive_float, parse_positive_int
 
 __all__ = ["register"]
 
@@ -23,12 +23,12 @@ def summary(
     """Parameters and inference FLOPs (eval mode, forward only, 2 FLOPs per multiply-add) per module."""
     from w2vprof.models import get_config
     from w2vprof.models.size import check_utterance_length
-    from w2vprof.report.views import check_format, emit
+    from w2vprof.report.views import FORMATS, emit
 
     get_config(model)  # unknown model: one line, exit 2, before building anything
     seconds_value = parse_positive_float(seconds, "--seconds")
     batch_value = parse_positive_int(batch, "--batch")
-    check_format(fmt)
+    check_format(fmt, FORMATS)
     check_utterance_length(seconds_value, model)
 
     from w2vprof.measure.summary import summarize

@@ -20,10 +20,9 @@ from w2vprof.records import DEFAULT_RECIPE, LayerRecord, ResultRecord, length_ke
 from w2vprof.report import plots
 from w2vprof.report.inputs import ReportInputs, load_inputs
 from w2vprof.report.layer_tables import layer_times_table
-from w2vprof.report.pages import REPORT_FORMATS, Report, check_report_folder, write_report
+from w2vprof.report.pages import Report, check_report_folder, write_report
 from w2vprof.report.result_tables import environment_table, results_table, table2
 from w2vprof.report.summary_views import table1
-from w2vprof.report.views import check_format
 
 __all__ = ["build_report", "report_to_folder", "roofline_points"]
 
@@ -102,8 +101,7 @@ def report_to_folder(
     fmt: str = "md",
 ) -> Report:
     """The whole `w2vprof report`: read the inputs, build the report, write it (`fmt` latex: each table also as
-    .tex); a bad folder or format fails first."""
-    check_format(fmt, REPORT_FORMATS)
+    .tex); a bad folder fails first."""
     check_report_folder(Path(folder))
     report = build_report(load_inputs(paths, reference), table_seconds)
     write_report(report, folder, latex=fmt == "latex")

@@ -6,6 +6,8 @@ records behind them), and `emit(view, fmt, out)` renders that view as a terminal
 to stdout or to a file. `w2vprof report` draws the same `Table`s into report.md and report.html
 (w2vprof.report.pages). A new command or column is one view function; nothing in cli/ formats anything.
 
+The command checks `--format` against the view's formats before any work (cli.options.check_format).
+
 - terminal (`table`, or `text` where a command's view is lines rather than tables): the tables (Rich), then one
   line per note; plain (no colour, full width) when written to a file.
 - `md`: each table in Markdown, then each note as a paragraph (`html` the same in HTML: report.html's tables).
@@ -23,12 +25,12 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from w2vprof.errors import BadInput
+from w2vprof.errors import SettingError
 from w2vprof.files import write_text_atomic
 from w2vprof.records import rows_to_csv_text
 from w2vprof.report.render import Table, table_csv, table_html, table_markdown, tables_terminal
 
-__all__ = ["FORMATS", "View", "check_format", "render", "emit", "write_out", "as_json"]
+__all__ = ["FORMATS", "View", "render", "emit", "write_out", "as_json"]
 
 #: The formats of most views; a view names its own (`View.formats`) where they differ.
 FORMATS = ("table", "md", "csv", "json")
@@ -49,13 +51,6 @@ class View:
     document: Any = None
     csv: Optional[Table] = None
     formats: tuple[str, ...] = FORMATS
-
-
-def check_format(fmt: str, allowed: Sequence[str] = FORMATS) -> str:
-    """`fmt` if a view can be written in it, else BadInput naming the choices (checked before any work)."""
-    if fmt not in allowed:
-        raise BadInput(f"unknown --format {fmt!r}; choose from {', '.join(allowed)}")
-    return fmt
 
 
 def as_json(value: Any) -> Any:
@@ -116,9 +111,11 @@ def render(view: View, fmt: str, plain: bool = False) -> str:
 
 
 def emit(view: View, fmt: str, out: Optional[Path] = None) -> None:
-    """Print the view in `fmt` (one of its `formats`, else BadInput), or write it to `out` atomically: plain, and
-    a half-written file is never left."""
-    write_out(render(view, check_format(fmt, view.formats), plain=out is not None), out)
+    """Print the view in `fmt`, one of its `formats` (the command checked the user's choice against them first:
+    cli.options.check_format), or write it to `out` atomically: plain, and a half-written file is never left."""
+    if fmt not in view.formats:
+        raise ValueError(f"this view is written as {', '.join(view.formats)}, not {fmt!r}")
+    write_out(render(view, fmt, plain=out is not None), out)
 
 
 def write_out(text: str, out: Optional[Path]) -> None:
@@ -128,5 +125,5 @@ def write_out(text: str, out: Optional[Path]) -> None:
         return
     out = Path(out)
     if out.parent and not out.parent.is_dir():
-        raise BadInput(f"--out {out}: folder {out.parent} does not exist")
+        raise SettingError("out", f"{out}: folder {out.parent} does not exist")
     write_text_atomic(out, text)  # a failed write is DiskWriteError: "<out>: <cause>", exit 2
