@@ -14,8 +14,8 @@ import pytest
 from conftest import run_cli_in_process
 from w2vprof.analysis.compare import compare
 from w2vprof.analysis.data import paper_results
+from w2vprof.report.compare_views import compare_view
 from w2vprof.report.render import table_markdown
-from w2vprof.report.tables import comparison_tables
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = Path(__file__).parent / "golden"
@@ -56,7 +56,7 @@ def test_paper_ratios_come_out_of_the_table():
 
 
 def test_markdown_view_matches_golden():
-    text = "\n".join(table_markdown(t) for t in comparison_tables(compare(paper_results(), "NVIDIA A40")))
+    text = "\n".join(table_markdown(t) for t in compare_view(compare(paper_results(), "NVIDIA A40")).tables)
     assert text == (GOLDEN / "paper_compare.md").read_text(encoding="utf-8")
 
 
