@@ -41,7 +41,7 @@ def encoder_arguments(config: ModelConfig) -> Dict[str, Any]:
     )
 
 
-def build_backbone(config: ModelConfig) -> nn.Module:
+def build_backbone(config: ModelConfig) -> Any:
     """torchaudio's Wav2Vec2Model without a head: wav2vec2_model, or wavlm_model (gated relative position bias)
     where the configuration has relative attention buckets."""
     from torchaudio.models import wav2vec2_model, wavlm_model
@@ -72,8 +72,8 @@ class SpeechEncoderModel(nn.Module):
     """Base of the built-in models: subclasses set `config`, `feature_extractor` and `transformer`."""
 
     config: ModelConfig
-    feature_extractor: nn.Module
-    transformer: nn.Module
+    feature_extractor: Any  # torchaudio's FeatureExtractor and Transformer (torchaudio has no type information)
+    transformer: Any
 
     def _features(self, waveforms: Tensor, lengths: Optional[Tensor]) -> tuple[Tensor, np.ndarray, Tensor]:
         """CNN features f (B, T, C), their frame lengths on the host, and the real-frame mask (B, T).
@@ -117,7 +117,9 @@ class SpeechEncoderModel(nn.Module):
             return self.transformer(x, attention_mask=self._attention_mask(real, x.dtype, padded))
         transformer = self.transformer
         x = transformer._preprocess(x)
-        padding = ~real if padded else None
+        padding = None
+        if padded:  # additive, as torchaudio turns a boolean key padding mask into: -inf on padded keys
+            padding = torch.zeros(real.shape, dtype=x.dtype, device=x.device).masked_fill(~real, float("-inf"))
         position_bias = None
         for layer in transformer.layers:
             if self.training and transformer.layer_drop > 0 and torch.rand(1).item() <= transformer.layer_drop:
