@@ -79,97 +79,9 @@ class ModelConfig:
         return self.dropout if self.projection_dropout is None else self.projection_dropout
 
 
-def _xlsr(name: str, embed_dim: int, num_layers: int, ffn_dim: int, projection_dropout: float) -> ModelConfig:
-    """An XLS-R model: torchaudio's wav2vec2_xlsr_* encoder (LayerNorm conv blocks with bias, pre-LN, 16 heads, its
-    dropouts: none in the encoder) with wav2vec 2.0 large's pretraining head and schedule."""
-    return ModelConfig(
-        name=name,
-        conv_layers=_WAV2VEC2_CONV,
-        extractor_mode="layer_norm",
-        conv_bias=True,
-        embed_dim=embed_dim,
-        num_layers=num_layers,
-        num_heads=16,
-        ffn_dim=ffn_dim,
-        layer_norm_first=True,
-        pos_conv_kernel=128,
-        pos_conv_groups=16,
-        final_dim=768,
-        temperature_end=0.1,
-        feature_penalty_weight=0.0,
-        feature_grad_mult=1.0,
-        dropout=0.0,
-        projection_dropout=projection_dropout,
-        attention_dropout=0.0,
-        max_crop_samples=320_000,
-    )
-
-
-_CONFIGS: dict[str, ModelConfig] = {
-    "base": ModelConfig(
-        name="base",
-        conv_layers=_WAV2VEC2_CONV,
-        extractor_mode="group_norm",
-        conv_bias=False,
-        embed_dim=768,
-        num_layers=12,
-        num_heads=12,
-        ffn_dim=3072,
-        layer_norm_first=False,
-        pos_conv_kernel=128,
-        pos_conv_groups=16,
-        final_dim=256,
-    ),
-    "large": ModelConfig(
-        name="large",
-        conv_layers=_WAV2VEC2_CONV,
-        extractor_mode="layer_norm",
-        conv_bias=True,
-        embed_dim=1024,
-        num_layers=24,
-        num_heads=16,
-        ffn_dim=4096,
-        layer_norm_first=True,
-        pos_conv_kernel=128,
-        pos_conv_groups=16,
-        final_dim=768,
-        temperature_end=0.1,
-        feature_penalty_weight=0.0,
-        feature_grad_mult=1.0,
-        dropout=0.0,
-        attention_dropout=0.0,
-        max_crop_samples=320_000,
-    ),
-    # XLS-R (Babu et al. 2021): torchaudio's wav2vec2_xlsr_300m/1b/2b encoders; the pretraining head is large's.
-    "xlsr-300m": _xlsr("xlsr-300m", embed_dim=1024, num_layers=24, ffn_dim=4096, projection_dropout=0.0),
-    "xlsr-1b": _xlsr("xlsr-1b", embed_dim=1280, num_layers=48, ffn_dim=5120, projection_dropout=0.1),
-    "xlsr-2b": _xlsr("xlsr-2b", embed_dim=1920, num_layers=48, ffn_dim=7680, projection_dropout=0.1),
-    # For tests and quick runs: the same strides (so the same frame rate and masking) with few channels.
-    "tiny": ModelConfig(
-        name="tiny",
-        conv_layers=((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2,
-        extractor_mode="group_norm",
-        conv_bias=False,
-        embed_dim=64,
-        num_layers=2,
-        num_heads=4,
-        ffn_dim=128,
-        layer_norm_first=False,
-        pos_conv_kernel=16,
-        pos_conv_groups=4,
-        final_dim=32,
-        codebook_entries=32,
-    ),
-}
-
-MODEL_NAMES: tuple[str, ...] = tuple(_CONFIGS)
-
-#: HuBERT's masked prediction of cluster ids: fairseq's hubert pretraining values (mask_prob 0.8, span 10, logit
-#: temperature 0.1, feature penalty weight 10, unmasked frames weighted 0), as torchaudio's builders pass them.
-_CLUSTER_HEAD: dict[str, Any] = dict(head="cluster", mask_prob=0.8, feature_penalty_weight=10.0, unmasked_weight=0.0)
-#: WavLM's gated relative position bias: torchaudio's wavlm_base/wavlm_large values.
-_WAVLM_ATTENTION: dict[str, Any] = dict(relative_attention_buckets=320, relative_attention_max_distance=800)
-#: The encoders of torchaudio's base / large builders (hubert_pretrain_base, wavlm_base; *_large).
+#: The encoders of the base / large / tiny sizes: fairseq's wav2vec 2.0 base and large, as torchaudio's builders
+#: (wav2vec2_*, hubert_pretrain_*, wavlm_*) have them; tiny keeps base's strides (the same frame rate and masking)
+#: with few channels, for tests and quick runs.
 _BASE_ENCODER: dict[str, Any] = dict(
     conv_layers=_WAV2VEC2_CONV,
     extractor_mode="group_norm",
@@ -196,7 +108,7 @@ _LARGE_ENCODER: dict[str, Any] = dict(
 )
 _TINY_ENCODER: dict[str, Any] = dict(
     _BASE_ENCODER,
-    conv_layers=_CONFIGS["tiny"].conv_layers,
+    conv_layers=((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2,
     embed_dim=64,
     num_layers=2,
     num_heads=4,
@@ -205,6 +117,40 @@ _TINY_ENCODER: dict[str, Any] = dict(
     pos_conv_groups=4,
     final_dim=32,
 )
+#: wav2vec 2.0 large (wav2vec2_large_librivox.yaml; torchaudio's wav2vec2_large_lv60k layout: conv bias), which
+#: XLS-R keeps: its Gumbel schedule, no feature penalty, no dropout.
+_LARGE_WAV2VEC2: dict[str, Any] = dict(
+    _LARGE_ENCODER,
+    conv_bias=True,
+    temperature_end=0.1,
+    feature_penalty_weight=0.0,
+    dropout=0.0,
+    attention_dropout=0.0,
+    max_crop_samples=320_000,
+)
+
+_CONFIGS: dict[str, ModelConfig] = {
+    "base": ModelConfig(name="base", **_BASE_ENCODER),
+    "large": ModelConfig(name="large", **_LARGE_WAV2VEC2),
+    # XLS-R (Babu et al. 2021): torchaudio's wav2vec2_xlsr_300m/1b/2b encoders (their dropouts: none in the
+    # encoder, 0.1 after the feature projection of 1b and 2b); the pretraining head is large's.
+    "xlsr-300m": ModelConfig(name="xlsr-300m", **_LARGE_WAV2VEC2, projection_dropout=0.0),
+    "xlsr-1b": ModelConfig(
+        name="xlsr-1b", **dict(_LARGE_WAV2VEC2, embed_dim=1280, num_layers=48, ffn_dim=5120), projection_dropout=0.1
+    ),
+    "xlsr-2b": ModelConfig(
+        name="xlsr-2b", **dict(_LARGE_WAV2VEC2, embed_dim=1920, num_layers=48, ffn_dim=7680), projection_dropout=0.1
+    ),
+    "tiny": ModelConfig(name="tiny", **_TINY_ENCODER, codebook_entries=32),
+}
+
+MODEL_NAMES: tuple[str, ...] = tuple(_CONFIGS)
+
+#: HuBERT's masked prediction of cluster ids: fairseq's hubert pretraining values (mask_prob 0.8, span 10, logit
+#: temperature 0.1, feature penalty weight 10, unmasked frames weighted 0), as torchaudio's builders pass them.
+_CLUSTER_HEAD: dict[str, Any] = dict(head="cluster", mask_prob=0.8, feature_penalty_weight=10.0, unmasked_weight=0.0)
+#: WavLM's gated relative position bias: torchaudio's wavlm_base/wavlm_large values.
+_WAVLM_ATTENTION: dict[str, Any] = dict(relative_attention_buckets=320, relative_attention_max_distance=800)
 #: Masked prediction of cluster ids (head="cluster"); `clusters` is the default of `--clusters`.
 _CLUSTER_CONFIGS: dict[str, ModelConfig] = {
     # torchaudio.models.hubert_pretrain_base: 100 clusters (the first iteration, MFCC k-means), dropouts 0.1
