@@ -326,3 +326,30 @@ def test_transcripts_are_drawn_at_the_documented_rate():
     assert short.lengths.tolist() == [3]
     clamped = draw_transcripts(np.array([3_200]), conv, 32, torch.device("cpu"), chars_per_second=100.0)
     assert clamped.lengths.tolist() == [4]  # at most half the frames
+
+
+# -- Table 1's pass ------------------------------------------------------------------------------------------------
+TINIES = [(name, objective) for name in ("tiny", "hubert-tiny", "wavlm-tiny") for objective in (PRETRAIN, CTC)]
+
+
+@pytest.mark.parametrize(("name", "objective"), TINIES)
+def test_table1_pass_on_meta_puts_every_flop_in_a_listed_module(name, objective):
+    """The inference pass runs through module forwards only: nothing lands on the `objective` row, so Table 1's
+    groups add up to the whole pass."""
+    import torch
+
+    from w2vprof.measure.flops import count_flops
+    from w2vprof.measure.summary import flops_per_layer
+    from w2vprof.models import OBJECTIVE
+    from w2vprof.workload import Batch
+
+    family = get_family(name)
+    with torch.no_grad():
+        model = _on_meta(lambda: family.build(objective).eval())
+        from w2vprof.models.meta import on_meta
+
+        with on_meta(), count_flops() as counter:
+            family.inference(model, Batch(torch.zeros(2, 16_000), None))
+    count = counter.snapshot()
+    per_layer = flops_per_layer(count, type(model).__name__, family.layers(model))
+    assert count.total > 0 and per_layer[OBJECTIVE] == 0

@@ -63,9 +63,11 @@ class ClusterPrediction(nn.Module):
         unit_labels = nn.functional.normalize(self.label_embeddings.float(), dim=-1, eps=1e-8)
         return unit_frames @ unit_labels.t() / self.logit_temperature
 
-    def forward(self, projected: Tensor, targets: Tensor) -> Tensor:
-        """projected (N, F), targets (N,) cluster ids -> mean cross-entropy."""
-        return nn.functional.cross_entropy(self.logits(projected), targets.long())
+    def forward(self, projected: Tensor, targets: Optional[Tensor] = None) -> Tensor:
+        """projected (N, F), targets (N,) cluster ids -> mean cross-entropy; without targets, the logits (N, C)
+        (Table 1's pass: through forward, so FLOP counters attribute them to this module)."""
+        logits = self.logits(projected)
+        return logits if targets is None else nn.functional.cross_entropy(logits, targets.long())
 
 
 def masking_arguments(config: ModelConfig) -> Dict[str, Any]:
@@ -191,4 +193,4 @@ class MaskedPredictionModel(SpeechEncoderModel):
         x = self.feature_projection(features)
         context = self._encode(x, real, bool((frame_lengths < x.shape[1]).any()))
         projected = self.final_proj(context)
-        return self.cluster_prediction.logits(projected.reshape(-1, projected.shape[-1])).sum()
+        return self.cluster_prediction(projected.reshape(-1, projected.shape[-1])).sum()
