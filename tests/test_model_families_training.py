@@ -19,9 +19,9 @@ def _padded_batch():
     from w2vprof.workload import Batch
 
     generator = torch.Generator().manual_seed(3)
-    waveforms = torch.randn(2, 24_000, generator=generator)
-    waveforms[1, 17_000:] = 0.0
-    return Batch(waveforms, torch.tensor([24_000, 17_000]))
+    waveforms = torch.randn(2, 16_000, generator=generator)
+    waveforms[1, 11_000:] = 0.0
+    return Batch(waveforms, torch.tensor([16_000, 11_000]))
 
 
 @pytest.mark.parametrize(("name", "objective"), TINY, ids=[f"{n}-{o}" for n, o in TINY])
@@ -63,8 +63,8 @@ def test_masked_prediction_starts_near_ln_clusters_and_learns_its_targets(name):
     targets = family.make_targets(batch, model, torch.Generator().manual_seed(1))
     first = family.loss(model, batch, targets)
     assert abs(float(first.parts["masked"]) - math.log(20)) < 1.0
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(8):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(3):
         torch.manual_seed(5)  # the same masks each step
         output = family.loss(model, batch, targets)
         output.loss.backward()
@@ -114,7 +114,7 @@ def test_wavlm_hides_padded_frames_like_a_shorter_batch():
         features, frame_lengths, real = model._features(batch.waveforms, batch.lengths)
         x = model.feature_projection(features) * real.unsqueeze(-1)
         together = model._encode(x, real, padded=True)
-        frames = int(frames_for_samples(17_000, model.config.conv_layers))
+        frames = int(frames_for_samples(11_000, model.config.conv_layers))
         alone = model._encode(x[1:, :frames], real[1:, :frames], padded=False)
     assert frame_lengths.tolist()[1] == frames
     torch.testing.assert_close(together[1, :frames], alone[0], rtol=1e-4, atol=1e-4)

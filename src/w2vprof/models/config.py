@@ -55,6 +55,7 @@ class ModelConfig:
     diversity_weight: float = 0.1
     feature_penalty_weight: float = 10.0
     unmasked_weight: float = 0.0  # cluster head: weight of the unmasked frames' loss (fairseq pred_nomask_weight)
+    ctc_neurons: int = 1024  # CTC fine-tuning: width of the three linear blocks (SpeechBrain's dnn_neurons)
     feature_grad_mult: float = 0.1
     dropout: float = 0.1
     projection_dropout: Optional[float] = None  # after the feature projection (fairseq dropout_input); None: dropout
@@ -116,6 +117,7 @@ _TINY_ENCODER: dict[str, Any] = dict(
     pos_conv_kernel=16,
     pos_conv_groups=4,
     final_dim=32,
+    ctc_neurons=64,
 )
 #: wav2vec 2.0 large (wav2vec2_large_librivox.yaml; torchaudio's wav2vec2_large_lv60k layout: conv bias), which
 #: XLS-R keeps: its Gumbel schedule, no feature penalty, no dropout.

@@ -12,7 +12,7 @@ Module names (the encoder's as in pretraining; fine-tuning masks nothing, so the
 
     feature_extractor.conv_layers.{0..6}, feature_projection, transformer.pos_conv_embed, transformer.layers.{i}
     ctc_head.blocks.{0,1,2}                the three linear blocks
-    ctc_lin                                Linear(1024 -> vocab)
+    ctc_lin                                Linear(1024 -> vocab) (tiny models: 64 wide blocks)
     ctc_loss                               log-softmax and CTC
 """
 
@@ -44,8 +44,7 @@ __all__ = [
 #: 288,456 + 281,530 characters (ESPnet's scoring counts, egs2/librispeech_100/asr1/README.md) in 5.4 + 5.4 hours
 #: (Panayotov et al. 2015, Table 1): 569,986 / 38,880 s = 14.66. docs/models.md.
 CHARS_PER_SECOND = 14.7
-#: SpeechBrain's recipe: dnn_neurons 1024, dropout 0.15, three blocks.
-HEAD_NEURONS = 1024
+#: SpeechBrain's recipe: dropout 0.15, three blocks (their width, dnn_neurons 1024, is ModelConfig.ctc_neurons).
 HEAD_DROPOUT = 0.15
 HEAD_BLOCKS = 3
 
@@ -103,9 +102,9 @@ class LinearBlock(nn.Module):
 
 
 class CtcHead(nn.Module):
-    def __init__(self, in_features: int) -> None:
+    def __init__(self, in_features: int, neurons: int) -> None:
         super().__init__()
-        sizes = [in_features] + [HEAD_NEURONS] * HEAD_BLOCKS
+        sizes = [in_features] + [neurons] * HEAD_BLOCKS
         # the recipe has no dropout after its third block
         dropouts = [HEAD_DROPOUT] * (HEAD_BLOCKS - 1) + [0.0]
         self.blocks = nn.ModuleList(LinearBlock(i, o, d) for i, o, d in zip(sizes, sizes[1:], dropouts))
@@ -138,8 +137,8 @@ class CtcModel(SpeechEncoderModel):
         self.feature_extractor = backbone.feature_extractor
         self.feature_projection = backbone.encoder.feature_projection
         self.transformer = backbone.encoder.transformer
-        self.ctc_head = CtcHead(config.embed_dim)
-        self.ctc_lin = nn.Linear(HEAD_NEURONS, vocab)
+        self.ctc_head = CtcHead(config.embed_dim, config.ctc_neurons)
+        self.ctc_lin = nn.Linear(config.ctc_neurons, vocab)
         self.ctc_loss = CtcLoss()
 
     def step_schedule(self) -> None:
