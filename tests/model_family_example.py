@@ -1,6 +1,10 @@
 """A model of your own for w2vprof: a small Conformer fine-tuned with CTC (docs/models.md, "Your own model").
 
-w2vprof summary --model model_family_example:conformer_family --objective ctc
+    w2vprof summary --model model_family_example:conformer_family --objective ctc
+
+`summary` builds the model and runs `inference` on torch's meta device (shapes only): nothing in them may read a
+tensor's value (`.item()`, `.tolist()`, a shape that depends on values). Lengths come on the host, as w2vprof
+keeps them.
 """
 
 from __future__ import annotations
@@ -17,32 +21,57 @@ WINDOW, HOP = 400, 320  # 25 ms frames every 20 ms, as wav2vec 2.0's conv stack 
 CHARS_PER_SECOND = 14.7  # w2vprof's rate for CTC transcripts (docs/models.md)
 
 
+def feed_forward(dim: int) -> nn.Module:
+    return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, dim))
+
+
+class ConformerBlock(nn.Module):
+    """Half feed-forward, self-attention, convolution, half feed-forward, LayerNorm (Gulati et al. 2020)."""
+
+    def __init__(self, dim: int, heads: int = 4, kernel: int = 31) -> None:
+        super().__init__()
+        self.ff1, self.ff2 = feed_forward(dim), feed_forward(dim)
+        self.attention_norm, self.conv_norm, self.final_norm = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.pointwise_in = nn.Conv1d(dim, 2 * dim, 1)
+        self.depthwise = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.conv_batch_norm = nn.BatchNorm1d(dim)
+        self.pointwise_out = nn.Conv1d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+        x = x + 0.5 * self.ff1(x)
+        y = self.attention_norm(x)
+        x = x + self.attention(y, y, y, key_padding_mask=padded, need_weights=False)[0]
+        y = nn.functional.glu(self.pointwise_in(self.conv_norm(x).transpose(1, 2)), dim=1)
+        y = self.pointwise_out(nn.functional.silu(self.conv_batch_norm(self.depthwise(y))))
+        x = x + y.transpose(1, 2)
+        return self.final_norm(x + 0.5 * self.ff2(x))
+
+
 class SmallConformer(nn.Module):
     def __init__(self, vocab: int, dim: int = 144, layers: int = 4) -> None:
         super().__init__()
-        from torchaudio.models import Conformer
-
         self.frontend = nn.Conv1d(1, dim, WINDOW, stride=HOP)
-        self.conformer = Conformer(
-            input_dim=dim, num_heads=4, ffn_dim=4 * dim, num_layers=layers, depthwise_conv_kernel_size=31
-        )
+        self.blocks = nn.ModuleList(ConformerBlock(dim) for _ in range(layers))
         self.output = nn.Linear(dim, vocab)
 
     @staticmethod
     def frames(samples: torch.Tensor) -> torch.Tensor:
         return (torch.div(samples - WINDOW, HOP, rounding_mode="floor") + 1).clamp(min=1)
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, chars: torch.Tensor):
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities (T, B, vocab), as torch's ctc_loss takes them."""
         x = self.frontend(waveforms.unsqueeze(1)).transpose(1, 2)  # (B, T, dim)
-        frames = self.frames(lengths.cpu())  # w2vprof's batches keep their lengths on the host
-        x, _ = self.conformer(x, frames.to(x.device))
-        log_probs = self.output(x).float().log_softmax(-1).transpose(0, 1)  # (T, B, vocab)
-        return nn.functional.ctc_loss(log_probs, labels, frames, chars, zero_infinity=True)
+        frames = self.frames(lengths).to(x.device)
+        padded = torch.arange(x.shape[1], device=x.device)[None, :] >= frames[:, None]
+        for block in self.blocks:
+            x = block(x, padded)
+        return self.output(x).float().log_softmax(-1).transpose(0, 1)
 
 
 class ConformerFamily(ModelFamily):
     name = "small-conformer"
-    source = "docs/models.md: a user's example (torchaudio.models.Conformer, 4 layers of 144)"
+    source = "docs/models.md: a user's example (4 Conformer blocks of 144, CTC)"
     objectives = (CTC,)
 
     def build(self, objective: str = CTC, options: Optional[ModelOptions] = None) -> nn.Module:
@@ -59,14 +88,19 @@ class ConformerFamily(ModelFamily):
 
     def loss(self, model: nn.Module, batch: Any, targets: Any) -> LossOutput:
         labels, chars = targets
-        loss = model(batch.waveforms, batch.lengths, labels, chars)
+        log_probs = model(batch.waveforms, batch.lengths)
+        frames = SmallConformer.frames(batch.lengths.cpu())
+        loss = nn.functional.ctc_loss(log_probs, labels, frames, chars, zero_infinity=True)
         return LossOutput(loss, {"ctc": loss.detach()}, count=batch.size)
 
+    def inference(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        return model(batch.waveforms, batch.lengths).sum()  # every module, no loss: Table 1's pass
+
     def layers(self, model: Any) -> list:
-        blocks = len(model.conformer.conformer_layers)
+        blocks = [LayerSpec(f"conformer.{i}", "transformer", (f"blocks.{i}",)) for i in range(len(model.blocks))]
         return (
             [LayerSpec("frontend", "cnn", ("frontend",))]
-            + [LayerSpec(f"conformer.{i}", "transformer", (f"conformer.conformer_layers.{i}",)) for i in range(blocks)]
+            + blocks
             + [LayerSpec("output", "head", ("output",)), LayerSpec("objective", "loss", ())]
         )
 
