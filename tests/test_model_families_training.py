@@ -1,5 +1,9 @@
 """One training step of each tiny model through the model-family interface: pretraining and CTC, on a padded
-batch, with a user's own family beside the built-in ones. Tiny models only (milliseconds each)."""
+batch, with a user's own family beside the built-in ones. Tiny models only.
+
+Integration tests, as every test that trains (conftest.INTEGRATION's rule): they run in the full suite, not in the
+unit loop. NB: marked here rather than in conftest.INTEGRATION, which this change does not own.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import math
 import pytest
 
 from w2vprof.models import CTC, OBJECTIVE, PRETRAIN, get_family, make_options
+
+pytestmark = pytest.mark.integration
 
 TINY = [(name, objective) for name in ("tiny", "hubert-tiny", "wavlm-tiny") for objective in (PRETRAIN, CTC)]
 TINY += [("model_family_example:conformer_family", CTC)]
