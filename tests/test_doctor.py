@@ -31,6 +31,7 @@ def _by_name(checks: list[dict]) -> dict[str, dict]:
     return {check["name"]: check for check in checks}
 
 
+@pytest.mark.integration
 def test_json_has_every_section(report):
     assert set(report) == KEYS
     assert report["versions"]["torch"] not in ("", "not installed")
@@ -41,6 +42,7 @@ def test_json_has_every_section(report):
             assert check["status"] in ("ok", "no", "failed")
 
 
+@pytest.mark.integration
 def test_the_cpu_trains_and_is_timed(report):
     devices = _by_name(report["devices"])
     assert list(devices) == ["cpu", "cuda", "mps"]
@@ -53,6 +55,7 @@ def test_the_cpu_trains_and_is_timed(report):
     assert step["seconds"] > 0 and "s per step" in step["detail"]
 
 
+@pytest.mark.integration
 def test_text_lists_every_check(report):
     text = render_text(report)
     for section in doctor.SECTIONS:

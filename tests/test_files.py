@@ -181,6 +181,7 @@ def test_a_stale_sidecar_does_not_block(tmp_path):
         assert lock.held
 
 
+@pytest.mark.integration
 def test_a_killed_holder_never_blocks(tmp_path):
     path = tmp_path / "r.csv"
     holder = subprocess.Popen(
