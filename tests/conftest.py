@@ -1,7 +1,8 @@
-"""Shared test helpers: the CLI run in this process or as a real subprocess, the unit/integration split, and the
-session's thread count and fake calibration cache.
+"""Shared test helpers: the CLI run in this process or as a real subprocess, the session's thread count and fake
+calibration cache, and the tiny model's training step, batches and profiles.
 
-Two loops (markers registered in pyproject.toml):
+Two loops (the marker is registered in pyproject.toml; each test file marks its integration tests itself, with
+`pytestmark = pytest.mark.integration` or `@pytest.mark.integration` on a test):
     python -m pytest -q -m "not integration"   # the unit loop: no training, no sweep children, servers or Flower
     python -m pytest -q                        # everything
 """
@@ -14,8 +15,15 @@ import subprocess
 import sys
 import warnings
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from w2vprof.measure.engine import ProfileResult
+    from w2vprof.measure.step import TrainingStep
+    from w2vprof.workload.base import Batch
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -165,212 +173,77 @@ def _fake_calibration_cache(_few_threads, tmp_path_factory):
         os.environ["XDG_CACHE_HOME"] = previous
 
 
-# -- the unit/integration split -------------------------------------------------------------------------------------
-#: Tests marked `integration` (pyproject.toml says what that means), by module: the names of its tests (one
-#: parameter set: "name[id]"), or of fixtures whose every user is one, that train or run the network, draw figures,
-#: run a profile or a sweep's children, start a process that imports torch or a server, run Flower, or fuzz a reader
-#: with thousands of cases. "*": the whole module.
-#: Kept here so no test file needs editing; a test may also carry @pytest.mark.integration itself.
-INTEGRATION: dict[str, frozenset[str]] = {
-    "test_compat": frozenset(
-        {
-            "test_training_probe_works_on_cpu_in_both_precisions",
-            "test_training_probe_reports_the_failure_in_one_line",
-        }
-    ),
-    "test_device_rules": frozenset(
-        {
-            "test_lengths_on_the_host_or_with_the_batch_give_the_same_step",
-            "test_a_training_step_makes_no_float64_tensor",
-            "test_a_tiny_profile_makes_no_float64_tensor",
-            "test_the_model_reads_no_tensor_value_in_a_step",
-        }
-    ),
-    # its module fixture `report` runs the real doctor (a training probe)
-    "test_doctor": frozenset(
-        {
-            "report",
-        }
-    ),
-    "test_files": frozenset(
-        {
-            "test_a_killed_holder_never_blocks",
-        }
-    ),
-    # one real `fl simulate --fleet` (the rest of the module tests its pieces without Flower's simulation)
-    "test_fl_fleet": frozenset(
-        {
-            "test_simulate_on_a_fleet_cuts_the_slow_device_and_still_learns",
-        }
-    ),
-    # its module fixture `simulated` runs a Flower simulation
-    "test_fl_flower": frozenset(
-        {
-            "simulated",
-        }
-    ),
-    "test_fl_rehearsal": frozenset(
-        {
-            "test_federated_plots_draw_and_skip_what_has_no_data",
-            "test_write_plots_writes_each_png_whole",
-        }
-    ),
-    "test_fl_tls": frozenset(
-        {
-            "test_deploy_local_rehearses_over_tls_and_turns_strangers_away",
-        }
-    ),
-    "test_golden_numbers": frozenset(
-        {
-            "tiny_profile",
-        }
-    ),
-    "test_layer_timing": frozenset(
-        {
-            "tiny_step",
-        }
-    ),
-    "test_layer_wiring": frozenset(
-        {
-            "test_every_new_plot_draws_and_degrades_without_data",
-            "test_the_report_shows_layer_times_and_the_roofline",
-            "test_the_report_degrades_without_layer_times_or_calibration",
-            "profiled",
-            "test_a_slow_layer_lands_on_that_layer_and_direction_in_the_records",
-            "test_a_failing_layer_timing_is_a_warning_and_the_measurement_stands",
-            "test_without_layer_repeats_layers_have_no_times_and_no_other_row",
-            "test_a_trace_that_cannot_be_written_is_a_warning",
-            "test_a_real_sweep_child_records_layer_times_and_the_calibration",
-        }
-    ),
-    "test_measurement_pass": frozenset(
-        {
-            "*",
-        }
-    ),
-    "test_mixed_precision": frozenset(
-        {
-            "cpu_float16_scaled",
-            "test_warm_up_runs_until_the_scale_stops_falling_and_skipped_steps_are_counted",
-            "test_warm_up_is_bounded_and_the_state_is_allocated_when_every_step_overflows",
-            "test_fp32_and_bfloat16_rows_record_no_skipped_steps",
-            "test_allocating_adamw_state_ahead_changes_nothing_that_follows",
-        }
-    ),
-    "test_objective": frozenset(
-        {
-            "test_padded_batch_scores_only_real_frames",
-            "test_untrained_contrastive_loss_is_near_ln_101",
-            "test_gradients_reach_conv_stack_codebook_and_mask_embedding",
-            "test_tiny_training_step_updates_every_parameter_group",
-        }
-    ),
-    "test_old_torch": frozenset(
-        {
-            "test_the_tiny_profile_goldens_hold_with_the_fallback_counter",
-            "test_the_fallback_counts_a_training_step_as_torchs_counter",
-            "test_checkpointing_announces_its_recomputation_without_context_fn",
-        }
-    ),
-    "test_profile": frozenset(
-        {
-            "tiny_profile",
-            "test_mixed_precision_on_cpu_runs_in_bfloat16",
-            "test_unsupported_precision_is_a_record_not_a_crash",
-            "test_any_failure_while_measuring_is_a_one_line_record_not_a_traceback",
-            "test_an_out_of_memory_while_measuring_is_an_oom_record",
-            "test_a_model_built_ahead_gives_the_same_numbers_and_is_measured_once",
-            "test_deterministic_with_seed",
-            "test_activation_memory_and_flops_grow_linearly_with_length",
-            "test_profile_bad_input_is_one_line_and_exit_2",
-            "test_profile_out_in_missing_folder",
-            "test_cuda_request_without_cuda_is_bad_input",
-        }
-    ),
-    "test_python38_source": frozenset(
-        {
-            "test_vermin_finds_nothing_newer_than_python_38",
-        }
-    ),
-    # 2,000 generated files per reader (the truncation tests stay in the unit loop)
-    "test_readers_fuzz": frozenset(
-        {
-            "test_results_reader",
-            "test_resume_reader",
-            "test_layers_reader",
-            "test_rounds_reader",
-            "test_clients_reader",
-            "test_summary_reader",
-            "test_profiles_reader",
-            "test_manifest_reader",
-        }
-    ),
-    "test_recipes": frozenset(
-        {
-            "test_report_recipes_table_relative_to_the_default",
-            "measured",
-            "test_compile_time_is_kept_out_of_the_timed_steps",
-            "test_profile_writes_the_recipe_columns",
-            "test_a_platform_that_cannot_compile_is_unsupported",
-            "test_a_compiler_that_fails_is_unsupported_with_its_reason",
-        }
-    ),
-    # these draw every figure of a report (matplotlib); the bad-input cases stay in the unit loop
-    "test_report": frozenset(
-        {
-            "test_every_plot_draws_and_degrades_without_data",
-            "test_report_writes_every_table_and_plot",
-            "test_report_with_the_paper_puts_your_device_in_table2",
-            "test_report_notes_a_missing_layers_file_and_one_precision",
-            "test_report_plots_federated_runs",
-        }
-    ),
-    # Table 1's counts against a real forward pass (tiny and base); the counts on the meta device stay
-    "test_summary": frozenset(
-        {
-            "test_meta_count_equals_a_real_pass",
-            "test_conv_and_linear_flops_equal_twice_fvcore",
-            "test_summary_never_imports_torch_dynamo_and_compile_still_works_after",
-        }
-    ),
-    "test_sweep": frozenset(
-        {
-            "test_two_sweeps_on_one_file_started_together_one_runs_the_other_exits_2",
-            "test_resident_memory_watcher_reads_a_real_process",
-            "test_children_match_an_in_process_profile_and_limits_stop_only_the_child",
-            "test_a_template_killed_mid_run_costs_that_configuration_only",
-            "test_sigkill_then_resume_runs_exactly_the_missing_configurations",
-            "test_sigterm_stops_cleanly_with_the_resume_command",
-        }
-    ),
-    "test_telemetry": frozenset(
-        {
-            "*",
-        }
-    ),
-    "test_trace": frozenset(
-        {
-            "*",
-        }
-    ),
-    "test_unified_memory": frozenset(
-        {
-            "test_a_profile_records_both_peaks",
-            "test_a_unified_memory_device_profile_uses_the_mem_available_formula",
-        }
-    ),
-}
+# -- the unit loop trains nothing ---------------------------------------------------------------------------------
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """A test without the integration mark fails if it, or a fixture it is first to need, runs a training step:
+    the unit loop stays fast, and a forgotten mark is a failure naming the mark, not a slow loop."""
+    if item.get_closest_marker("integration") is not None:
+        yield
+        return
+    from w2vprof.measure.step import TrainingStep
+
+    def refuse(step: TrainingStep, batch: Batch) -> None:
+        pytest.fail(
+            f"{item.nodeid} trains a model in the unit loop: mark it integration "
+            "(`pytestmark = pytest.mark.integration` in its file, or `@pytest.mark.integration` on the test)",
+            pytrace=False,
+        )
+
+    train = TrainingStep.__call__
+    TrainingStep.__call__ = refuse
+    try:
+        yield
+    finally:
+        TrainingStep.__call__ = train
 
 
-def is_integration(module: str, test: str, test_id: str, fixtures: list[str]) -> bool:
-    """Whether INTEGRATION names this test (its function, or one parameter set: test_id) or one of its fixtures."""
-    names = INTEGRATION.get(module, frozenset())
-    return "*" in names or test in names or test_id in names or not names.isdisjoint(fixtures)
+# -- the tiny model, shared: one fixture per meaning ----------------------------------------------------------------
+# A test that uses one which trains is an integration test (the guard above fails it otherwise).
+def new_tiny_training_step(precision: str = "fp32") -> TrainingStep:
+    """A fresh training step of the tiny model on the CPU, its weights seeded 0."""
+    import torch
+
+    from w2vprof.measure.step import TrainingStep
+    from w2vprof.models import build_model
+
+    torch.manual_seed(0)
+    return TrainingStep.create(build_model("tiny").train(), "cpu", precision)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else ""
-        test = getattr(item, "originalname", item.name)
-        if is_integration(module, test, item.name, list(getattr(item, "fixturenames", ()))):
-            item.add_marker(pytest.mark.integration)
+@pytest.fixture
+def tiny_training_step() -> TrainingStep:
+    """A fresh fp32 training step of the tiny model on the CPU (weights seeded 0), the test's own to slow down,
+    hook or train."""
+    return new_tiny_training_step()
+
+
+@pytest.fixture
+def two_tiny_batches() -> list[Batch]:
+    """The first two batches of the synthetic workload, 2 utterances of 0.5 s each (seed 0)."""
+    from w2vprof.workload import make_workload
+
+    stream = make_workload(0.5).batches(2, 0)
+    return [next(stream), next(stream)]
+
+
+@pytest.fixture(scope="session")
+def tiny_profile_result() -> ProfileResult:
+    """The engine's in-process profile of the tiny model: batch 2, 1 s, 2 repeats, CPU, no telemetry (the
+    configuration of the golden numbers). Read-only: measured once per session."""
+    from w2vprof.measure.engine import ProfileConfig, profile_configuration
+
+    config = ProfileConfig(model="tiny", batch=2, seconds=1.0, repeats=2, device="cpu", telemetry=False)
+    return profile_configuration(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_profile_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`w2vprof profile --model tiny --batch 2 --seconds 1 --repeats 3` as a real subprocess: its output folder
+    (results.csv, layers.csv, run.json) and the finished process. Read-only: run once per session."""
+    out = tmp_path_factory.mktemp("profile") / "run"
+    result = run_cli(
+        "profile", "--model", "tiny", "--batch", "2", "--seconds", "1", "--repeats", "3", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    return out, result

@@ -201,6 +201,7 @@ def test_summary_exits_2_with_one_line_when_torchaudio_is_broken(torchaudio_fail
     assert "cannot build wav2vec 2.0 here" in err and "Traceback" not in err
 
 
+@pytest.mark.integration
 def test_training_probe_works_on_cpu_in_both_precisions():
     import torch
 
@@ -208,6 +209,7 @@ def test_training_probe_works_on_cpu_in_both_precisions():
     assert training_problem("cpu", autocast_dtype=torch.bfloat16) is None
 
 
+@pytest.mark.integration
 def test_training_probe_reports_the_failure_in_one_line(monkeypatch):
     import torch
 

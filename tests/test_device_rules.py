@@ -17,7 +17,6 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from w2vprof.measure.step import TrainingStep
 from w2vprof.models import build_model
 from w2vprof.workload import Batch
 
@@ -59,11 +58,9 @@ class ValueReads(TorchDispatchMode):
         return sum(n for file, n in self.by_file.items() if file.startswith(MODELS_DIR))
 
 
-def tiny_step() -> tuple[TrainingStep, Batch]:
-    torch.manual_seed(0)
-    step = TrainingStep.create(build_model("tiny").train(), "cpu", "fp32")
-    # one padded row: the padding check, the attention mask and the masking all see real lengths
-    return step, Batch(torch.randn(2, 16000), torch.tensor([16000, 12000]))
+def padded_batch() -> Batch:
+    """Two utterances, one padded: the padding check, the attention mask and the masking all see real lengths."""
+    return Batch(torch.randn(2, 16000), torch.tensor([16000, 12000]))
 
 
 def test_refuse_float64_catches_what_mps_refuses():
@@ -73,13 +70,15 @@ def test_refuse_float64_catches_what_mps_refuses():
         torch.zeros(2, dtype=torch.float64)
 
 
-def test_a_training_step_makes_no_float64_tensor():
-    step, batch = tiny_step()
+@pytest.mark.integration
+def test_a_training_step_makes_no_float64_tensor(tiny_training_step):
+    step, batch = tiny_training_step, padded_batch()
     with RefuseFloat64():
         output = step(batch)
     assert torch.isfinite(output.loss) and step.model.num_updates == 1
 
 
+@pytest.mark.integration
 def test_a_tiny_profile_makes_no_float64_tensor():
     from w2vprof.measure.engine import ProfileConfig, profile_configuration
 
@@ -90,8 +89,9 @@ def test_a_tiny_profile_makes_no_float64_tensor():
     assert result.record.utt_sec_mean == 1.0 and result.record.fwd_flops > 0
 
 
-def test_the_model_reads_no_tensor_value_in_a_step():
-    step, batch = tiny_step()
+@pytest.mark.integration
+def test_the_model_reads_no_tensor_value_in_a_step(tiny_training_step):
+    step, batch = tiny_training_step, padded_batch()
     with ValueReads() as reads:
         output = step(batch)
     # Before: 6 reads per step (update count twice, padding check, real-frame count, two mask sizes).
@@ -99,6 +99,7 @@ def test_the_model_reads_no_tensor_value_in_a_step():
     assert output.num_frames == 49 + 37 and output.num_masked == 2 * int(output.mask[0].sum())
 
 
+@pytest.mark.integration
 def test_lengths_on_the_host_or_with_the_batch_give_the_same_step():
     """Host lengths (numpy, list) and tensor lengths are one computation: same loss, mask and counts."""
     import numpy as np

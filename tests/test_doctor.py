@@ -32,6 +32,7 @@ def _by_name(checks: list[dict]) -> dict[str, dict]:
     return {check["name"]: check for check in checks}
 
 
+@pytest.mark.integration
 def test_json_has_every_section(report):
     assert set(report) == KEYS
     assert report["versions"]["torch"] not in ("", "not installed")
@@ -42,6 +43,7 @@ def test_json_has_every_section(report):
             assert check["status"] in ("ok", "no", "failed")
 
 
+@pytest.mark.integration
 def test_the_cpu_trains_and_is_timed(report):
     devices = _by_name(report["devices"])
     assert list(devices) == ["cpu", "cuda", "mps"]
@@ -54,6 +56,7 @@ def test_the_cpu_trains_and_is_timed(report):
     assert step["seconds"] > 0 and "s per step" in step["detail"]
 
 
+@pytest.mark.integration
 def test_text_lists_every_check(report):
     text = render(doctor_view(report), "text")
     for section in doctor.SECTIONS:

@@ -246,6 +246,7 @@ def test_fleet_json_round_trips_and_a_broken_one_is_bad_input(tmp_path):
 
 
 # -- one real run (integration) --------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_simulate_on_a_fleet_cuts_the_slow_device_and_still_learns(tmp_path):
     """Tiny, 3 clients of 2 short utterances, 2 rounds: two fast boards and one 10x slower, cut by the deadline."""
     pytest.importorskip("flwr")

@@ -32,6 +32,7 @@ def simulated(tmp_path_factory):
     return out, result.output
 
 
+@pytest.mark.integration
 def test_simulation_writes_every_round_and_every_client(simulated):
     out, output = simulated
     rounds = read_rounds_csv(out / "rounds.csv")
@@ -52,12 +53,14 @@ def test_simulation_writes_every_round_and_every_client(simulated):
     assert run["settings"]["aggregation"] == "loss" and run["flwr_version"] == flwr.__version__
 
 
+@pytest.mark.integration
 def test_simulate_refuses_to_overwrite_a_run(simulated):
     out, _ = simulated
     result = CliRunner().invoke(app, ["fl", "simulate", "--out", str(out), *SMALL])
     assert result.exit_code != 0 and "already holds rounds.csv" in str(result.exception)
 
 
+@pytest.mark.integration
 def test_report_plots_and_compares_with_a_profile(simulated, tmp_path):
     from w2vprof.records import RESULT_COLUMNS, ResultRecord, write_records_csv
 

@@ -56,6 +56,7 @@ def test_local_nodes_need_one_partition_each(tmp_path):
         local_nodes(settings, 3)
 
 
+@pytest.mark.integration
 def test_federated_plots_draw_and_skip_what_has_no_data(tmp_path):
     from w2vprof.fl.plots import client_cost_png, validation_loss_png
 
@@ -66,6 +67,7 @@ def test_federated_plots_draw_and_skip_what_has_no_data(tmp_path):
     assert run.label == "fedavg (run)"
 
 
+@pytest.mark.integration
 def test_write_plots_writes_each_png_whole(tmp_path):
     from dataclasses import fields
 

@@ -287,6 +287,7 @@ def _intruder_commands(plan, stranger_key: Path) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.integration
 @flower
 def test_deploy_local_rehearses_over_tls_and_turns_strangers_away(tmp_path, monkeypatch):
     """`fl deploy-local`: 2 SuperNodes registered by key, TLS everywhere, a round, and no process left behind.

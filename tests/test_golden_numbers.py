@@ -42,21 +42,14 @@ def test_summary_numbers_are_unchanged(golden, model, seconds, batch, per_layer)
     assert _summary_csv(model, seconds, batch, per_layer) == expected
 
 
-@pytest.fixture(scope="module")
-def tiny_profile():
-    from w2vprof.measure.engine import ProfileConfig, profile_configuration
-
-    config = ProfileConfig(model="tiny", batch=2, seconds=1.0, repeats=2, device="cpu", telemetry=False)
-    return profile_configuration(config)
-
-
-def test_tiny_profile_numbers_and_columns_are_unchanged(tiny_profile):
+@pytest.mark.integration
+def test_tiny_profile_numbers_and_columns_are_unchanged(tiny_profile_result):
     from w2vprof.records import RESULT_COLUMNS, rows_to_csv_text
 
     golden = json.loads((GOLDEN / "profile_tiny_b2_1s.json").read_text())
     # New columns may be appended by later schema versions; the old ones keep their names and order.
     assert list(RESULT_COLUMNS[: len(golden["columns"])]) == golden["columns"]
-    row = next(csv.DictReader(io.StringIO(rows_to_csv_text([tiny_profile.record], RESULT_COLUMNS))))
+    row = next(csv.DictReader(io.StringIO(rows_to_csv_text([tiny_profile_result.record], RESULT_COLUMNS))))
     for column, value in golden["values"].items():
         if column == "loss":
             assert float(row[column]) == pytest.approx(float(value), rel=1e-5), column
@@ -64,9 +57,10 @@ def test_tiny_profile_numbers_and_columns_are_unchanged(tiny_profile):
             assert row[column] == value, column
 
 
-def test_tiny_profile_layer_rows_are_unchanged(tiny_profile):
+@pytest.mark.integration
+def test_tiny_profile_layer_rows_are_unchanged(tiny_profile_result):
     expected = list(csv.DictReader(io.StringIO((GOLDEN / "profile_tiny_b2_1s_layers.csv").read_text())))
-    assert [layer.layer for layer in tiny_profile.layers] == [row["layer"] for row in expected]
-    for layer, row in zip(tiny_profile.layers, expected):
+    assert [layer.layer for layer in tiny_profile_result.layers] == [row["layer"] for row in expected]
+    for layer, row in zip(tiny_profile_result.layers, expected):
         for column, value in row.items():
             assert str(getattr(layer, column)) == value, (layer.layer, column)

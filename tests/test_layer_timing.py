@@ -18,9 +18,6 @@ from torch import nn
 
 from w2vprof.measure.layer_timing import OTHER, LayerTime, LayerTiming, time_layers, with_flop_rates
 from w2vprof.measure.layers import OBJECTIVE, model_layers
-from w2vprof.measure.step import TrainingStep
-from w2vprof.models import build_model
-from w2vprof.workload import make_workload
 
 
 class FakeClock:
@@ -74,22 +71,11 @@ def slow_down(model: nn.Module, path: str, **seconds: Any) -> str:
     return next(layer.name for layer in model_layers(model) if path in layer.modules)
 
 
-@pytest.fixture
-def tiny_step() -> TrainingStep:
-    torch.manual_seed(0)
-    return TrainingStep.create(build_model("tiny").train(), "cpu", "fp32")
-
-
-@pytest.fixture
-def batches() -> list:
-    stream = make_workload(0.5).batches(2, 0)
-    return [next(stream), next(stream)]
-
-
 def charged_rows(timing: LayerTiming) -> dict[str, tuple[float, float]]:
     return {row.layer: (row.fwd_sec, row.bwd_sec) for row in timing.rows if row.layer != OTHER}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "slow_forward, slow_backward",
     [
@@ -98,11 +84,13 @@ def charged_rows(timing: LayerTiming) -> dict[str, tuple[float, float]]:
         ("feature_projection", "quantizer"),  # a backward sleep inside the branch's own graph
     ],
 )
-def test_time_lands_on_the_slow_layer_and_direction(tiny_step, batches, slow_forward, slow_backward):
+def test_time_lands_on_the_slow_layer_and_direction(tiny_training_step, two_tiny_batches, slow_forward, slow_backward):
     clock = FakeClock()
-    fwd_layer = slow_down(tiny_step.model, slow_forward, sleep=clock.sleep, forward_sec=1.0)
-    bwd_layer = slow_down(tiny_step.model, slow_backward, sleep=clock.sleep, backward_sec=2.0)
-    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=3, clock=clock)
+    fwd_layer = slow_down(tiny_training_step.model, slow_forward, sleep=clock.sleep, forward_sec=1.0)
+    bwd_layer = slow_down(tiny_training_step.model, slow_backward, sleep=clock.sleep, backward_sec=2.0)
+    timing = time_layers(
+        tiny_training_step, model_layers(tiny_training_step.model), two_tiny_batches, "cpu", repeats=3, clock=clock
+    )
 
     expected = {row: (0.0, 0.0) for row in charged_rows(timing)}
     expected[fwd_layer] = (1.0, 0.0)
@@ -115,12 +103,19 @@ def test_time_lands_on_the_slow_layer_and_direction(tiny_step, batches, slow_for
     assert timing.repeats == 3 and timing.samples[f"{fwd_layer}/fwd"] == [1.0, 1.0, 1.0]
 
 
-def test_rows_follow_the_layers_and_add_up_to_the_step(tiny_step, batches):
+@pytest.mark.integration
+def test_rows_follow_the_layers_and_add_up_to_the_step(tiny_training_step, two_tiny_batches):
     clock = FakeClock()
-    slow_down(tiny_step.model, "feature_extractor.conv_layers.0", sleep=clock.sleep, forward_sec=0.25, backward_sec=0.5)
-    tiny_step.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: clock.sleep(4.0))
-    layers = model_layers(tiny_step.model)
-    timing = time_layers(tiny_step, layers, batches, "cpu", repeats=2, clock=clock)
+    slow_down(
+        tiny_training_step.model,
+        "feature_extractor.conv_layers.0",
+        sleep=clock.sleep,
+        forward_sec=0.25,
+        backward_sec=0.5,
+    )
+    tiny_training_step.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: clock.sleep(4.0))
+    layers = model_layers(tiny_training_step.model)
+    timing = time_layers(tiny_training_step, layers, two_tiny_batches, "cpu", repeats=2, clock=clock)
 
     assert [row.layer for row in timing.rows] == [layer.name for layer in layers] + [OTHER]
     assert timing.row("cnn.0").fwd_sec == 0.25 and timing.row("cnn.0").bwd_sec == 0.5
@@ -130,7 +125,8 @@ def test_rows_follow_the_layers_and_add_up_to_the_step(tiny_step, batches):
     assert sum(row.time_share for row in timing.rows) == pytest.approx(1.0)
 
 
-def test_each_layer_row_is_its_own_median_and_other_completes_the_median_step(tiny_step, batches):
+@pytest.mark.integration
+def test_each_layer_row_is_its_own_median_and_other_completes_the_median_step(tiny_training_step, two_tiny_batches):
     """Repeat 1 has cnn.0's forward disturbed, repeat 2 transformer.0's; the optimizer takes 4 s each time. Each
     layer row's median ignores its one outlier; `other` is the median step minus the layer rows, so the rows add up
     to a step as measured (here the disturbed median step: the disturbance shows in `other`)."""
@@ -140,10 +136,12 @@ def test_each_layer_row_is_its_own_median_and_other_completes_the_median_step(ti
         remaining = iter(seconds)
         return lambda _: clock.sleep(next(remaining))
 
-    slow_down(tiny_step.model, "feature_extractor.conv_layers.0", sleep=scheduled([1.0, 0.0, 0.0]))
-    slow_down(tiny_step.model, "transformer.layers.0", sleep=scheduled([0.0, 1.0, 0.0]))
-    tiny_step.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: clock.sleep(4.0))
-    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=3, clock=clock)
+    slow_down(tiny_training_step.model, "feature_extractor.conv_layers.0", sleep=scheduled([1.0, 0.0, 0.0]))
+    slow_down(tiny_training_step.model, "transformer.layers.0", sleep=scheduled([0.0, 1.0, 0.0]))
+    tiny_training_step.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: clock.sleep(4.0))
+    timing = time_layers(
+        tiny_training_step, model_layers(tiny_training_step.model), two_tiny_batches, "cpu", repeats=3, clock=clock
+    )
 
     assert timing.samples["step"] == [5.0, 5.0, 4.0] and timing.median_step_sec == 5.0
     assert timing.samples["cnn.0/fwd"] == [1.0, 0.0, 0.0] and timing.row("cnn.0").fwd_sec == 0.0
@@ -152,15 +150,18 @@ def test_each_layer_row_is_its_own_median_and_other_completes_the_median_step(ti
     assert sum(row.sec for row in timing.rows) == timing.step_sec == timing.median_step_sec == 5.0
 
 
-def test_other_is_the_median_step_minus_the_layer_rows(tiny_step, batches):
+@pytest.mark.integration
+def test_other_is_the_median_step_minus_the_layer_rows(tiny_training_step, two_tiny_batches):
     """Three steps of 3, 4 and 6 s: cnn.0's forward takes 1, 2, 1 s and the optimizer the rest (2, 2, 5 s). The
     median step is 4 s, cnn.0's row 1 s, so `other` is 3 s (the per-repeat `other` has a median of 2 s)."""
     clock = FakeClock()
     forward = iter([1.0, 2.0, 1.0])
     update = iter([2.0, 2.0, 5.0])
-    slow_down(tiny_step.model, "feature_extractor.conv_layers.0", sleep=lambda _: clock.sleep(next(forward)))
-    tiny_step.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: clock.sleep(next(update)))
-    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=3, clock=clock)
+    slow_down(tiny_training_step.model, "feature_extractor.conv_layers.0", sleep=lambda _: clock.sleep(next(forward)))
+    tiny_training_step.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: clock.sleep(next(update)))
+    timing = time_layers(
+        tiny_training_step, model_layers(tiny_training_step.model), two_tiny_batches, "cpu", repeats=3, clock=clock
+    )
 
     assert timing.samples["step"] == [3.0, 4.0, 6.0] and timing.samples[OTHER] == [2.0, 2.0, 5.0]
     assert timing.row("cnn.0").sec == 1.0 and timing.row(OTHER).sec == 3.0
@@ -168,8 +169,9 @@ def test_other_is_the_median_step_minus_the_layer_rows(tiny_step, batches):
     assert timing.row(OTHER).time_share == pytest.approx(0.75)
 
 
+@pytest.mark.integration
 def test_layer_rows_that_add_up_to_more_than_the_median_step_leave_other_at_what_the_repeats_left(
-    tiny_step, batches, tmp_path
+    tiny_training_step, two_tiny_batches, tmp_path
 ):
     """Found by a loaded run: cnn.0's forward takes 2, 2, 0 s and transformer.0's 0, 2, 2 s, so the steps take 2, 4
     and 2 s and the optimizer nothing. The layer medians (2 + 2 s) pass the median step (2 s): subtracting gave
@@ -180,9 +182,11 @@ def test_layer_rows_that_add_up_to_more_than_the_median_step_leave_other_at_what
     clock = FakeClock()
     cnn = iter([2.0, 2.0, 0.0])
     transformer = iter([0.0, 2.0, 2.0])
-    slow_down(tiny_step.model, "feature_extractor.conv_layers.0", sleep=lambda _: clock.sleep(next(cnn)))
-    slow_down(tiny_step.model, "transformer.layers.0", sleep=lambda _: clock.sleep(next(transformer)))
-    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=3, clock=clock)
+    slow_down(tiny_training_step.model, "feature_extractor.conv_layers.0", sleep=lambda _: clock.sleep(next(cnn)))
+    slow_down(tiny_training_step.model, "transformer.layers.0", sleep=lambda _: clock.sleep(next(transformer)))
+    timing = time_layers(
+        tiny_training_step, model_layers(tiny_training_step.model), two_tiny_batches, "cpu", repeats=3, clock=clock
+    )
 
     assert timing.samples["step"] == [2.0, 4.0, 2.0] and timing.median_step_sec == 2.0
     assert timing.row("cnn.0").sec == timing.row("transformer.0").sec == 2.0
@@ -195,7 +199,8 @@ def test_layer_rows_that_add_up_to_more_than_the_median_step_leave_other_at_what
     assert [row.sec for row in read_layers_csv(path)][-1] == 0.0  # readable: nothing negative
 
 
-def test_before_each_runs_before_every_instrumented_step_off_its_clock(tiny_step, batches):
+@pytest.mark.integration
+def test_before_each_runs_before_every_instrumented_step_off_its_clock(tiny_training_step, two_tiny_batches):
     clock = FakeClock()
     seen = []
 
@@ -203,31 +208,43 @@ def test_before_each_runs_before_every_instrumented_step_off_its_clock(tiny_step
         seen.append(batch)
         clock.sleep(10.0)
 
-    slow_down(tiny_step.model, "transformer.layers.1", sleep=clock.sleep, forward_sec=0.5)
+    slow_down(tiny_training_step.model, "transformer.layers.1", sleep=clock.sleep, forward_sec=0.5)
     timing = time_layers(
-        tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=3, clock=clock, before_each=bare_step
+        tiny_training_step,
+        model_layers(tiny_training_step.model),
+        two_tiny_batches,
+        "cpu",
+        repeats=3,
+        clock=clock,
+        before_each=bare_step,
     )
-    assert seen == [batches[0], batches[1], batches[0]]
+    assert seen == [two_tiny_batches[0], two_tiny_batches[1], two_tiny_batches[0]]
     assert timing.samples["step"] == [0.5, 0.5, 0.5] and timing.samples["wall"] == [0.5, 0.5, 0.5]
 
 
-def test_the_garbage_collector_is_off_during_an_instrumented_step_and_back_on_after(tiny_step, batches):
+@pytest.mark.integration
+def test_the_garbage_collector_is_off_during_an_instrumented_step_and_back_on_after(
+    tiny_training_step, two_tiny_batches
+):
     """A bare step leaves nothing to collect; the instrumented one makes thousands of Python objects, whose
     collections would land inside the step."""
     states = []
-    tiny_step.model.final_proj.register_forward_hook(lambda module, args, output: states.append(gc.isenabled()))
+    tiny_training_step.model.final_proj.register_forward_hook(
+        lambda module, args, output: states.append(gc.isenabled())
+    )
     assert gc.isenabled()
-    time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=2)
+    time_layers(tiny_training_step, model_layers(tiny_training_step.model), two_tiny_batches, "cpu", repeats=2)
     assert states == [False, False] and gc.isenabled()
     gc.disable()
     try:  # a caller that turned it off keeps it off
-        time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=1)
+        time_layers(tiny_training_step, model_layers(tiny_training_step.model), two_tiny_batches, "cpu", repeats=1)
         assert not gc.isenabled()
     finally:
         gc.enable()
 
 
-def test_work_outside_every_layer_is_the_objective_row(tiny_step, batches, monkeypatch):
+@pytest.mark.integration
+def test_work_outside_every_layer_is_the_objective_row(tiny_training_step, two_tiny_batches, monkeypatch):
     """Masking runs in the model's own forward, outside every layer's modules."""
     import w2vprof.models.pretraining as pretraining
 
@@ -239,16 +256,19 @@ def test_work_outside_every_layer_is_the_objective_row(tiny_step, batches, monke
         return real_mask(*args, **kwargs)
 
     monkeypatch.setattr(pretraining, "compute_span_mask", slow_mask)
-    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=1, clock=clock)
+    timing = time_layers(
+        tiny_training_step, model_layers(tiny_training_step.model), two_tiny_batches, "cpu", repeats=1, clock=clock
+    )
     assert timing.row(OBJECTIVE).fwd_sec == 0.125
     assert sum(row.sec for row in timing.rows if row.layer != OBJECTIVE) == 0.0
 
 
-def test_real_sleeps_land_on_their_layer(tiny_step, batches):
+@pytest.mark.integration
+def test_real_sleeps_land_on_their_layer(tiny_training_step, two_tiny_batches):
     """With the real clock: only lower bounds, which no machine speed can break."""
-    transformer = slow_down(tiny_step.model, "transformer.layers.0", sleep=time.sleep, forward_sec=0.05)
-    cnn = slow_down(tiny_step.model, "feature_extractor.conv_layers.3", sleep=time.sleep, backward_sec=0.05)
-    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=1)
+    transformer = slow_down(tiny_training_step.model, "transformer.layers.0", sleep=time.sleep, forward_sec=0.05)
+    cnn = slow_down(tiny_training_step.model, "feature_extractor.conv_layers.3", sleep=time.sleep, backward_sec=0.05)
+    timing = time_layers(tiny_training_step, model_layers(tiny_training_step.model), two_tiny_batches, "cpu", repeats=1)
     assert timing.row(transformer).fwd_sec >= 0.05
     assert timing.row(cnn).bwd_sec >= 0.05
     assert timing.wall_sec >= timing.step_sec >= 0.1
@@ -259,37 +279,42 @@ def no_hooks_left(model: nn.Module) -> bool:
     return not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
-def test_hooks_are_removed_and_nothing_is_stored_on_the_model(tiny_step, batches):
-    model = tiny_step.model
+@pytest.mark.integration
+def test_hooks_are_removed_and_nothing_is_stored_on_the_model(tiny_training_step, two_tiny_batches):
+    model = tiny_training_step.model
     attributes = set(vars(model))
-    time_layers(tiny_step, model_layers(model), batches, "cpu", repeats=1)
+    time_layers(tiny_training_step, model_layers(model), two_tiny_batches, "cpu", repeats=1)
     assert no_hooks_left(model)
     assert set(vars(model)) == attributes
-    tiny_step(batches[0])  # the model still trains as a plain step
+    tiny_training_step(two_tiny_batches[0])  # the model still trains as a plain step
 
 
-def test_hooks_are_removed_when_the_step_fails(tiny_step, batches):
+@pytest.mark.integration
+def test_hooks_are_removed_when_the_step_fails(tiny_training_step, two_tiny_batches):
     def broken(module: nn.Module, args: Any, output: Any) -> None:
         raise RuntimeError("layer failed")
 
-    handle = tiny_step.model.final_proj.register_forward_hook(broken)
+    handle = tiny_training_step.model.final_proj.register_forward_hook(broken)
     with pytest.raises(RuntimeError, match="layer failed"):
-        time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=1)
+        time_layers(tiny_training_step, model_layers(tiny_training_step.model), two_tiny_batches, "cpu", repeats=1)
     handle.remove()
-    assert no_hooks_left(tiny_step.model)
+    assert no_hooks_left(tiny_training_step.model)
     assert gc.isenabled()  # turned back on by the failed step
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "parameter, layer",
     [("mask_embedding", "mask_embedding"), ("feature_extractor.conv_layers.0.conv.weight", "cnn.0")],
 )
-def test_gradient_accumulation_lands_on_the_parameters_layer(tiny_step, batches, parameter, layer):
+def test_gradient_accumulation_lands_on_the_parameters_layer(tiny_training_step, two_tiny_batches, parameter, layer):
     """A parameter's gradient accumulation is its layer's backward work; mask_embedding has no module (the model
     holds it), so the accumulation is its row's only work."""
     clock = FakeClock()
-    tiny_step.model.get_parameter(parameter).register_post_accumulate_grad_hook(lambda p: clock.sleep(0.5))
-    timing = time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=1, clock=clock)
+    tiny_training_step.model.get_parameter(parameter).register_post_accumulate_grad_hook(lambda p: clock.sleep(0.5))
+    timing = time_layers(
+        tiny_training_step, model_layers(tiny_training_step.model), two_tiny_batches, "cpu", repeats=1, clock=clock
+    )
     assert timing.row(layer).bwd_sec == 0.5
     assert timing.step_sec == 0.5
 
@@ -314,8 +339,9 @@ def test_flop_rates_are_flops_over_seconds():
     assert timing.rows[0].fwd_flops_per_sec is None  # the original is unchanged
 
 
-def test_at_least_one_repeat_and_one_batch(tiny_step, batches):
+@pytest.mark.integration
+def test_at_least_one_repeat_and_one_batch(tiny_training_step, two_tiny_batches):
     with pytest.raises(ValueError, match="at least one repeat"):
-        time_layers(tiny_step, model_layers(tiny_step.model), batches, "cpu", repeats=0)
+        time_layers(tiny_training_step, model_layers(tiny_training_step.model), two_tiny_batches, "cpu", repeats=0)
     with pytest.raises(ValueError, match="at least one repeat"):
-        time_layers(tiny_step, model_layers(tiny_step.model), [], "cpu", repeats=1)
+        time_layers(tiny_training_step, model_layers(tiny_training_step.model), [], "cpu", repeats=1)

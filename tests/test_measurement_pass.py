@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("precision", ["fp32", "mixed"])
 def test_backward_total_per_layer_equals_torchs_counter(precision):

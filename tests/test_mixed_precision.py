@@ -80,6 +80,7 @@ class StubScaler:
 
 
 # -- 1. the probe: `unsupported` with the reason, not `error` -------------------------------------------------
+@pytest.mark.integration
 def test_a_torch_without_a_gradient_scaler_for_the_device_is_unsupported(cpu_float16_scaled, monkeypatch):
     """torch.amp.GradScaler(device) is torch 2.3+: before it, a device without torch.cuda.amp's scaler has none."""
     monkeypatch.delattr(torch.amp, "GradScaler")
@@ -89,6 +90,7 @@ def test_a_torch_without_a_gradient_scaler_for_the_device_is_unsupported(cpu_flo
     assert result.record.sec_per_batch_median is None
 
 
+@pytest.mark.integration
 def test_a_gradient_scaler_that_cannot_be_made_is_unsupported(cpu_float16_scaled, monkeypatch):
     def no_scaler(*args, **kwargs):
         raise RuntimeError("GradScaler is not supported on this device type")
@@ -99,6 +101,7 @@ def test_a_gradient_scaler_that_cannot_be_made_is_unsupported(cpu_float16_scaled
     assert result.record.error.endswith("RuntimeError: GradScaler is not supported on this device type")
 
 
+@pytest.mark.integration
 def test_the_mps_float64_failure_of_the_scaler_step_is_unsupported(cpu_float16_scaled, monkeypatch):
     """pytorch#142397: on MPS with torch 2.5-2.7, GradScaler.step converts to float64, which MPS lacks."""
 
@@ -117,6 +120,7 @@ def test_the_probe_passes_where_mixed_precision_trains():
 
 
 # -- 2. the loss scale, the warm-up and the optimizer's state -----------------------------------------------------
+@pytest.mark.integration
 def test_the_scaler_starts_at_fairseqs_128(cpu_float16_scaled):
     from w2vprof.measure.step import TrainingStep
     from w2vprof.models import build_model
@@ -126,6 +130,7 @@ def test_the_scaler_starts_at_fairseqs_128(cpu_float16_scaled):
     assert TrainingStep.create(build_model("tiny"), "cpu", "fp32").loss_scale() is None
 
 
+@pytest.mark.integration
 def test_warm_up_runs_until_the_scale_stops_falling_and_skipped_steps_are_counted(monkeypatch):
     """Calls 0-2 overflow: the measurement pass (0) and two warm-up steps; 3 is real; 6 is the last timed step."""
     monkeypatch.setitem(step_module.MIXED_PRECISION, "cpu", step_module.MixedPrecision("bfloat16", scaled=True))
@@ -155,6 +160,7 @@ def test_warm_up_runs_until_the_scale_stops_falling_and_skipped_steps_are_counte
     assert record.optim_state_bytes == _tiny_state_bytes()
 
 
+@pytest.mark.integration
 def test_warm_up_is_bounded_and_the_state_is_allocated_when_every_step_overflows(monkeypatch):
     monkeypatch.setitem(step_module.MIXED_PRECISION, "cpu", step_module.MixedPrecision("bfloat16", scaled=True))
     monkeypatch.setattr(compat, "grad_scaler", lambda device, init_scale=2.0**16: StubScaler(set(range(100))))
@@ -166,6 +172,7 @@ def test_warm_up_is_bounded_and_the_state_is_allocated_when_every_step_overflows
     assert "optimizer state was allocated before timing" in record.notes
 
 
+@pytest.mark.integration
 def test_a_real_float16_overflow_on_this_cpu(cpu_float16_scaled, monkeypatch):
     """A loss scale of 2**40 overflows float16 for real: the measurement pass's update is skipped (AdamW's state
     would be 0 bytes), warm-up stops at its bound, the state is there before timing, the skipped steps counted."""
@@ -177,6 +184,7 @@ def test_a_real_float16_overflow_on_this_cpu(cpu_float16_scaled, monkeypatch):
     assert "still falling after 10 extra warm-up step(s)" in record.notes
 
 
+@pytest.mark.integration
 def test_at_128_the_tiny_model_does_not_overflow(cpu_float16_scaled, cpu_native_bf16):
     record = profile_configuration(_mixed()).record
     assert record.status == "ok", record.error
@@ -186,6 +194,7 @@ def test_at_128_the_tiny_model_does_not_overflow(cpu_float16_scaled, cpu_native_
     assert record.optim_state_bytes == _tiny_state_bytes()
 
 
+@pytest.mark.integration
 def test_fp32_and_bfloat16_rows_record_no_skipped_steps(cpu_native_bf16):
     record = profile_configuration(_mixed(precision="fp32", repeats=1)).record
     assert record.skipped_steps == 0 and record.optim_state_bytes == _tiny_state_bytes()
@@ -202,6 +211,7 @@ def test_the_precision_note_names_the_dtype_that_ran(cpu_native_bf16, monkeypatc
     assert emulated_precision_note("cpu", cpu_native_bf16) == ""
 
 
+@pytest.mark.integration
 def test_allocating_adamw_state_ahead_changes_nothing_that_follows():
     from w2vprof.measure.step import allocate_optimizer_state
 

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from w2vprof.measure.step import TrainingStep
 from w2vprof.models import build_model
 from w2vprof.models.objective import compute_span_mask, sample_negative_indices
 from w2vprof.workload import Batch
 
 
+@pytest.mark.integration
 def test_untrained_contrastive_loss_is_near_ln_101():
     torch.manual_seed(0)
     model = build_model("base", dropout=0.0, attention_dropout=0.0).train()
@@ -55,6 +55,7 @@ def test_a_positive_never_appears_among_its_own_distractors():
     assert set(indices[0, 3].tolist()) == {0, 1, 2, 4, 5, 6}
 
 
+@pytest.mark.integration
 def test_gradients_reach_conv_stack_codebook_and_mask_embedding():
     torch.manual_seed(0)
     model = build_model("tiny").train()
@@ -71,6 +72,7 @@ def test_gradients_reach_conv_stack_codebook_and_mask_embedding():
         assert grad is not None and grad.abs().sum() > 0, name
 
 
+@pytest.mark.integration
 def test_padded_batch_scores_only_real_frames():
     torch.manual_seed(0)
     model = build_model("tiny").eval()  # eval: no dropout, so two passes are comparable
@@ -86,10 +88,10 @@ def test_padded_batch_scores_only_real_frames():
     assert frames == 99
 
 
-def test_tiny_training_step_updates_every_parameter_group():
-    torch.manual_seed(0)
-    model = build_model("tiny").train()
-    step = TrainingStep.create(model, "cpu", "fp32")
+@pytest.mark.integration
+def test_tiny_training_step_updates_every_parameter_group(tiny_training_step):
+    step = tiny_training_step
+    model = step.model
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     batch = Batch(torch.randn(2, 16000), torch.tensor([16000, 16000]))
     output = step(batch)

@@ -98,6 +98,7 @@ def training_step_counts(model, batch) -> tuple[dict, dict]:
     return forward, both
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not native_counter_here(), reason="this torch has no native per-module counter to compare with")
 def test_the_fallback_counts_a_training_step_as_torchs_counter(monkeypatch):
     """Every module, every op, forward and backward (masking, Gumbel quantizer, contrastive loss included)."""
@@ -141,6 +142,7 @@ def test_summary_goldens_hold_with_the_fallback_counter(monkeypatch, golden, mod
 AFTER_THE_MASK = ("final_proj", "quantizer", "project_q", "contrastive_loss")
 
 
+@pytest.mark.integration
 def test_the_tiny_profile_goldens_hold_with_the_fallback_counter(monkeypatch):
     """Every layer's FLOPs and activation bytes as the goldens; the layers after the mask per masked frame.
 
@@ -224,6 +226,7 @@ def recomputations_seen(model, batch) -> list:
     return seen
 
 
+@pytest.mark.integration
 def test_checkpointing_announces_its_recomputation_without_context_fn(monkeypatch):
     """torch 2.0's checkpoint has no context_fn: the recomputation is then the forward that backward runs."""
     import torch

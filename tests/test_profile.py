@@ -24,18 +24,9 @@ from w2vprof.records import (
 )
 
 
-@pytest.fixture(scope="module")
-def tiny_profile(tmp_path_factory):
-    out = tmp_path_factory.mktemp("profile") / "run"
-    result = run_cli(
-        "profile", "--model", "tiny", "--batch", "2", "--seconds", "1", "--repeats", "3", "--out", str(out)
-    )
-    assert result.returncode == 0, result.stderr
-    return out, result
-
-
-def test_profile_writes_the_three_files_with_the_schema(tiny_profile):
-    out, _ = tiny_profile
+@pytest.mark.integration
+def test_profile_writes_the_three_files_with_the_schema(tiny_profile_run):
+    out, _ = tiny_profile_run
     with open(out / "results.csv") as handle:
         header = next(csv.reader(handle))
     assert tuple(header) == RESULT_COLUMNS
@@ -69,8 +60,9 @@ def test_profile_writes_the_three_files_with_the_schema(tiny_profile):
     assert run["record"]["sec_per_batch_median"] == pytest.approx(sorted(run["step_times_s"])[1])
 
 
-def test_layers_add_up_and_run_in_forward_order(tiny_profile):
-    out, _ = tiny_profile
+@pytest.mark.integration
+def test_layers_add_up_and_run_in_forward_order(tiny_profile_run):
+    out, _ = tiny_profile_run
     with open(out / "layers.csv") as handle:
         assert tuple(next(csv.reader(handle))) == LAYER_COLUMNS
     layers = read_layers_csv(out / "layers.csv")
@@ -135,6 +127,7 @@ def test_time_statistics_exact():
     assert time_stats([0.5])["std"] == 0.0
 
 
+@pytest.mark.integration
 def test_unsupported_precision_is_a_record_not_a_crash(monkeypatch):
     import w2vprof.measure.engine as engine
 
@@ -145,6 +138,7 @@ def test_unsupported_precision_is_a_record_not_a_crash(monkeypatch):
     assert result.record.sec_per_batch_median is None
 
 
+@pytest.mark.integration
 def test_mixed_precision_on_cpu_runs_in_bfloat16(cpu_native_bf16):
     result = profile_configuration(ProfileConfig(model="tiny", batch=1, seconds=0.5, precision="mixed", repeats=1))
     assert result.record.status == "ok"
@@ -156,6 +150,7 @@ def test_mixed_precision_on_cpu_runs_in_bfloat16(cpu_native_bf16):
     assert result.record.act_mem_bytes > 0
 
 
+@pytest.mark.integration
 def test_any_failure_while_measuring_is_a_one_line_record_not_a_traceback(monkeypatch):
     import w2vprof.measure.engine as engine
 
@@ -170,6 +165,7 @@ def test_any_failure_while_measuring_is_a_one_line_record_not_a_traceback(monkey
     assert result.record.sec_per_batch_median is None and result.record.fwd_flops is None and result.layers == []
 
 
+@pytest.mark.integration
 def test_an_out_of_memory_while_measuring_is_an_oom_record(monkeypatch):
     import w2vprof.measure.engine as engine
 
@@ -209,6 +205,7 @@ def test_the_library_names_the_setting_not_a_flag(changes, fragment):
     assert "--" not in str(caught.value)
 
 
+@pytest.mark.integration
 def test_a_model_built_ahead_gives_the_same_numbers_and_is_measured_once():
     from w2vprof.measure.engine import build_measured_model
 
@@ -228,6 +225,7 @@ def test_a_model_built_ahead_gives_the_same_numbers_and_is_measured_once():
         profile_configuration(replace(config, seed=6), model=build_measured_model(config, "cpu"))
 
 
+@pytest.mark.integration
 def test_deterministic_with_seed():
     first = profile_configuration(ProfileConfig(model="tiny", batch=2, seconds=0.5, repeats=1, seed=3))
     second = profile_configuration(ProfileConfig(model="tiny", batch=2, seconds=0.5, repeats=1, seed=3))
@@ -235,6 +233,7 @@ def test_deterministic_with_seed():
     assert first.record.act_mem_bytes == second.record.act_mem_bytes
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "args, fragment",
     [
@@ -252,11 +251,13 @@ def test_profile_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
     assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr
 
 
+@pytest.mark.integration
 def test_profile_out_in_missing_folder(tmp_path):
     result = run_cli("profile", "--model", "tiny", "--out", str(tmp_path / "missing" / "o"))
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
+@pytest.mark.integration
 def test_cuda_request_without_cuda_is_bad_input(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -270,6 +271,7 @@ def _r_squared(xs, ys):
     return linear_fit(xs, ys)[2]
 
 
+@pytest.mark.integration
 def test_activation_memory_and_flops_grow_linearly_with_length():
     seconds = [1.0, 2.0, 4.0, 6.0, 8.0]
     records = [
@@ -279,10 +281,11 @@ def test_activation_memory_and_flops_grow_linearly_with_length():
     assert _r_squared(seconds, [r.train_flops for r in records]) > 0.99
 
 
-def test_profile_prints_its_record_through_the_table_renderer(tiny_profile):
+@pytest.mark.integration
+def test_profile_prints_its_record_through_the_table_renderer(tiny_profile_run):
     from w2vprof.report.run_views import profile_table
 
-    out, result = tiny_profile
+    out, result = tiny_profile_run
     (record,) = read_results_csv(out / "results.csv")
     table = profile_table(record)
     values = dict(table.rows)
@@ -296,10 +299,11 @@ def test_profile_prints_its_record_through_the_table_renderer(tiny_profile):
     assert "Largest activation memory: " in result.stdout and "per-layer rows in layers.csv" in result.stdout
 
 
-def test_the_profile_table_shows_a_recipe_and_marks_what_was_not_measured(tiny_profile):
+@pytest.mark.integration
+def test_the_profile_table_shows_a_recipe_and_marks_what_was_not_measured(tiny_profile_run):
     from w2vprof.report.run_views import profile_notes, profile_table
 
-    out, _ = tiny_profile
+    out, _ = tiny_profile_run
     (record,) = read_results_csv(out / "results.csv")
     changed = replace(
         record, recipe="checkpointing=all", recompute_flops=2.5e9, trainable_params=1234567, peak_mem_bytes=None

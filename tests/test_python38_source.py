@@ -199,6 +199,7 @@ def test_every_typer_command_has_python_38_annotations():
     assert not found, "\n".join(found)
 
 
+@pytest.mark.integration
 def test_vermin_finds_nothing_newer_than_python_38():
     """The standard library and builtins: each module, function and argument used exists in Python 3.8."""
     pytest.importorskip("vermin", reason="vermin is in the test extra: pip install '.[test]'")

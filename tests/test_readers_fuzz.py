@@ -265,6 +265,7 @@ def _check(kind: str, path: Path, data: bytes) -> None:
 def _fuzz(kind: str, cases: int = 2000):
     strategy = broken(kind)
 
+    @pytest.mark.integration
     @settings(CASES, max_examples=cases)
     @given(data=strategy)
     def test(scratch, no_fsync, data):

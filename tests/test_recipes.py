@@ -122,6 +122,7 @@ def test_recipe_checks_against_model_and_batch():
 
 
 # -- what each option measures -------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_default_recipe_row(measured):
     record = measured["default"].record
     assert (record.recipe, record.checkpointing, record.freeze, record.accumulate, record.optimizer) == (
@@ -136,6 +137,7 @@ def test_default_recipe_row(measured):
     assert all(layer.trainable and not layer.checkpointed for layer in measured["default"].layers)
 
 
+@pytest.mark.integration
 def test_optimizer_state_follows_the_optimizer(measured):
     adamw, sgd = measured["default"].record, measured["optim=sgd"].record
     # SGD with momentum: one fp32 buffer per parameter; AdamW: two (plus one step count per tensor)
@@ -146,6 +148,7 @@ def test_optimizer_state_follows_the_optimizer(measured):
     assert (sgd.fwd_flops, sgd.bwd_flops) == (adamw.fwd_flops, adamw.bwd_flops)
 
 
+@pytest.mark.integration
 def test_adafactor_state_is_factored_where_torch_has_adafactor(measured):
     import torch
 
@@ -161,6 +164,7 @@ def test_adafactor_state_is_factored_where_torch_has_adafactor(measured):
     assert 0 < adafactor.optim_state_bytes < sgd.optim_state_bytes  # factored second moments
 
 
+@pytest.mark.integration
 def test_freezing_the_cnn(measured):
     default, frozen = measured["default"], measured["freeze=cnn"]
     assert frozen.record.trainable_params == default.record.trainable_params - _cnn_params()
@@ -172,6 +176,7 @@ def test_freezing_the_cnn(measured):
     assert frozen.record.grad_bytes == 4 * frozen.record.trainable_params
 
 
+@pytest.mark.integration
 def test_freezing_transformer_layers_too(measured):
     result = measured["freeze=cnn+1"]
     first, second = _rows(result, "transformer")
@@ -182,6 +187,7 @@ def test_freezing_transformer_layers_too(measured):
     assert not front["feature_projection"].trainable and front["feature_projection"].act_mem_bytes == 0
 
 
+@pytest.mark.integration
 def test_accumulation_keeps_the_work_and_cuts_the_activations(measured):
     default, accumulated = measured["default"].record, measured["accum=4"].record
     assert accumulated.accumulate == 4 and accumulated.batch == BATCH
@@ -190,6 +196,7 @@ def test_accumulation_keeps_the_work_and_cuts_the_activations(measured):
     assert accumulated.optim_flops == default.optim_flops  # one optimizer step per effective batch
 
 
+@pytest.mark.integration
 def test_checkpointing_the_transformer(measured):
     default, checkpointed = measured["default"], measured["ckpt=transformer"]
     layers = _rows(checkpointed, "transformer")
@@ -211,6 +218,7 @@ def test_checkpointing_the_transformer(measured):
         assert 0 < after.act_mem_bytes < before.act_mem_bytes / 10
 
 
+@pytest.mark.integration
 def test_checkpointing_everything_below_the_heads(measured):
     result = measured["ckpt=all"]
     marked = {layer.kind for layer in result.layers if layer.checkpointed}
@@ -233,6 +241,7 @@ def _dynamo_refusal():
     return None
 
 
+@pytest.mark.integration
 def test_compile_time_is_kept_out_of_the_timed_steps(monkeypatch):
     """dynamo with its eager backend stands in for inductor: a real compilation, without code generation. Where
     torch's compiler refuses this Python, the row is `unsupported` with torch's reason instead."""
@@ -305,6 +314,7 @@ def test_compiled_modules_get_float_arguments_as_tensors_where_dynamo_specialize
                 assert temperature.dtype == torch.float32 and temperature.ndim == 0
 
 
+@pytest.mark.integration
 def test_a_platform_that_cannot_compile_is_unsupported(monkeypatch):
     def refuse(model, layers) -> None:
         raise RecipeUnsupported("torch.compile is not supported by torch X on this Python/platform")
@@ -322,6 +332,7 @@ def test_a_platform_that_cannot_compile_is_unsupported(monkeypatch):
     assert record.compile and record.recipe == "compile"
 
 
+@pytest.mark.integration
 def test_a_compiler_that_fails_is_unsupported_with_its_reason(monkeypatch):
     def broken_compile(model, layers) -> None:
         def fail(*args, **kwargs):
@@ -368,6 +379,7 @@ def test_sweep_refuses_bad_recipes_in_one_line(tmp_path):
     )
 
 
+@pytest.mark.integration
 def test_profile_writes_the_recipe_columns(tmp_path):
     out = tmp_path / "run"
     result = run_cli_in_process(
@@ -464,6 +476,7 @@ def _report_rows():
     ]
 
 
+@pytest.mark.integration
 def test_report_recipes_table_relative_to_the_default():
     from w2vprof.report.build import ReportInputs, build_report
 

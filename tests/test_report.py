@@ -76,6 +76,7 @@ def test_alignment_emphasis_and_a_headless_table_reach_every_renderer():
 
 
 # -- plots --------------------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_every_plot_draws_and_degrades_without_data():
     layers = read_layers_csv(DATA / "small.layers" / "base_b4_s1.csv")
     assert plots.layer_memory_png(layers, "t")[:8] == PNG
@@ -88,6 +89,7 @@ def test_every_plot_draws_and_degrades_without_data():
 
 
 # -- the command --------------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_report_writes_every_table_and_plot(tmp_path):
     out = tmp_path / "report"
     result = run_cli_in_process(
@@ -118,6 +120,7 @@ def test_report_writes_every_table_and_plot(tmp_path):
     assert "Training time" in result.stdout and "Test Board" in result.stdout  # the Table 2 view on the terminal
 
 
+@pytest.mark.integration
 def test_report_with_the_paper_puts_your_device_in_table2(tmp_path):
     rows = [replace(r, seconds=5.5) for r in read_results_csv(DATA / "small.csv") if r.seconds == 1.0]
     path = tmp_path / "mine.csv"
@@ -136,6 +139,7 @@ def test_report_skips_plots_it_has_no_data_for():
     assert any("Figs. 3-4" in note for note in report.notes)
 
 
+@pytest.mark.integration
 def test_report_notes_a_missing_layers_file_and_one_precision(tmp_path):
     rows = [r for r in read_results_csv(DATA / "small.csv") if r.precision == "fp32"]
     path = tmp_path / "fp32.csv"  # the layers file is relative to the results file: not beside this copy
@@ -209,6 +213,7 @@ def test_reference_data_is_packaged_with_the_code():
     assert tuple(header.split(",")) == RESULT_COLUMNS  # written with the records helpers
 
 
+@pytest.mark.integration
 def test_report_plots_federated_runs(tmp_path):
     """Fig. 5 top: validation loss per round, one curve per aggregation; and each run's per-client cost."""
     from dataclasses import fields

@@ -68,6 +68,7 @@ def test_flops_scale_with_batch():
         assert three[module] == 3 * one[module], module
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("model_name, seconds", [("tiny", 1.0), ("base", 0.5)])
 def test_conv_and_linear_flops_equal_twice_fvcore(model_name, seconds):
     """Independent oracle: fvcore counts multiply-adds of each conv/linear layer on the same input."""
@@ -119,6 +120,7 @@ def real_pass_count(model_name: str, seconds: float, batch: int):
     return model, counter.snapshot()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("model_name, seconds, batch", [("tiny", 1.0, 1), ("tiny", 2.7, 3), ("base", 1.0, 1)])
 def test_meta_count_equals_a_real_pass(model_name, seconds, batch):
     import torch
@@ -205,6 +207,7 @@ print("total:", rows[-1].inference_flops)
 """
 
 
+@pytest.mark.integration
 def test_summary_never_imports_torch_dynamo_and_compile_still_works_after():
     """torch imports torch._dynamo (over a second) the first time its FLOP counter or a meta reference runs;
     summary stands in for it while counting, then puts everything back: a later torch.compile is untouched."""

@@ -299,6 +299,7 @@ _RACER = textwrap.dedent(
 )
 
 
+@pytest.mark.integration
 def test_two_sweeps_on_one_file_started_together_one_runs_the_other_exits_2(tmp_path):
     """Whichever sweep takes the file measures nothing until the other has exited (no sleep that is hoped to be
     long enough), so the other always finds the file held, however the two starts interleave."""
@@ -388,6 +389,7 @@ def test_gpu_watcher_sums_the_childs_process_tree_only():
         sleeper.wait()
 
 
+@pytest.mark.integration
 def test_resident_memory_watcher_reads_a_real_process():
     from w2vprof.sweep.watch import ResidentMemory
 
@@ -407,6 +409,7 @@ class _OverLimit:
         return 3 * 2**30
 
 
+@pytest.mark.integration
 def test_children_match_an_in_process_profile_and_limits_stop_only_the_child(tmp_path):
     """Template children (forked from one built model) and spawned ones give the numbers of an in-process
     profile; a child over the memory or time limit is stopped and the next one still runs."""
@@ -442,6 +445,7 @@ def test_children_match_an_in_process_profile_and_limits_stop_only_the_child(tmp
         spawned.close()
 
 
+@pytest.mark.integration
 def test_a_template_killed_mid_run_costs_that_configuration_only(tmp_path):
     import psutil
 
@@ -465,6 +469,7 @@ def test_a_template_killed_mid_run_costs_that_configuration_only(tmp_path):
         launcher.close()
 
 
+@pytest.mark.integration
 def test_sigkill_then_resume_runs_exactly_the_missing_configurations(tmp_path):
     out = tmp_path / "r.csv"
     process = subprocess.Popen(
@@ -493,6 +498,7 @@ def test_sigkill_then_resume_runs_exactly_the_missing_configurations(tmp_path):
     assert all((tmp_path / r.layers_file).is_file() for r in after)  # per-layer files beside the CSV
 
 
+@pytest.mark.integration
 def test_sigterm_stops_cleanly_with_the_resume_command(tmp_path):
     out = tmp_path / "r.csv"
     process = subprocess.Popen(

@@ -7,7 +7,11 @@ tiny-model profile, and decides what to expect before training.
 
 from __future__ import annotations
 
+import pytest
+
 from w2vprof.devices.telemetry import TelemetrySampler
+
+pytestmark = pytest.mark.integration
 
 
 def test_a_profile_records_the_sources_this_machine_offers():

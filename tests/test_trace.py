@@ -9,20 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
+from conftest import new_tiny_training_step
 from w2vprof.files import DiskWriteError
 from w2vprof.measure.layers import model_layers
 from w2vprof.measure.step import TrainingStep
 from w2vprof.measure.trace import PHASES, trace_step
-from w2vprof.models import build_model
 from w2vprof.workload import make_workload
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory) -> tuple[TrainingStep, Any, list[dict[str, Any]]]:
-    torch.manual_seed(0)
-    step = TrainingStep.create(build_model("tiny").train(), "cpu", "fp32")
+    step = new_tiny_training_step()
     batch = next(make_workload(0.5).batches(2, 0))
     path = tmp_path_factory.mktemp("trace") / "step.json"
     assert trace_step(step, batch, model_layers(step.model), path) == path

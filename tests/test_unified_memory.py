@@ -111,6 +111,7 @@ def test_unified_memory_without_meminfo_falls_back_to_the_resident_peak(tmp_path
     assert memory.stop() == type(memory.stop())(2 * GIB, "vmhwm")
 
 
+@pytest.mark.integration
 def test_a_profile_records_both_peaks():
     from w2vprof.measure.engine import ProfileConfig, profile_configuration
 
@@ -121,6 +122,7 @@ def test_a_profile_records_both_peaks():
     assert record.sys_peak_mem_bytes > 100 * 2**20 and record.cuda_context_bytes is None
 
 
+@pytest.mark.integration
 def test_a_unified_memory_device_profile_uses_the_mem_available_formula(monkeypatch):
     """devices.identify marks unified memory by its ceiling (os_available); the engine then samples MemAvailable."""
     import w2vprof.devices as devices

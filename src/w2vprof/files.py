@@ -190,10 +190,6 @@ class WriterLock:
         _write_all(fd, f"{os.getpid()}\n".encode())
         return cls(path, fd)
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def release(self) -> None:
         """Remove the sidecar, then drop the lock (in that order: a waiter then sees a removed file and retries)."""
         if self._fd is None:

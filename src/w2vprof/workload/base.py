@@ -34,7 +34,7 @@ class Batch:
         return int(self.waveforms.shape[0])
 
     def attention_mask(self) -> torch.Tensor:
-        """(batch, samples) bool: True on real audio, False on padding (what the model's mask is built from)."""
+        """(batch, samples) bool: True on real audio, False on the zero padding after each utterance's end."""
         import torch
 
         positions = torch.arange(self.waveforms.shape[1], device=self.lengths.device)

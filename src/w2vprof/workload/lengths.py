@@ -123,7 +123,7 @@ class LengthDistributionWorkload(Workload):
             if cap is not None:
                 # Cropping noise is the same as drawing it shorter: only the length matters.
                 samples = np.minimum(samples, cap)
-            lengths = torch.from_numpy(samples)
-            waveforms = 0.1 * torch.randn(batch_size, int(samples.max()), generator=generator)
-            mask = torch.arange(waveforms.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
-            yield Batch(waveforms=waveforms * mask, lengths=lengths)
+            noise = 0.1 * torch.randn(batch_size, int(samples.max()), generator=generator)
+            batch = Batch(waveforms=noise, lengths=torch.from_numpy(samples))
+            batch.waveforms *= batch.attention_mask()  # silence after each utterance's end
+            yield batch

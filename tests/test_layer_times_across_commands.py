@@ -57,6 +57,7 @@ def profiled(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.integration
 def test_layers_csv_has_seconds_per_layer_and_an_other_row_adding_up_to_the_step(profiled):
     layers = read_layers_csv(profiled / "layers.csv")
     *rows, other = layers
@@ -81,12 +82,14 @@ def test_layers_csv_has_seconds_per_layer_and_an_other_row_adding_up_to_the_step
     assert run_json["config"]["layer_repeats"] == 2
 
 
+@pytest.mark.integration
 def test_profile_records_the_cached_calibration(profiled):
     (record,) = read_results_csv(profiled / "results.csv")
     assert record.peak_flops_fp32_measured == FAKE_PEAK_FLOPS_FP32
     assert record.mem_bw_measured == FAKE_MEM_BW
 
 
+@pytest.mark.integration
 def test_the_trace_is_valid_json_naming_every_layer_in_layers_csv(profiled):
     events = json.loads((profiled.parent / "step.json").read_text())["traceEvents"]
     names = {event.get("name") for event in events}
@@ -102,6 +105,7 @@ def _slowed_model(config: ProfileConfig, clock: FakeClock):
     return built
 
 
+@pytest.mark.integration
 def test_a_slow_layer_lands_on_that_layer_and_direction_in_the_records(monkeypatch):
     import w2vprof.measure.layer_timing as layer_timing
 
@@ -121,6 +125,7 @@ def test_a_slow_layer_lands_on_that_layer_and_direction_in_the_records(monkeypat
     assert result.layer_timing["rows_sum_sec"] == 1.25 and result.layers[-1].sec == 0.0
 
 
+@pytest.mark.integration
 def test_a_failing_layer_timing_is_a_warning_and_the_measurement_stands(monkeypatch):
     import w2vprof.measure.layer_timing as layer_timing
 
@@ -138,6 +143,7 @@ def test_a_failing_layer_timing_is_a_warning_and_the_measurement_stands(monkeypa
     assert "boom" in result.record.notes
 
 
+@pytest.mark.integration
 def test_without_layer_repeats_layers_have_no_times_and_no_other_row():
     config = ProfileConfig(
         model="tiny", batch=1, seconds=0.5, repeats=1, device="cpu", telemetry=False, calibrate="off"
@@ -160,6 +166,7 @@ def test_profile_bad_options_are_one_line_and_exit_2(tmp_path, args, fragment):
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.integration
 def test_a_trace_that_cannot_be_written_is_a_warning(tmp_path):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
@@ -300,6 +307,7 @@ def test_sweep_passes_layer_repeats_to_every_configuration(tmp_path):
         assert {config.layer_repeats for config in plan.configs} == {0}
 
 
+@pytest.mark.integration
 def test_a_real_sweep_child_records_layer_times_and_the_calibration(tmp_path):
     out = tmp_path / "r.csv"
     result = run_cli(
@@ -411,6 +419,7 @@ def test_roofline_points_are_flops_per_byte_of_io_and_weights():
     assert points["transformer.0"].intensity == pytest.approx(1_200_000 / (4_000 + 1_000 * 4))
 
 
+@pytest.mark.integration
 def test_every_new_plot_draws_and_degrades_without_data():
     from w2vprof.report import plots
 
@@ -428,6 +437,7 @@ def test_every_new_plot_draws_and_degrades_without_data():
     assert plots.layer_memory_png([layers[-1]], "m") is None and plots.layer_flops_png([layers[-1]], "f") is None
 
 
+@pytest.mark.integration
 def test_the_report_shows_layer_times_and_the_roofline(tmp_path):
     from w2vprof.report.build import build_report, load_inputs
 
@@ -442,6 +452,7 @@ def test_the_report_shows_layer_times_and_the_roofline(tmp_path):
     assert table.rows[0][table.columns.index("total (ms)")] == "40.0"
 
 
+@pytest.mark.integration
 def test_the_report_degrades_without_layer_times_or_calibration(tmp_path):
     from w2vprof.report.build import build_report, load_inputs
 
