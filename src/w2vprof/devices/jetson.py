@@ -30,7 +30,6 @@ __all__ = [
     "read_rails_mw",
     "read_ina3221_mw",
     "ina3221_layout",
-    "read_gpu_load_pct",
     "read_gpu_clock_mhz",
     "jetson_identity",
 ]
@@ -193,12 +192,6 @@ def ina3221_layout(root: str = "/") -> str:
     if glob_under(root, "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in*_label"):
         return "JetPack 5+ hwmon"
     return ""
-
-
-def read_gpu_load_pct(root: str = "/") -> Optional[float]:
-    """GPU load from /sys/devices/gpu.0/load (0-1000, tenths of a percent)."""
-    load = read_number(root, "/sys/devices/gpu.0/load")
-    return load / 10.0 if load is not None else None
 
 
 # devfreq names of Jetson GPUs: gm20b (Nano, TX1), gp10b (TX2), gv11b (Xavier), ga10b (Orin), gb10b (Thor).

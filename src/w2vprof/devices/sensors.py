@@ -37,7 +37,6 @@ __all__ = [
     "temperature_files",
     "read_temperature_files",
     "read_temperatures_c",
-    "max_thermal_c",
     "cpu_freq_mhz",
 ]
 
@@ -264,12 +263,6 @@ def read_temperatures_c(root: str = "/") -> tuple[dict[str, float], str]:
     files, source = temperature_files(root)
     readings = read_temperature_files(root, files)
     return readings, (source if readings else "")
-
-
-def max_thermal_c(root: str = "/") -> Optional[float]:
-    """The hottest readable sensor in degrees C, or None."""
-    readings = read_temperatures_c(root)[0]
-    return max(readings.values()) if readings else None
 
 
 def cpu_freq_mhz(root: str = "/") -> Optional[float]:
