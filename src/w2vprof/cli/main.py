@@ -18,6 +18,7 @@ from w2vprof.cli import (
     devices,
     doctor,
     fl,
+    models,
     partition,
     plan,
     profile,
@@ -54,7 +55,7 @@ def _root(
 
 
 # Each command module registers its commands; the order here is the order in --help.
-for _module in (summary, profile, sweep, report, compare, analysis, plan, devices, partition, fl, doctor):
+for _module in (summary, models, profile, sweep, report, compare, analysis, plan, devices, partition, fl, doctor):
     _module.register(app)
 
 
