@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli_in_process
+from conftest import run_cli_in_process
 from w2vprof.models import model_names
 from w2vprof.models.registry import ModelInfo, list_models
 from w2vprof.report.model_views import models_view
