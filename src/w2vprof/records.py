@@ -25,10 +25,13 @@ cell that breaks a rule is BadInput "<file>: line N: column C has 'X', <why>".
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import types
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Type, TypeVar, Union
 
 from w2vprof.errors import BadInput
 from w2vprof.files import DurableCsv, csv_text, read_csv_rows, write_text_atomic
@@ -44,6 +47,8 @@ __all__ = [
     "ModuleSummaryRow",
     "RESULT_COLUMNS",
     "LAYER_COLUMNS",
+    "ColumnType",
+    "column_types",
     "readable_record",
     "record_to_row",
     "rows_to_csv_text",
@@ -289,10 +294,10 @@ def readable_record(record: Row, rules: RowRules) -> Row:
     values = {field.name: getattr(record, field.name) for field in fields(record)}
     changes: dict[str, Any] = {}
     said = []
-    for name, type_text in _type_texts(record).items():
+    for name, column in column_types(type(record)).items():
         text = _cell(values[name])
-        reason = _parse_cell(name, text, type_text, rules)
-        if isinstance(reason, _Invalid) and "Optional" in type_text:
+        reason = _parse_cell(name, text, column, rules)
+        if isinstance(reason, _Invalid) and column.optional:
             changes[name] = None
             said.append(f"{name} was {text} ({reason}): left empty")
     if not changes:
@@ -302,9 +307,37 @@ def readable_record(record: Row, rules: RowRules) -> Row:
     return dataclasses.replace(record, **changes)
 
 
-def _type_texts(record_type: Any) -> dict[str, str]:
-    """Each field's annotation as text ("Optional[float]"), of a record class or instance: what _parse_cell reads."""
-    return {f.name: f.type if isinstance(f.type, str) else str(f.type) for f in fields(record_type)}
+@dataclass(frozen=True)
+class ColumnType:
+    """What one column of a row type holds: its Python type (bool, int, float or str) and whether it may be empty."""
+
+    kind: type
+    optional: bool  # Optional[...]: an empty cell is None
+
+
+#: The types a column may have; anything else in a row type is a programming error (TypeError naming it).
+_COLUMN_KINDS = (bool, int, float, str)
+#: Optional[X] is Union[X, None]; Python 3.10's `X | None` is a types.UnionType (absent before 3.10).
+_UNION_TYPES = (Union, getattr(types, "UnionType", Union))
+
+
+@functools.lru_cache(maxsize=None)
+def column_types(record_type: type) -> dict[str, ColumnType]:
+    """Each field's column type, in field order, from the row type's resolved annotations (typing.get_type_hints:
+    "Optional[int]" written under `from __future__ import annotations` is read as the type it names)."""
+    hints = typing.get_type_hints(record_type)
+    return {f.name: _column_type(record_type, f.name, hints[f.name]) for f in fields(record_type)}
+
+
+def _column_type(record_type: type, name: str, hint: Any) -> ColumnType:
+    optional = False
+    if typing.get_origin(hint) in _UNION_TYPES:
+        members = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        optional = len(members) < len(typing.get_args(hint))
+        hint = members[0] if len(members) == 1 else hint
+    if hint not in _COLUMN_KINDS:
+        raise TypeError(f"{record_type.__name__}.{name}: a column is bool, int, float or str (or Optional), not {hint}")
+    return ColumnType(hint, optional)
 
 
 class RecordCsv:
@@ -417,18 +450,19 @@ def _check_number(name: str, number: Any, rules: RowRules) -> Optional[str]:
     return None
 
 
-def _parse_cell(name: str, value: str, type_text: str, rules: RowRules) -> Any:
+def _parse_cell(name: str, value: str, column: ColumnType, rules: RowRules) -> Any:
     """The typed value of one cell, or the reason it breaks the rules (a str, returned as `_Invalid`)."""
     if value == "":
-        if "Optional" in type_text:
+        if column.optional:
             return None
         if name in rules.positive:
             return _Invalid("must be a number > 0")
-        return 0 if "int" in type_text else 0.0 if "float" in type_text else ""  # an older file left it empty
-    if "bool" in type_text:
+        # an older file left it empty; NB: an empty non-optional bool reads as "" (as it always has)
+        return {int: 0, float: 0.0}.get(column.kind, "")
+    if column.kind is bool:
         parsed = _bool(value)
-    elif "int" in type_text or "float" in type_text:
-        parsed = _number(value, "int" in type_text)
+    elif column.kind in (int, float):
+        parsed = _number(value, column.kind is int)
         if not isinstance(parsed, str):
             reason = _check_number(name, parsed, rules)
             parsed = reason if reason else parsed
@@ -464,7 +498,7 @@ def read_records(
         raise BadInput(f"{path}: not a w2vprof {rules.what} file (missing columns: {', '.join(missing)})")
     if require_rows and not rows:
         raise BadInput(f"{path}: no rows")
-    types = _type_texts(cls)
+    types = column_types(cls)
     records = []
     for line_no, raw in rows:
         _check_schema(path, line_no, raw.get("schema_version", ""), rules.schema_version)
