@@ -25,8 +25,8 @@ from w2vprof.records import LayerRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from w2vprof.measure.layer_timing import LayerTiming
-    from w2vprof.measure.layers import LayerSpec
     from w2vprof.measure.step import TrainingStep
+    from w2vprof.models.family import LayerSpec
     from w2vprof.workload import Batch
 
 __all__ = [
