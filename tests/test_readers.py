@@ -309,7 +309,8 @@ class _ListRow:
 
 
 def test_a_column_is_read_as_the_type_its_annotation_names():
-    from w2vprof.records import RowRules, column_types, read_records
+    from w2vprof.cells import column_types
+    from w2vprof.records import RowRules, read_records
 
     types = column_types(_ScoreRow)
     assert [(name, t.kind, t.optional) for name, t in types.items()] == [

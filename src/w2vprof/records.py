@@ -19,20 +19,18 @@ Schema history:
 Loading a file of an older version fills fields it lacks with their defaults; loading a file that is not
 w2vprof output raises BadInput naming the file. Every row is checked before use (`RowRules`: batch a positive
 whole number, seconds > 0, times, bytes and FLOPs finite and >= 0, status and precision from the known sets); a
-cell that breaks a rule is BadInput "<file>: line N: column C has 'X', <why>".
+cell that breaks a rule is BadInput "<file>: line N: column C has 'X', <why>". One cell is written and read
+by w2vprof.cells (each column's type from its annotation).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
-import types
-import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Type, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Type, TypeVar
 
+from w2vprof.cells import Invalid, cell_text, column_types, parse_cell, parse_number
 from w2vprof.errors import BadInput
 from w2vprof.files import DurableCsv, csv_text, read_csv_rows, write_text_atomic
 
@@ -47,8 +45,6 @@ __all__ = [
     "ModuleSummaryRow",
     "RESULT_COLUMNS",
     "LAYER_COLUMNS",
-    "ColumnType",
-    "column_types",
     "readable_record",
     "record_to_row",
     "rows_to_csv_text",
@@ -255,18 +251,8 @@ RESULT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRecord))
 LAYER_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LayerRecord))
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 def record_to_row(record: Any) -> list[str]:
-    return [_cell(getattr(record, f.name)) for f in fields(record)]
+    return [cell_text(getattr(record, f.name)) for f in fields(record)]
 
 
 def rows_to_csv_text(records: Iterable[Any], columns: Iterable[str], header: bool = True) -> str:
@@ -295,9 +281,9 @@ def readable_record(record: Row, rules: RowRules) -> Row:
     changes: dict[str, Any] = {}
     said = []
     for name, column in column_types(type(record)).items():
-        text = _cell(values[name])
-        reason = _parse_cell(name, text, column, rules)
-        if isinstance(reason, _Invalid) and column.optional:
+        text = cell_text(values[name])
+        reason = parse_cell(name, text, column, rules)
+        if isinstance(reason, Invalid) and column.optional:
             changes[name] = None
             said.append(f"{name} was {text} ({reason}): left empty")
     if not changes:
@@ -305,39 +291,6 @@ def readable_record(record: Row, rules: RowRules) -> Row:
     if "notes" in values:
         changes["notes"] = "; ".join(filter(None, [values["notes"], *said]))
     return dataclasses.replace(record, **changes)
-
-
-@dataclass(frozen=True)
-class ColumnType:
-    """What one column of a row type holds: its Python type (bool, int, float or str) and whether it may be empty."""
-
-    kind: type
-    optional: bool  # Optional[...]: an empty cell is None
-
-
-#: The types a column may have; anything else in a row type is a programming error (TypeError naming it).
-_COLUMN_KINDS = (bool, int, float, str)
-#: Optional[X] is Union[X, None]; Python 3.10's `X | None` is a types.UnionType (absent before 3.10).
-_UNION_TYPES = (Union, getattr(types, "UnionType", Union))
-
-
-@functools.lru_cache(maxsize=None)
-def column_types(record_type: type) -> dict[str, ColumnType]:
-    """Each field's column type, in field order, from the row type's resolved annotations (typing.get_type_hints:
-    "Optional[int]" written under `from __future__ import annotations` is read as the type it names)."""
-    hints = typing.get_type_hints(record_type)
-    return {f.name: _column_type(record_type, f.name, hints[f.name]) for f in fields(record_type)}
-
-
-def _column_type(record_type: type, name: str, hint: Any) -> ColumnType:
-    optional = False
-    if typing.get_origin(hint) in _UNION_TYPES:
-        members = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        optional = len(members) < len(typing.get_args(hint))
-        hint = members[0] if len(members) == 1 else hint
-    if hint not in _COLUMN_KINDS:
-        raise TypeError(f"{record_type.__name__}.{name}: a column is bool, int, float or str (or Optional), not {hint}")
-    return ColumnType(hint, optional)
 
 
 class RecordCsv:
@@ -412,70 +365,6 @@ SUMMARY_RULES = RowRules(
 )
 
 
-def _number(value: str, is_int: bool) -> Any:
-    """The number in a cell, or the reason it is not one (a str)."""
-    try:
-        number = float(value)
-    except ValueError:
-        return "not a number"
-    if is_int:
-        try:
-            return int(value)
-        except ValueError:
-            if not math.isfinite(number):
-                return "not a finite number"
-            return int(number) if number.is_integer() else "not a whole number"
-    return number
-
-
-def _bool(value: str) -> Any:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    return "not true or false"
-
-
-def _check_number(name: str, number: Any, rules: RowRules) -> Optional[str]:
-    """Why `number` cannot be in column `name` (None when it can)."""
-    if name in rules.any_float:
-        return None
-    if not math.isfinite(number):
-        return "not a finite number"
-    if name in rules.positive and number <= 0:
-        return "must be > 0"
-    if name not in rules.signed and name not in rules.positive and number < 0:
-        return "must be >= 0"
-    return None
-
-
-def _parse_cell(name: str, value: str, column: ColumnType, rules: RowRules) -> Any:
-    """The typed value of one cell, or the reason it breaks the rules (a str, returned as `_Invalid`)."""
-    if value == "":
-        if column.optional:
-            return None
-        if name in rules.positive:
-            return _Invalid("must be a number > 0")
-        # an older file left it empty; NB: an empty non-optional bool reads as "" (as it always has)
-        return {int: 0, float: 0.0}.get(column.kind, "")
-    if column.kind is bool:
-        parsed = _bool(value)
-    elif column.kind in (int, float):
-        parsed = _number(value, column.kind is int)
-        if not isinstance(parsed, str):
-            reason = _check_number(name, parsed, rules)
-            parsed = reason if reason else parsed
-    else:
-        allowed = dict(rules.choices).get(name)
-        return _Invalid("not one of " + ", ".join(allowed)) if allowed and value not in allowed else value
-    return _Invalid(parsed) if isinstance(parsed, str) else parsed
-
-
-class _Invalid(str):
-    """A cell's reason for breaking the rules (kept apart from text values by its type)."""
-
-
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import DataclassInstance
 
@@ -505,8 +394,8 @@ def read_records(
         values = {}
         for name, value in raw.items():
             if name in types:
-                parsed = _parse_cell(name, value, types[name], rules)
-                if isinstance(parsed, _Invalid):
+                parsed = parse_cell(name, value, types[name], rules)
+                if isinstance(parsed, Invalid):
                     raise BadInput(f"{path}: line {line_no}: column {name} has {value!r}, {parsed}")
                 values[name] = parsed
         records.append(cls(**values))
@@ -515,7 +404,7 @@ def read_records(
 
 def _check_schema(path: Path, line_no: int, value: str, newest: int) -> None:
     """A row of a newer schema may mean other things by the same columns: refuse it before reading it."""
-    version = _number(value, True) if value else newest
+    version = parse_number(value, True) if value else newest
     if isinstance(version, int) and version > newest:
         raise BadInput(f"{path}: written by a newer w2vprof (schema {version} > {newest}); upgrade w2vprof")
 

@@ -232,4 +232,3 @@ def _communication_sec(group: FleetGroup, setting: FlSetting, update_bytes: Opti
     if down is None and up is None:
         return None
     return _link_sec(update_bytes, down) + _link_sec(update_bytes, up)
-
