@@ -15,7 +15,12 @@ them):
   work outside every listed module in the last row, OBJECTIVE; `transformer_layer_count(name)` (recipes check
   `--freeze cnn+N` against it without building);
 - its Table-1 groups: `summary_groups` and `group_of(layer)`, and `inference(model, waveforms)`, the forward pass
-  Table 1 counts (every module on every frame, no masking, no loss).
+  Table 1 counts (every module on every frame, no masking, no loss). Table 1 splits each layer of kind
+  `transformer` into its weight layers (group `transformer`) and its attention products (group `attention`), so
+  a family with transformer layers lists both groups.
+
+Layer kinds the recipes act on: `cnn` (frozen by `--freeze cnn`), `transformer` (counted by `cnn+N`; everything
+before the first one is frozen with them), and checkpointing/compile by kind (w2vprof.measure.recipes).
 
 The registry (which family builds which model) is w2vprof.models.registry.
 """
