@@ -28,9 +28,9 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from w2vprof.analysis.data import load_profiles
 from w2vprof.analysis.feasibility import PARTS, training_memory
 from w2vprof.analysis.plan import plan_recipes, target_for
+from w2vprof.devices.profiles import load_profiles
 from w2vprof.records import LayerRecord, ResultRecord, length_key, read_layers_csv, read_results_csv, recipe_of
 
 #: (recipe, sweep flags) at --seconds; compile gets --timeout.

@@ -15,7 +15,6 @@ class FakeNvml:
 
     gpu_name: str = "Fake GPU"
     driver: str = "000.00"
-    total_bytes: Optional[int] = 16 * 1024**3
     energy_mj_values: list[Optional[int]] = field(default_factory=lambda: [None])
     power_mw_values: list[Optional[float]] = field(default_factory=lambda: [None])
     temperature_values: list[Optional[float]] = field(default_factory=lambda: [None])
@@ -31,9 +30,6 @@ class FakeNvml:
 
     def driver_version(self) -> str:
         return self.driver
-
-    def memory_total_bytes(self) -> Optional[int]:
-        return self.total_bytes
 
     def energy_mj(self) -> Optional[int]:
         return self._next(self.energy_mj_values)

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli_in_process
-from w2vprof.analysis.data import DeviceProfile, load_profiles, paper_results
-from w2vprof.analysis.estimates import FlSetting, feasibility, fit_memory, fl_estimate, forecast
+from w2vprof.analysis.data import paper_results
+from w2vprof.analysis.feasibility import feasibility, fit_memory
+from w2vprof.analysis.fl_estimate import FlSetting, fl_estimate
+from w2vprof.analysis.forecast import forecast
+from w2vprof.devices.profiles import DeviceProfile, load_profiles
 from w2vprof.errors import BadInput
 from w2vprof.records import RESULT_COLUMNS, read_results_csv, replace, write_records_csv
 

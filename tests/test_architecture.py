@@ -1,17 +1,22 @@
-"""The import structure of src/w2vprof: no import cycle between modules or between packages, and no private name
-(`_x`) imported from another module; and no function longer than 60 lines unless a `# long: <reason>` says why.
+"""The import structure of src/w2vprof: no import from a lower layer to a higher one (the layers of
+docs/architecture.md, written down once here as LAYERS), no import cycle between modules or between packages, and
+no private name (`_x`) imported from another module; and no function longer than 60 lines unless a
+`# long: <reason>` says why; and every wait for a GPU through the one `devices.sync.synchronize`.
 
 The graph is read from the source with `ast` (nothing is imported). Every import counts, at module level or inside
 a function (a lazy import still makes the two modules depend on each other), except those under
 `if TYPE_CHECKING:`, which never run. A package's node is its top-level folder under w2vprof (`report`, `fl`,
 ...); a module directly under w2vprof (`records`, `files`, `errors`) is a package of its own.
 
-Run as a script (`python tests/test_architecture.py`) to print every cycle, private import and long function found.
+Run as a script (`python tests/test_architecture.py`) to print every upward import, cycle, private import and long
+function found.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -21,12 +26,27 @@ from typing import Iterator
 import pytest
 
 SOURCE = Path(__file__).resolve().parent.parent / "src"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
 ROOT_PACKAGE = "w2vprof"
+
+#: docs/architecture.md's layers, top first: a module imports from its own layer or the ones below, never above.
+#: A package is a folder under w2vprof; a module directly under it (records.py) is a package of its own; the root
+#: package itself (w2vprof/__init__.py: the version) sits below everything.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("cli",),
+    ("sweep", "fl", "report", "analysis", "doctor"),
+    ("measure", "devices", "models", "workload", "compat"),
+    ("records", "record_codec", "files", "plotting", "errors", "paper"),
+)
 
 #: Findings in files other helpers are still changing; the lead removes entries as they go (then the test is strict).
 KNOWN_MODULE_CYCLES: set[frozenset[str]] = set()
 KNOWN_PACKAGE_CYCLES: set[frozenset[str]] = set()
 KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()  # (importing module, "module._name")
+KNOWN_UPWARD_IMPORTS: set[tuple[str, str]] = set()  # (importing module, imported module)
+#: Modules that still wait for a GPU themselves instead of through w2vprof.devices.sync (issue 22: the lead moves
+#: them after the measure/ split lands).
+KNOWN_OWN_SYNCHRONIZE: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -75,9 +95,15 @@ def _resolve_from(importer: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+@functools.lru_cache(maxsize=None)
+def parsed(path: Path) -> ast.Module:
+    """One file's syntax tree, parsed once per session (several checks walk every file)."""
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
 def imports_of(module: str, path: Path, known: dict[str, Path]) -> list[Import]:
     """The w2vprof imports of one file, `from pkg import submodule` resolved to the submodule."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    tree = parsed(path)
     is_package = path.name == "__init__.py"
     found = []
     for node in _walk_runtime(tree):
@@ -110,6 +136,40 @@ def all_imports() -> list[Import]:
 def package_of(module: str) -> str:
     parts = module.split(".")
     return ".".join(parts[:2]) if len(parts) > 1 else module
+
+
+def layer_of(module: str, layers: tuple[tuple[str, ...], ...] = LAYERS) -> int:
+    """The module's layer, 0 at the top (cli); the root package below every layer; KeyError for a package no
+    layer names (a new package must be placed in LAYERS and in docs/architecture.md)."""
+    if module == ROOT_PACKAGE:
+        return len(layers)
+    name = package_of(module).split(".")[1]
+    for depth, members in enumerate(layers):
+        if name in members:
+            return depth
+    raise KeyError(f"{module}: its package {name!r} is in no layer of LAYERS")
+
+
+def upward_imports(imports: list[Import], layers: tuple[tuple[str, ...], ...] = LAYERS) -> list[Import]:
+    """Every import whose target sits in a higher layer than its importer (cli above all)."""
+    return [imp for imp in imports if layer_of(imp.target, layers) < layer_of(imp.importer, layers)]
+
+
+def documented_layers(text: str) -> tuple[tuple[str, ...], ...]:
+    """The layers drawn in docs/architecture.md's first code block under '## Layers': per line, the names that
+    end in / (a package) or .py (a module), top first."""
+    section = text.split("## Layers", 1)[1]
+    block = section.split("```", 2)[1]
+    layers = []
+    for line in block.splitlines():
+        names = [
+            re.sub(r"(/|\.py)$", "", chunk)
+            for chunk in re.split(r"\s{2,}", line.strip())
+            if re.fullmatch(r"\w+(/|\.py)", chunk)
+        ]
+        if names:
+            layers.append(tuple(names))
+    return tuple(layers)
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
@@ -226,6 +286,68 @@ def test_no_private_name_imported_across_modules(imports):
     assert not found, "\n".join(f"{importer} line {line}: from {name}" for importer, name, line in found)
 
 
+def layer_problems(imports: list[Import]) -> list[str]:
+    """One line per upward import not on the allow-list: where it is and which layers it crosses."""
+    return [
+        f"{imp.importer} line {imp.line} imports {imp.target}: layer {layer_of(imp.importer)} reaches up to "
+        f"{layer_of(imp.target)} ({', '.join(LAYERS[layer_of(imp.target)])})"
+        for imp in upward_imports(imports)
+        if (imp.importer, imp.target) not in KNOWN_UPWARD_IMPORTS
+    ]
+
+
+def test_every_package_is_in_a_layer():
+    assert {module: layer_of(module) for module in source_modules()}  # KeyError names a package no layer holds
+
+
+def test_the_layers_are_those_docs_architecture_draws():
+    assert documented_layers(DOCS.read_text(encoding="utf-8")) == LAYERS
+
+
+def test_no_import_from_a_higher_layer(imports):
+    found = layer_problems(imports)
+    assert not found, "move the code down, or the import up:\n" + "\n".join(found)
+
+
+MADE_UP_DEVICES_MODULE = """
+from typing import TYPE_CHECKING
+
+from w2vprof.analysis import data
+from w2vprof.devices import sensors
+from w2vprof.records import ResultRecord
+
+if TYPE_CHECKING:
+    from w2vprof.cli import main
+
+
+def later():
+    from w2vprof.report.build import build_report
+    import w2vprof.errors
+"""
+
+
+def test_the_layer_check_fails_on_an_upward_import(tmp_path):
+    """Guard: a made-up devices module that imports analysis at module level and report inside a function fails
+    the check; its sideways (devices), downward (records, errors) and TYPE_CHECKING-only (cli) imports do not."""
+    path = tmp_path / "made_up.py"
+    path.write_text(MADE_UP_DEVICES_MODULE, encoding="utf-8")
+    made_up = imports_of("w2vprof.devices.made_up", path, source_modules())
+    assert sorted((imp.target, imp.line) for imp in upward_imports(made_up)) == [
+        ("w2vprof.analysis.data", 4),
+        ("w2vprof.report.build", 13),
+    ]
+    with pytest.raises(AssertionError, match=r"made_up line 4 imports w2vprof.analysis.data: layer 2 reaches up"):
+        test_no_import_from_a_higher_layer(made_up)
+    assert layer_of("w2vprof") == len(LAYERS) and layer_of("w2vprof.cli.main") == 0
+    with pytest.raises(KeyError, match="'newpkg' is in no layer"):
+        layer_of("w2vprof.newpkg.thing")
+
+
+def test_the_layers_are_read_from_the_docs_diagram():
+    drawn = "## Layers\n\n```\ncli/        words\n   |\n   v\nsweep/  doctor.py   more words\n```\n"
+    assert documented_layers(drawn) == (("cli",), ("sweep", "doctor"))
+
+
 def test_the_plotting_module_stands_alone(imports):
     """report and fl both draw through w2vprof.plotting, so it must not lean on either (or anything of ours)."""
     assert [imp.target for imp in imports if imp.importer == "w2vprof.plotting"] == []
@@ -238,10 +360,12 @@ def test_known_findings_are_still_there(imports):
     cycles = {frozenset(g) for g in module_cycles(imports)}
     packages = {frozenset(g) for g in package_cycles(imports)}
     private = {(p[0], p[1]) for p in private_imports(imports)}
+    upward = {(imp.importer, imp.target) for imp in upward_imports(imports)}
     stale = (
         [sorted(c) for c in KNOWN_MODULE_CYCLES - cycles]
         + [sorted(c) for c in KNOWN_PACKAGE_CYCLES - packages]
         + [list(p) for p in KNOWN_PRIVATE_IMPORTS - private]
+        + [list(p) for p in KNOWN_UPWARD_IMPORTS - upward]
     )
     assert not stale, f"fixed, remove from the allow-list: {stale}"
 
@@ -301,9 +425,45 @@ def test_no_function_longer_than_the_limit_without_its_reason():
     )
 
 
+# -- one way to wait for a GPU -------------------------------------------------------------------------------------
+SYNC_MODULE = "w2vprof.devices.sync"
+
+
+def own_synchronize_lines(tree: ast.AST) -> list[int]:
+    """Lines that reach torch.cuda.synchronize or torch.mps.synchronize themselves (a call or a reference)."""
+    return sorted(
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "synchronize"
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr in ("cuda", "mps")
+    )
+
+
+def own_synchronize_modules() -> dict[str, list[int]]:
+    found = {module: own_synchronize_lines(parsed(path)) for module, path in source_modules().items()}
+    return {module: lines for module, lines in found.items() if lines and module != SYNC_MODULE}
+
+
+def test_the_synchronize_check_sees_calls_and_references():
+    source = "import torch\ntorch.cuda.synchronize()\nwait = torch.mps.synchronize\nsync(device)\n"
+    assert own_synchronize_lines(ast.parse(source)) == [2, 3]
+
+
+def test_every_gpu_wait_goes_through_devices_sync():
+    found = own_synchronize_modules()
+    unknown = {module: lines for module, lines in found.items() if module not in KNOWN_OWN_SYNCHRONIZE}
+    assert not unknown, f"call {SYNC_MODULE}.synchronize(device) instead (CUDA and MPS both): {unknown}"
+    assert not KNOWN_OWN_SYNCHRONIZE - set(found), "fixed, remove from KNOWN_OWN_SYNCHRONIZE"
+
+
 def main() -> int:
     found = all_imports()
     problems = 0
+    for line in layer_problems(found):
+        problems += 1
+        print("upward import:", line)
     for group in module_cycles(found):
         problems += 1
         print("module cycle:", " <-> ".join(sorted(group)), *_witness(group, found), sep="\n  ")

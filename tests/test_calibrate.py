@@ -13,7 +13,6 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from w2vprof.analysis.data import DeviceProfile
 from w2vprof.devices.calibrate import (
     Calibration,
     cache_folder,
@@ -22,6 +21,7 @@ from w2vprof.devices.calibrate import (
     load_or_calibrate,
     matching_profile,
 )
+from w2vprof.devices.profiles import DeviceProfile
 
 GIB = 2**30
 #: Slowdowns of successive runs of one prepared operation: the warmup, then the timed runs (best: 1.0).

@@ -14,8 +14,8 @@ import pytest
 from conftest import run_cli_in_process
 from w2vprof.analysis.compare import compare
 from w2vprof.analysis.data import paper_results
+from w2vprof.report.compare_views import compare_view
 from w2vprof.report.render import table_markdown
-from w2vprof.report.tables import comparison_tables
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = Path(__file__).parent / "golden"
@@ -56,7 +56,7 @@ def test_paper_ratios_come_out_of_the_table():
 
 
 def test_markdown_view_matches_golden():
-    text = "\n".join(table_markdown(t) for t in comparison_tables(compare(paper_results(), "NVIDIA A40")))
+    text = "\n".join(table_markdown(t) for t in compare_view(compare(paper_results(), "NVIDIA A40")).tables)
     assert text == (GOLDEN / "paper_compare.md").read_text(encoding="utf-8")
 
 
@@ -115,7 +115,7 @@ def test_a_measured_device_joins_the_paper_at_the_same_length(tmp_path):
 def test_reference_data_loads_outside_the_source_tree(tmp_path):
     """As from an installed package: importlib.resources, not a path into the checkout."""
     code = (
-        "from w2vprof.analysis.data import paper_results, load_profiles; "
+        "from w2vprof.analysis.data import paper_results; from w2vprof.devices.profiles import load_profiles; "
         "print(len(paper_results()), len(load_profiles()))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)

@@ -1,4 +1,5 @@
-"""The device resolver with a fake torch: what `auto` picks, and one clear error naming the setting otherwise."""
+"""The device resolver with a fake torch: what `auto` picks, and one clear error naming the setting otherwise; and
+the one `synchronize` (CUDA and MPS faked)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Optional
 import pytest
 
 from w2vprof.devices.resolve import check_device_name, resolve_device
+from w2vprof.devices.sync import synchronize, synchronizer
 from w2vprof.errors import BadInput
 
 
@@ -48,3 +50,50 @@ def test_auto_can_be_refused_where_a_concrete_device_is_needed():
     assert check_device_name("mps", allow_auto=False) == "mps"
     with pytest.raises(BadInput, match="choose from cpu, cuda, mps$"):
         check_device_name("auto", allow_auto=False)
+
+
+# -- waiting for a device -----------------------------------------------------------------------------------------
+def waiting_torch(waits: list[str]) -> SimpleNamespace:
+    """A torch whose CUDA and MPS queues record each wait."""
+    return SimpleNamespace(
+        cuda=SimpleNamespace(synchronize=lambda: waits.append("cuda")),
+        mps=SimpleNamespace(synchronize=lambda: waits.append("mps")),
+    )
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_synchronize_waits_for_the_gpu_it_names(device):
+    waits: list[str] = []
+    synchronize(device, waiting_torch(waits))
+    synchronizer(device, waiting_torch(waits))()
+    assert waits == [device, device]
+
+
+def test_synchronize_has_nothing_to_wait_for_on_the_cpu():
+    waits: list[str] = []
+    synchronize("cpu", waiting_torch(waits))
+    assert waits == []
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_synchronize_reaches_the_real_torch_queues(device, monkeypatch):
+    """Without a stand-in: torch's own cuda/mps synchronize is the one called (faked, so no GPU is needed)."""
+    import torch
+    import torch.mps
+
+    waits: list[str] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: waits.append("cuda"))
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: waits.append("mps"))
+    synchronize(device)
+    assert waits == [device]
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_calibration_waits_through_the_same_synchronize(device, monkeypatch):
+    import w2vprof.devices.sync as sync
+    from w2vprof.devices.calibrate import TorchOps
+
+    waits: list[str] = []
+    monkeypatch.setattr(sync, "synchronize", lambda name, torch_module=None: waits.append(name))
+    TorchOps(device).sync()
+    assert waits == [device]

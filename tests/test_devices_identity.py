@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fake_nvml import FakeBoard, FakeCudaProperties, FakeNvml, FakePynvml
+from fake_trees import jetson_tree, x86_tree
 from w2vprof.cli.main import app, run
 from w2vprof.devices import available_sources, detect_platform, identify
 from w2vprof.devices.cpu import read_cpu_model
@@ -257,3 +258,33 @@ def test_nvml_unavailable_says_why():
     cuda0 = FakeCudaProperties("NVIDIA H100 PCIe", uuid="99999999-0000-0000-0000-000000000000")
     gpu, why_not = load_nvml(pynvml_module=FakePynvml([A100]), properties=cuda0, environ={})
     assert gpu is None and "cuda:0" in why_not  # torch's GPU is not among NVML's: never another card
+
+
+# -- `w2vprof devices` byte for byte ------------------------------------------------------------------------------
+# The goldens were written by main before the telemetry sources became one registry (issue 22); a change to them
+# is a change users see. The host's name and core count and this machine's NVML are faked: only the tree decides.
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def devices_output(root: Path, fmt: str, monkeypatch) -> str:
+    """What `w2vprof devices --device cpu --format FMT` prints on a fake tree, on a host named edge-host with 6
+    cores (the callers take NVML away: its listing would name this machine's GPU or driver)."""
+    import os
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "edge-host")
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    result = CliRunner().invoke(app, ["devices", "--device", "cpu", "--root", str(root), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("tree", ["jetson", "x86"])
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_devices_command_output_is_unchanged(tree, fmt, jetson_root, tmp_path, monkeypatch):
+    import w2vprof.devices.sources as sources
+
+    monkeypatch.setattr(sources, "load_nvml", lambda *args, **kwargs: (None, "pynvml is not installed"))
+    root = jetson_tree(jetson_root) if tree == "jetson" else x86_tree(tmp_path / "x86")
+    expected = (GOLDEN / f"devices_{tree}.{'txt' if fmt == 'table' else 'json'}").read_text(encoding="utf-8")
+    assert devices_output(root, fmt, monkeypatch) == expected

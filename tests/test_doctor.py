@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from w2vprof import doctor
-from w2vprof.cli.doctor import render_text
 from w2vprof.cli.main import app, run
+from w2vprof.report.machine_views import doctor_view
+from w2vprof.report.views import render
 
 KEYS = {"versions", "machine", *doctor.SECTIONS, "elapsed_s"}
 
@@ -54,7 +55,7 @@ def test_the_cpu_trains_and_is_timed(report):
 
 
 def test_text_lists_every_check(report):
-    text = render_text(report)
+    text = render(doctor_view(report), "text")
     for section in doctor.SECTIONS:
         for check in report[section]:
             assert check["name"] in text

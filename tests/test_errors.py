@@ -80,8 +80,9 @@ def test_compare_names_its_settings_and_the_cli_shows_compares_flags():
 
 
 def test_feasibility_and_profile_output_name_settings():
-    from w2vprof.analysis.data import load_profiles, load_results
-    from w2vprof.analysis.estimates import feasibility, fit_memory
+    from w2vprof.analysis.data import load_results
+    from w2vprof.analysis.feasibility import feasibility, fit_memory
+    from w2vprof.devices.profiles import load_profiles
     from w2vprof.measure.output import write_profile
 
     fits = fit_memory(load_results([DATA / "small.csv"]))

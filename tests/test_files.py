@@ -332,11 +332,11 @@ def test_open_in_an_unwritable_folder_is_one_line(tmp_path):
 
 
 def test_cli_output_file_on_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
-    from w2vprof.cli.output import emit
+    from w2vprof.report.views import write_out
 
     _fail_writes(monkeypatch)
     with pytest.raises(DiskWriteError, match=r"out\.csv: no space left on device"):
-        emit("a,b\n", tmp_path / "out.csv")
+        write_out("a,b\n", tmp_path / "out.csv")
     assert list(tmp_path.iterdir()) == []
 
 

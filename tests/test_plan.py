@@ -10,8 +10,8 @@ import json
 import pytest
 
 from conftest import run_cli_in_process
-from w2vprof.analysis.data import load_profiles
 from w2vprof.analysis.plan import fit_cost, plan_recipes, target_for
+from w2vprof.devices.profiles import load_profiles
 from w2vprof.errors import BadInput
 from w2vprof.records import RESULT_COLUMNS, ResultRecord, write_records_csv
 
@@ -159,7 +159,7 @@ def test_rows_of_other_models_failed_rows_and_paper_rows_are_left_out():
 def test_bad_targets_are_bad_input():
     with pytest.raises(BadInput, match="unknown device 'Jetson Nano 3000' and no memory size given"):
         target_for(load_profiles(), "Jetson Nano 3000", None, "base", 4, 15.0)
-    with pytest.raises(BadInput, match=r"usable fraction must be in \(0, 1\]"):
+    with pytest.raises(BadInput, match=r"usable_fraction must be in \(0, 1\], got 1.5"):
         target_for(load_profiles(), "Jetson Xavier NX", None, "base", 4, 15.0, 1.5)
     with pytest.raises(BadInput, match="no measured ok rows of tiny fp32"):
         plan_recipes(rows(), target_for(load_profiles(), None, 8 * 2**30, "tiny", 4, 15.0))
@@ -207,6 +207,7 @@ def test_plan_command_with_a_memory_size(results_file):
         ([], "give a device (one of the profiles) or a memory size"),
         (["--memory", "lots"], "--memory must be a size such as 8GiB"),
         (["--device", "Jetson Xavier NX", "--usable-fraction", "0"], "--usable-fraction must be a positive number"),
+        (["--device", "Jetson Xavier NX", "--usable-fraction", "1.5"], "--usable-fraction must be in (0, 1], got 1.5"),
         (["--device", "Jetson Xavier NX", "--format", "xml"], "unknown --format"),
     ],
 )

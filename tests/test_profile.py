@@ -280,7 +280,7 @@ def test_activation_memory_and_flops_grow_linearly_with_length():
 
 
 def test_profile_prints_its_record_through_the_table_renderer(tiny_profile):
-    from w2vprof.report.tables import profile_table
+    from w2vprof.report.run_views import profile_table
 
     out, result = tiny_profile
     (record,) = read_results_csv(out / "results.csv")
@@ -297,7 +297,7 @@ def test_profile_prints_its_record_through_the_table_renderer(tiny_profile):
 
 
 def test_the_profile_table_shows_a_recipe_and_marks_what_was_not_measured(tiny_profile):
-    from w2vprof.report.tables import profile_notes, profile_table
+    from w2vprof.report.run_views import profile_notes, profile_table
 
     out, _ = tiny_profile
     (record,) = read_results_csv(out / "results.csv")

@@ -309,7 +309,7 @@ class _ListRow:
 
 
 def test_a_column_is_read_as_the_type_its_annotation_names():
-    from w2vprof.cells import column_types
+    from w2vprof.record_codec import column_types
     from w2vprof.records import RowRules, read_records
 
     types = column_types(_ScoreRow)

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from w2vprof.analysis.data import load_profiles
+from w2vprof.devices.profiles import load_profiles
 from w2vprof.errors import W2vprofError
 from w2vprof.fl.records import (
     CLIENT_COLUMNS,

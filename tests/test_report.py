@@ -14,7 +14,8 @@ from w2vprof.records import RESULT_COLUMNS, read_layers_csv, read_results_csv, r
 from w2vprof.report import plots
 from w2vprof.report.build import build_report, load_inputs
 from w2vprof.report.render import Table, table_csv, table_html, table_latex, table_markdown, table_terminal
-from w2vprof.report.tables import environment_table, results_table, table1, table2
+from w2vprof.report.result_tables import environment_table, results_table, table2
+from w2vprof.report.summary_views import table1
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = Path(__file__).parent / "golden"

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 import pytest
 
 from fake_nvml import FakeBoard, FakeCudaProperties, FakePynvml
-from w2vprof.analysis.data import DeviceProfile
 from w2vprof.analysis.feasibility import (
     FIT_PEAK,
     FIT_RESERVED,
@@ -24,6 +23,7 @@ from w2vprof.analysis.feasibility import (
     fit_mem_bytes,
     fit_memory,
 )
+from w2vprof.devices.profiles import DeviceProfile
 from w2vprof.measure.memory import SYS_SOURCE_UNIFIED, SystemPeakMemory, cuda_context_bytes, nvml_process_used_bytes
 from w2vprof.records import ResultRecord
 

@@ -187,7 +187,7 @@ def _precision(kind: str, precision: str) -> tuple[str, str]:
 
 
 def precision_checks(usable: list[str]) -> list[Check]:
-    from w2vprof.measure.step import PRECISIONS
+    from w2vprof.records import PRECISIONS
 
     return [
         guarded(f"{kind} {precision}", functools.partial(_precision, kind, precision))

@@ -20,7 +20,7 @@ Loading a file of an older version fills fields it lacks with their defaults; lo
 w2vprof output raises BadInput naming the file. Every row is checked before use (`RowRules`: batch a positive
 whole number, seconds > 0, times, bytes and FLOPs finite and >= 0, status and precision from the known sets); a
 cell that breaks a rule is BadInput "<file>: line N: column C has 'X', <why>". One cell is written and read
-by w2vprof.cells (each column's type from its annotation).
+by w2vprof.record_codec (each column's type from its annotation).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Type, TypeVar
 
-from w2vprof.cells import Invalid, cell_text, column_types, parse_cell, parse_number
 from w2vprof.errors import BadInput
 from w2vprof.files import DurableCsv, csv_text, read_csv_rows, write_text_atomic
+from w2vprof.record_codec import Invalid, cell_text, column_types, parse_cell, parse_number
 
 __all__ = [
     "SCHEMA_VERSION",

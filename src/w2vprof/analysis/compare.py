@@ -14,6 +14,7 @@ from typing import Optional
 from w2vprof.analysis.data import device_label, distinct_device_names, latest_by_config, sec_per_batch
 from w2vprof.errors import SettingError
 from w2vprof.files import read_csv_rows
+from w2vprof.paper import FIG2_CONFIG
 from w2vprof.records import LayerRecord, ResultRecord, length_key, read_layers_csv, read_results_csv
 
 __all__ = [
@@ -28,9 +29,6 @@ __all__ = [
     "load_layer_sets",
     "compare_layers",
 ]
-
-#: The paper's Fig. 2 configuration (base, batch 4, 5.5 s, FP32): preferred when several are measured as often.
-FIG2_CONFIG = ("base", 4, 5.5, "fp32")
 
 
 @dataclass

@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from w2vprof.analysis.data import PAPER_SECONDS, DeviceProfile, device_label, find_profile, latest_by_config
+from w2vprof.analysis.data import device_label, latest_by_config
 from w2vprof.analysis.fit import linear_fit
-from w2vprof.errors import BadInput, SettingError
+from w2vprof.devices.profiles import DeviceProfile, find_profile
+from w2vprof.errors import BadInput
+from w2vprof.paper import PAPER_SECONDS, TABLE2_BATCHES, USABLE_FRACTION, check_usable_fraction
 from w2vprof.records import ResultRecord
 
 __all__ = [
@@ -188,14 +190,13 @@ class Feasibility:
 def feasibility(
     fits: MemoryFits,
     profiles: list[DeviceProfile],
-    usable_fraction: float = 0.7,
-    batches: Sequence[int] = (1, 4),
+    usable_fraction: float = USABLE_FRACTION,
+    batches: Sequence[int] = TABLE2_BATCHES,
     target_seconds: float = PAPER_SECONDS,
     devices: Optional[Sequence[str]] = None,
 ) -> Feasibility:
     """For each device profile, model, precision and batch: does training fit, and the longest utterance that does."""
-    if not 0 < usable_fraction <= 1:
-        raise SettingError("usable_fraction", f"must be in (0, 1], got {usable_fraction:g}")
+    check_usable_fraction(usable_fraction)
     if devices:
         profiles = [find_profile(profiles, name) for name in devices]
     notes = list(fits.skipped) + _spanning_notes(fits)

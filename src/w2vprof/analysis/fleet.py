@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from w2vprof.analysis.data import DeviceProfile
 from w2vprof.analysis.fl_estimate import FlSetting
 from w2vprof.analysis.fleet_pricing import FleetGroup, FleetPrices, LineCost, unlinked_prices, with_links
+from w2vprof.devices.profiles import DeviceProfile
 from w2vprof.errors import BadInput, SettingError
 from w2vprof.records import ResultRecord
 

@@ -14,16 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from w2vprof.analysis.data import PAPER_SECONDS, DeviceProfile, device_label, latest_by_config, load_profiles
+from w2vprof.analysis.data import device_label, latest_by_config
 from w2vprof.analysis.feasibility import feasibility, fit_memory
 from w2vprof.analysis.fl_estimate import FlEstimateRow, FlSetting, fl_estimate
+from w2vprof.devices.profiles import DeviceProfile, load_profiles
 from w2vprof.errors import BadInput, SettingError
+from w2vprof.paper import PAPER_SECONDS, USABLE_FRACTION
 from w2vprof.records import ResultRecord, length_key
 
-__all__ = ["USABLE_FRACTION", "FleetGroup", "FleetPrices", "LineCost", "model_update_bytes", "price_fleet"]
-
-#: Share of a device's memory training may use when the memory fit decides (feasibility's default).
-USABLE_FRACTION = 0.7
+__all__ = ["FleetGroup", "FleetPrices", "LineCost", "model_update_bytes", "price_fleet"]
 
 
 @dataclass(frozen=True)

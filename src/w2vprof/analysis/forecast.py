@@ -8,8 +8,9 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from w2vprof.analysis.data import PAPER_SECONDS, device_label, latest_by_config, sec_per_batch
+from w2vprof.analysis.data import device_label, latest_by_config, sec_per_batch
 from w2vprof.errors import BadInput, SettingError
+from w2vprof.paper import PAPER_SECONDS
 from w2vprof.records import ResultRecord, length_key
 
 __all__ = ["ForecastResult", "forecast"]

@@ -20,16 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple, Union
 
-from w2vprof.analysis.data import (
-    PAPER_SECONDS,
-    DeviceProfile,
-    device_label,
-    latest_by_config,
-    paper_results,
-    sec_per_batch,
-)
+from w2vprof.analysis.data import device_label, latest_by_config, paper_results, sec_per_batch
 from w2vprof.analysis.feasibility import PARTS, training_memory
+from w2vprof.devices.profiles import DeviceProfile
 from w2vprof.errors import BadInput
+from w2vprof.paper import PAPER_SECONDS, USABLE_FRACTION, check_usable_fraction
 from w2vprof.records import DEFAULT_RECIPE, ResultRecord, length_key, recipe_of
 
 __all__ = ["CostFit", "Plan", "PlanRow", "PlanTarget", "fit_cost", "plan_recipes", "target_for"]
@@ -103,14 +98,13 @@ def target_for(
     model: str,
     batch: int,
     seconds: float,
-    usable_fraction: float = 0.7,
+    usable_fraction: float = USABLE_FRACTION,
     precision: str = "fp32",
 ) -> PlanTarget:
     """The target from a shipped (or given) device profile, or from `memory_bytes` (which wins over the profile's).
 
-    BadInput for an unknown device without `memory_bytes`, and for a usable fraction outside (0, 1]."""
-    if not 0 < usable_fraction <= 1:
-        raise BadInput(f"usable fraction must be in (0, 1], got {usable_fraction:g}")
+    BadInput for an unknown device without `memory_bytes`; SettingError for a usable fraction outside (0, 1]."""
+    check_usable_fraction(usable_fraction)
     profile = next((p for p in profiles if p.name == device), None)
     if memory_bytes is not None:
         memory_gb = memory_bytes / 1e9
@@ -193,7 +187,7 @@ def plan_recipes(rows: Sequence[ResultRecord], target: PlanTarget) -> Plan:
     if not groups:
         raise BadInput(
             f"no measured ok rows of {target.model} {target.precision} in the results given "
-            "(e.g. w2vprof sweep --preset recipes --seconds 1,2,4,5.5)"
+            f"(e.g. w2vprof sweep --preset recipes --seconds 1,2,4,{PAPER_SECONDS:g})"
         )
     notes: list[str] = []
     if target.precision == "mixed" and not target.mixed_precision:

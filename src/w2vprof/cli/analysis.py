@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
+from w2vprof.paper import PAPER_SECONDS, USABLE_FRACTION
+
+if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.analysis.fl_estimate import FlSetting
+    from w2vprof.records import ResultRecord
+    from w2vprof.report.views import View
+
 __all__ = ["register"]
-
-
-def _emit(fmt: str, records: list, view: Callable[[bool], str], out: Optional[Path]) -> None:
-    """csv/json of the result dataclasses, or the human view, to stdout or --out.
-
-    `view(plain)` draws the human view; plain (no colour codes) when it goes to a file.
-    """
-    from w2vprof.cli.output import emit, records_as_csv, records_as_json
-
-    if fmt == "csv":
-        emit(records_as_csv(records), out)
-    elif fmt == "json":
-        emit(records_as_json(records), out)
-    else:
-        emit(view(out is not None), out)
 
 
 def feasibility_command(
@@ -34,22 +26,24 @@ def feasibility_command(
     ),
     device: Optional[str] = typer.Option(None, "--device", help="Only these profiles (comma list of names)."),
     usable_fraction: str = typer.Option(
-        "0.7", "--usable-fraction", help="Share of a device's memory training may use."
+        f"{USABLE_FRACTION:g}", "--usable-fraction", help="Share of a device's memory training may use."
     ),
     batch: str = typer.Option("1,4", "--batch", help="Batch sizes to decide for (comma list)."),
-    seconds: str = typer.Option("5.5", "--seconds", help="Utterance length (s) a configuration must reach to fit."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    seconds: str = typer.Option(
+        f"{PAPER_SECONDS:g}", "--seconds", help="Utterance length (s) a configuration must reach to fit."
+    ),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Fit memory = a + b x (batch x seconds); say which devices can train which model, and how long a clip."""
-    from w2vprof.analysis.data import load_profiles, load_results
-    from w2vprof.analysis.estimates import feasibility, fit_memory
-    from w2vprof.cli.options import parse_int_list, parse_positive_float
-    from w2vprof.cli.output import check_format
-    from w2vprof.report.render import tables_terminal
-    from w2vprof.report.tables import feasibility_tables
+    from w2vprof.analysis.data import load_results
+    from w2vprof.analysis.feasibility import feasibility, fit_memory
+    from w2vprof.cli.options import check_format, parse_int_list, parse_positive_float
+    from w2vprof.devices.profiles import load_profiles
+    from w2vprof.report.analysis_views import feasibility_view
+    from w2vprof.report.views import FORMATS, emit
 
-    check_format(fmt)
+    check_format(fmt, FORMATS)
     names = [n.strip() for n in device.split(",") if n.strip()] if device else None
     result = feasibility(
         fit_memory(load_results(results)),
@@ -59,7 +53,7 @@ def feasibility_command(
         parse_positive_float(seconds, "--seconds"),
         names,
     )
-    _emit(fmt, result.rows, lambda plain: tables_terminal(feasibility_tables(result), plain, result.notes), out)
+    emit(feasibility_view(result), fmt, out)
 
 
 #: fl-estimate's options whose help text needs a line of its own.
@@ -91,7 +85,7 @@ def fl_estimate_command(
     precision: str = typer.Option("fp32", "--precision", help="fp32 or mixed."),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Only rows at this utterance length (s)."),
     bandwidth: Optional[float] = BANDWIDTH,
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
     fleet: Optional[Path] = FLEET,
     deadline: Optional[float] = DEADLINE,
@@ -101,11 +95,11 @@ def fl_estimate_command(
     """Per device: one local epoch and the whole federated training (clients train concurrently)."""
     from w2vprof.analysis.data import load_results
     from w2vprof.analysis.fl_estimate import FlSetting, check_fleet_only, fl_estimate_with_model_bytes
-    from w2vprof.cli.output import check_format
-    from w2vprof.report.render import table_terminal
-    from w2vprof.report.tables import fl_estimate_table
+    from w2vprof.cli.options import check_format
+    from w2vprof.report.analysis_views import fl_estimate_view
+    from w2vprof.report.views import FORMATS, emit
 
-    check_format(fmt)
+    check_format(fmt, FORMATS)
     setting = FlSetting(
         clients,
         samples_per_client,
@@ -120,33 +114,30 @@ def fl_estimate_command(
     )
     rows = load_results(results or [], reference)
     check_fleet_only(fleet is not None, deadline, over_commit)
-    if fleet is not None:  # a mixed fleet: docs/analysis.md, "Fleets"
-        _fleet_estimate(fmt, out, rows, fleet, setting, deadline, over_commit, seed)
-        return
-    setting, estimates = fl_estimate_with_model_bytes(rows, setting)
-    _emit(fmt, estimates, lambda plain: table_terminal(fl_estimate_table(setting, estimates), plain=plain), out)
+    if fleet is None:
+        setting, estimates = fl_estimate_with_model_bytes(rows, setting)
+        emit(fl_estimate_view(setting, estimates), fmt, out)
+    else:  # a mixed fleet: docs/analysis.md, "Fleets"
+        emit(_fleet_view(rows, fleet, setting, deadline, over_commit, seed), fmt, out)
 
 
-def _fleet_estimate(
-    fmt: str,
-    out: Optional[Path],
-    rows: list,
+def _fleet_view(
+    rows: list[ResultRecord],
     fleet: Path,
-    setting,
+    setting: FlSetting,
     deadline: Optional[float],
     over_commit: float,
     seed: int,
-) -> None:
+) -> View:
     """fl-estimate on a mixed fleet (--fleet): rounds on the devices and counts its CSV lists."""
     from w2vprof.analysis.fleet import fl_estimate_fleet
-    from w2vprof.analysis.fleet_io import fleet_records, read_fleet
-    from w2vprof.report.fleet_tables import fleet_tables
-    from w2vprof.report.render import tables_terminal
+    from w2vprof.analysis.fleet_io import read_fleet
+    from w2vprof.report.fleet_views import fleet_view
 
     result = fl_estimate_fleet(
         rows, read_fleet(fleet, rows), setting, setting.clients_per_round, deadline, over_commit, seed=seed
     )
-    _emit(fmt, fleet_records(result), lambda plain: tables_terminal(fleet_tables(result), plain, result.notes), out)
+    return fleet_view(result)
 
 
 def forecast_command(
@@ -165,16 +156,17 @@ def forecast_command(
     ),
     doubling_months: float = typer.Option(18.0, "--doubling-months", help="Compute doubles every N months."),
     from_year: float = typer.Option(2022.0, "--from-year", help="Year the measurements stand for."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Years until a device's seconds per batch matches the target's under a doubling law."""
     from w2vprof.analysis.data import load_results
-    from w2vprof.analysis.estimates import forecast
-    from w2vprof.cli.output import check_format
-    from w2vprof.report.tables import forecast_text
+    from w2vprof.analysis.forecast import forecast
+    from w2vprof.cli.options import check_format
+    from w2vprof.report.analysis_views import forecast_view
+    from w2vprof.report.views import FORMATS, emit
 
-    check_format(fmt)
+    check_format(fmt, FORMATS)
     result = forecast(
         load_results(results or [], "paper"),
         device,
@@ -186,7 +178,7 @@ def forecast_command(
         from_year,
         seconds,
     )
-    _emit(fmt, [result], lambda plain: forecast_text(result), out)
+    emit(forecast_view(result), fmt, out)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import typer
-
-if TYPE_CHECKING:  # pragma: no cover
-    from w2vprof.report.render import Table
 
 __all__ = ["register", "gather"]
 
@@ -42,20 +38,16 @@ def devices_command(
     threads: Optional[str] = typer.Option(None, "--threads", help="With --calibrate: torch threads to measure with."),
 ) -> None:
     """Detected device, memory ceiling and telemetry sources (energy, temperature, clocks, throttling)."""
-    from w2vprof.cli.output import check_format
+    from w2vprof.cli.options import check_format
     from w2vprof.devices.resolve import resolve_device
+    from w2vprof.report.machine_views import DEVICES_FORMATS, devices_view
+    from w2vprof.report.views import emit
 
-    check_format(fmt, ("table", "json"))
+    check_format(fmt, DEVICES_FORMATS)
     if calibrate or refresh or threads is not None:
         calibrate_command(resolve_device(device), fmt, calibrate, refresh, threads)
-        return
-    info = gather(resolve_device(device), root=root)
-    if fmt == "json":
-        typer.echo(json.dumps(info, indent=2))
     else:
-        from w2vprof.report.render import tables_terminal
-
-        typer.echo(tables_terminal(device_tables(info)), nl=False)
+        emit(devices_view(gather(resolve_device(device), root=root)), fmt)
 
 
 def calibrate_command(device: str, fmt: str, calibrate: bool, refresh: bool, threads: Optional[str]) -> None:
@@ -63,6 +55,8 @@ def calibrate_command(device: str, fmt: str, calibrate: bool, refresh: bool, thr
     from w2vprof.cli.options import parse_positive_int
     from w2vprof.devices.calibrate import cache_path, load_or_calibrate
     from w2vprof.errors import BadInput
+    from w2vprof.report.machine_views import calibration_view
+    from w2vprof.report.views import emit
 
     if not calibrate:
         raise BadInput("--refresh and --threads go with --calibrate")
@@ -76,56 +70,7 @@ def calibrate_command(device: str, fmt: str, calibrate: bool, refresh: bool, thr
         calibration = load_or_calibrate(device, refresh=refresh)
     finally:
         torch.set_num_threads(previous)
-    if fmt == "json":
-        typer.echo(calibration.to_json(), nl=False)
-        return
-    for line in calibration.summary_lines():
-        typer.echo(line)
-    if "not cached" in calibration.note:
-        typer.echo(f"note: {calibration.note}")
-    else:
-        typer.echo(f"cached in {cache_path(calibration.device_fingerprint, calibration.threads)}")
-
-
-def device_tables(info: dict[str, Any]) -> list[Table]:
-    """This device (key-value), its telemetry sources, and what a profile would record with which source."""
-    from w2vprof.report.render import Table
-
-    sources = Table(
-        title="Telemetry sources",
-        columns=["source", "available", "details / why not"],
-        align="lll",
-        rows=[[row["source"], "yes" if row["available"] else "no", row["details"]] for row in info["sources"]],
-    )
-    recorded = Table(
-        title=f"What a profile on {info['torch_device']} records here",
-        align="lll",
-        columns=["measure", "source", "details / why empty"],
-        rows=[
-            [measure, choice["source"] or "(empty)", choice["details"]] for measure, choice in info["recorded"].items()
-        ],
-    )
-    return [identity_table(info), sources, recorded]
-
-
-def identity_table(info: dict[str, Any]) -> Table:
-    from w2vprof.report.render import Table
-
-    identity = info["identity"]
-    gib = 2**30
-    rows = [["device", f"{identity['device_name']} (torch device: {info['torch_device']}, {identity['platform']})"]]
-    if identity["board"]:
-        rows.append(["board", identity["board"]])
-    native = "native bfloat16" if identity["bf16_native"] else "no native bfloat16"
-    rows.append(["CPU", f"{identity['cpu_model']}, {identity['cpu_cores']} cores, {native}"])
-    rows.append(["memory", f"{identity['total_mem_bytes'] / gib:.1f} GiB"])
-    if identity["gpu_name"]:
-        driver = f", driver {identity['gpu_driver']}" if identity["gpu_driver"] else ""
-        rows.append(["GPU", identity["gpu_name"] + driver])
-    ceiling = identity["memory_ceiling_bytes"]
-    rows.append(["memory ceiling", f"{ceiling / gib:.1f} GiB ({identity['memory_ceiling_source']})"])
-    rows.append(["fingerprint", identity["device_fingerprint"]])
-    return Table(title="This device", columns=["field", "value"], rows=rows, align="ll", show_header=False)
+    emit(calibration_view(calibration, cache_path(calibration.device_fingerprint, calibration.threads)), fmt)
 
 
 def register(app: typer.Typer) -> None:

@@ -386,10 +386,10 @@ def report_command(
     for run in loaded:
         typer.echo(summary_line(run))
         if run.fleet is not None and run.fleet.mixes:  # a fleet run: fl-estimate's days per fleet mix
-            from w2vprof.report.fleet_tables import fleet_mix_table
-            from w2vprof.report.render import table_terminal
+            from w2vprof.report.fleet_views import fleet_mix_table
+            from w2vprof.report.views import View, emit
 
-            typer.echo(table_terminal(fleet_mix_table(run.fleet)), nl=False)
+            emit(View(tables=[fleet_mix_table(run.fleet)]), "table")
     for path in write_plots(runs, out):
         typer.echo(f"wrote {path}")
     if profile:

@@ -6,10 +6,12 @@ errors name settings instead (w2vprof.errors.SettingError), which cli.main shows
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 from w2vprof.errors import BadInput
 
 __all__ = [
+    "check_format",
     "parse_positive_float",
     "parse_positive_int",
     "parse_float_list",
@@ -18,6 +20,13 @@ __all__ = [
     "parse_whole_number",
     "parse_bytes",
 ]
+
+
+def check_format(fmt: str, allowed: Sequence[str]) -> str:
+    """`fmt` if the command's view can be written in it (`allowed`), checked before any work."""
+    if fmt not in allowed:
+        raise BadInput(f"unknown --format {fmt!r}; choose from {', '.join(allowed)}")
+    return fmt
 
 
 def parse_positive_float(text: str | float, what: str) -> float:

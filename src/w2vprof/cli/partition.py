@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
 
 from w2vprof.cli.options import parse_positive_int
-
-if TYPE_CHECKING:  # pragma: no cover
-    from w2vprof.report.render import Table
 
 __all__ = ["register"]
 
@@ -26,7 +23,8 @@ def partition(
     seed: int = typer.Option(0, "--seed", help="Orders speakers with equal speech (reproducible splits)."),
 ) -> None:
     """Split MANIFEST into speaker-disjoint client manifests with about the same hours of speech each."""
-    from w2vprof.report.render import table_terminal
+    from w2vprof.report.run_views import partition_view
+    from w2vprof.report.views import emit
     from w2vprof.workload.partition import partition_manifest, write_partition
 
     client_count = parse_positive_int(clients, "--clients")
@@ -34,37 +32,7 @@ def partition(
     write_partition(result, out)
     for warning in result.warnings:
         typer.echo(f"w2vprof: warning: {warning}", err=True)
-    typer.echo(table_terminal(partition_table(result)), nl=False)
-    first, last = result.clients[0].manifest, result.clients[-1].manifest
-    typer.echo(f"Client manifests: {out}/{first} .. {last}; summary: {out / 'summary.csv'}")
-
-
-def partition_table(result) -> Table:
-    """Speakers, utterances and hours of speech per client, with a total row in bold."""
-    from w2vprof.report.render import Table
-
-    rows = []
-    for c in result.clients:
-        mean = c.seconds / c.utterances if c.utterances else 0.0
-        rows.append([str(c.client), str(len(c.speakers)), str(c.utterances), f"{c.hours:.4f}", f"{mean:.2f}"])
-    total_sec = sum(c.seconds for c in result.clients)
-    utterances = sum(c.utterances for c in result.clients)
-    rows.append(
-        [
-            "total",
-            str(sum(len(c.speakers) for c in result.clients)),
-            str(utterances),
-            f"{total_sec / 3600:.4f}",
-            f"{total_sec / utterances:.2f}" if utterances else "-",
-        ]
-    )
-    return Table(
-        title=f"{result.source.name}: {len(result.clients)} clients by speaker",
-        columns=["client", "speakers", "utterances", "speech (h)", "mean utt (s)"],
-        rows=rows,
-        caption=f"speech per client within {100 * result.spread:.1f} % of the mean; no speaker in two clients",
-        emphasis=frozenset({len(rows) - 1}),
-    )
+    emit(partition_view(result, out), "table")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional
 
 import typer
 
-if TYPE_CHECKING:  # pragma: no cover
-    from w2vprof.analysis.plan import Plan
+from w2vprof.paper import USABLE_FRACTION
+from w2vprof.records import PRECISIONS
 
 __all__ = ["register"]
 
@@ -29,28 +29,30 @@ def plan_command(
     seconds: str = typer.Option(..., "--seconds", "-s", help="Utterance length (s) training must reach."),
     batch: str = typer.Option("4", "--batch", "-b", help="Utterances per batch."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 or mixed."),
-    usable_fraction: str = typer.Option("0.7", "--usable-fraction", help="Share of the memory training may use."),
+    usable_fraction: str = typer.Option(
+        f"{USABLE_FRACTION:g}", "--usable-fraction", help="Share of the memory training may use."
+    ),
     devices: Optional[Path] = typer.Option(
         None, "--devices", help="Device profiles CSV, or a folder holding profiles.csv (default: the shipped profiles)."
     ),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Which training recipes fit a device: predicted peak memory and seconds per batch, fastest first.
 
     Each recipe's predictions are fitted from its own measured rows (listed with each row); docs/recipes.md.
     """
-    from w2vprof.analysis.data import load_profiles, load_results
+    from w2vprof.analysis.data import load_results
     from w2vprof.analysis.plan import plan_recipes, target_for
-    from w2vprof.cli.options import parse_bytes, parse_name_list, parse_positive_float, parse_positive_int
-    from w2vprof.cli.output import check_format, emit, records_as_csv
+    from w2vprof.cli.options import check_format, parse_bytes, parse_name_list, parse_positive_float, parse_positive_int
+    from w2vprof.devices.profiles import load_profiles
     from w2vprof.models import get_config
-    from w2vprof.report.recipes import plan_table
-    from w2vprof.report.render import tables_terminal
+    from w2vprof.report.analysis_views import plan_view
+    from w2vprof.report.views import FORMATS, emit
 
-    check_format(fmt)
+    check_format(fmt, FORMATS)
     get_config(model)
-    parse_name_list(precision, "precision", ("fp32", "mixed"))
+    parse_name_list(precision, "precision", PRECISIONS)
     target = target_for(
         load_profiles(devices),
         device,
@@ -61,31 +63,7 @@ def plan_command(
         parse_positive_float(usable_fraction, "--usable-fraction"),
         precision,
     )
-    plan = plan_recipes(load_results(results), target)
-    if fmt == "csv":
-        emit(records_as_csv(plan.rows), out)
-    elif fmt == "json":
-        emit(_json(plan), out)
-    else:
-        emit(tables_terminal([plan_table(plan)], out is not None, [plan.verdict, *plan.notes]), out)
-
-
-def _json(plan: Plan) -> str:
-    import json
-    from dataclasses import asdict
-
-    return (
-        json.dumps(
-            {
-                "target": asdict(plan.target),
-                "verdict": plan.verdict,
-                "rows": [asdict(r) for r in plan.rows],
-                "notes": plan.notes,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    emit(plan_view(plan_recipes(load_results(results), target)), fmt, out)
 
 
 def register(app: typer.Typer) -> None:

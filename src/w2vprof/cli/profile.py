@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import typer
 
 from w2vprof.cli import recipe_options as ro
 from w2vprof.cli import workload_options as wo
 from w2vprof.cli.options import parse_positive_float, parse_positive_int, parse_whole_number
+from w2vprof.paper import PAPER_SECONDS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.records import LayerRecord, ResultRecord
 
 __all__ = ["register", "print_record"]
 
@@ -27,7 +31,7 @@ CALIBRATE = typer.Option(
 def profile(
     model: str = typer.Option("base", "--model", "-m", help="tiny, base or large."),
     batch: str = typer.Option("4", "--batch", "-b", help="Utterances per batch."),
-    seconds: str = typer.Option("5.5", "--seconds", "-s", help="Utterance length in seconds."),
+    seconds: str = typer.Option(f"{PAPER_SECONDS:g}", "--seconds", "-s", help="Utterance length in seconds."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 or mixed."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     threads: Optional[str] = typer.Option(None, "--threads", help="torch intra-op threads (default: torch's)."),
@@ -112,12 +116,12 @@ def check_trace_path(path: Path) -> Path:
     return path
 
 
-def print_record(record, layers) -> None:
-    """The profile's table and the lines under it (w2vprof.report.tables.profile_table), drawn by report.render."""
-    from w2vprof.report.render import tables_terminal
-    from w2vprof.report.tables import profile_notes, profile_table
+def print_record(record: ResultRecord, layers: Sequence[LayerRecord]) -> None:
+    """The profile's table and the lines under it (w2vprof.report.run_views.profile_view)."""
+    from w2vprof.report.run_views import profile_view
+    from w2vprof.report.views import emit
 
-    typer.echo(tables_terminal([profile_table(record)], notes=profile_notes(record, layers)), nl=False)
+    emit(profile_view(record, layers), "table")
 
 
 def register(app: typer.Typer) -> None:

@@ -22,19 +22,14 @@ def report_command(
     reference: Optional[str] = typer.Option(None, "--reference", help="Add the paper's devices to Table 2: 'paper'."),
 ) -> None:
     """Tables like the paper's Tables 1-2 and plots like its Figs. 2-4, from results files only (never measures)."""
-    from w2vprof.cli.options import parse_positive_float
-    from w2vprof.cli.output import check_format
+    from w2vprof.cli.options import check_format, parse_positive_float
     from w2vprof.report.build import report_to_folder
-    from w2vprof.report.render import table_terminal
+    from w2vprof.report.pages import REPORT_FORMATS, console_view
+    from w2vprof.report.views import emit
 
-    check_format(fmt, ("md", "latex"))
+    check_format(fmt, REPORT_FORMATS)
     length = parse_positive_float(seconds, "--seconds") if seconds is not None else None
-    report = report_to_folder(list(files or []), out, reference, length, latex=fmt == "latex")
-    if "table2" in report.tables:
-        typer.echo(table_terminal(report.tables["table2"]), nl=False)
-    for note in report.notes:
-        typer.echo(note)
-    typer.echo(f"Report: {out / 'report.html'} ({len(report.figures)} plots, {len(report.tables)} tables)")
+    emit(console_view(report_to_folder(list(files or []), out, reference, length, fmt), out), "table")
 
 
 def register(app: typer.Typer) -> None:

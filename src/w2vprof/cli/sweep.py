@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from w2vprof.records import PRECISIONS
+
 if TYPE_CHECKING:  # the type only: rich.progress is imported when a sweep shows progress
     from rich.progress import Progress, TaskID
 
@@ -102,7 +104,7 @@ def _grid_settings(
         "models": tuple(parse_name_list(model, "model", MODEL_NAMES)) if model else None,
         "seconds": tuple(parse_float_list(seconds, "--seconds")) if seconds else None,
         "batches": tuple(parse_int_list(batch, "--batch")) if batch else None,
-        "precisions": tuple(parse_name_list(precision, "precision", ("fp32", "mixed"))) if precision else None,
+        "precisions": tuple(parse_name_list(precision, "precision", PRECISIONS)) if precision else None,
     }
 
 

@@ -1,6 +1,7 @@
 """Device detection and identity, and which telemetry sources this machine offers (and why not the others).
 
-Which torch device a setting means (auto, cpu, cuda, mps): `resolve_device` (w2vprof.devices.resolve).
+The sources come from the one registry of telemetry sources (w2vprof.devices.sources), which the sampler reads
+too. Which torch device a setting means (auto, cpu, cuda, mps): `resolve_device` (w2vprof.devices.resolve).
 Every reader takes a filesystem root (a fake tree in tests), NVML an injectable `Nvml`, and `vcgencmd` an
 injectable runner. Telemetry during timed steps: `w2vprof.devices.telemetry.TelemetrySampler`.
 """
@@ -11,15 +12,16 @@ import hashlib
 import os
 import platform as platform_module
 import socket
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 from w2vprof.devices import cpu, jetson, sensors
 from w2vprof.devices.detect import detect_platform
 from w2vprof.devices.devicetree import board_name
 from w2vprof.devices.nvml import Nvml, load_nvml
 from w2vprof.devices.resolve import resolve_device
+from w2vprof.devices.sources import Source, available_sources
 
-__all__ = ["identify", "available_sources", "detect_platform", "resolve_device"]
+__all__ = ["identify", "available_sources", "Source", "detect_platform", "resolve_device"]
 
 
 def _real_root(root: str) -> bool:
@@ -100,108 +102,3 @@ def identify(torch_device: str, root: str = "/", nvml: Optional[Nvml] = None) ->
         "power_mode": details.get("power_mode", ""),
         "gpu_driver": gpu_driver,
     }
-
-
-#: (source, available, what it reads or why not): one row of the telemetry sources `w2vprof devices` lists.
-Source = Tuple[str, bool, str]
-
-
-def available_sources(
-    torch_device: str, root: str = "/", nvml: Optional[Nvml] = None, vcgencmd: Optional[sensors.CommandRunner] = None
-) -> list[Source]:
-    """(source, available, what it reads or why not) for every telemetry source w2vprof knows, on this machine."""
-    platform = detect_platform(root, torch_device)
-    is_jetson, is_pi = platform == "jetson", platform == "raspberrypi"
-    rows = [
-        _rapl_source(root),
-        _nvml_source(is_jetson, nvml),
-        _ina3221_source(root, is_jetson),
-        _tegrastats_source(root, is_jetson),
-        *_raspberry_pi_sources(is_pi, vcgencmd),
-        _temperature_source(root),
-        _cpufreq_source(root),
-    ]
-    if is_jetson:
-        rows.append(_devfreq_source(root))
-    if torch_device == "mps":
-        rows.append(("mps", True, "memory sampled with torch.mps.driver_allocated_memory after each step"))
-    return rows
-
-
-def _rapl_source(root: str) -> Source:
-    domains, why_not = sensors.rapl_domains(root)
-    return "rapl", bool(domains), "energy: CPU " + ", ".join(d.name for d in domains) if domains else why_not
-
-
-def _nvml_source(is_jetson: bool, nvml: Optional[Nvml]) -> Source:
-    if is_jetson:
-        return "nvml", False, "NVML does not work on Jetson (before JetPack 7; NotSupported for most calls on 7)"
-    gpu, why_not = (nvml, "") if nvml is not None else load_nvml()
-    if gpu is None:
-        return "nvml", False, why_not
-    reads = "energy counter" if gpu.energy_mj() is not None else "power sampling (no energy counter)"
-    return "nvml", True, f"{gpu.name()}, driver {gpu.driver_version()}: {reads}, temperature, SM clock"
-
-
-def _ina3221_source(root: str, is_jetson: bool) -> Source:
-    rails = jetson.read_ina3221_mw(root)
-    if not rails:
-        return "ina3221", False, "no readable INA3221 rails in sysfs" if is_jetson else "not a Jetson"
-    listed = ", ".join(f"{name} {mw:.0f} mW" for name, mw in rails.items())
-    return "ina3221", True, f"board power ({jetson.ina3221_layout(root)} layout): {listed}"
-
-
-def _tegrastats_source(root: str, is_jetson: bool) -> Source:
-    if not is_jetson:
-        return "tegrastats", False, "not a Jetson"
-    binary = os.path.exists(os.path.join(root, "usr/bin/tegrastats"))
-    return (
-        "tegrastats",
-        True,
-        "Jetson: lines parsed by w2vprof.devices.jetson.parse_tegrastats; "
-        + ("used for power when INA3221 is unreadable" if binary else "no /usr/bin/tegrastats here"),
-    )
-
-
-def _raspberry_pi_sources(is_pi: bool, vcgencmd: Optional[sensors.CommandRunner]) -> list[Source]:
-    """The Pi 5 PMIC's power rails and vcgencmd's throttle bits (both read through vcgencmd, in that order)."""
-    if not is_pi:
-        return [("pmic", False, "not a Raspberry Pi"), ("vcgencmd", False, "not a Raspberry Pi")]
-    pmic_w = sensors.parse_pmic_read_adc(sensors.run_vcgencmd("pmic_read_adc", runner=vcgencmd) or "")
-    throttle = sensors.parse_throttled(sensors.run_vcgencmd("get_throttled", runner=vcgencmd) or "")
-    return [
-        (
-            "pmic",
-            pmic_w is not None,
-            f"Pi 5 PMIC rails: {pmic_w:.2f} W now"
-            if pmic_w is not None
-            else "no power sensor on this Pi (only the Pi 5 has one)",
-        ),
-        (
-            "vcgencmd",
-            throttle is not None,
-            f"throttle bits {throttle.value:#x}" if throttle is not None else "vcgencmd get_throttled failed",
-        ),
-    ]
-
-
-def _temperature_source(root: str) -> Source:
-    temps, temp_source = sensors.read_temperatures_c(root)
-    name = "thermal_zone" if temp_source != "hwmon" else "hwmon"
-    if not temps:
-        return name, False, "no readable /sys/class/thermal zones or hwmon temperature sensors"
-    return name, True, f"hottest {max(temps.values()):.1f} C of {len(temps)} sensor(s)"
-
-
-def _cpufreq_source(root: str) -> Source:
-    clock = sensors.cpu_freq_mhz(root)
-    if clock is None:
-        return "cpufreq", False, "no cpufreq in /sys/devices/system/cpu (virtual machines usually hide it)"
-    return "cpufreq", True, f"mean CPU clock {clock:.0f} MHz"
-
-
-def _devfreq_source(root: str) -> Source:
-    gpu_clock = jetson.read_gpu_clock_mhz(root)
-    if gpu_clock is None:
-        return "devfreq", False, "no GPU devfreq node found"
-    return "devfreq", True, f"GPU clock {gpu_clock:.0f} MHz"

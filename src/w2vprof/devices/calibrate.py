@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from w2vprof.analysis.data import DeviceProfile
+    from w2vprof.devices.profiles import DeviceProfile
 
 __all__ = [
     "Calibration",
@@ -184,12 +184,9 @@ class TorchOps:
         return lambda: target.copy_(source)
 
     def sync(self) -> None:
-        import torch
+        from w2vprof.devices.sync import synchronize
 
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-        elif self.device == "mps":
-            torch.mps.synchronize()
+        synchronize(self.device)
 
 
 def _run_seconds(run: Callable[[], object], ops: CalibrationOps, clock: Callable[[], float]) -> float:
@@ -316,7 +313,7 @@ def matching_profile(
 ) -> Optional[DeviceProfile]:
     """The shipped device profile naming this device (its name appears in the device, GPU or board name; the
     longest such name wins: "Raspberry Pi 4" for "Raspberry Pi 4 Model B Rev 1.4"), or None."""
-    from w2vprof.analysis.data import load_profiles
+    from w2vprof.devices.profiles import load_profiles
 
     names = [str(identity.get(key) or "").lower() for key in ("device_name", "gpu_name", "board")]
     candidates = [

@@ -10,9 +10,7 @@ from w2vprof.devices.cpu import parse_cpu_vendor
 from w2vprof.devices.jetson import is_jetson
 from w2vprof.devices.sensors import raspberry_pi_model
 
-__all__ = ["PLATFORMS", "detect_platform"]
-
-PLATFORMS = ("jetson", "raspberrypi", "apple", "x86", "linux", "other")
+__all__ = ["detect_platform"]
 
 
 def detect_platform(root: str = "/", torch_device: str = "cpu") -> str:

@@ -46,7 +46,6 @@ class Nvml(Protocol):
 
     def name(self) -> str: ...
     def driver_version(self) -> str: ...
-    def memory_total_bytes(self) -> Optional[int]: ...
     def energy_mj(self) -> Optional[int]: ...  # since driver load (Volta and newer)
     def power_mw(self) -> Optional[float]: ...
     def temperature_c(self) -> Optional[float]: ...
@@ -80,10 +79,6 @@ class PynvmlDevice:
         except self._nvml.NVMLError:
             return ""
         return value.decode() if isinstance(value, bytes) else value
-
-    def memory_total_bytes(self) -> Optional[int]:
-        info = self._call("nvmlDeviceGetMemoryInfo")
-        return int(info.total) if info is not None else None
 
     def energy_mj(self) -> Optional[int]:
         return self._call("nvmlDeviceGetTotalEnergyConsumption")

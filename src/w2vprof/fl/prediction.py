@@ -1,6 +1,6 @@
 """Measured client seconds of a federated run next to what a `profile` of the same configuration predicts.
 
-Prediction (the paper's Sec. 3.3 arithmetic, via analysis.estimates.fl_estimate): one local epoch lasts
+Prediction (the paper's Sec. 3.3 arithmetic, via analysis.fl_estimate): one local epoch lasts
 ceil(utterances per client / batch) x sec_per_batch_median x local epochs. It is compared with the measured
 `train_sec` (the local epochs alone) and `client_sec` (the whole reply: decoding the partition, loading the
 weights, packing the update; in a deployment also starting the ClientApp process).
@@ -56,7 +56,7 @@ def check_prediction(run: RunCurves, profile_rows: list[ResultRecord], skip_roun
     The first `skip_rounds` rounds are left out of the measured means: they include one-time warm-up (lazy
     imports, allocator and kernel caches) that a profile's warm-up step also leaves out.
     """
-    from w2vprof.analysis.estimates import FlSetting, fl_estimate
+    from w2vprof.analysis.fl_estimate import FlSetting, fl_estimate
 
     settings = _run_settings(run)
     rows = [c for c in run.clients if c.status == "ok" and c.round > skip_rounds and c.train_sec is not None]

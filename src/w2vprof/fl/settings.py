@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 from w2vprof.devices.resolve import check_device_name
 from w2vprof.errors import BadInput, SettingError
+from w2vprof.records import PRECISIONS
 
 __all__ = ["AGGREGATIONS", "LOSS_WEIGHTINGS", "FlSettings", "run_config_key", "run_config_words"]
 
@@ -69,8 +70,8 @@ class FlSettings:
         for name in ("lr", "threads"):
             if getattr(self, name) < 0:
                 raise SettingError(name, f"cannot be negative, got {getattr(self, name)}")
-        if self.precision not in ("fp32", "mixed"):
-            raise SettingError.unknown("precision", self.precision, ("fp32", "mixed"))
+        if self.precision not in PRECISIONS:
+            raise SettingError.unknown("precision", self.precision, PRECISIONS)
         check_device_name(self.device, allow_auto=False)  # availability is each participant's to check
 
     @property

@@ -136,6 +136,7 @@ def train_round(
     """
     import torch
 
+    from w2vprof.devices.sync import synchronize
     from w2vprof.fl.data import epoch_batches
     from w2vprof.measure.step import TrainingStep
 
@@ -158,8 +159,7 @@ def train_round(
             contrastive.append(float(output.contrastive_loss))
             examples += batch.size
             audio_samples += int(batch.lengths.sum())
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device.type)  # the last steps' kernels are still queued on a GPU (CUDA or MPS)
     train_sec = time.perf_counter() - started
     return LocalResult(
         state={k: v.detach().cpu() for k, v in model.state_dict().items()},

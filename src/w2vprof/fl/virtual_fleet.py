@@ -25,7 +25,7 @@ from w2vprof.fl.records import FleetLineRecord, FleetMixDays, FleetRun
 from w2vprof.fl.settings import FlSettings
 
 if TYPE_CHECKING:  # pragma: no cover
-    from w2vprof.analysis.estimates import FlSetting
+    from w2vprof.analysis.fl_estimate import FlSetting
     from w2vprof.analysis.fleet_pricing import FleetGroup
     from w2vprof.records import ResultRecord
 
@@ -120,7 +120,7 @@ def assign_lines(counts: Sequence[int], clients: int, seed: int) -> list[int]:
 
 
 def _pricing_setting(settings: FlSettings, inputs: FleetInputs, samples_per_client: int) -> FlSetting:
-    from w2vprof.analysis.estimates import FlSetting
+    from w2vprof.analysis.fl_estimate import FlSetting
 
     return FlSetting(
         clients=sum(g.count for g in inputs.groups),

@@ -46,14 +46,13 @@ from w2vprof.measure.timing import (
     compile_fields,
     compile_steps,
     peak_fields,
-    synchronize,
     system_memory_fields,
     timed_steps,
     timing_fields,
     warm_up,
 )
 from w2vprof.models.registry import family_of
-from w2vprof.records import LayerRecord, ResultRecord
+from w2vprof.records import PRECISIONS, LayerRecord, ResultRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -73,7 +72,6 @@ __all__ = [
     "mixed_precision_problem",
     "prepare_batches",
     "profile_configuration",
-    "synchronize",
 ]
 
 
@@ -182,8 +180,6 @@ def build_measured_model(config: ProfileConfig, device: str) -> BuiltModel:
 
 def check_config(config: ProfileConfig) -> str:
     """BadInput naming the setting for anything this configuration cannot be; returns the resolved device."""
-    from w2vprof.measure.step import PRECISIONS
-
     family_of(config.model)  # an unknown model: BadInput listing the known ones
     if config.precision not in PRECISIONS:
         raise BadInput(f"unknown precision {config.precision!r}; choose from {', '.join(PRECISIONS)}")

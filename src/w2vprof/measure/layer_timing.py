@@ -49,6 +49,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Protocol, Sequence
 
+from w2vprof.devices.sync import synchronizer
 from w2vprof.measure.attribution import NodeLabeler
 from w2vprof.measure.step import StepHooks
 from w2vprof.models.family import OBJECTIVE
@@ -69,7 +70,6 @@ __all__ = [
     "LayerBoundaries",
     "LayerTime",
     "LayerTiming",
-    "device_sync",
     "time_layers",
     "with_flop_rates",
 ]
@@ -78,17 +78,6 @@ FORWARD = "fwd"
 BACKWARD = "bwd"
 STEP = "step"  # direction of the `other` work: neither a layer's forward nor its backward
 OTHER = "other"  # the row for the rest of the step (optimizer update, loss scaling, engine start and end)
-
-
-def device_sync(device: str) -> Callable[[], None]:
-    """The function that waits for `device` (cpu | cuda | mps) to finish its queued work (nothing on the CPU)."""
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.synchronize
-    if device == "mps":
-        return torch.mps.synchronize
-    return lambda: None
 
 
 class BoundaryObserver(Protocol):
@@ -317,7 +306,7 @@ def time_layers(
     times one there, so bare and instrumented steps alternate and a change of load between them hits both."""
     if repeats < 1 or not batches:
         raise ValueError(f"time_layers needs at least one repeat and one batch (got {repeats}, {len(batches)})")
-    sync = sync if sync is not None else device_sync(device)
+    sync = sync if sync is not None else synchronizer(device)
     runs = []
     for index in range(repeats):
         batch = batches[index % len(batches)]

@@ -34,7 +34,6 @@ __all__ = [
     "BARE",
     "LOSS_SCALE_INIT",
     "MIXED_PRECISION",
-    "PRECISIONS",
     "Forward",
     "MixedPrecision",
     "StepHooks",
@@ -45,8 +44,6 @@ __all__ = [
     "optimizer_state_bytes",
     "uses_grad_scaler",
 ]
-
-PRECISIONS = ("fp32", "mixed")
 
 #: fairseq's --fp16-init-scale default: the gradient scaler's first loss scale.
 LOSS_SCALE_INIT = 128.0

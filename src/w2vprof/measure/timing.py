@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
+from w2vprof.devices.sync import synchronize
 from w2vprof.measure.failures import classify_exception
 from w2vprof.measure.recipes import RecipeUnsupported
 
@@ -29,7 +30,6 @@ __all__ = [
     "compile_fields",
     "compile_steps",
     "peak_fields",
-    "synchronize",
     "system_memory_fields",
     "time_one_step",
     "timed_steps",
@@ -167,15 +167,6 @@ def time_one_step(step: TrainingStep, batch: Batch, device: str, memory: Any) ->
     elapsed = time.perf_counter() - start
     memory.sample()
     return elapsed
-
-
-def synchronize(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-    elif device == "mps":
-        torch.mps.synchronize()
 
 
 def _telemetry_sampler(device: str) -> Any:

@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
+from w2vprof.devices.sync import synchronizer
 from w2vprof.files import write_bytes_atomic
-from w2vprof.measure.layer_timing import STEP, LayerBoundaries, device_sync
+from w2vprof.measure.layer_timing import STEP, LayerBoundaries
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -98,7 +99,7 @@ def trace_step(step: TrainingStep, batch: Batch, layers: list[LayerSpec], path: 
     from torch.profiler import ProfilerActivity, profile
 
     device = batch.waveforms.device.type
-    sync = device_sync(device)
+    sync = synchronizer(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     hooks = TraceHooks(step.model, layers, sync)
     sync()

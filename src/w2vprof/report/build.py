@@ -1,157 +1,31 @@
-"""A report from results files: tables and plots as data (file name -> bytes), never measuring anything.
+"""A report from results files: which tables and figures the data supports, and for which configuration.
 
-`load_inputs` reads results CSVs (with the per-layer files they point to), `w2vprof summary` CSVs and federated
-run folders; `build_report` turns them into tables and PNGs, skipping (with a note) every plot its data cannot
-support; `write_report` puts every file of a report into a folder; `report_to_folder` does all three.
+`build_report` chooses, from the inputs (w2vprof.report.inputs.load_inputs), the tables (the paper's Tables 1-2,
+every configuration, the devices, recipes, seconds per layer, a fleet's days) and the figures (Figs. 2-4 of the
+paper, the roofline, the recipes' memory against time, the federated runs), skipping with a note every one its
+data cannot support; w2vprof.report.pages renders and writes them. `report_to_folder` does all three. Never
+measures anything.
 """
 
 from __future__ import annotations
 
-import base64
-import csv
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from w2vprof.analysis.data import (
-    device_label,
-    distinct_device_names,
-    latest_by_config,
-    reference_results,
-    sec_per_batch,
-)
-from w2vprof.errors import BadInput, SettingError
-from w2vprof.files import write_bytes_atomic
-from w2vprof.fl.records import RunCurves, load_run
-from w2vprof.records import (
-    DEFAULT_RECIPE,
-    SUMMARY_RULES,
-    LayerRecord,
-    ModuleSummaryRow,
-    ResultRecord,
-    length_key,
-    read_layers_csv,
-    read_results_csv,
-    read_summary_csv,
-    recipe_of,
-)
+from w2vprof.analysis.data import device_label, latest_by_config, sec_per_batch
+from w2vprof.errors import SettingError
+from w2vprof.fl.records import RunCurves
+from w2vprof.paper import FIG2_CONFIG, PAPER_SECONDS
+from w2vprof.records import DEFAULT_RECIPE, LayerRecord, ResultRecord, length_key, recipe_of
 from w2vprof.report import plots
+from w2vprof.report.inputs import ReportInputs, load_inputs
 from w2vprof.report.layer_tables import layer_times_table
-from w2vprof.report.render import Table, table_csv, table_html, table_latex, table_markdown
-from w2vprof.report.tables import environment_table, results_table, table1, table2
+from w2vprof.report.pages import Report, check_report_folder, write_report
+from w2vprof.report.result_tables import environment_table, results_table, table2
+from w2vprof.report.summary_views import table1
 
-__all__ = ["ReportInputs", "Report", "load_inputs", "build_report", "write_report", "report_to_folder"]
-
-#: Fig. 2 of the paper: base, batch 4, 5.5 s, FP32.
-FIG2_CONFIG = ("base", 4, 5.5, "fp32")
-
-
-@dataclass
-class ReportInputs:
-    results: list[ResultRecord] = field(default_factory=list)
-    layers: dict[int, list[LayerRecord]] = field(default_factory=dict)  # index in results -> its layer rows
-    summaries: list[ModuleSummaryRow] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    fl_runs: list[RunCurves] = field(default_factory=list)  # one per federated run folder
-
-
-@dataclass
-class Report:
-    tables: dict[str, Table] = field(default_factory=dict)
-    figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
-    captions: dict[str, str] = field(default_factory=dict)  # figure file name -> what it shows
-    notes: list[str] = field(default_factory=list)
-
-    def files(self, latex: bool = False) -> dict[str, bytes]:
-        """Everything the report folder holds, by file name."""
-        out = {f"{name}.csv": table_csv(t).encode() for name, t in self.tables.items()}
-        if latex:
-            out.update({f"{name}.tex": table_latex(t).encode() for name, t in self.tables.items()})
-        out.update(self.figures)
-        out["report.md"] = self.markdown().encode()
-        out["report.html"] = self.html().encode()
-        return out
-
-    def markdown(self) -> str:
-        parts = ["# w2vprof report", ""] + [f"- {note}" for note in self.notes] + ["", "## Tables", ""]
-        for name, table in self.tables.items():
-            parts += [table_markdown(table), f"([{name}.csv]({name}.csv))", ""]
-        if self.figures:
-            parts += ["## Figures", ""]
-        for name in self.figures:
-            parts += [f"![{self.captions.get(name, name)}]({name})", "", f"*{self.captions.get(name, name)}*", ""]
-        return "\n".join(parts)
-
-    def html(self) -> str:
-        """One file, nothing external: the PNGs are embedded as base64 data URIs."""
-        from html import escape
-
-        style = (
-            "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
-            "table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;"
-            "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-            ".caption{color:#555;font-size:90%}img{max-width:100%;margin:1em 0 .2em}"
-        )
-        body = [
-            "<h1>w2vprof report</h1><ul>" + "".join(f"<li>{escape(n)}</li>" for n in self.notes) + "</ul>",
-            "<h2>Tables</h2>",
-        ]
-        body += [table_html(t) for t in self.tables.values()]
-        if self.figures:
-            body.append("<h2>Figures</h2>")
-        for name, png in self.figures.items():
-            caption = escape(self.captions.get(name, name))
-            body.append(
-                f"<figure><img alt='{caption}' src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"
-                f"<figcaption class='caption'>{caption} ({escape(name)})</figcaption></figure>"
-            )
-        return (
-            "<!doctype html><html><head><meta charset='utf-8'><title>w2vprof report</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
-        )
-
-
-def _is_summary(path: Path) -> bool:
-    """A `w2vprof summary --format csv` file, recognised by its columns."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:  # -sig: a BOM (as Excel writes) is not a column
-            header = next(csv.reader(handle), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return False
-    return set(SUMMARY_RULES.required) <= set(header) and "status" not in header
-
-
-def load_inputs(paths: list[Path], reference: Optional[str] = None) -> ReportInputs:
-    """Results files (with their per-layer files) and summary CSVs; anything else is BadInput naming it."""
-    if not paths and reference is None:
-        raise SettingError(
-            "reference", "paper or at least one results CSV (from w2vprof sweep or profile) must be given"
-        )
-    inputs = ReportInputs()
-    for path in map(Path, paths):
-        inputs.sources.append(str(path))
-        if path.is_dir():  # a federated run folder (w2vprof fl simulate): rounds.csv + clients.csv
-            inputs.fl_runs.append(load_run(path))
-            continue
-        if _is_summary(path):
-            inputs.summaries.extend(read_summary_csv(path))
-            continue
-        for record in read_results_csv(path):
-            if record.layers_file:
-                layer_path = path.parent / record.layers_file
-                if layer_path.is_file():
-                    inputs.layers[len(inputs.results)] = read_layers_csv(layer_path)
-                else:
-                    inputs.notes.append(f"{path}: per-layer file {record.layers_file} is missing")
-            inputs.results.append(record)
-    if reference is not None:
-        inputs.results.extend(reference_results(reference))
-        inputs.sources.append(f"--reference {reference} (shipped)")
-    # Same order and length: the per-layer index above still holds.
-    inputs.results = distinct_device_names(inputs.results)
-    return inputs
+__all__ = ["build_report", "report_to_folder", "roofline_points"]
 
 
 def _pick_layer_config(inputs: ReportInputs, timed: bool = False) -> Optional[int]:
@@ -190,7 +64,7 @@ def _table_seconds(results: list[ResultRecord], requested: Optional[float]) -> t
         return requested, counts
     measured = Counter(length_key(r.seconds) for r in results if r.source != "paper")
     # The paper's length when the data has it; else the length measured most often.
-    return (5.5 if 5.5 in counts else (measured or counts).most_common(1)[0][0]), counts
+    return (PAPER_SECONDS if PAPER_SECONDS in counts else (measured or counts).most_common(1)[0][0]), counts
 
 
 def build_report(inputs: ReportInputs, table_seconds: Optional[float] = None) -> Report:
@@ -222,33 +96,14 @@ def report_to_folder(
     folder: Path,
     reference: Optional[str] = None,
     table_seconds: Optional[float] = None,
-    latex: bool = False,
+    fmt: str = "md",
 ) -> Report:
-    """The whole `w2vprof report`: read the inputs, build the report, write it; a bad folder fails first."""
-    _check_report_folder(Path(folder))
+    """The whole `w2vprof report`: read the inputs, build the report, write it (`fmt` latex: each table also as
+    .tex); a bad folder fails first."""
+    check_report_folder(Path(folder))
     report = build_report(load_inputs(paths, reference), table_seconds)
-    write_report(report, folder, latex)
+    write_report(report, folder, latex=fmt == "latex")
     return report
-
-
-def write_report(report: Report, folder: Path, latex: bool = False) -> Path:
-    """Every file of `report` into `folder` (created if its parent exists), each replaced atomically."""
-    folder = Path(folder)
-    _check_report_folder(folder)
-    try:
-        folder.mkdir(exist_ok=True)
-        for name, data in report.files(latex=latex).items():
-            write_bytes_atomic(folder / name, data)
-    except OSError as exc:
-        raise BadInput(f"report folder {folder}: cannot write ({exc.strerror})") from None
-    return folder
-
-
-def _check_report_folder(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise BadInput(f"report folder {folder} is a file; give a folder")
-    if not folder.parent.is_dir():
-        raise BadInput(f"report folder {folder}: folder {folder.parent} does not exist")
 
 
 def _federated_figures(inputs: ReportInputs, report: Report) -> None:
@@ -278,7 +133,7 @@ def _federated_figures(inputs: ReportInputs, report: Report) -> None:
 def _fleet_run(run: RunCurves, name: str, report: Report) -> None:
     """A run simulated on a fleet: each round's timeline on the fleet and the days to train per fleet mix."""
     from w2vprof.fl.plots import fleet_timeline_png
-    from w2vprof.report.fleet_tables import fleet_mix_table
+    from w2vprof.report.fleet_views import fleet_mix_table
 
     assert run.fleet is not None
     deadline = "" if run.fleet.deadline_sec is None else f", the deadline ({run.fleet.deadline_sec:g} s) dashed"

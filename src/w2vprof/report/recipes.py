@@ -8,20 +8,18 @@ configuration measured under the most recipes. Nothing here measures; docs/recip
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
-from w2vprof.analysis.data import device_label, latest_by_config, sec_per_batch
+from w2vprof.analysis.data import latest_by_config, sec_per_batch
+from w2vprof.paper import FIG2_CONFIG
 from w2vprof.plotting import figure_png, new_figure
 from w2vprof.records import DEFAULT_RECIPE, ResultRecord, length_key, recipe_of
+from w2vprof.report.cells import config_cells, number
 from w2vprof.report.render import Table
 
-if TYPE_CHECKING:  # pragma: no cover
-    from w2vprof.analysis.plan import Plan
-
-__all__ = ["recipe_groups", "recipes_table", "memory_time_png", "memory_time_caption", "plan_table"]
+__all__ = ["recipe_groups", "recipes_table", "memory_time_png", "memory_time_caption"]
 
 #: The paper's configuration: preferred for the plot when it was measured under several recipes.
-PAPER_CONFIG = ("base", 4, 5.5, "fp32")
 
 
 def recipe_groups(rows: Sequence[ResultRecord]) -> dict[tuple, list[ResultRecord]]:
@@ -47,10 +45,6 @@ def _ratio(value: Optional[float], default: Optional[float]) -> str:
     return f"{value / default:.2f}x"
 
 
-def _number(value: Optional[float], scale: float, digits: int) -> str:
-    return "" if value is None else f"{value / scale:.{digits}f}"
-
-
 def _of(record: Optional[ResultRecord], name: str) -> Optional[float]:
     return getattr(record, name) if record is not None else None
 
@@ -58,26 +52,21 @@ def _of(record: Optional[ResultRecord], name: str) -> Optional[float]:
 def _row(record: ResultRecord, default: Optional[ResultRecord]) -> list[str]:
     time = sec_per_batch(record)
     base_time = sec_per_batch(default) if default else None
-    return [
-        device_label(record),
-        record.model,
-        str(record.batch),
-        f"{record.seconds:g}",
-        record.precision,
+    return config_cells(record) + [
         recipe_of(record),
         record.status,
-        _number(record.peak_mem_bytes, 1e9, 2),
+        number(record.peak_mem_bytes, 2, 1e9),
         _ratio(record.peak_mem_bytes, _of(default, "peak_mem_bytes")),
-        _number(record.act_mem_bytes, 1e9, 2),
+        number(record.act_mem_bytes, 2, 1e9),
         _ratio(record.act_mem_bytes, _of(default, "act_mem_bytes")),
-        _number(time, 1, 3),
+        number(time, 3, 1),
         _ratio(time, base_time),
-        _number(record.train_flops, 1e9, 1),
+        number(record.train_flops, 1, 1e9),
         _ratio(record.train_flops, _of(default, "train_flops")),
-        _number(record.recompute_flops, 1e9, 1),
-        _number(record.trainable_params, 1e6, 2),
-        _number(record.optim_state_bytes, 1e9, 3),
-        _number(record.compile_sec, 1, 1),
+        number(record.recompute_flops, 1, 1e9),
+        number(record.trainable_params, 2, 1e6),
+        number(record.optim_state_bytes, 3, 1e9),
+        number(record.compile_sec, 1, 1),
     ]
 
 
@@ -132,7 +121,7 @@ def _plot_group(groups: dict[tuple, list[ResultRecord]]) -> Optional[tuple[tuple
     paper = [
         key
         for key in usable
-        if (key[1], key[2], key[3], key[4]) == (*PAPER_CONFIG[:2], length_key(PAPER_CONFIG[2]), PAPER_CONFIG[3])
+        if (key[1], key[2], key[3], key[4]) == (*FIG2_CONFIG[:2], length_key(FIG2_CONFIG[2]), FIG2_CONFIG[3])
     ]
     key = paper[0] if paper else max(usable, key=lambda k: len(usable[k]))
     return key, usable[key]
@@ -170,29 +159,4 @@ def memory_time_caption(rows: Sequence[ResultRecord]) -> str:
     return (
         f"Peak memory against seconds per batch of each training recipe ({len(members)} recipes), {model}, "
         f"batch {batch}, {seconds:g} s, {precision}, {device}; the square is the default step"
-    )
-
-
-def plan_table(plan: Plan) -> Table:
-    """`w2vprof plan`'s view: one line per recipe, fastest fitting first."""
-    t = plan.target
-    return Table(
-        title=f"Training recipes for {t.model}, batch {t.batch}, {t.seconds:g} s, {t.precision} on {t.device} "
-        f"({t.usable_bytes / 1e9:.2f} GB usable: {t.usable_fraction:.0%} of {t.memory_gb:g} GB)",
-        columns=["recipe", "fits", "peak memory (GB)", "s/batch", "time from", "measured rows", "memory fit (GB)"],
-        rows=[
-            [
-                r.recipe,
-                ("yes" if r.fits else f"no (+{r.over_gb:.2f} GB)") + ("*" if r.extrapolated else ""),
-                f"{r.peak_mem_gb:.2f}",
-                "" if r.sec_per_batch is None else f"{r.sec_per_batch:.3g}",
-                r.time_basis,
-                r.measured_rows,
-                r.memory_fit,
-            ]
-            for r in plan.rows
-        ],
-        caption="Fastest fitting recipe first, then the rest by memory. Each recipe's predictions are least-squares "
-        "fits a + b x (+ c x s), x = batch x seconds, over its own measured rows (docs/recipes.md). "
-        "*: beyond twice the largest measured batch x seconds. GB = 1e9 bytes.",
     )

@@ -5,20 +5,48 @@ Nothing here measures, reads files or prints; the CLI writes what these return.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Union
 
-__all__ = ["Table", "table_csv", "table_markdown", "table_latex", "table_html", "table_terminal", "tables_terminal"]
+from w2vprof.files import csv_text
+
+__all__ = [
+    "Column",
+    "headings",
+    "Table",
+    "table_csv",
+    "table_markdown",
+    "table_latex",
+    "table_html",
+    "table_terminal",
+    "tables_terminal",
+]
 
 #: Width of a table drawn for a file or a pipe: wide enough that names are not wrapped.
 PLAIN_WIDTH = 240
 
 
+@dataclass(frozen=True)
+class Column:
+    """A column's name and the unit its cells are in: a table shows it as `name (unit)` ("params (M)")."""
+
+    name: str
+    unit: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+
+def headings(*columns: Union[str, Column]) -> list[str]:
+    """Column names as a table shows them: a `Column` with its unit in brackets, a plain name as it is."""
+    return [str(column) for column in columns]
+
+
 @dataclass
 class Table:
-    """A table as strings, already formatted with units in the column names; every renderer takes one.
+    """A table as strings, already formatted, with units in the column names; every renderer takes one.
+
+    `columns` are the names as shown, units included (`headings` writes them from `Column`s).
 
     `align` has one letter per column, l(eft) or r(ight) (default: the first column left, numbers right).
     `emphasis` holds the indexes of rows to stand out (a total): bold on a terminal, in Markdown and HTML.
@@ -38,11 +66,7 @@ class Table:
 
 
 def table_csv(table: Table) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(table.columns)
-    writer.writerows(table.rows)
-    return buffer.getvalue()
+    return csv_text(table.rows, table.columns)
 
 
 def table_markdown(table: Table) -> str:

@@ -7,6 +7,15 @@ from typing import Any, Optional
 
 from w2vprof.errors import SettingError
 from w2vprof.measure.engine import ProfileConfig
+from w2vprof.paper import (
+    PAPER_BATCH,
+    PAPER_MODEL,
+    PAPER_PRECISION,
+    PAPER_SECONDS,
+    TABLE2_BATCHES,
+    TABLE2_MODELS,
+)
+from w2vprof.records import PRECISIONS
 
 __all__ = ["PRESETS", "GridSpec", "preset_spec", "default_spec", "expand"]
 
@@ -45,13 +54,13 @@ RECIPES_PRESET = (
 
 PRESETS: dict[str, GridSpec] = {
     # Table 2's protocol.
-    "paper": GridSpec(("base", "large"), (5.5,), (1, 4), ("fp32", "mixed")),
+    "paper": GridSpec(TABLE2_MODELS, (PAPER_SECONDS,), TABLE2_BATCHES, PRECISIONS),
     # Fig. 3 / Fig. 4: memory and FLOPs against utterance length at batch 4.
-    "lengths": GridSpec(("base", "large"), (1, 2, 3, 4, 5, 6, 8, 10, 12, 15), (4,), ("fp32", "mixed")),
+    "lengths": GridSpec(TABLE2_MODELS, (1, 2, 3, 4, 5, 6, 8, 10, 12, 15), (PAPER_BATCH,), PRECISIONS),
     # A minute or two on a laptop CPU.
     "quick": GridSpec(("base",), (1, 2, 4), (1,), ("fp32",), warmup=1, repeats=3),
     # What each training recipe saves and costs at the paper's configuration (base, batch 4, 5.5 s, FP32).
-    "recipes": GridSpec(("base",), (5.5,), (4,), ("fp32",), recipes=RECIPES_PRESET),
+    "recipes": GridSpec((PAPER_MODEL,), (PAPER_SECONDS,), (PAPER_BATCH,), (PAPER_PRECISION,), recipes=RECIPES_PRESET),
 }
 
 
@@ -71,7 +80,7 @@ def default_spec(device: str, bf16_native: Optional[bool] = None) -> GridSpec:
     """
     if device in ("cuda", "mps"):
         return PRESETS["paper"]
-    return GridSpec(("base",), (5.5,), (1, 4), ("fp32", "mixed") if bf16_native else ("fp32",))
+    return GridSpec((PAPER_MODEL,), (PAPER_SECONDS,), TABLE2_BATCHES, PRECISIONS if bf16_native else ("fp32",))
 
 
 def expand(spec: GridSpec, device: str, common: dict[str, Any]) -> list[ProfileConfig]:

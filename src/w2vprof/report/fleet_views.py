@@ -1,21 +1,34 @@
-"""The view of `w2vprof fl-estimate --fleet`: the fleet's round time and days (mean and 90 % interval), and one
-line per fleet line (its clients' cost and how they fared). Takes a `w2vprof.analysis.fleet.FleetEstimate`.
-`fleet_mix_table` is a simulated fleet run's days to train per fleet mix (its fleet.json, `fl simulate --fleet`)."""
+"""Fleets: the view of `w2vprof fl-estimate --fleet` (the fleet's round time and days, mean and 90 % interval,
+and one line per fleet line: its clients' cost and how they fared), and `fleet_mix_table`, a simulated fleet
+run's days to train per fleet mix (its fleet.json, `fl simulate --fleet`; shown by `fl report` and the report)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
-from w2vprof.report.render import Table, table_terminal
+from w2vprof.analysis.fleet import FleetEstimate
+from w2vprof.analysis.fleet_io import fleet_records
+from w2vprof.fl.records import FleetRun
+from w2vprof.report.render import Column, Table, headings
+from w2vprof.report.views import View
 
-__all__ = ["fleet_tables", "fleet_text", "fleet_mix_table"]
+__all__ = ["fleet_view", "fleet_mix_table"]
 
 
 def _cell(value: Optional[float], spec: str, scale: float = 1.0) -> str:
     return "" if value is None else format(value / scale, spec)
 
 
-def _summary_table(estimate: Any) -> Table:
+def fleet_view(estimate: FleetEstimate) -> View:
+    """The fleet's figures, then its lines, then what was assumed or left out; one CSV line per fleet line."""
+    return View(
+        tables=[_summary_table(estimate), _devices_table(estimate)],
+        notes=estimate.notes,
+        records=fleet_records(estimate),
+    )
+
+
+def _summary_table(estimate: FleetEstimate) -> Table:
     f = estimate.figures
     deadline = f"deadline {f.deadline_sec:,.0f} s" if f.deadline_sec is not None else "no deadline"
     energy = (
@@ -46,7 +59,7 @@ def _summary_table(estimate: Any) -> Table:
     )
 
 
-def _devices_table(estimate: Any) -> Table:
+def _devices_table(estimate: FleetEstimate) -> Table:
     body = []
     for d in estimate.devices:
         body.append(
@@ -69,22 +82,22 @@ def _devices_table(estimate: Any) -> Table:
         )
     return Table(
         title="Fleet lines: one client's round, and the clients per round (means over all simulated rounds)",
-        columns=[
+        columns=headings(
             "line",
             "device",
             "clients",
             "availability",
             "s/batch",
-            "compute (h)",
-            "transfer (h)",
-            "update in (h)",
+            Column("compute", "h"),
+            Column("transfer", "h"),
+            Column("update in", "h"),
             "sampled",
             "aggregated",
             "lost",
             "slowest",
-            "energy (kWh)",
+            Column("energy", "kWh"),
             "excluded",
-        ],
+        ),
         rows=body,
         caption=(
             "update in: compute + transfer, when the client's update reaches the server. slowest: share of "
@@ -95,15 +108,6 @@ def _devices_table(estimate: Any) -> Table:
     )
 
 
-def fleet_tables(estimate: Any) -> list[Table]:
-    return [_summary_table(estimate), _devices_table(estimate)]
-
-
-def fleet_text(estimate: Any) -> str:
-    """The terminal view: both tables, then the notes (what was assumed or left out)."""
-    return "".join(table_terminal(t) for t in fleet_tables(estimate)) + "".join(f"{n}\n" for n in estimate.notes)
-
-
 def _days(value: Optional[float]) -> str:
     """Days as a reader wants them: 12.35, and a short test run's 4.6e-05 still shows its size."""
     if value is None:
@@ -111,7 +115,7 @@ def _days(value: Optional[float]) -> str:
     return f"{value:,.2f}" if value >= 0.01 else f"{value:.2g}"
 
 
-def fleet_mix_table(fleet: Any) -> Table:
+def fleet_mix_table(fleet: FleetRun) -> Table:
     """Days to the run's rounds for its whole fleet and for each device type's clients alone (a FleetRun)."""
     deadline = "no deadline" if fleet.deadline_sec is None else f"deadline {fleet.deadline_sec:g} s"
     rows = [
@@ -133,7 +137,9 @@ def fleet_mix_table(fleet: Any) -> Table:
             f"Days to {fleet.rounds} rounds per fleet mix (fl-estimate --fleet at the run's configuration, rows at "
             f"{fleet.seconds:g} s, {deadline})"
         ),
-        columns=["fleet mix", "clients", "K", "round (s)", "days", "5 %", "95 %", "aggregated", "note"],
+        columns=headings(
+            "fleet mix", "clients", "K", Column("round", "s"), "days", "5 %", "95 %", "aggregated", "note"
+        ),
         rows=rows,
         caption=(
             "K: updates a round waits for, the run's share of clients per round of each mix. aggregated: updates "
