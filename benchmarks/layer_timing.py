@@ -32,7 +32,7 @@ from w2vprof.measure.counting import layer_rows, measurement_pass
 from w2vprof.measure.layer_timing import OTHER, LayerTiming, time_layers, with_flop_rates
 from w2vprof.measure.step import TrainingStep
 from w2vprof.measure.timing import timed_steps, warm_up
-from w2vprof.models.registry import family_of
+from w2vprof.models import PRETRAIN, get_family
 from w2vprof.workload import Batch, make_workload
 
 
@@ -48,8 +48,8 @@ class Measured:
 
 def measure(args: argparse.Namespace) -> Measured:
     torch.manual_seed(0)
-    family = family_of(args.model)
-    model = family.build(args.model).train()
+    family = get_family(args.model)
+    model = family.build(PRETRAIN).train()
     step = TrainingStep.create(model, "cpu", args.precision)
     layers = family.layers(model)
     stream = make_workload(args.seconds).batches(args.batch, 0)

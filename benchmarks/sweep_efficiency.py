@@ -84,7 +84,7 @@ def breakdown(model: str, batch: int, seconds: float, repeats: int) -> None:
     from w2vprof.measure.counting import measurement_pass
     from w2vprof.measure.step import TrainingStep
     from w2vprof.measure.timing import timed_steps
-    from w2vprof.models.registry import model_layers
+    from w2vprof.models.layers import wav2vec2_layers as model_layers
     from w2vprof.records import ResultRecord
 
     config = engine.ProfileConfig(model=model, batch=batch, seconds=seconds, repeats=repeats, device="cpu")

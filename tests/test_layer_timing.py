@@ -19,8 +19,8 @@ from torch import nn
 from w2vprof.measure.layer_timing import OTHER, LayerTime, LayerTiming, time_layers, with_flop_rates
 from w2vprof.measure.step import TrainingStep
 from w2vprof.models import build_model
-from w2vprof.models.family import OBJECTIVE
-from w2vprof.models.registry import model_layers
+from w2vprof.models.layers import OBJECTIVE
+from w2vprof.models.layers import wav2vec2_layers as model_layers
 from w2vprof.workload import make_workload
 
 

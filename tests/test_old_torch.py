@@ -231,7 +231,7 @@ def test_checkpointing_announces_its_recomputation_without_context_fn(monkeypatc
 
     from w2vprof.measure.recipes import apply_recipe, make_recipe
     from w2vprof.models import build_model
-    from w2vprof.models.registry import model_layers
+    from w2vprof.models.layers import wav2vec2_layers as model_layers
     from w2vprof.workload import make_workload
 
     real = torch.utils.checkpoint.checkpoint

@@ -14,7 +14,7 @@ from conftest import run_cli
 from w2vprof.measure.activations import ActivationTracker
 from w2vprof.measure.engine import ProfileConfig, profile_configuration
 from w2vprof.measure.stats import quantile, time_stats
-from w2vprof.models.family import LayerSpec
+from w2vprof.models.layers import LayerSpec
 from w2vprof.records import (
     LAYER_COLUMNS,
     RESULT_COLUMNS,

@@ -15,7 +15,7 @@ from w2vprof.files import DiskWriteError
 from w2vprof.measure.step import TrainingStep
 from w2vprof.measure.trace import PHASES, trace_step
 from w2vprof.models import build_model
-from w2vprof.models.registry import model_layers
+from w2vprof.models.layers import wav2vec2_layers as model_layers
 from w2vprof.workload import make_workload
 
 

@@ -6,19 +6,17 @@ from __future__ import annotations
 import itertools
 import json
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import pytest
 import torch
 from torch import nn
 
-from w2vprof.errors import BadInput
 from w2vprof.measure.counting import layer_rows, measurement_pass
 from w2vprof.measure.layer_timing import OTHER, time_layers
-from w2vprof.measure.step import StepHooks, TrainingStep
+from w2vprof.measure.step import StepHooks, TrainingStep, family_of_model
 from w2vprof.measure.trace import trace_step
-from w2vprof.models.family import OBJECTIVE, LayerSpec, ModelFamily, OptimizerSettings
-from w2vprof.models.registry import family_of, family_of_model
+from w2vprof.models import CTC, OBJECTIVE, LayerSpec, LossOutput, ModelFamily, ModelOptions, get_family
 from w2vprof.workload import Batch
 
 FRAME = 8  # samples per frame of the toy model
@@ -39,28 +37,20 @@ class Toy(nn.Module):
 
 
 class ToyFamily(ModelFamily):
-    """A family as a models/ module writes one: builder, forward with its targets, loss, layer map, groups."""
+    """A family as a user writes one (w2vprof.models.family): builder, targets, loss, layer map."""
 
     name = "toy"
-    model_names = ("toy",)
-    summary_groups = ("encoder", "heads")
+    objectives = (CTC,)
 
-    def owns(self, model: nn.Module) -> bool:
-        return isinstance(model, Toy)
-
-    def build(self, name: str) -> nn.Module:
+    def build(self, objective: str = CTC, options: Optional[ModelOptions] = None) -> nn.Module:
         return Toy()
 
-    def forward(self, model: nn.Module, batch: Batch) -> Any:
-        output = model(batch.waveforms)
-        return output, torch.zeros_like(output)  # the targets: zeros
+    def make_targets(self, batch: Batch, model: nn.Module, generator: Optional[torch.Generator] = None) -> Any:
+        return torch.zeros(batch.size, batch.waveforms.shape[1] // FRAME, OUT)
 
-    def loss(self, output: Any) -> torch.Tensor:
-        prediction, target = output
-        return (prediction - target).pow(2).mean()
-
-    def optimizer_settings(self, model: nn.Module) -> OptimizerSettings:
-        return OptimizerSettings(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    def loss(self, model: nn.Module, batch: Batch, targets: Any) -> LossOutput:
+        prediction = model(batch.waveforms)
+        return LossOutput((prediction - targets).pow(2).mean(), output=prediction)
 
     def layers(self, model: nn.Module) -> list[LayerSpec]:
         return [
@@ -74,7 +64,7 @@ class ToyFamily(ModelFamily):
 def toy_step() -> tuple[TrainingStep, list[LayerSpec], Batch]:
     torch.manual_seed(0)
     family = ToyFamily()
-    model = family.build("toy").train()
+    model = family.build().train()
     batch = Batch(torch.randn(2, 4 * FRAME), torch.full((2,), 4 * FRAME))
     return TrainingStep.create(model, "cpu", "fp32", family=family), family.layers(model), batch
 
@@ -124,7 +114,7 @@ def test_a_family_other_than_wav2vec2_is_counted_by_the_same_pass(toy_step):
     # backward: the weight's gradient for both, the input's gradient for the head only (the audio needs none)
     assert (rows["encoder"].bwd_flops, rows["head"].bwd_flops) == (encoder, 2 * head)
     assert counts.fwd_flops == encoder + head and counts.bwd_flops == encoder + 2 * head
-    assert counts.masked_fraction == 0.0  # the family masks nothing
+    assert counts.masked_fraction is None  # its output says nothing of masking
     params = FRAME * HIDDEN + HIDDEN + HIDDEN * OUT + OUT
     assert counts.param_count == sum(row.params for row in rows.values()) == params
     assert counts.act_by_layer["encoder"] > 0 and counts.optim_state_bytes > 0
@@ -141,9 +131,9 @@ def test_a_family_other_than_wav2vec2_is_timed_per_layer_and_traced(toy_step, tm
     assert {"encoder", "head", "forward", "backward", "optimizer step"} <= names
 
 
-def test_the_registry_names_the_known_models_and_refuses_a_model_no_family_owns():
-    assert family_of("base").name == "wav2vec2"
-    with pytest.raises(BadInput, match=r"unknown model 'nosuch'; choose from .*\bbase\b"):
-        family_of("nosuch")
-    with pytest.raises(ValueError, match="no model family owns a Toy"):
-        family_of_model(Toy())
+def test_a_built_in_model_finds_its_family_and_any_other_model_is_given_one():
+    from w2vprof.models import build_model
+
+    assert family_of_model(build_model("tiny")) is get_family("tiny")
+    with pytest.raises(ValueError, match="a Toy is no built-in model: pass its model family"):
+        TrainingStep.create(Toy(), "cpu", "fp32")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from w2vprof.measure.recipes import OPTIMIZER_FLOPS_PER_PARAM
 from w2vprof.measure.step import StepHooks
-from w2vprof.models.family import OBJECTIVE
+from w2vprof.models.layers import OBJECTIVE
 from w2vprof.records import LayerRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,8 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from w2vprof.measure.attribution import NodeLabeler
     from w2vprof.measure.flops import FlopCount
     from w2vprof.measure.recipes import AppliedRecipe
-    from w2vprof.measure.step import Forward, TrainingStep
-    from w2vprof.models.family import LayerSpec
+    from w2vprof.measure.step import StepInput, TrainingStep
+    from w2vprof.models.family import LossOutput
+    from w2vprof.models.layers import LayerSpec
     from w2vprof.workload import Batch
 
 __all__ = [
@@ -65,7 +66,7 @@ class PassCounts:
     grad_bytes: int
     optim_state_bytes: int
     loss: float
-    masked_fraction: float
+    masked_fraction: Optional[float]  # masked / real frames; None where the output has no such counts
     recompute_by_layer: dict[str, int] = field(default_factory=dict)  # checkpointed forwards run again
     trainable_params: Optional[int] = None  # None: every parameter
     optim_flops_per_param: int = ADAMW_FLOPS_PER_PARAM
@@ -91,8 +92,8 @@ class _MicroBatchCounts:
     recompute_by_layer: dict[str, int]
     act_by_layer: dict[str, int]
     loss: float
-    num_masked: int
-    num_frames: int
+    num_masked: Optional[int]  # None: the model's output says nothing of masking (CTC fine-tuning, a user's model)
+    num_frames: Optional[int]
 
 
 class CountingHooks(StepHooks):
@@ -120,7 +121,7 @@ class CountingHooks(StepHooks):
             self._forward = (tracker, labeler, counter.snapshot())
 
     @contextmanager
-    def backward(self, forward: Forward) -> Iterator[None]:
+    def backward(self, forward: LossOutput) -> Iterator[None]:
         from w2vprof.measure.attribution import backward_flops_by_layer
 
         assert self._forward is not None, "a backward without its forward"
@@ -129,7 +130,7 @@ class CountingHooks(StepHooks):
         recompute: dict[str, int] = {}
         with backward_flops_by_layer(labeler.labels, recompute) as bwd_by_layer:
             yield
-        masked, frames = self._step.family.frames(forward.output)
+        masked, frames = getattr(forward.output, "num_masked", None), getattr(forward.output, "num_frames", None)
         counts = _MicroBatchCounts(
             after_forward,
             dict(bwd_by_layer),
@@ -150,7 +151,7 @@ class CountingHooks(StepHooks):
         yield
 
 
-def measurement_pass(step: TrainingStep, layers: list[LayerSpec], batch: Batch) -> PassCounts:
+def measurement_pass(step: TrainingStep, layers: list[LayerSpec], batch: StepInput) -> PassCounts:
     """One full training step, untimed, under CountingHooks: for each micro-batch (one without accumulation) the
     forward's FLOPs per module, saved-tensor bytes and node labels, the backward's FLOPs per layer; then the update."""
     hooks = CountingHooks(step, layers)
@@ -178,11 +179,21 @@ def _pass_counts(step: TrainingStep, hooks: CountingHooks) -> PassCounts:
         grad_bytes=hooks.grad_bytes,
         optim_state_bytes=optimizer_state_bytes(step.optimizer),
         loss=sum(p.loss for p in passes) / len(passes),
-        masked_fraction=sum(p.num_masked for p in passes) / max(sum(p.num_frames for p in passes), 1),
+        masked_fraction=_masked_fraction(passes),
         recompute_by_layer=_add_up(p.recompute_by_layer for p in passes),
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
         optim_flops_per_param=optimizer_flops_per_param(step.optimizer),
     )
+
+
+def _masked_fraction(passes: list[_MicroBatchCounts]) -> Optional[float]:
+    """Masked frames over real frames, every micro-batch's, from the model's output (`num_masked`, `num_frames`:
+    wav2vec 2.0, HuBERT and WavLM pretraining report them); None where an output has no masked count."""
+    masked = [p.num_masked for p in passes]
+    frames = [p.num_frames for p in passes]
+    if any(m is None for m in masked) or any(f is None for f in frames):
+        return None
+    return sum(m or 0 for m in masked) / max(sum(f or 0 for f in frames), 1)
 
 
 def _add_up(counts: Iterable[dict[str, int]]) -> dict[str, int]:

@@ -34,7 +34,7 @@ import platform
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from w2vprof import __version__
 from w2vprof.devices.resolve import resolve_device
@@ -51,15 +51,15 @@ from w2vprof.measure.timing import (
     timing_fields,
     warm_up,
 )
-from w2vprof.models.registry import family_of
+from w2vprof.models.registry import get_family
 from w2vprof.records import PRECISIONS, LayerRecord, ResultRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from w2vprof.measure.recipes import AppliedRecipe, Recipe
-    from w2vprof.measure.step import TrainingStep
-    from w2vprof.models.family import LayerSpec
+    from w2vprof.measure.step import StepBatch, StepInput, TrainingStep
+    from w2vprof.models.layers import LayerSpec
     from w2vprof.workload import Batch
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "build_measured_model",
     "check_config",
     "make_step",
+    "prepare_targets",
     "mixed_precision_problem",
     "prepare_batches",
     "profile_configuration",
@@ -173,14 +174,15 @@ def build_measured_model(config: ProfileConfig, device: str) -> BuiltModel:
     import torch
 
     torch.manual_seed(config.seed)
-    model = family_of(config.model).build(config.model)
+    family = get_family(config.model)
+    model = family.build(family.objectives[0])  # pretraining for the built-in models (the first they offer)
     rng_state = torch.get_rng_state()
     return BuiltModel(model.to(device).train(), config.model, config.seed, device, rng_state)
 
 
 def check_config(config: ProfileConfig) -> str:
     """BadInput naming the setting for anything this configuration cannot be; returns the resolved device."""
-    family_of(config.model)  # an unknown model: BadInput listing the known ones
+    get_family(config.model)  # an unknown model: BadInput listing the known ones
     if config.precision not in PRECISIONS:
         raise BadInput(f"unknown precision {config.precision!r}; choose from {', '.join(PRECISIONS)}")
     for name in ("batch", "seconds", "repeats"):
@@ -225,9 +227,11 @@ def profile_configuration(config: ProfileConfig, model: Optional[BuiltModel] = N
 
 
 def _measure(config: ProfileConfig, device: str, built: Optional[BuiltModel], result: ProfileResult) -> None:
-    timed_batches, measure_batch = prepare_batches(config, device, result)
+    batches, extra = prepare_batches(config, device, result)
     model = (built or build_measured_model(config, device)).fresh()
     step, layers, applied = make_step(model, device, config)
+    # every batch's targets (cluster ids, transcripts; none for wav2vec 2.0) made now, off the clock
+    timed_batches, measure_batch = prepare_targets(step, batches, extra, config.seed)
     counts = measurement_pass(step, layers, measure_batch)
     result.layers = layer_rows(model, layers, counts, applied)
     compiling = compile_steps(step, layers, [measure_batch, *timed_batches], device) if applied.recipe.compile else None
@@ -264,7 +268,7 @@ def _diagnose(
     config: ProfileConfig,
     step: TrainingStep,
     layers: list[LayerSpec],
-    batches: list[Batch],
+    batches: Sequence[StepInput],
     device: str,
     result: ProfileResult,
 ) -> None:
@@ -406,7 +410,18 @@ def make_step(
     from w2vprof.measure.recipes import apply_recipe
     from w2vprof.measure.step import TrainingStep
 
-    family = family_of(config.model)
+    family = get_family(config.model)
     layers = family.layers(model)
     applied = apply_recipe(model, _recipe(config), layers)
     return TrainingStep.create(model, device, config.precision, applied.recipe, family), layers, applied
+
+
+def prepare_targets(
+    step: TrainingStep, timed: list[Batch], measure: Batch, seed: int
+) -> tuple[list[StepBatch], StepBatch]:
+    """The batches cut into the step's micro-batches, each with its family's targets, drawn from a generator of
+    their own seeded with `seed` (the global RNG, which masks and negatives draw from, is left as it was)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return [step.prepare(batch, generator) for batch in timed], step.prepare(measure, generator)

@@ -52,13 +52,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Pr
 from w2vprof.devices.sync import synchronizer
 from w2vprof.measure.attribution import NodeLabeler
 from w2vprof.measure.step import StepHooks
-from w2vprof.models.family import OBJECTIVE
+from w2vprof.models.layers import OBJECTIVE
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-    from w2vprof.measure.step import Forward, TrainingStep
-    from w2vprof.models.family import LayerSpec
+    from w2vprof.measure.step import StepInput, TrainingStep
+    from w2vprof.models.family import LossOutput
+    from w2vprof.models.layers import LayerSpec
     from w2vprof.workload import Batch
 
 __all__ = [
@@ -146,7 +147,7 @@ class LayerBoundaries(StepHooks):
             self._inside.clear()
 
     @contextmanager
-    def backward(self, forward: Forward) -> Iterator[None]:
+    def backward(self, forward: LossOutput) -> Iterator[None]:
         """Around the backward of `forward.loss`, made under `forward()`."""
         handles: list[Any] = []
         self.switch(OTHER, STEP, lambda: handles.extend(self._hook_nodes(forward.loss)))
@@ -291,13 +292,13 @@ class LayerTiming:
 def time_layers(
     step: TrainingStep,
     layers: list[LayerSpec],
-    batches: Sequence[Batch],
+    batches: Sequence[StepInput],
     device: str,
     repeats: int = 3,
     *,
     clock: Callable[[], float] = time.perf_counter,
     sync: Optional[Callable[[], None]] = None,
-    before_each: Optional[Callable[[Batch], None]] = None,
+    before_each: Optional[Callable[[StepInput], None]] = None,
 ) -> LayerTiming:
     """Run `repeats` training steps on `step` (batch i is batches[i % len(batches)]), timing each layer's
     forward and backward; medians over the repeats. The steps train the model like any other step.

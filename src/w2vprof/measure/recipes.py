@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-    from w2vprof.models.family import LayerSpec, OptimizerSettings
+    from w2vprof.models.family import OptimizerSettings
+    from w2vprof.models.layers import LayerSpec
 
 __all__ = [
     "CHECKPOINTING",
@@ -116,7 +117,7 @@ class Recipe:
 
     def check(self, model: str, batch: int) -> None:
         """BadInput where the recipe cannot apply to this model and batch."""
-        from w2vprof.models.registry import family_of
+        from w2vprof.models.config import BUILTIN_NAMES, builtin_config
 
         if batch % self.accumulate:
             raise SettingError(
@@ -125,7 +126,9 @@ class Recipe:
                 f"{self.accumulate} micro-batches must hold the same number of utterances",
                 ("batch",),
             )
-        layers = family_of(model).transformer_layer_count(model)
+        if model not in BUILTIN_NAMES:
+            return  # a model of the user's own: its layer map is checked when the recipe is applied
+        layers = builtin_config(model).num_layers
         if self.frozen_transformer_layers > layers:
             raise SettingError(
                 "freeze", f"{self.freeze}: {model} has {layers} transformer layers (cnn+1 .. cnn+{layers})"
@@ -218,12 +221,15 @@ def _layer_parameters(model: nn.Module, layer: LayerSpec) -> list[torch.nn.Param
 
 def _freeze_parameters(model: nn.Module, recipe: Recipe, layers: list[LayerSpec]) -> None:
     """`cnn`: the layers of kind cnn. `cnn+N`: also every layer before the first transformer layer (in forward
-    order) and the first N transformer layers, but not a module its layer map says runs after the transformer
-    layers (LayerSpec.after_transformer: a pre-LN model's final LayerNorm)."""
+    order; with wav2vec 2.0 the feature projection, the mask embedding and the positional convolution) and the
+    first N transformer layers, but not the transformer's final LayerNorm of a pre-LN model, which runs after the
+    last layer. SettingError where the map has fewer than N transformer layers."""
     if recipe.freeze == "none":
         return
     count = recipe.frozen_transformer_layers
     kinds = [layer.kind for layer in layers]
+    if count > kinds.count("transformer"):
+        raise SettingError("freeze", f"{recipe.freeze}: the model has {kinds.count('transformer')} transformer layers")
     first_transformer = kinds.index("transformer") if "transformer" in kinds else len(layers)
     transformer_index = 0
     for index, layer in enumerate(layers):
@@ -237,10 +243,15 @@ def _freeze_parameters(model: nn.Module, recipe: Recipe, layers: list[LayerSpec]
         if not frozen:
             continue
         for path in layer.modules:
-            if path not in layer.after_transformer:
-                model.get_submodule(path).requires_grad_(False)
+            if path == _FINAL_LAYER_NORM and not getattr(model.get_submodule("transformer"), "layer_norm_first", True):
+                continue  # torchaudio's layer_norm_first is False for pre-LN models: it runs after the last layer
+            model.get_submodule(path).requires_grad_(False)
         for name in layer.parameters:
             model.get_parameter(name).requires_grad_(False)
+
+
+#: The encoder's own LayerNorm (torchaudio's Transformer.layer_norm), listed with the positional convolution.
+_FINAL_LAYER_NORM = "transformer.layer_norm"
 
 
 # -- activation checkpointing ------------------------------------------------------------------------------------

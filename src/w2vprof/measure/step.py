@@ -20,24 +20,29 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
     from w2vprof.measure.recipes import Recipe
-    from w2vprof.models.family import ModelFamily
+    from w2vprof.models.family import LossOutput, ModelFamily
     from w2vprof.workload import Batch
+
+    #: What a step runs on: a batch, or one prepared with its targets.
+    StepInput = Union[Batch, "StepBatch"]
 
 __all__ = [
     "BARE",
     "LOSS_SCALE_INIT",
     "MIXED_PRECISION",
-    "Forward",
     "MixedPrecision",
+    "StepBatch",
     "StepHooks",
     "TrainingStep",
+    "batch_of",
+    "family_of_model",
     "allocate_optimizer_state",
     "autocast_dtype",
     "emulated_precision_note",
@@ -127,20 +132,21 @@ _NOTHING: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
-class Forward:
-    """One micro-batch's forward: the model's output and the family's loss from it (the micro-batch's whole loss:
-    the backward takes its share under accumulation and scales it with the gradient scaler)."""
+class StepBatch:
+    """A batch as the step runs it: cut into its micro-batches, each with the targets its family's loss needs
+    (cluster ids, transcripts; None for wav2vec 2.0), made before anything is timed (`TrainingStep.prepare`)."""
 
-    output: Any
-    loss: torch.Tensor
+    batch: Batch
+    parts: tuple[tuple[Batch, Any], ...]  # (micro-batch, its targets), one per micro-batch
 
 
 class StepHooks:
     """What watches a training step: each method returns a context manager around one phase of `TrainingStep.run`.
 
-    `step` encloses the whole step; `forward` one micro-batch's forward and loss (the family's, under autocast);
-    `backward` that micro-batch's backward (it gets the Forward); `update` the optimizer step, zero_grad and the
-    family's after-update. This class watches nothing: its phases cost one no-op `with` each (the bare step)."""
+    `step` encloses the whole step; `forward` one micro-batch's forward and loss (the family's `loss`, under
+    autocast); `backward` that micro-batch's backward (it gets the family's LossOutput: the micro-batch's whole loss,
+    before its share under accumulation and the loss scale); `update` the optimizer step, zero_grad and the family's
+    after-update. This class watches nothing: its phases cost one no-op `with` each (the bare step)."""
 
     def step(self, batch: Batch) -> contextlib.AbstractContextManager[Any]:
         return _NOTHING
@@ -148,7 +154,7 @@ class StepHooks:
     def forward(self, batch: Batch) -> contextlib.AbstractContextManager[Any]:
         return _NOTHING
 
-    def backward(self, forward: Forward) -> contextlib.AbstractContextManager[Any]:
+    def backward(self, forward: LossOutput) -> contextlib.AbstractContextManager[Any]:
         return _NOTHING
 
     def update(self) -> contextlib.AbstractContextManager[Any]:
@@ -164,7 +170,7 @@ class TrainingStep:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     device_kind: str  # cpu | cuda | mps
-    family: ModelFamily  # the model's (w2vprof.models.family): its forward, loss and after-update
+    family: ModelFamily  # the model's (w2vprof.models.family): its targets, loss and after-update
     precision: str = "fp32"
     scaler: Optional[Any] = None
     accumulate: int = 1  # micro-batches per optimizer step (gradient accumulation; a training recipe)
@@ -180,11 +186,10 @@ class TrainingStep:
     ) -> TrainingStep:
         """The step for `model` (already on the device, with the recipe's freezing and checkpointing applied):
         the recipe's optimizer over the trainable parameters (AdamW by default: every parameter) and its
-        micro-batches, a gradient scaler where mixed precision scales the loss. `family`: the model's own by
-        default (w2vprof.models.registry.family_of_model)."""
+        micro-batches, a gradient scaler where mixed precision scales the loss. `family`: by default a built-in
+        model's own (family_of_model)."""
         from w2vprof import compat
         from w2vprof.measure.recipes import DEFAULT, make_optimizer
-        from w2vprof.models.registry import family_of_model
 
         recipe = recipe if recipe is not None else DEFAULT
         family = family if family is not None else family_of_model(model)
@@ -213,13 +218,19 @@ class TrainingStep:
         pieces = zip(batch.waveforms.chunk(self.accumulate), batch.lengths.chunk(self.accumulate))
         return [type(batch)(waveforms, lengths) for waveforms, lengths in pieces]
 
-    def forward(self, batch: Batch) -> Forward:
-        """The family's forward and its loss, both under autocast (the loss's operations are the step's too)."""
-        with self.autocast():
-            output = self.family.forward(self.model, batch)
-            return Forward(output, self.family.loss(output))
+    def prepare(self, batch: Batch, generator: Optional[torch.Generator] = None) -> StepBatch:
+        """The batch's micro-batches with their targets (the family's `make_targets`, drawn from `generator`):
+        what a timed step is given, so no target is made on the clock."""
+        micro_batches = self.micro_batches(batch)
+        parts = tuple((micro, self.family.make_targets(micro, self.model, generator)) for micro in micro_batches)
+        return StepBatch(batch, parts)
 
-    def backward(self, forward: Forward) -> None:
+    def forward(self, batch: Batch, targets: Any = None) -> LossOutput:
+        """The family's forward pass and loss on one micro-batch, under autocast."""
+        with self.autocast():
+            return self.family.loss(self.model, batch, targets)
+
+    def backward(self, forward: LossOutput) -> None:
         """Gradients of the loss; with micro-batches, of its share (loss / accumulate), added to the others'."""
         loss = forward.loss if self.accumulate == 1 else forward.loss / self.accumulate
         loss = loss if self.scaler is None else self.scaler.scale(loss)
@@ -234,19 +245,36 @@ class TrainingStep:
         self.optimizer.zero_grad(set_to_none=True)
         self.family.after_update(self.model)
 
-    def run(self, batch: Batch, hooks: StepHooks = BARE) -> Forward:
+    def run(self, batch: StepInput, hooks: StepHooks = BARE) -> LossOutput:
         """One training step: each micro-batch's forward and backward, then one update, each phase inside its
-        hook. Returns the last micro-batch's Forward."""
-        with hooks.step(batch):
-            for micro_batch in self.micro_batches(batch):
+        hook. A plain Batch is prepared first (its targets made here). Returns the last micro-batch's LossOutput."""
+        prepared = batch if isinstance(batch, StepBatch) else self.prepare(batch)
+        with hooks.step(prepared.batch):
+            for micro_batch, targets in prepared.parts:
                 with hooks.forward(micro_batch):
-                    forward = self.forward(micro_batch)
+                    forward = self.forward(micro_batch, targets)
                 with hooks.backward(forward):
                     self.backward(forward)
             with hooks.update():
                 self.update()
         return forward
 
-    def __call__(self, batch: Batch) -> Any:
-        """The bare step; returns the model's output (of the last micro-batch)."""
+    def __call__(self, batch: StepInput) -> Any:
+        """The bare step; returns the model's own output (of the last micro-batch)."""
         return self.run(batch).output
+
+
+def family_of_model(model: nn.Module) -> ModelFamily:
+    """The family of a built-in model (each carries its configuration, named as `--model` names it); a model of
+    another kind has no family to find: ValueError (its caller passes the family)."""
+    from w2vprof.models.registry import get_family
+
+    name = getattr(getattr(model, "config", None), "name", None)
+    if not isinstance(name, str):
+        raise ValueError(f"a {type(model).__name__} is no built-in model: pass its model family")
+    return get_family(name)
+
+
+def batch_of(batch: StepInput) -> Batch:
+    """The whole batch, prepared or not."""
+    return batch.batch if isinstance(batch, StepBatch) else batch

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from w2vprof.measure.flops import FlopCount, dynamo_left_unimported, subtree_flops
-from w2vprof.models.family import OBJECTIVE, LayerSpec
-from w2vprof.models.registry import family_of
+from w2vprof.models.layers import OBJECTIVE, LayerSpec
+from w2vprof.models.registry import get_family
 from w2vprof.records import ModuleSummaryRow
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,14 +60,16 @@ def _count_on_meta(model_name: str, seconds: float, batch: int) -> tuple[nn.Modu
 
     from w2vprof.measure.flops import count_flops
     from w2vprof.models.meta import on_meta
-    from w2vprof.workload import SAMPLE_RATE
+    from w2vprof.workload import SAMPLE_RATE, Batch
 
-    family = family_of(model_name)
+    family = get_family(model_name)
+    samples = int(round(seconds * SAMPLE_RATE))
     with on_meta(), torch.no_grad():
-        model = family.build(model_name).eval()
-        waveforms = torch.zeros(batch, int(round(seconds * SAMPLE_RATE)))
+        model = family.build(family.objectives[0]).eval()
+        # the lengths on the host, as the workload keeps them (a meta tensor has no values to read)
+        lengths = torch.full((batch,), samples, dtype=torch.long, device="cpu")
         with count_flops() as counter:
-            family.inference(model, waveforms)
+            family.inference(model, Batch(torch.zeros(batch, samples), lengths))
     return model, counter.snapshot()
 
 
@@ -75,7 +77,7 @@ def summary_rows(
     model_name: str, model: nn.Module, count: FlopCount, seconds: float, batch: int, per_layer: bool
 ) -> list[ModuleSummaryRow]:
     """Per-group (or per-layer) rows and the total from one inference pass's FLOP count."""
-    family = family_of(model_name)
+    family = get_family(model_name)
     layers = family.layers(model)
     rows: list[ModuleSummaryRow] = []
     if per_layer:
@@ -106,7 +108,7 @@ def _group_rows(
     `attention` group, its weight layers to `transformer` (as the paper counts them)."""
     prefix = type(model).__name__
     per_layer_flops = flops_per_layer(count, prefix, layers)
-    groups = family.summary_groups
+    groups = family.summary_groups(model)
     params, flops = dict.fromkeys(groups, 0), dict.fromkeys(groups, 0)
     for layer in layers:
         group = family.group_of(layer)

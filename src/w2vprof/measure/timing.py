@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from w2vprof.devices.sync import synchronize
 from w2vprof.measure.failures import classify_exception
@@ -18,9 +18,8 @@ from w2vprof.measure.recipes import RecipeUnsupported
 
 if TYPE_CHECKING:  # pragma: no cover
     from w2vprof.measure.memory import PeakReading, SystemPeak
-    from w2vprof.measure.step import TrainingStep
-    from w2vprof.models.family import LayerSpec
-    from w2vprof.workload import Batch
+    from w2vprof.measure.step import StepInput, TrainingStep
+    from w2vprof.models.layers import LayerSpec
 
 __all__ = [
     "MAX_EXTRA_WARMUP_STEPS",
@@ -65,7 +64,7 @@ class WarmUp:
     note: str  # for the record's notes ('' when warm-up ran as asked)
 
 
-def warm_up(step: TrainingStep, batch: Batch, steps: int, max_extra: int = MAX_EXTRA_WARMUP_STEPS) -> WarmUp:
+def warm_up(step: TrainingStep, batch: StepInput, steps: int, max_extra: int = MAX_EXTRA_WARMUP_STEPS) -> WarmUp:
     """`steps` untimed steps; then, with a gradient scaler, up to `max_extra` more while the last one was skipped
     for overflow (its loss scale fell) or, before any, while the optimizer holds no state (the measurement pass's
     update was skipped). Where every one overflowed, AdamW's state is allocated as its first real step would, so
@@ -95,19 +94,22 @@ class _NoSampling:
         """Compiling steps are no part of the peak memory of the timed steps."""
 
 
-def compile_steps(step: TrainingStep, layers: list[LayerSpec], batches: list[Batch], device: str) -> list[float]:
+def compile_steps(
+    step: TrainingStep, layers: list[LayerSpec], batches: Sequence[StepInput], device: str
+) -> list[float]:
     """torch.compile the step's model's layers, then one step on each distinct batch shape (in order), each timed:
     compilation (and a recompilation for a new shape) happens here, never in the timed steps.
 
     RecipeUnsupported with the reason where this platform cannot compile; running out of memory stays `oom`.
     """
     from w2vprof.measure.recipes import compile_model
+    from w2vprof.measure.step import batch_of
 
     compile_model(step.model, layers)
     times: list[float] = []
     shapes: set[tuple[int, ...]] = set()
     for batch in batches:
-        shape = tuple(batch.waveforms.shape)
+        shape = tuple(batch_of(batch).waveforms.shape)
         if shape in shapes:
             continue
         shapes.add(shape)
@@ -132,7 +134,7 @@ class TimedSteps:
 
 
 def timed_steps(
-    step: TrainingStep, batches: list[Batch], device: str, telemetry: bool, unified: bool = False
+    step: TrainingStep, batches: Sequence[StepInput], device: str, telemetry: bool, unified: bool = False
 ) -> TimedSteps:
     """Each batch once, each step timed alone; peak memory reset before the first and read after the last, the
     system-level peak read around them (`unified`: the GPU allocates from the system's RAM), skipped optimizer
@@ -157,7 +159,7 @@ def timed_steps(
     return TimedSteps(times, memory.read(), dict(fields), system.stop(), skipped, context)
 
 
-def time_one_step(step: TrainingStep, batch: Batch, device: str, memory: Any) -> float:
+def time_one_step(step: TrainingStep, batch: StepInput, device: str, memory: Any) -> float:
     """Seconds of one bare step, the device synchronised before and after; then `memory.sample()`, off the clock
     (MPS has no peak API, so its memory is sampled)."""
     synchronize(device)

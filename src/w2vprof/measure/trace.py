@@ -23,8 +23,9 @@ from w2vprof.measure.layer_timing import STEP, LayerBoundaries
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-    from w2vprof.measure.step import Forward, TrainingStep
-    from w2vprof.models.family import LayerSpec
+    from w2vprof.measure.step import StepInput, TrainingStep
+    from w2vprof.models.family import LossOutput
+    from w2vprof.models.layers import LayerSpec
     from w2vprof.workload import Batch
 
 __all__ = ["PHASES", "TraceHooks", "trace_step"]
@@ -79,7 +80,7 @@ class TraceHooks(LayerBoundaries):
             yield
 
     @contextmanager
-    def backward(self, forward: Forward) -> Iterator[None]:
+    def backward(self, forward: LossOutput) -> Iterator[None]:
         with self._range(PHASES[1]), super().backward(forward):
             yield
 
@@ -89,7 +90,7 @@ class TraceHooks(LayerBoundaries):
             yield
 
 
-def trace_step(step: TrainingStep, batch: Batch, layers: list[LayerSpec], path: Path) -> Path:
+def trace_step(step: TrainingStep, batch: StepInput, layers: list[LayerSpec], path: Path) -> Path:
     """Run one training step (forward, backward, update: it trains the model like any step) under
     torch.profiler, with TraceHooks, and write its Chrome trace to `path` atomically; returns the path.
 
@@ -98,7 +99,9 @@ def trace_step(step: TrainingStep, batch: Batch, layers: list[LayerSpec], path: 
     """
     from torch.profiler import ProfilerActivity, profile
 
-    device = batch.waveforms.device.type
+    from w2vprof.measure.step import batch_of
+
+    device = batch_of(batch).waveforms.device.type
     sync = synchronizer(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     hooks = TraceHooks(step.model, layers, sync)

@@ -21,7 +21,9 @@ __all__ = ["on_meta"]
 
 class _MetaShortcuts(TorchFunctionMode):
     """Results that are only shapes on meta tensors, made directly: initialisers (nothing to fill), weight
-    norm (elementwise, no FLOPs counted) and one_hot (no FLOPs)."""
+    norm (elementwise, no FLOPs counted) and one_hot (no FLOPs). A meta tensor copied to the CPU stays the meta
+    tensor: initialisers that draw on the CPU and copy the draw back (torchaudio's HuBERT and transformer
+    initialisation: `data.copy_(data.cpu().normal_(...).to(data.device))`) then have nothing to copy either."""
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -29,8 +31,11 @@ class _MetaShortcuts(TorchFunctionMode):
         if isinstance(first, torch.Tensor) and first.is_meta:
             if func is torch.Tensor.normal_ or getattr(func, "__module__", None) == "torch.nn.init":
                 return first  # in-place initialisers: nothing to fill on meta
+            if func is torch.Tensor.cpu:
+                return first  # no data to copy: the draw made on it is a shape too
             if func is torch._weight_norm:  # (v, g, dim): the weight, shaped as v
-                return torch.empty_like(first)
+                # NB: not torch.empty_like, whose meta version is a Python reference (2 s of imports on first use)
+                return first.new_empty(first.shape)
             if func is torch.norm_except_dim:  # (v, pow, dim): one norm per slice along dim
                 dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
                 shape = [] if dim == -1 else [n if i == dim else 1 for i, n in enumerate(first.shape)]

@@ -17,17 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from w2vprof.models.config import ModelConfig, frames_for_samples, get_config
+from w2vprof.models.config import ModelConfig, get_config
+from w2vprof.models.encoder import SpeechEncoderModel, build_backbone, to_device_without_waiting
 from w2vprof.models.objective import (
     ContrastiveLoss,
     GradMultiply,
     GumbelVectorQuantizer,
     compute_span_mask,
-    host_lengths,
 )
 
 __all__ = ["PretrainingOutput", "Wav2Vec2ForPretraining", "build_model", "to_device_without_waiting", "NUM_UPDATES"]
@@ -64,30 +63,11 @@ class FeatureProjection(nn.Module):
         return normed, self.dropout(self.projection(normed))
 
 
-class Wav2Vec2ForPretraining(nn.Module):
+class Wav2Vec2ForPretraining(SpeechEncoderModel):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        from torchaudio.models import wav2vec2_model
-
         self.config = config
-        backbone = wav2vec2_model(
-            extractor_mode=config.extractor_mode,
-            extractor_conv_layer_config=[list(layer) for layer in config.conv_layers],
-            extractor_conv_bias=config.conv_bias,
-            encoder_embed_dim=config.embed_dim,
-            encoder_projection_dropout=config.dropout,
-            encoder_pos_conv_kernel=config.pos_conv_kernel,
-            encoder_pos_conv_groups=config.pos_conv_groups,
-            encoder_num_layers=config.num_layers,
-            encoder_num_heads=config.num_heads,
-            encoder_attention_dropout=config.attention_dropout,
-            encoder_ff_interm_features=config.ffn_dim,
-            encoder_ff_interm_dropout=config.activation_dropout,
-            encoder_dropout=config.dropout,
-            encoder_layer_norm_first=config.layer_norm_first,
-            encoder_layer_drop=config.layer_drop,
-            aux_num_out=None,
-        )
+        backbone = build_backbone(config)
         conv_channels = config.conv_layers[-1][0]
         self.feature_extractor = backbone.feature_extractor
         torchaudio_projection = backbone.encoder.feature_projection
@@ -143,33 +123,6 @@ class Wav2Vec2ForPretraining(nn.Module):
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
 
-    # -- shared front end ---------------------------------------------------------------------------
-    def _features(self, waveforms: Tensor, lengths: Optional[Tensor]) -> tuple[Tensor, np.ndarray, Tensor]:
-        """CNN features f (B, T, C), their frame lengths on the host, and the real-frame mask (B, T).
-
-        Frame lengths follow from the sample lengths by the conv arithmetic, so they are computed on the host:
-        the step's decisions on them (padding, counts, masking) never wait for the device.
-        """
-        # NB: torchaudio would compute the frame lengths on the lengths' device; it only does that arithmetic.
-        features, _ = self.feature_extractor(waveforms, None)
-        batch, frames, _ = features.shape
-        if lengths is None:
-            frame_lengths = np.full(batch, frames, dtype=np.int64)
-        else:
-            frame_lengths = frames_for_samples(host_lengths(lengths), self.config.conv_layers)
-        on_device = to_device_without_waiting(torch.from_numpy(frame_lengths), features.device)
-        real = torch.arange(frames, device=features.device)[None, :] < on_device[:, None]
-        return features, frame_lengths, real
-
-    @staticmethod
-    def _attention_mask(real: Tensor, dtype: torch.dtype, padded: bool) -> Optional[Tensor]:
-        """Additive mask (B, 1, T, T) hiding padded keys; None for an unpadded batch (the faster kernel)."""
-        if not padded:
-            return None
-        batch, frames = real.shape
-        mask = (~real)[:, None, None, :].to(dtype) * -10000.0
-        return mask.expand(batch, 1, frames, frames)
-
     # -- training -----------------------------------------------------------------------------------
     def forward(
         self, waveforms: Tensor, lengths: Optional[Tensor] = None, inference_only: bool = False
@@ -185,7 +138,7 @@ class Wav2Vec2ForPretraining(nn.Module):
         features, frame_lengths, real = self._features(waveforms, lengths)
         real_f = real.unsqueeze(-1).to(features.dtype)
         num_real = int(frame_lengths.sum())  # host values: no device read
-        feature_penalty = (features.float().pow(2) * real_f).sum() / (num_real * features.shape[-1])
+        feature_penalty = self._feature_penalty(features, real_f, num_real)
         if c.feature_grad_mult != 1.0:
             features = GradMultiply.apply(features, c.feature_grad_mult)
 
@@ -199,7 +152,7 @@ class Wav2Vec2ForPretraining(nn.Module):
         x = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(x.dtype), x)
 
         padded = bool((frame_lengths < frames).any())
-        context = self.transformer(x, attention_mask=self._attention_mask(real, x.dtype, padded))
+        context = self._encode(x, real, padded)
 
         batch = x.shape[0]
         # NB: boolean indexing (here and for normed below, and in its backward) makes a GPU wait: the output
@@ -232,22 +185,11 @@ class Wav2Vec2ForPretraining(nn.Module):
         features, frame_lengths, real = self._features(waveforms, lengths)
         normed, x = self.feature_projection(features)
         padded = bool((frame_lengths < x.shape[1]).any())
-        context = self.transformer(x, attention_mask=self._attention_mask(real, x.dtype, padded))
+        context = self._encode(x, real, padded)
         codewords, _, _ = self.quantizer(normed.reshape(-1, normed.shape[-1]), self.temperature)
         targets = self.project_q(codewords.to(normed.dtype))
         predictions = self.final_proj(context)
         return predictions.sum() + targets.sum()
-
-
-def to_device_without_waiting(host: Tensor, device: torch.device) -> Tensor:
-    """A small host tensor on `device`, queued behind the device's work instead of waiting for it.
-
-    NB: on CUDA the copy comes from pinned memory (torch caches those blocks): from pageable memory the driver
-    may synchronise with the stream first. On the CPU this is the tensor itself.
-    """
-    if device.type == "cuda":
-        host = host.pin_memory()
-    return host.to(device, non_blocking=True)
 
 
 def build_model(name: str, **overrides) -> Wav2Vec2ForPretraining:
