@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import torch
 
 from w2vprof.devices.calibrate import Calibration, calibrate
-from w2vprof.measure.engine import layer_rows, measurement_pass, timed_steps, warm_up
+from w2vprof.measure.counting import layer_rows, measurement_pass
 from w2vprof.measure.layer_timing import OTHER, LayerTiming, time_layers, with_flop_rates
-from w2vprof.measure.layers import group_of_layer, model_layers
 from w2vprof.measure.step import TrainingStep
-from w2vprof.models import build_model
+from w2vprof.measure.timing import timed_steps, warm_up
+from w2vprof.models import PRETRAIN, get_family
 from w2vprof.workload import Batch, make_workload
 
 
@@ -48,9 +48,10 @@ class Measured:
 
 def measure(args: argparse.Namespace) -> Measured:
     torch.manual_seed(0)
-    model = build_model(args.model).train()
+    family = get_family(args.model)
+    model = family.build(PRETRAIN).train()
     step = TrainingStep.create(model, "cpu", args.precision)
-    layers = model_layers(model)
+    layers = family.layers(model)
     stream = make_workload(args.seconds).batches(args.batch, 0)
     batches = [next(stream) for _ in range(args.repeats)]
     counts = measurement_pass(step, layers, batches[0])
@@ -65,7 +66,7 @@ def measure(args: argparse.Namespace) -> Measured:
     timing = time_layers(step, layers, batches, "cpu", args.layer_repeats, before_each=bare_step)
     timing = with_flop_rates(timing, {r.layer: r.fwd_flops for r in rows}, {r.layer: r.bwd_flops for r in rows})
     flops = {r.layer: r.fwd_flops + r.bwd_flops for r in rows}
-    cnn = [layer.name for layer in layers if group_of_layer(layer) == "cnn_encoder"]
+    cnn = [layer.name for layer in layers if family.group_of(layer) == "cnn_encoder"]
     return Measured(headline, alternated, timing, flops, counts.train_flops, cnn)
 
 

@@ -11,8 +11,8 @@ changed (one run here: 0.865, the next 1.0). Prints the load average before and 
 compare only figures from one run.
 
 Then the sharper check (`--pairs N`, default 6; 0 skips it): one model, one optimizer, one batch, and N pairs of
-steps, each pair a plain step then the engine's own timed step (`engine._timed_step` on a `TrainingStep`, the
-code every headline median comes from), back to back. A change of load hits both halves of a pair, so the
+steps, each pair a plain step then the engine's own timed step (`timing.time_one_step` on a `TrainingStep`,
+the code every headline median comes from), back to back. A change of load hits both halves of a pair, so the
 median of the pairs' ratios shows what the timed path costs over a bare step, free of the drift between blocks.
 """
 
@@ -91,6 +91,7 @@ def alternate_steps(model_name: str, batch: int, seconds: float, pairs: int) -> 
     from w2vprof.measure import engine
     from w2vprof.measure.memory import StepPeakMemory
     from w2vprof.measure.step import TrainingStep
+    from w2vprof.measure.timing import time_one_step
     from w2vprof.records import ResultRecord
 
     config = engine.ProfileConfig(model=model_name, batch=batch, seconds=seconds, repeats=1, seed=0)
@@ -110,7 +111,7 @@ def alternate_steps(model_name: str, batch: int, seconds: float, pairs: int) -> 
     plain, timed = [], []
     for _ in range(pairs):
         plain.append(plain_step())
-        timed.append(engine._timed_step(step, timed_batch, "cpu", memory))
+        timed.append(time_one_step(step, timed_batch, "cpu", memory))
     ratios = [t / p for p, t in zip(plain, timed)]
     print(f"pairs (plain, engine):    {', '.join(f'({p:.3f}, {t:.3f})' for p, t in zip(plain, timed))}")
     listed = ", ".join(f"{r:.3f}" for r in ratios)

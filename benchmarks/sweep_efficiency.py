@@ -81,8 +81,10 @@ def breakdown(model: str, batch: int, seconds: float, repeats: int) -> None:
     import torch
 
     from w2vprof.measure import engine
-    from w2vprof.measure.layers import model_layers
+    from w2vprof.measure.counting import measurement_pass
     from w2vprof.measure.step import TrainingStep
+    from w2vprof.measure.timing import timed_steps
+    from w2vprof.models.layers import wav2vec2_layers as model_layers
     from w2vprof.records import ResultRecord
 
     config = engine.ProfileConfig(model=model, batch=batch, seconds=seconds, repeats=repeats, device="cpu")
@@ -98,9 +100,9 @@ def breakdown(model: str, batch: int, seconds: float, repeats: int) -> None:
     mark("model build")
     step = TrainingStep.create(built.fresh(), "cpu", "fp32")
     layers = model_layers(step.model)
-    engine.measurement_pass(step, layers, measure_batch)
+    measurement_pass(step, layers, measure_batch)
     mark("measurement pass (counts as warmup)")
-    times = engine.timed_steps(step, timed_batches, "cpu", telemetry=False).times
+    times = timed_steps(step, timed_batches, "cpu", telemetry=False).times
     mark(f"{repeats} timed steps")
     print(f"breakdown: {model} batch {batch} {seconds:g} s, {torch.get_num_threads()} threads")
     for (_, before), (name, after) in zip(marks, marks[1:]):

@@ -15,8 +15,9 @@ import pytest
 
 from w2vprof.analysis.data import paper_results
 from w2vprof.analysis.fl_estimate import FlSetting, fl_estimate
-from w2vprof.analysis.fleet import FleetGroup, fl_estimate_fleet
+from w2vprof.analysis.fleet import fl_estimate_fleet
 from w2vprof.analysis.fleet_io import fleet_records, parse_fleet, read_fleet
+from w2vprof.analysis.fleet_pricing import FleetGroup
 from w2vprof.devices.profiles import DeviceProfile
 from w2vprof.errors import BadInput, SettingError
 from w2vprof.records import read_results_csv, replace

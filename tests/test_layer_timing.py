@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from w2vprof.measure.layer_timing import OTHER, LayerTime, LayerTiming, time_layers, with_flop_rates
-from w2vprof.measure.layers import OBJECTIVE, model_layers
+from w2vprof.models.layers import OBJECTIVE
+from w2vprof.models.layers import wav2vec2_layers as model_layers
 
 
 class FakeClock:

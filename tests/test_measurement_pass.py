@@ -12,8 +12,9 @@ def test_backward_total_per_layer_equals_torchs_counter(precision):
     from w2vprof.measure.attribution import NodeLabeler, backward_flops_by_layer
     from w2vprof.measure.engine import ProfileConfig, build_measured_model, measurement_pass
     from w2vprof.measure.flops import count_flops
-    from w2vprof.measure.layers import OBJECTIVE, model_layers
     from w2vprof.measure.step import TrainingStep
+    from w2vprof.models.layers import OBJECTIVE
+    from w2vprof.models.layers import wav2vec2_layers as model_layers
     from w2vprof.workload import make_workload
 
     config = ProfileConfig(model="tiny", batch=2, seconds=1.0, precision=precision, device="cpu")

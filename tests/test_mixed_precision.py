@@ -16,6 +16,7 @@ import w2vprof.compat as compat
 import w2vprof.measure.engine as engine
 import w2vprof.measure.step as step_module
 from w2vprof.measure.engine import ProfileConfig, profile_configuration
+from w2vprof.measure.timing import MAX_EXTRA_WARMUP_STEPS
 
 MPS_FLOAT64 = (
     "Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64. "
@@ -168,7 +169,7 @@ def test_warm_up_is_bounded_and_the_state_is_allocated_when_every_step_overflows
     assert record.status == "ok", record.error
     assert record.optim_state_bytes == _tiny_state_bytes()  # never 0 for AdamW
     assert record.skipped_steps == 2
-    assert f"still falling after {engine.MAX_EXTRA_WARMUP_STEPS} extra warm-up step(s)" in record.notes
+    assert f"still falling after {MAX_EXTRA_WARMUP_STEPS} extra warm-up step(s)" in record.notes
     assert "optimizer state was allocated before timing" in record.notes
 
 

@@ -232,9 +232,9 @@ def test_checkpointing_announces_its_recomputation_without_context_fn(monkeypatc
     import torch
     import torch.utils.checkpoint
 
-    from w2vprof.measure.layers import model_layers
     from w2vprof.measure.recipes import apply_recipe, make_recipe
     from w2vprof.models import build_model
+    from w2vprof.models.layers import wav2vec2_layers as model_layers
     from w2vprof.workload import make_workload
 
     real = torch.utils.checkpoint.checkpoint

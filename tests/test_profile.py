@@ -13,8 +13,8 @@ from torch import nn
 from conftest import run_cli
 from w2vprof.measure.activations import ActivationTracker
 from w2vprof.measure.engine import ProfileConfig, profile_configuration
-from w2vprof.measure.layers import LayerSpec
 from w2vprof.measure.stats import quantile, time_stats
+from w2vprof.models.layers import LayerSpec
 from w2vprof.records import (
     LAYER_COLUMNS,
     RESULT_COLUMNS,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -287,3 +288,39 @@ def test_a_negative_layer_time_is_written_empty(tmp_path):
     write_records_csv(path, rows, LAYER_COLUMNS)  # without the rules: the file its reader refuses
     with pytest.raises(BadInput, match="column sec has '-2.0', must be >= 0"):
         read_layers_csv(path)
+
+
+#: A type alias whose name holds "int": a reader searching the annotation's text took this float column for a
+#: whole number; the codec reads the type the annotation names (typing.get_type_hints).
+Points = float
+
+
+@dataclass
+class _ScoreRow:
+    name: str = ""
+    points: Points = 0.0
+    bonus: Optional[Points] = None
+    count: Optional[int] = None
+
+
+@dataclass
+class _ListRow:
+    values: list = None  # type: ignore[assignment]
+
+
+def test_a_column_is_read_as_the_type_its_annotation_names():
+    from w2vprof.record_codec import column_types
+    from w2vprof.records import RowRules, read_records
+
+    types = column_types(_ScoreRow)
+    assert [(name, t.kind, t.optional) for name, t in types.items()] == [
+        ("name", str, False),
+        ("points", float, False),
+        ("bonus", float, True),
+        ("count", int, True),
+    ]
+    rules = RowRules(what="score", required=("name",))
+    (row,) = read_records(Path("scores.csv"), _ScoreRow, rules, text="name,points,bonus,count\na,2.5,,3\n")
+    assert row == _ScoreRow("a", 2.5, None, 3)
+    with pytest.raises(TypeError, match=r"_ListRow\.values: a column is bool, int, float or str"):
+        column_types(_ListRow)

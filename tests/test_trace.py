@@ -12,9 +12,9 @@ import pytest
 
 from conftest import new_tiny_training_step
 from w2vprof.files import DiskWriteError
-from w2vprof.measure.layers import model_layers
 from w2vprof.measure.step import TrainingStep
 from w2vprof.measure.trace import PHASES, trace_step
+from w2vprof.models.layers import wav2vec2_layers as model_layers
 from w2vprof.workload import make_workload
 
 pytestmark = pytest.mark.integration

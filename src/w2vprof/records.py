@@ -19,19 +19,20 @@ Schema history:
 Loading a file of an older version fills fields it lacks with their defaults; loading a file that is not
 w2vprof output raises BadInput naming the file. Every row is checked before use (`RowRules`: batch a positive
 whole number, seconds > 0, times, bytes and FLOPs finite and >= 0, status and precision from the known sets); a
-cell that breaks a rule is BadInput "<file>: line N: column C has 'X', <why>".
+cell that breaks a rule is BadInput "<file>: line N: column C has 'X', <why>". One cell is written and read
+by w2vprof.record_codec (each column's type from its annotation).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Type, TypeVar
 
 from w2vprof.errors import BadInput
 from w2vprof.files import DurableCsv, csv_text, read_csv_rows, write_text_atomic
+from w2vprof.record_codec import Invalid, cell_text, column_types, parse_cell, parse_number
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -250,18 +251,8 @@ RESULT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRecord))
 LAYER_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LayerRecord))
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 def record_to_row(record: Any) -> list[str]:
-    return [_cell(getattr(record, f.name)) for f in fields(record)]
+    return [cell_text(getattr(record, f.name)) for f in fields(record)]
 
 
 def rows_to_csv_text(records: Iterable[Any], columns: Iterable[str], header: bool = True) -> str:
@@ -289,10 +280,10 @@ def readable_record(record: Row, rules: RowRules) -> Row:
     values = {field.name: getattr(record, field.name) for field in fields(record)}
     changes: dict[str, Any] = {}
     said = []
-    for name, type_text in _type_texts(record).items():
-        text = _cell(values[name])
-        reason = _parse_cell(name, text, type_text, rules)
-        if isinstance(reason, _Invalid) and "Optional" in type_text:
+    for name, column in column_types(type(record)).items():
+        text = cell_text(values[name])
+        reason = parse_cell(name, text, column, rules)
+        if isinstance(reason, Invalid) and column.optional:
             changes[name] = None
             said.append(f"{name} was {text} ({reason}): left empty")
     if not changes:
@@ -300,11 +291,6 @@ def readable_record(record: Row, rules: RowRules) -> Row:
     if "notes" in values:
         changes["notes"] = "; ".join(filter(None, [values["notes"], *said]))
     return dataclasses.replace(record, **changes)
-
-
-def _type_texts(record_type: Any) -> dict[str, str]:
-    """Each field's annotation as text ("Optional[float]"), of a record class or instance: what _parse_cell reads."""
-    return {f.name: f.type if isinstance(f.type, str) else str(f.type) for f in fields(record_type)}
 
 
 class RecordCsv:
@@ -379,69 +365,6 @@ SUMMARY_RULES = RowRules(
 )
 
 
-def _number(value: str, is_int: bool) -> Any:
-    """The number in a cell, or the reason it is not one (a str)."""
-    try:
-        number = float(value)
-    except ValueError:
-        return "not a number"
-    if is_int:
-        try:
-            return int(value)
-        except ValueError:
-            if not math.isfinite(number):
-                return "not a finite number"
-            return int(number) if number.is_integer() else "not a whole number"
-    return number
-
-
-def _bool(value: str) -> Any:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    return "not true or false"
-
-
-def _check_number(name: str, number: Any, rules: RowRules) -> Optional[str]:
-    """Why `number` cannot be in column `name` (None when it can)."""
-    if name in rules.any_float:
-        return None
-    if not math.isfinite(number):
-        return "not a finite number"
-    if name in rules.positive and number <= 0:
-        return "must be > 0"
-    if name not in rules.signed and name not in rules.positive and number < 0:
-        return "must be >= 0"
-    return None
-
-
-def _parse_cell(name: str, value: str, type_text: str, rules: RowRules) -> Any:
-    """The typed value of one cell, or the reason it breaks the rules (a str, returned as `_Invalid`)."""
-    if value == "":
-        if "Optional" in type_text:
-            return None
-        if name in rules.positive:
-            return _Invalid("must be a number > 0")
-        return 0 if "int" in type_text else 0.0 if "float" in type_text else ""  # an older file left it empty
-    if "bool" in type_text:
-        parsed = _bool(value)
-    elif "int" in type_text or "float" in type_text:
-        parsed = _number(value, "int" in type_text)
-        if not isinstance(parsed, str):
-            reason = _check_number(name, parsed, rules)
-            parsed = reason if reason else parsed
-    else:
-        allowed = dict(rules.choices).get(name)
-        return _Invalid("not one of " + ", ".join(allowed)) if allowed and value not in allowed else value
-    return _Invalid(parsed) if isinstance(parsed, str) else parsed
-
-
-class _Invalid(str):
-    """A cell's reason for breaking the rules (kept apart from text values by its type)."""
-
-
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import DataclassInstance
 
@@ -464,15 +387,15 @@ def read_records(
         raise BadInput(f"{path}: not a w2vprof {rules.what} file (missing columns: {', '.join(missing)})")
     if require_rows and not rows:
         raise BadInput(f"{path}: no rows")
-    types = _type_texts(cls)
+    types = column_types(cls)
     records = []
     for line_no, raw in rows:
         _check_schema(path, line_no, raw.get("schema_version", ""), rules.schema_version)
         values = {}
         for name, value in raw.items():
             if name in types:
-                parsed = _parse_cell(name, value, types[name], rules)
-                if isinstance(parsed, _Invalid):
+                parsed = parse_cell(name, value, types[name], rules)
+                if isinstance(parsed, Invalid):
                     raise BadInput(f"{path}: line {line_no}: column {name} has {value!r}, {parsed}")
                 values[name] = parsed
         records.append(cls(**values))
@@ -481,7 +404,7 @@ def read_records(
 
 def _check_schema(path: Path, line_no: int, value: str, newest: int) -> None:
     """A row of a newer schema may mean other things by the same columns: refuse it before reading it."""
-    version = _number(value, True) if value else newest
+    version = parse_number(value, True) if value else newest
     if isinstance(version, int) and version > newest:
         raise BadInput(f"{path}: written by a newer w2vprof (schema {version} > {newest}); upgrade w2vprof")
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from w2vprof.analysis.data import device_label
-from w2vprof.analysis.fleet import FleetDevice, FleetEstimate, FleetFigures, FleetGroup
+from w2vprof.analysis.fleet import FleetDevice, FleetEstimate, FleetFigures
+from w2vprof.analysis.fleet_pricing import FleetGroup
 from w2vprof.errors import BadInput
 from w2vprof.records import ResultRecord
 

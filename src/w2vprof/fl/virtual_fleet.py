@@ -4,7 +4,7 @@ it would take on that fleet (virtual time), from the client's measured device an
 Which device a client stands for: the fleet file's lines are dealt out in proportion to their counts (each next
 client takes the line furthest below its share; a run with as many clients as the fleet has takes exactly its
 counts), then shuffled with the run's seed, so partition 0 is not always the first line. A client's virtual seconds
-are its device's measured seconds per batch (analysis.fleet.price_fleet: fl-estimate --fleet's own cost lookup)
+are its device's measured seconds per batch (analysis.fleet_pricing.price_fleet: fl-estimate --fleet's lookup)
 x the optimizer steps it ran + its model download and update upload over its line's links. Its update is left out
 of the aggregate (weight 0) when its device cannot hold or run the configuration, when it is unreachable this
 round (drawn with its line's availability, seeded by the run's seed, the round and the partition), or when its
@@ -26,7 +26,7 @@ from w2vprof.fl.settings import FlSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     from w2vprof.analysis.fl_estimate import FlSetting
-    from w2vprof.analysis.fleet import FleetGroup
+    from w2vprof.analysis.fleet_pricing import FleetGroup
     from w2vprof.records import ResultRecord
 
 __all__ = [
@@ -136,7 +136,7 @@ def _pricing_setting(settings: FlSettings, inputs: FleetInputs, samples_per_clie
 
 def plan_fleet(inputs: FleetInputs, settings: FlSettings) -> FleetRun:
     """The fleet priced at the run's configuration and a line for each of the run's clients (no mixes yet)."""
-    from w2vprof.analysis.fleet import price_fleet
+    from w2vprof.analysis.fleet_pricing import price_fleet
 
     prices = price_fleet(inputs.rows, inputs.groups, _pricing_setting(settings, inputs, 1))
     if all(price.excluded for price in prices.lines):

@@ -21,13 +21,13 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Tuple
 
-from w2vprof.measure.layers import OBJECTIVE
+from w2vprof.models.layers import OBJECTIVE
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-    from w2vprof.measure.layers import LayerSpec
+    from w2vprof.models.layers import LayerSpec
 
 __all__ = ["ActivationTracker"]
 

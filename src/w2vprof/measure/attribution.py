@@ -14,12 +14,12 @@ from collections import defaultdict
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
-from w2vprof.measure.layers import OBJECTIVE
+from w2vprof.models.layers import OBJECTIVE
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-    from w2vprof.measure.layers import LayerSpec
+    from w2vprof.models.layers import LayerSpec
 
 __all__ = ["NodeLabeler", "backward_flops_by_layer"]
 

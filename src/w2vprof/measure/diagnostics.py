@@ -18,16 +18,15 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from w2vprof.measure.failures import classify_exception
 from w2vprof.records import LayerRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from w2vprof.measure.layer_timing import LayerTiming
-    from w2vprof.measure.layers import LayerSpec
-    from w2vprof.measure.step import TrainingStep
-    from w2vprof.workload import Batch
+    from w2vprof.measure.step import StepInput, TrainingStep
+    from w2vprof.models.layers import LayerSpec
 
 __all__ = [
     "CALIBRATION_MODES",
@@ -59,7 +58,7 @@ class Diagnostics:
 def run_diagnostics(
     step: TrainingStep,
     specs: list[LayerSpec],
-    batches: list[Batch],
+    batches: Sequence[StepInput],
     device: str,
     layers: list[LayerRecord],
     step_times: list[float],
@@ -86,7 +85,7 @@ def _time_layers(
     found: Diagnostics,
     step: TrainingStep,
     specs: list[LayerSpec],
-    batches: list[Batch],
+    batches: Sequence[StepInput],
     device: str,
     repeats: int,
     step_times: list[float],
@@ -157,7 +156,7 @@ def timing_summary(timing: LayerTiming, step_times: list[float]) -> dict[str, An
     }
 
 
-def _trace(found: Diagnostics, step: TrainingStep, specs: list[LayerSpec], batch: Batch, path: Path) -> None:
+def _trace(found: Diagnostics, step: TrainingStep, specs: list[LayerSpec], batch: StepInput, path: Path) -> None:
     from w2vprof.errors import W2vprofError
     from w2vprof.measure.trace import trace_step
 

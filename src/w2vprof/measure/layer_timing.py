@@ -4,8 +4,8 @@
 steps, and every hook is removed when they end) with the device synchronised at each layer boundary, and
 charges the time between two boundaries to whatever ran in between:
 
-- forward: a pre-hook and a post-hook on every module of every layer (w2vprof.measure.layers) mark where a
-  layer starts and ends. Time inside a layer's modules is that layer's; time outside every layer's modules
+- forward: a pre-hook and a post-hook on every module of every layer (the model family's map of layers) mark
+  where a layer starts and ends. Time inside a layer's modules is that layer's; time outside every layer's modules
   during the forward (masking, the residual add around the positional convolution, the losses' glue, the
   feature penalty) is `objective`'s, the row that already holds the FLOPs and activations of that work.
 - backward: every autograd node the forward created is labelled with the layer whose forward created it
@@ -49,14 +49,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Protocol, Sequence
 
+from w2vprof.devices.sync import synchronizer
 from w2vprof.measure.attribution import NodeLabeler
-from w2vprof.measure.layers import OBJECTIVE
+from w2vprof.measure.step import StepHooks
+from w2vprof.models.layers import OBJECTIVE
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-    from w2vprof.measure.layers import LayerSpec
-    from w2vprof.measure.step import TrainingStep
+    from w2vprof.measure.step import StepInput, TrainingStep
+    from w2vprof.models.family import LossOutput
+    from w2vprof.models.layers import LayerSpec
     from w2vprof.workload import Batch
 
 __all__ = [
@@ -68,7 +71,6 @@ __all__ = [
     "LayerBoundaries",
     "LayerTime",
     "LayerTiming",
-    "device_sync",
     "time_layers",
     "with_flop_rates",
 ]
@@ -77,17 +79,6 @@ FORWARD = "fwd"
 BACKWARD = "bwd"
 STEP = "step"  # direction of the `other` work: neither a layer's forward nor its backward
 OTHER = "other"  # the row for the rest of the step (optimizer update, loss scaling, engine start and end)
-
-
-def device_sync(device: str) -> Callable[[], None]:
-    """The function that waits for `device` (cpu | cuda | mps) to finish its queued work (nothing on the CPU)."""
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.synchronize
-    if device == "mps":
-        return torch.mps.synchronize
-    return lambda: None
 
 
 class BoundaryObserver(Protocol):
@@ -99,11 +90,11 @@ class BoundaryObserver(Protocol):
     def start(self, layer: str, direction: str) -> None: ...
 
 
-class LayerBoundaries:
-    """Finds the boundaries between layers in a training step and tells an observer (a stopwatch, a tracer).
+class LayerBoundaries(StepHooks):
+    """Finds the boundaries between layers in a training step and tells an observer (a stopwatch, a tracer): the
+    step's hooks (w2vprof.measure.step.StepHooks), so `step.run(batch, boundaries)` is the step it watches.
 
-    Use `forward()` around the forward pass and `backward(output)` around the backward pass; each removes its
-    hooks when it ends, and nothing is stored on the model.
+    Each phase's hooks are removed when the phase ends, and nothing is stored on the model.
     """
 
     def __init__(self, model: nn.Module, layers: list[LayerSpec], observer: BoundaryObserver) -> None:
@@ -131,7 +122,16 @@ class LayerBoundaries:
             self._observer.stop()
 
     @contextmanager
-    def forward(self) -> Iterator[None]:
+    def step(self, batch: Batch) -> Iterator[None]:
+        """The whole step: `other` work until the first forward, and the last interval charged at its end."""
+        self.switch(OTHER, STEP)
+        try:
+            yield
+        finally:
+            self.stop()
+
+    @contextmanager
+    def forward(self, batch: Batch) -> Iterator[None]:
         self._labeler = NodeLabeler(self._model, self._layers)  # a fresh graph: forget the last step's nodes
         handles = []
         for layer in self._layers:
@@ -147,10 +147,10 @@ class LayerBoundaries:
             self._inside.clear()
 
     @contextmanager
-    def backward(self, output: Any) -> Iterator[None]:
-        """Around the backward of `output` (a PretrainingOutput or a loss tensor) made under `forward()`."""
+    def backward(self, forward: LossOutput) -> Iterator[None]:
+        """Around the backward of `forward.loss`, made under `forward()`."""
         handles: list[Any] = []
-        self.switch(OTHER, STEP, lambda: handles.extend(self._hook_nodes(output)))
+        self.switch(OTHER, STEP, lambda: handles.extend(self._hook_nodes(forward.loss)))
         try:
             yield
         finally:
@@ -181,8 +181,8 @@ class LayerBoundaries:
         return leave
 
     # -- backward hooks ------------------------------------------------------------------------------------------
-    def _hook_nodes(self, output: Any) -> list[Any]:
-        self._labeler.label_from(getattr(output, "loss", output), OBJECTIVE)
+    def _hook_nodes(self, loss: Any) -> list[Any]:
+        self._labeler.label_from(loss, OBJECTIVE)
         self._label_own_parameters()
         return [node.register_prehook(self._node_hook(label)) for node, label in self._labeler.labels.items()]
 
@@ -292,13 +292,13 @@ class LayerTiming:
 def time_layers(
     step: TrainingStep,
     layers: list[LayerSpec],
-    batches: Sequence[Batch],
+    batches: Sequence[StepInput],
     device: str,
     repeats: int = 3,
     *,
     clock: Callable[[], float] = time.perf_counter,
     sync: Optional[Callable[[], None]] = None,
-    before_each: Optional[Callable[[Batch], None]] = None,
+    before_each: Optional[Callable[[StepInput], None]] = None,
 ) -> LayerTiming:
     """Run `repeats` training steps on `step` (batch i is batches[i % len(batches)]), timing each layer's
     forward and backward; medians over the repeats. The steps train the model like any other step.
@@ -307,7 +307,7 @@ def time_layers(
     times one there, so bare and instrumented steps alternate and a change of load between them hits both."""
     if repeats < 1 or not batches:
         raise ValueError(f"time_layers needs at least one repeat and one batch (got {repeats}, {len(batches)})")
-    sync = sync if sync is not None else device_sync(device)
+    sync = sync if sync is not None else synchronizer(device)
     runs = []
     for index in range(repeats):
         batch = batches[index % len(batches)]
@@ -317,7 +317,7 @@ def time_layers(
         boundaries = LayerBoundaries(step.model, layers, stopwatch)
         with _no_garbage_collection():
             start = clock()
-            _instrumented_step(step, batch, boundaries)
+            step.run(batch, boundaries)
             wall = clock() - start
         runs.append((stopwatch.charged, wall, dict(boundaries.io_bytes)))
     return _summarise([layer.name for layer in layers], runs)
@@ -334,19 +334,6 @@ def _no_garbage_collection() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _instrumented_step(step: TrainingStep, batch: Batch, boundaries: LayerBoundaries) -> None:
-    """step(batch) taken apart as TrainingStep does it (each micro-batch's forward and backward, then one
-    update), with the boundaries watching."""
-    boundaries.switch(OTHER, STEP)
-    for micro_batch in step.micro_batches(batch):
-        with boundaries.forward():
-            output = step.forward(micro_batch)
-        with boundaries.backward(output):
-            step.backward(output)
-    step.update()
-    boundaries.stop()
 
 
 def _summarise(names: list[str], runs: list[tuple[dict[tuple[str, str], float], float, dict[str, int]]]) -> LayerTiming:

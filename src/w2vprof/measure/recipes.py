@@ -12,9 +12,10 @@ What each option changes in the step, how it is measured and the arithmetic of w
   forward again during backward. That second forward is real work: the backward FLOP counter charges it to the
   layer's `recompute_flops` (`recomputing_layer` tells the counter when it runs), not to its backward FLOPs.
 - freeze: parameters without gradients and without optimizer state. `cnn` freezes the CNN encoder; `cnn+N`
-  (N >= 1) also freezes everything between the CNN and the transformer layers (feature projection, mask
-  embedding, positional convolution, and the LayerNorm before the layers of post-LN models) and the first N transformer
-  layers, so no gradient flows into a frozen layer and it saves no activations at all.
+  (N >= 1) also freezes every layer before the first transformer layer in the model family's map (wav2vec 2.0:
+  feature projection, mask embedding, positional convolution, and the LayerNorm before the layers of post-LN
+  models) and the first N transformer layers, so no gradient flows into a frozen layer and it saves no
+  activations at all.
 - accumulate: the batch runs as K equal micro-batches (forward and backward each, loss divided by K) and one
   optimizer step (measure.step.TrainingStep).
 - optimizer: torch's AdamW (fairseq's values), SGD with momentum 0.9, or Adafactor; only trainable parameters.
@@ -36,8 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-    from w2vprof.measure.layers import LayerSpec
-    from w2vprof.models.pretraining import Wav2Vec2ForPretraining
+    from w2vprof.models.family import OptimizerSettings
+    from w2vprof.models.layers import LayerSpec
 
 __all__ = [
     "CHECKPOINTING",
@@ -57,7 +58,7 @@ __all__ = [
     "recomputing_layer",
 ]
 
-#: --checkpointing: the layer kinds (measure.layers) whose modules run under activation checkpointing.
+#: --checkpointing: the layer kinds (w2vprof.models.family.LayerSpec) whose modules run under activation checkpointing.
 CHECKPOINTING: dict[str, tuple[str, ...]] = {
     "none": (),
     "transformer": ("transformer",),
@@ -116,7 +117,7 @@ class Recipe:
 
     def check(self, model: str, batch: int) -> None:
         """BadInput where the recipe cannot apply to this model and batch."""
-        from w2vprof.models import get_config
+        from w2vprof.models.config import BUILTIN_NAMES, builtin_config
 
         if batch % self.accumulate:
             raise SettingError(
@@ -125,7 +126,9 @@ class Recipe:
                 f"{self.accumulate} micro-batches must hold the same number of utterances",
                 ("batch",),
             )
-        layers = get_config(model).num_layers
+        if model not in BUILTIN_NAMES:
+            return  # a model of the user's own: its layer map is checked when the recipe is applied
+        layers = builtin_config(model).num_layers
         if self.frozen_transformer_layers > layers:
             raise SettingError(
                 "freeze", f"{self.freeze}: {model} has {layers} transformer layers (cnn+1 .. cnn+{layers})"
@@ -192,7 +195,7 @@ class AppliedRecipe:
     frozen: frozenset[str]  # layer names none of whose parameters gets a gradient
 
 
-def apply_recipe(model: Wav2Vec2ForPretraining, recipe: Recipe, layers: list[LayerSpec]) -> AppliedRecipe:
+def apply_recipe(model: nn.Module, recipe: Recipe, layers: list[LayerSpec]) -> AppliedRecipe:
     """Freeze the recipe's parameters and wrap its checkpointed modules (in place); the default changes nothing."""
     _freeze_parameters(model, recipe, layers)
     wrapped = CHECKPOINTING[recipe.checkpointing]
@@ -213,31 +216,42 @@ def apply_recipe(model: Wav2Vec2ForPretraining, recipe: Recipe, layers: list[Lay
 
 def _layer_parameters(model: nn.Module, layer: LayerSpec) -> list[torch.nn.Parameter]:
     params = [p for path in layer.modules for p in model.get_submodule(path).parameters()]
-    return params + [getattr(model, name) for name in layer.parameters]
+    return params + [model.get_parameter(name) for name in layer.parameters]
 
 
-def _freeze_parameters(model: Wav2Vec2ForPretraining, recipe: Recipe, layers: list[LayerSpec]) -> None:
+def _freeze_parameters(model: nn.Module, recipe: Recipe, layers: list[LayerSpec]) -> None:
+    """`cnn`: the layers of kind cnn. `cnn+N`: also every layer before the first transformer layer (in forward
+    order; with wav2vec 2.0 the feature projection, the mask embedding and the positional convolution) and the
+    first N transformer layers, but not the transformer's final LayerNorm of a pre-LN model, which runs after the
+    last layer. SettingError where the map has fewer than N transformer layers."""
     if recipe.freeze == "none":
         return
-    frozen_kinds = {"cnn"}
     count = recipe.frozen_transformer_layers
-    if count:
-        # Below the first frozen transformer layer everything is frozen too: a trainable module there would send
-        # gradients through the frozen layers, which would then keep their activations for it.
-        frozen_kinds |= {"projection", "positional"}
-        for name in ("mask_embedding",):
-            getattr(model, name).requires_grad_(False)
+    kinds = [layer.kind for layer in layers]
+    if count > kinds.count("transformer"):
+        raise SettingError("freeze", f"{recipe.freeze}: the model has {kinds.count('transformer')} transformer layers")
+    first_transformer = kinds.index("transformer") if "transformer" in kinds else len(layers)
     transformer_index = 0
-    for layer in layers:
+    for index, layer in enumerate(layers):
         if layer.kind == "transformer":
             frozen = transformer_index < count
             transformer_index += 1
         else:
-            frozen = layer.kind in frozen_kinds
-        for path in layer.modules if frozen else ():
-            if path == "transformer.layer_norm" and not model.transformer.layer_norm_first:
-                continue  # pre-LN models apply it after the last layer: it stays trainable
+            # Below the first frozen transformer layer everything is frozen too: a trainable module there would
+            # send gradients through the frozen layers, which would then keep their activations for it.
+            frozen = layer.kind == "cnn" or (count > 0 and index < first_transformer)
+        if not frozen:
+            continue
+        for path in layer.modules:
+            if path == _FINAL_LAYER_NORM and not getattr(model.get_submodule("transformer"), "layer_norm_first", True):
+                continue  # torchaudio's layer_norm_first is False for pre-LN models: it runs after the last layer
             model.get_submodule(path).requires_grad_(False)
+        for name in layer.parameters:
+            model.get_parameter(name).requires_grad_(False)
+
+
+#: The encoder's own LayerNorm (torchaudio's Transformer.layer_norm), listed with the positional convolution.
+_FINAL_LAYER_NORM = "transformer.layer_norm"
 
 
 # -- activation checkpointing ------------------------------------------------------------------------------------
@@ -286,23 +300,25 @@ def _checkpointed(forward: Any, layer: str) -> Any:
 
 
 # -- the optimizer and compilation -------------------------------------------------------------------------------
-def make_optimizer(model: Wav2Vec2ForPretraining, recipe: Recipe) -> torch.optim.Optimizer:
-    """The recipe's optimizer over the trainable parameters only (frozen ones get no state).
+def make_optimizer(model: nn.Module, recipe: Recipe, settings: OptimizerSettings) -> torch.optim.Optimizer:
+    """The recipe's optimizer over the trainable parameters only (frozen ones get no state), with the model
+    family's hyper-parameters (`settings`; wav2vec 2.0: fairseq's pretraining values).
 
-    AdamW and Adafactor take fairseq's learning rate and decoupled weight decay; SGD has momentum 0.9 and no weight
+    AdamW and Adafactor take the learning rate and decoupled weight decay; SGD has momentum 0.9 and no weight
     decay. RecipeUnsupported where this torch has no such optimizer (Adafactor needs torch 2.5).
     """
     import torch
 
-    c = model.config
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=c.lr, momentum=SGD_MOMENTUM)
+        return torch.optim.SGD(params, lr=settings.lr, momentum=SGD_MOMENTUM)
     if recipe.optimizer == "adafactor":
         if not hasattr(torch.optim, "Adafactor"):
             raise RecipeUnsupported(f"torch {torch.__version__} has no torch.optim.Adafactor (torch 2.5 or newer)")
-        return torch.optim.Adafactor(params, lr=c.lr, weight_decay=c.weight_decay)
-    return torch.optim.AdamW(params, lr=c.lr, betas=c.adam_betas, eps=c.adam_eps, weight_decay=c.weight_decay)
+        return torch.optim.Adafactor(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(
+        params, lr=settings.lr, betas=settings.betas, eps=settings.eps, weight_decay=settings.weight_decay
+    )
 
 
 def optimizer_flops_per_param(optimizer: torch.optim.Optimizer) -> int:

@@ -12,11 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from w2vprof.measure.flops import FlopCount, dynamo_left_unimported, subtree_flops
-from w2vprof.measure.layers import OBJECTIVE, SUMMARY_GROUPS, LayerSpec, group_of_layer, model_layers
+from w2vprof.models.layers import OBJECTIVE, LayerSpec
+from w2vprof.models.registry import get_family
 from w2vprof.records import ModuleSummaryRow
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
+
+    from w2vprof.models.family import ModelFamily
 
 __all__ = ["summarize", "summary_rows", "layer_params", "layer_flops", "flops_per_layer"]
 
@@ -56,15 +59,17 @@ def _count_on_meta(model_name: str, seconds: float, batch: int) -> tuple[nn.Modu
     import torch
 
     from w2vprof.measure.flops import count_flops
-    from w2vprof.models import build_model
     from w2vprof.models.meta import on_meta
-    from w2vprof.workload import SAMPLE_RATE
+    from w2vprof.workload import SAMPLE_RATE, Batch
 
+    family = get_family(model_name)
+    samples = int(round(seconds * SAMPLE_RATE))
     with on_meta(), torch.no_grad():
-        model = build_model(model_name).eval()
-        waveforms = torch.zeros(batch, int(round(seconds * SAMPLE_RATE)))
+        model = family.build(family.objectives[0]).eval()
+        # the lengths on the host, as the workload keeps them (a meta tensor has no values to read)
+        lengths = torch.full((batch,), samples, dtype=torch.long, device="cpu")
         with count_flops() as counter:
-            model(waveforms, inference_only=True)
+            family.inference(model, Batch(torch.zeros(batch, samples), lengths))
     return model, counter.snapshot()
 
 
@@ -72,11 +77,11 @@ def summary_rows(
     model_name: str, model: nn.Module, count: FlopCount, seconds: float, batch: int, per_layer: bool
 ) -> list[ModuleSummaryRow]:
     """Per-group (or per-layer) rows and the total from one inference pass's FLOP count."""
-    prefix = type(model).__name__
-    layers = model_layers(model)
-    per_layer_flops = flops_per_layer(count, prefix, layers)
+    family = get_family(model_name)
+    layers = family.layers(model)
     rows: list[ModuleSummaryRow] = []
     if per_layer:
+        per_layer_flops = flops_per_layer(count, type(model).__name__, layers)
         for layer in layers:
             rows.append(
                 ModuleSummaryRow(
@@ -84,17 +89,33 @@ def summary_rows(
                 )
             )
     else:
-        params = dict.fromkeys(SUMMARY_GROUPS, 0)
-        flops = dict.fromkeys(SUMMARY_GROUPS, 0)
-        for layer in layers:
-            group = group_of_layer(layer)
-            params[group] += layer_params(model, layer)
-            if layer.kind == "transformer":
-                flops["transformer"] += layer_flops(count, prefix, layer, attention=False)
-                flops["attention"] += layer_flops(count, prefix, layer, attention=True)
-            else:
-                flops[group] += per_layer_flops[layer.name]
-        rows.extend(ModuleSummaryRow(model_name, g, params[g], flops[g], seconds, batch) for g in SUMMARY_GROUPS)
+        rows.extend(_group_rows(family, model_name, model, count, layers, seconds, batch))
     total_params = sum(p.numel() for p in model.parameters())
     rows.append(ModuleSummaryRow(model_name, "total", total_params, count.total, seconds, batch))
     return rows
+
+
+def _group_rows(
+    family: ModelFamily,
+    model_name: str,
+    model: nn.Module,
+    count: FlopCount,
+    layers: list[LayerSpec],
+    seconds: float,
+    batch: int,
+) -> list[ModuleSummaryRow]:
+    """Table 1's rows, one per family group; a transformer layer's attention products (QK^T, AV) go to the
+    `attention` group, its weight layers to `transformer` (as the paper counts them)."""
+    prefix = type(model).__name__
+    per_layer_flops = flops_per_layer(count, prefix, layers)
+    groups = family.summary_groups(model)
+    params, flops = dict.fromkeys(groups, 0), dict.fromkeys(groups, 0)
+    for layer in layers:
+        group = family.group_of(layer)
+        params[group] += layer_params(model, layer)
+        if layer.kind == "transformer":
+            flops["transformer"] += layer_flops(count, prefix, layer, attention=False)
+            flops["attention"] += layer_flops(count, prefix, layer, attention=True)
+        else:
+            flops[group] += per_layer_flops[layer.name]
+    return [ModuleSummaryRow(model_name, g, params[g], flops[g], seconds, batch) for g in groups]

@@ -12,18 +12,23 @@ thread, beside the main thread's `backward` range. Open the file at https://ui.p
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
+from w2vprof.devices.sync import synchronizer
 from w2vprof.files import write_bytes_atomic
-from w2vprof.measure.layer_timing import STEP, LayerBoundaries, device_sync
+from w2vprof.measure.layer_timing import STEP, LayerBoundaries
 
 if TYPE_CHECKING:  # pragma: no cover
-    from w2vprof.measure.layers import LayerSpec
-    from w2vprof.measure.step import TrainingStep
+    from torch import nn
+
+    from w2vprof.measure.step import StepInput, TrainingStep
+    from w2vprof.models.family import LossOutput
+    from w2vprof.models.layers import LayerSpec
     from w2vprof.workload import Batch
 
-__all__ = ["trace_step", "PHASES"]
+__all__ = ["PHASES", "TraceHooks", "trace_step"]
 
 #: The enclosing ranges of a traced step, in order.
 PHASES = ("forward", "backward", "optimizer step")
@@ -52,34 +57,57 @@ class LayerRanges:
             self._open = opened
 
 
-def trace_step(step: TrainingStep, batch: Batch, layers: list[LayerSpec], path: Path) -> Path:
+class TraceHooks(LayerBoundaries):
+    """The layer boundaries (opening a LayerRanges range per layer) inside the three phase ranges, and the device
+    synchronised at the end of the step, inside the profile."""
+
+    def __init__(self, model: nn.Module, layers: list[LayerSpec], sync: Callable[[], None]) -> None:
+        from torch.autograd.profiler import record_function
+
+        super().__init__(model, layers, LayerRanges())
+        self._range = record_function
+        self._sync = sync
+
+    @contextmanager
+    def step(self, batch: Batch) -> Iterator[None]:
+        with super().step(batch):
+            yield
+            self._sync()
+
+    @contextmanager
+    def forward(self, batch: Batch) -> Iterator[None]:
+        with self._range(PHASES[0]), super().forward(batch):
+            yield
+
+    @contextmanager
+    def backward(self, forward: LossOutput) -> Iterator[None]:
+        with self._range(PHASES[1]), super().backward(forward):
+            yield
+
+    @contextmanager
+    def update(self) -> Iterator[None]:
+        with self._range(PHASES[2]):
+            yield
+
+
+def trace_step(step: TrainingStep, batch: StepInput, layers: list[LayerSpec], path: Path) -> Path:
     """Run one training step (forward, backward, update: it trains the model like any step) under
-    torch.profiler and write its Chrome trace to `path` atomically; returns the path.
+    torch.profiler, with TraceHooks, and write its Chrome trace to `path` atomically; returns the path.
 
     Run a warmup step first: a first step's trace shows one-time costs (allocations, kernel selection).
     A folder or disk that cannot be written is w2vprof.files.DiskWriteError naming `path`.
     """
-    from torch.autograd.profiler import record_function
     from torch.profiler import ProfilerActivity, profile
 
-    device = batch.waveforms.device.type
-    sync = device_sync(device)
+    from w2vprof.measure.step import batch_of
+
+    device = batch_of(batch).waveforms.device.type
+    sync = synchronizer(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    ranges = LayerRanges()
-    boundaries = LayerBoundaries(step.model, layers, ranges)
+    hooks = TraceHooks(step.model, layers, sync)
     sync()
     with profile(activities=activities) as profiler:
-        try:
-            for micro_batch in step.micro_batches(batch):  # one, unless the recipe accumulates gradients
-                with record_function(PHASES[0]), boundaries.forward():
-                    output = step.forward(micro_batch)
-                with record_function(PHASES[1]), boundaries.backward(output):
-                    step.backward(output)
-            with record_function(PHASES[2]):
-                step.update()
-            sync()
-        finally:
-            boundaries.stop()
+        step.run(batch, hooks)
     return _export(profiler, Path(path))
 
 

@@ -5,8 +5,8 @@ params add up to the model's. The encoder's rows are the same in every built-in 
 heads differ: wav2vec 2.0's quantizer and contrastive loss, HuBERT's projection and cluster prediction, CTC's
 linear blocks and loss.
 
-NB: measure/layers.py holds the wav2vec 2.0 map the measurement path uses today; `wav2vec2_layers` here gives the
-same rows (tests/test_model_families.py compares them), for the model-family interface (models/family.py).
+The measurement path (the counting pass, layer timing, the trace, Table 1) takes these maps through the model-family
+interface (models/family.py `layers`).
 """
 
 from __future__ import annotations
