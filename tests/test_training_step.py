@@ -1,5 +1,7 @@
 """The training step exists once (w2vprof.measure.step.TrainingStep.run): its hooks see each phase in order, and a
-model family other than wav2vec 2.0 goes through the same step, counting pass, layer timing and trace."""
+model family other than wav2vec 2.0 goes through the same step, counting pass, layer timing and trace.
+
+The tests that train are marked integration here (the project's rule), not in conftest.INTEGRATION."""
 
 from __future__ import annotations
 
@@ -93,6 +95,7 @@ class Recorder(StepHooks):
         return self._phase("update")
 
 
+@pytest.mark.integration  # it trains (a toy of 200 parameters: well under a second)
 def test_each_phase_runs_inside_its_hook_in_order_and_micro_batches_share_one_update(toy_step):
     step, _, batch = toy_step
     recorder = Recorder()
@@ -104,6 +107,7 @@ def test_each_phase_runs_inside_its_hook_in_order_and_micro_batches_share_one_up
     assert all(not torch.equal(a, b) for a, b in zip(before, step.model.parameters()))  # it trained
 
 
+@pytest.mark.integration  # it trains (a toy of 200 parameters: well under a second)
 def test_a_family_other_than_wav2vec2_is_counted_by_the_same_pass(toy_step):
     step, layers, batch = toy_step
     counts = measurement_pass(step, layers, batch)
@@ -120,6 +124,7 @@ def test_a_family_other_than_wav2vec2_is_counted_by_the_same_pass(toy_step):
     assert counts.act_by_layer["encoder"] > 0 and counts.optim_state_bytes > 0
 
 
+@pytest.mark.integration  # it trains (a toy of 200 parameters: well under a second)
 def test_a_family_other_than_wav2vec2_is_timed_per_layer_and_traced(toy_step, tmp_path):
     step, layers, batch = toy_step
     ticks = itertools.count()
