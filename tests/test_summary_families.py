@@ -28,7 +28,7 @@ def test_summary_of_a_ctc_model_counts_its_head():
         "summary", "--model", "hubert-tiny", "--seconds", "1", "--format", "json", "--objective", "ctc"
     )
     assert pretrain.returncode == ctc.returncode == 0, pretrain.stderr + ctc.stderr
-    heads = {name: {row["module"]: row for row in json.loads(done.stdout)} for name, done in [("p", pretrain), ("c", ctc)]}
+    heads = {key: {row["module"]: row for row in json.loads(run.stdout)} for key, run in [("p", pretrain), ("c", ctc)]}
     # the same encoder; the CTC head (three linear blocks of 64, the 32-character layer) is not HuBERT's
     assert heads["p"]["cnn_encoder"]["params"] == heads["c"]["cnn_encoder"]["params"]
     assert heads["p"]["heads"]["params"] != heads["c"]["heads"]["params"]
