@@ -26,7 +26,18 @@ __all__ = [
     "sec_per_batch",
     "find_profile",
     "latest_by_config",
+    "objective_of",
+    "PRETRAIN_OBJECTIVE",
 ]
+
+#: The objective of every row written before results had an `objective` column (w2vprof.models.family.PRETRAIN).
+PRETRAIN_OBJECTIVE = "pretrain"
+
+
+def objective_of(record: Any) -> str:
+    """A row's training objective (pretrain or ctc); `pretrain` for a row (or a file) from before the column."""
+    return getattr(record, "objective", "") or PRETRAIN_OBJECTIVE
+
 
 #: --reference NAME -> shipped results file.
 REFERENCES = {"paper": "paper_table2.csv"}
@@ -83,15 +94,20 @@ def sec_per_batch(record: ResultRecord) -> Optional[float]:
     return record.sec_per_batch_median if record.sec_per_batch_median is not None else record.sec_per_batch_mean
 
 
-def latest_by_config(rows: Iterable[ResultRecord], recipes: bool = False) -> dict[tuple[Any, ...], ResultRecord]:
+def latest_by_config(
+    rows: Iterable[ResultRecord], recipes: bool = False, objective: str = PRETRAIN_OBJECTIVE
+) -> dict[tuple[Any, ...], ResultRecord]:
     """One row per (device, model, batch, seconds, precision): the last one wins (a later rerun or --resume).
 
     Only rows of the default training recipe: every analysis of the plain training step (Table 2, compare,
     feasibility, fl-estimate, forecast) leaves rows that checkpoint, freeze, accumulate, ... out. `recipes`: rows of
-    every recipe, keyed by (device, model, batch, seconds, precision, recipe).
+    every recipe, keyed by (device, model, batch, seconds, precision, recipe). Only rows of one `objective`
+    (pretraining unless asked): a CTC fine-tuning row is another measurement of the same configuration.
     """
     chosen: dict[tuple[Any, ...], ResultRecord] = {}
     for row in rows:
+        if objective_of(row) != objective:
+            continue
         key = (device_label(row), row.model, row.batch, length_key(row.seconds), row.precision)
         if recipes:
             chosen[key + (recipe_of(row),)] = row

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from w2vprof.analysis.data import device_label, latest_by_config
+from w2vprof.analysis.data import PRETRAIN_OBJECTIVE, device_label, latest_by_config
 from w2vprof.analysis.fit import linear_fit
 from w2vprof.devices.profiles import DeviceProfile, find_profile
 from w2vprof.errors import BadInput
@@ -103,15 +103,16 @@ class MemoryFits:
     skipped: list[str] = field(default_factory=list)  # model/precision groups without enough points, and why
 
 
-def fit_memory(rows: list[ResultRecord]) -> MemoryFits:
+def fit_memory(rows: list[ResultRecord], objective: str = PRETRAIN_OBJECTIVE) -> MemoryFits:
     """Least squares memory = a + b x (batch x seconds), per model and precision, over measured ok rows.
 
     One measure per fit, never a mix: the first measured figure of FIT_SOURCES (best first: the system-level
     peak, the CUDA reserve plus context, the reserve, the allocator's peak) that at least two batch x seconds have,
     else the sum of activations, parameters, gradients and optimizer state (what `profile` counts without a peak).
+    Only rows of `objective` (pretrain or ctc: the model fine-tuned with CTC is another model to fit).
     """
     groups: dict[tuple[str, str], list[ResultRecord]] = {}
-    for record in latest_by_config(rows).values():
+    for record in latest_by_config(rows, objective=objective).values():
         if record.status == "ok" and record.source == "measured" and training_memory(record):
             groups.setdefault((record.model, record.precision), []).append(record)
     fits, skipped = [], []

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple, Union
 
-from w2vprof.analysis.data import device_label, latest_by_config, paper_results, sec_per_batch
+from w2vprof.analysis.data import PRETRAIN_OBJECTIVE, device_label, latest_by_config, paper_results, sec_per_batch
 from w2vprof.analysis.feasibility import PARTS, training_memory
 from w2vprof.devices.profiles import DeviceProfile
 from w2vprof.errors import BadInput
@@ -85,6 +85,7 @@ class PlanTarget:
     seconds: float
     precision: str = "fp32"
     mixed_precision: bool = True  # the device can train in mixed precision
+    objective: str = PRETRAIN_OBJECTIVE  # pretrain or ctc: only rows measured with this objective are fitted
 
     @property
     def usable_bytes(self) -> float:
@@ -100,6 +101,7 @@ def target_for(
     seconds: float,
     usable_fraction: float = USABLE_FRACTION,
     precision: str = "fp32",
+    objective: str = PRETRAIN_OBJECTIVE,
 ) -> PlanTarget:
     """The target from a shipped (or given) device profile, or from `memory_bytes` (which wins over the profile's).
 
@@ -121,7 +123,7 @@ def target_for(
         memory_gb = profile.memory_gb
     name = device or f"{memory_gb:g} GB"
     mixed = profile.mixed_precision if profile is not None else True
-    return PlanTarget(name, memory_gb, usable_fraction, model, batch, seconds, precision, mixed)
+    return PlanTarget(name, memory_gb, usable_fraction, model, batch, seconds, precision, mixed, objective)
 
 
 @dataclass
@@ -155,7 +157,8 @@ class Plan:
     def verdict(self) -> str:
         t = self.target
         fitting = [r for r in self.rows if r.fits]
-        what = f"{t.model} at batch {t.batch}, {t.seconds:g} s ({t.precision}) on {t.device}"
+        model = t.model if t.objective == PRETRAIN_OBJECTIVE else f"{t.model} ({t.objective})"
+        what = f"{model} at batch {t.batch}, {t.seconds:g} s ({t.precision}) on {t.device}"
         usable = f"{t.usable_bytes / 1e9:.2f} GB usable"
         if fitting:
             best = fitting[0]
@@ -176,7 +179,7 @@ class Plan:
 def plan_recipes(rows: Sequence[ResultRecord], target: PlanTarget) -> Plan:
     """Every recipe with enough measured rows of the target's model and precision, predicted at the target."""
     groups: dict[str, list[ResultRecord]] = {}
-    for record in latest_by_config(rows, recipes=True).values():
+    for record in latest_by_config(rows, recipes=True, objective=target.objective).values():
         if (
             record.status == "ok"
             and record.source == "measured"
@@ -185,8 +188,9 @@ def plan_recipes(rows: Sequence[ResultRecord], target: PlanTarget) -> Plan:
         ):
             groups.setdefault(recipe_of(record), []).append(record)
     if not groups:
+        objective = "" if target.objective == PRETRAIN_OBJECTIVE else f" {target.objective}"
         raise BadInput(
-            f"no measured ok rows of {target.model} {target.precision} in the results given "
+            f"no measured ok rows of {target.model}{objective} {target.precision} in the results given "
             f"(e.g. w2vprof sweep --preset recipes --seconds 1,2,4,{PAPER_SECONDS:g})"
         )
     notes: list[str] = []
@@ -238,7 +242,7 @@ Table2Time = Optional[Tuple[Optional[float], str]]  # None: not a Table 2 device
 def _table2_time(target: PlanTarget) -> Table2Time:
     """The paper's seconds per batch of the default step on the target device (same model, batch, precision)."""
     rows = [r for r in paper_results() if device_label(r) == target.device]
-    if not rows:
+    if not rows or target.objective != PRETRAIN_OBJECTIVE:  # the paper measured pretraining only
         return None
     for record in rows:
         if (record.model, record.batch, record.precision) == (

@@ -32,6 +32,10 @@ def feasibility_command(
     seconds: str = typer.Option(
         f"{PAPER_SECONDS:g}", "--seconds", help="Utterance length (s) a configuration must reach to fit."
     ),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Only these models (comma list, e.g. base,hubert-base; default: every one)."
+    ),
+    objective: str = typer.Option("pretrain", "--objective", help="pretrain or ctc: the rows measured with it."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv or json."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
 ) -> None:
@@ -45,8 +49,9 @@ def feasibility_command(
 
     check_format(fmt, FORMATS)
     names = [n.strip() for n in device.split(",") if n.strip()] if device else None
+    rows = _rows_of_models(load_results(results), model, objective.strip())
     result = feasibility(
-        fit_memory(load_results(results)),
+        fit_memory(rows, objective.strip()),
         load_profiles(devices),
         parse_positive_float(usable_fraction, "--usable-fraction"),
         tuple(parse_int_list(batch, "--batch")),
@@ -54,6 +59,23 @@ def feasibility_command(
         names,
     )
     emit(feasibility_view(result), fmt, out)
+
+
+def _rows_of_models(rows: list[ResultRecord], models: Optional[str], objective: str) -> list[ResultRecord]:
+    """The rows of the models asked for (all if None), each name checked through the model registry, and the
+    objective checked against the first of them (SettingError/BadInput: one line, exit 2)."""
+    from w2vprof.errors import SettingError
+    from w2vprof.models import OBJECTIVES
+    from w2vprof.models.registry import get_family
+
+    if objective not in OBJECTIVES:
+        raise SettingError.unknown("objective", objective, OBJECTIVES)
+    if models is None:
+        return rows
+    wanted = [name.strip() for name in models.split(",") if name.strip()]
+    for name in wanted:
+        get_family(name).check_objective(objective)
+    return [row for row in rows if row.model in wanted]
 
 
 #: fl-estimate's options whose help text needs a line of its own.

@@ -26,11 +26,9 @@ def compare_command(
         False, "--layers", help="Seconds per layer side by side: which layers slow down most on the slower device."
     ),
 ) -> None:
-    """Seconds per batch per device, slowdown vs a baseline, batch-4 gain, mixed-precision speedup, OOMs."""
-    from w2vprof.analysis.compare import compare
-    from w2vprof.analysis.data import load_results
+    """Seconds per batch per device, slowdown vs a baseline, batch-4 gain, mixed-precision speedup, OOMs; with
+    several models (or objectives) in the results, the models side by side at the paper's configuration."""
     from w2vprof.cli.options import check_format, parse_positive_float
-    from w2vprof.report.compare_views import compare_view
     from w2vprof.report.views import FORMATS, emit
 
     check_format(fmt, FORMATS)
@@ -38,7 +36,21 @@ def compare_command(
     if layers:
         emit(layers_view(results or [], reference, baseline, length), fmt, out)
     else:
-        emit(compare_view(compare(load_results(results or [], reference), baseline, length)), fmt, out)
+        emit(devices_view(results or [], reference, baseline, length), fmt, out)
+
+
+def devices_view(paths: list[Path], reference: Optional[str], baseline: Optional[str], length: Optional[float]) -> View:
+    """`compare`: the devices side by side, and the models side by side where the results hold several."""
+    from w2vprof.analysis.compare import compare
+    from w2vprof.analysis.data import load_results
+    from w2vprof.records import length_key
+    from w2vprof.report.compare_views import compare_view
+    from w2vprof.report.model_comparison import add_models_table
+
+    rows = load_results(paths, reference)
+    view = compare_view(compare(rows, baseline, length))
+    at_length = [r for r in rows if length is None or length_key(r.seconds) == length_key(length)]
+    return add_models_table(view, at_length)
 
 
 def layers_view(paths: list[Path], reference: Optional[str], baseline: Optional[str], length: Optional[float]) -> View:

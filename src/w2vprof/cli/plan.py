@@ -25,7 +25,10 @@ def plan_command(
     memory: Optional[str] = typer.Option(
         None, "--memory", help="Target memory instead of (or over) the profile's, e.g. 8GiB."
     ),
-    model: str = typer.Option("base", "--model", "-m", help="tiny, base or large."),
+    model: str = typer.Option(
+        "base", "--model", "-m", help="A model of `w2vprof models` (base, hubert-base, ...) or package.module:factory."
+    ),
+    objective: str = typer.Option("pretrain", "--objective", help="pretrain or ctc: the rows measured with it."),
     seconds: str = typer.Option(..., "--seconds", "-s", help="Utterance length (s) training must reach."),
     batch: str = typer.Option("4", "--batch", "-b", help="Utterances per batch."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 or mixed."),
@@ -46,12 +49,12 @@ def plan_command(
     from w2vprof.analysis.plan import plan_recipes, target_for
     from w2vprof.cli.options import check_format, parse_bytes, parse_name_list, parse_positive_float, parse_positive_int
     from w2vprof.devices.profiles import load_profiles
-    from w2vprof.models import get_config
+    from w2vprof.models.registry import get_family
     from w2vprof.report.analysis_views import plan_view
     from w2vprof.report.views import FORMATS, emit
 
     check_format(fmt, FORMATS)
-    get_config(model)
+    get_family(model).check_objective(objective.strip())  # unknown: one line listing the known ones, exit 2
     parse_name_list(precision, "precision", PRECISIONS)
     target = target_for(
         load_profiles(devices),
@@ -62,6 +65,7 @@ def plan_command(
         parse_positive_float(seconds, "--seconds"),
         parse_positive_float(usable_fraction, "--usable-fraction"),
         precision,
+        objective.strip(),
     )
     emit(plan_view(plan_recipes(load_results(results), target)), fmt, out)
 

@@ -47,9 +47,9 @@ class FlSettings:
     out_dir: str = ""  # where the ServerApp writes rounds.csv, clients.csv and run.json
 
     def __post_init__(self) -> None:
-        from w2vprof.models import get_config
+        from w2vprof.models.registry import get_family
 
-        get_config(self.model)
+        get_family(self.model)  # an unknown model: one line listing the known ones
         if self.aggregation not in AGGREGATIONS:
             raise SettingError.unknown("aggregation", self.aggregation, AGGREGATIONS)
         if self.loss_weighting not in LOSS_WEIGHTINGS:

@@ -43,7 +43,8 @@ from w2vprof.fl.virtual_fleet import judge_client, round_virtual_sec
 from w2vprof.measure.failures import classify_error_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from w2vprof.models.pretraining import Wav2Vec2ForPretraining
+    from torch import nn
+
     from w2vprof.workload import Batch
 
 __all__ = ["ARRAYS_KEY", "METRICS_KEY", "MEASUREMENTS_KEY", "CONFIG_KEY", "W2vprofStrategy", "payload_bytes"]
@@ -95,7 +96,7 @@ class W2vprofStrategy(FedAvg):
         self,
         settings: FlSettings,
         out_dir: Path,
-        model: Wav2Vec2ForPretraining,
+        model: nn.Module,
         validation: list[Batch],
         on_round: Optional[Callable[[RoundRecord], None]] = None,
         fleet: Optional[FleetRun] = None,
@@ -241,13 +242,14 @@ class W2vprofStrategy(FedAvg):
 
     # -- server-side validation (Strategy.start's evaluate_fn): closes the round ---------------------------------
     def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        from w2vprof.fl.task import validation_loss
+        from w2vprof.fl.task import fl_family, validation_loss
 
         started = time.perf_counter()
         device = next(self.model.parameters()).device
         state = arrays.to_torch_state_dict()
         self.model.load_state_dict({k: v.to(device) for k, v in state.items()})
-        loss, contrastive = validation_loss(self.model, self.validation, seed=self.settings.seed)
+        family = fl_family(self.settings)
+        loss, contrastive = validation_loss(self.model, self.validation, seed=self.settings.seed, family=family)
         finished = time.perf_counter()
         progress = self._round if server_round > 0 else None
         record = RoundRecord(

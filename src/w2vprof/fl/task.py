@@ -2,7 +2,10 @@
 
 `train_round` is what a client runs and measures; `validation_loss` is what the server runs on the aggregated
 model. Both use the project's own model, objective and training step (w2vprof.measure.step), so a client round
-costs what `w2vprof profile` measures for the same configuration, plus data loading and (de)serialisation.
+costs what `w2vprof profile` measures for the same configuration, plus data loading and (de)serialisation. The
+model, its targets and its loss come from its family (w2vprof.models.family: wav2vec 2.0, HuBERT, WavLM, ...), so
+every model trains alike; the objective's main term (`main_term`: contrastive, masked prediction) is logged beside
+the whole loss, in the columns named `*_contrastive_loss` since wav2vec 2.0 was the only model.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from w2vprof.fl.memory import PeakMemory, read_peak, release_free_memory, reset_peak
 from w2vprof.fl.settings import FlSettings
@@ -19,14 +22,17 @@ from w2vprof.workload import SAMPLE_RATE
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+    from torch import nn
 
-    from w2vprof.models.pretraining import Wav2Vec2ForPretraining
+    from w2vprof.models.family import LossOutput, ModelFamily
     from w2vprof.workload import Batch
 
 __all__ = [
     "RoundMeter",
     "LocalResult",
     "build_fl_model",
+    "fl_family",
+    "main_term",
     "train_round",
     "validation_batches",
     "validation_loss",
@@ -44,12 +50,33 @@ def torch_device(kind: str) -> torch.device:
     return torch.device(resolve_device(kind))
 
 
-def build_fl_model(settings: FlSettings) -> Wav2Vec2ForPretraining:
-    """The model every participant builds: the named configuration, the run's learning rate if given."""
-    from w2vprof.models import build_model
+def fl_family(settings: FlSettings) -> ModelFamily:
+    """The run's model family, its optimizer at the run's learning rate if given (the family's own otherwise)."""
+    import copy
+    from dataclasses import replace
 
-    overrides = {"lr": settings.lr} if settings.lr > 0 else {}
-    return build_model(settings.model, **overrides)
+    from w2vprof.models.registry import get_family
+
+    family = get_family(settings.model)
+    if settings.lr > 0:
+        family = copy.copy(family)  # the registry's instance is shared: the run's learning rate stays in the run
+        own = family.optimizer_settings
+        setattr(family, "optimizer_settings", lambda model: replace(own(model), lr=settings.lr))  # noqa: B010
+    return family
+
+
+def build_fl_model(settings: FlSettings) -> nn.Module:
+    """The model every participant builds: the named model for its first objective (pretraining for the
+    built-in models)."""
+    family = fl_family(settings)
+    return family.build(family.objectives[0])
+
+
+def main_term(output: LossOutput) -> float:
+    """The objective's main term (its first named part: wav2vec 2.0's contrastive loss, HuBERT's masked
+    prediction, CTC); the whole loss where the family names no part."""
+    first = next(iter(output.parts.values()), output.loss)
+    return float(first.detach())
 
 
 class RoundMeter:
@@ -144,19 +171,20 @@ def train_round(
         torch.set_num_threads(settings.threads)
     device = torch_device(settings.device)
     torch.manual_seed(run_seed(settings.seed, server_round, partition_seed))
-    model = build_fl_model(settings)
+    family = fl_family(settings)
+    model = family.build(family.objectives[0])
     model.load_state_dict(state)
     model.to(device).train()
-    step = TrainingStep.create(model, device_kind=device.type, precision=settings.precision)
+    step = TrainingStep.create(model, device_kind=device.type, precision=settings.precision, family=family)
     max_samples = int(settings.max_seconds * SAMPLE_RATE)
     losses, contrastive, examples, audio_samples = [], [], 0, 0
     started = time.perf_counter()
     for epoch in range(settings.local_epochs):
         order_seed = run_seed(settings.seed, server_round, partition_seed, epoch)
         for batch in epoch_batches(utterances, settings.batch, max_samples, seed=order_seed):
-            output = step(_to(batch, device))
+            output = step.run(_to(batch, device))  # its targets made first, by the family
             losses.append(float(output.loss.detach()))
-            contrastive.append(float(output.contrastive_loss))
+            contrastive.append(main_term(output))
             examples += batch.size
             audio_samples += int(batch.lengths.sum())
     synchronize(device.type)  # the last steps' kernels are still queued on a GPU (CUDA or MPS)
@@ -200,13 +228,20 @@ def validation_batches(utterances: list[torch.Tensor], settings: FlSettings) -> 
     )
 
 
-def validation_loss(model: Wav2Vec2ForPretraining, batches: list[Batch], seed: int) -> tuple[float, float]:
-    """(full objective, contrastive loss), frame-weighted over the held-out batches, in eval mode.
+def validation_loss(
+    model: nn.Module, batches: list[Batch], seed: int, family: Optional[ModelFamily] = None
+) -> tuple[float, float]:
+    """(full objective, its main term), over the held-out batches weighted by what each loss is a mean over
+    (`LossOutput.count`: masked frames in pretraining, utterances in CTC), in eval mode.
 
-    Masks and negatives are drawn from a fixed seed in a forked RNG, so two rounds differ only by their weights.
+    Masks, negatives and targets are drawn from a fixed seed in a forked RNG, so two rounds differ only by their
+    weights. `family`: by default the built-in model's own.
     """
     import torch
 
+    from w2vprof.measure.step import family_of_model
+
+    family = family if family is not None else family_of_model(model)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -215,15 +250,12 @@ def validation_loss(model: Wav2Vec2ForPretraining, batches: list[Batch], seed: i
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             for batch in batches:
-                output = model(*_as_inputs(_to(batch, device)))
-                masked = float(output.num_masked)
-                total += float(output.loss) * masked
-                contrastive += float(output.contrastive_loss) * masked
-                weight += masked
+                on_device = _to(batch, device)
+                output = family.loss(model, on_device, family.make_targets(on_device, model))
+                count = float(output.count)
+                total += float(output.loss) * count
+                contrastive += main_term(output) * count
+                weight += count
     finally:
         model.train(was_training)
     return total / weight, contrastive / weight
-
-
-def _as_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    return batch.waveforms, batch.lengths

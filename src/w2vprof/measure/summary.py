@@ -9,7 +9,7 @@ whole forward pass.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from w2vprof.measure.flops import FlopCount, dynamo_left_unimported, subtree_flops
 from w2vprof.models.layers import OBJECTIVE, LayerSpec
@@ -40,21 +40,26 @@ def flops_per_layer(count: FlopCount, prefix: str, layers: list[LayerSpec]) -> d
     return flops
 
 
-def summarize(model_name: str, seconds: float, batch: int = 1, per_layer: bool = False) -> list[ModuleSummaryRow]:
-    """Table 1 rows for `batch` utterances of `seconds`, counted on the meta device (shapes only, no weights).
+def summarize(
+    model_name: str, seconds: float, batch: int = 1, per_layer: bool = False, objective: Optional[str] = None
+) -> list[ModuleSummaryRow]:
+    """Table 1 rows for `batch` utterances of `seconds`, counted on the meta device (shapes only, no weights), of
+    the model built for `objective` (None: the family's first, pretraining for the built-in models).
 
     The counter is the one a real pass uses; its formulas depend only on shapes, so the numbers are the real
     pass's (tests/test_summary.py compares them module by module) without its seconds and gigabytes.
     """
     try:
         with dynamo_left_unimported():
-            model, count = _count_on_meta(model_name, seconds, batch)
+            model, count = _count_on_meta(model_name, seconds, batch, objective)
     except (ImportError, AttributeError):  # a torch that wants more of torch._dynamo than its `disable`
-        model, count = _count_on_meta(model_name, seconds, batch)
+        model, count = _count_on_meta(model_name, seconds, batch, objective)
     return summary_rows(model_name, model, count, seconds, batch, per_layer)
 
 
-def _count_on_meta(model_name: str, seconds: float, batch: int) -> tuple[nn.Module, FlopCount]:
+def _count_on_meta(
+    model_name: str, seconds: float, batch: int, objective: Optional[str] = None
+) -> tuple[nn.Module, FlopCount]:
     """The model built on meta and the FLOP count of one inference pass over `batch` utterances of `seconds`."""
     import torch
 
@@ -65,7 +70,7 @@ def _count_on_meta(model_name: str, seconds: float, batch: int) -> tuple[nn.Modu
     family = get_family(model_name)
     samples = int(round(seconds * SAMPLE_RATE))
     with on_meta(), torch.no_grad():
-        model = family.build(family.objectives[0]).eval()
+        model = family.build(objective or family.objectives[0]).eval()
         # the lengths on the host, as the workload keeps them (a meta tensor has no values to read)
         lengths = torch.full((batch,), samples, dtype=torch.long, device="cpu")
         with count_flops() as counter:

@@ -21,7 +21,16 @@ from w2vprof.errors import BadInput
 from w2vprof.models.config import BUILTIN_NAMES, builtin_config
 from w2vprof.models.family import PRETRAIN, ModelFamily, ModelOptions, count_parameters
 
-__all__ = ["SOURCES", "ModelInfo", "builtin_families", "get_family", "list_models", "load_factory", "model_names"]
+__all__ = [
+    "SOURCES",
+    "ModelInfo",
+    "builtin_families",
+    "family_kind",
+    "get_family",
+    "list_models",
+    "load_factory",
+    "model_names",
+]
 
 _FAIRSEQ = "github.com/facebookresearch/fairseq"
 #: Where each built-in configuration comes from (docs/models.md says which values each source gives).
@@ -130,7 +139,8 @@ class ModelInfo:
     source: str
 
 
-def _kind(family: ModelFamily) -> str:
+def family_kind(family: ModelFamily) -> str:
+    """wav2vec 2.0, HuBERT or WavLM for a built-in model (by its head and attention); `user` for a factory's."""
     config = getattr(family, "config", None)
     if config is None:
         return "user"
@@ -145,5 +155,5 @@ def list_models(count: bool = True) -> list[ModelInfo]:
     for name, family in builtin_families().items():
         parameters = count_parameters(family, PRETRAIN) if count else 0
         ctc = count_parameters(family, "ctc", ModelOptions()) if count and "ctc" in family.objectives else None
-        rows.append(ModelInfo(name, _kind(family), family.objectives, parameters, ctc, family.source))
+        rows.append(ModelInfo(name, family_kind(family), family.objectives, parameters, ctc, family.source))
     return rows

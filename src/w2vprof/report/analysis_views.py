@@ -11,7 +11,7 @@ from w2vprof.analysis.forecast import ForecastResult
 from w2vprof.analysis.plan import Plan
 from w2vprof.report.cells import number
 from w2vprof.report.render import Column, Table, headings
-from w2vprof.report.views import View
+from w2vprof.report.views import View, as_json
 
 __all__ = ["feasibility_view", "fl_estimate_view", "forecast_view", "plan_view"]
 
@@ -149,8 +149,10 @@ def forecast_view(result: ForecastResult) -> View:
 def plan_view(plan: Plan) -> View:
     """One line per recipe, fastest fitting first, then the verdict and the notes; JSON adds the target."""
     t = plan.target
+    pretraining = t.objective == "pretrain"
+    model = t.model if pretraining else f"{t.model} ({t.objective})"
     table = Table(
-        title=f"Training recipes for {t.model}, batch {t.batch}, {t.seconds:g} s, {t.precision} on {t.device} "
+        title=f"Training recipes for {model}, batch {t.batch}, {t.seconds:g} s, {t.precision} on {t.device} "
         f"({t.usable_bytes / 1e9:.2f} GB usable: {t.usable_fraction:.0%} of {t.memory_gb:g} GB)",
         columns=headings(
             "recipe",
@@ -177,5 +179,7 @@ def plan_view(plan: Plan) -> View:
         "fits a + b x (+ c x s), x = batch x seconds, over its own measured rows (docs/recipes.md). "
         "*: beyond twice the largest measured batch x seconds. GB = 1e9 bytes.",
     )
-    document = {"target": plan.target, "verdict": plan.verdict, "rows": plan.rows, "notes": plan.notes}
+    # the target names its objective where it is not pretraining: a pretraining plan's JSON is as it was before
+    target = {key: value for key, value in as_json(t).items() if key != "objective" or not pretraining}
+    document = {"target": target, "verdict": plan.verdict, "rows": plan.rows, "notes": plan.notes}
     return View(tables=[table], notes=[plan.verdict, *plan.notes], records=plan.rows, document=document)

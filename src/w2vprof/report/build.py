@@ -77,6 +77,7 @@ def build_report(inputs: ReportInputs, table_seconds: Optional[float] = None) ->
     if inputs.results:
         seconds, counts = _table_seconds(inputs.results, table_seconds)
         report.tables["table2"] = table2(inputs.results, seconds)
+        _models_side_by_side(inputs.results, report)
         report.notes.append(
             f"Table 2 at {seconds:g} s utterances (lengths in the data: "
             + ", ".join(f"{s:g}" for s in sorted(counts))
@@ -147,6 +148,20 @@ def _fleet_run(run: RunCurves, name: str, report: Report) -> None:
     )
     if run.fleet.mixes:
         report.tables[f"fl_fleet_days_{name}"] = fleet_mix_table(run.fleet)
+
+
+def _models_side_by_side(results: list[ResultRecord], report: Report) -> None:
+    """The models table (report/model_comparison.py) where the results hold models or objectives beyond
+    wav2vec 2.0 pretraining of base and large, and rows at the paper's configuration."""
+    from w2vprof.report.model_comparison import models_at_paper_config, models_table, shows_models
+
+    if not shows_models(results):
+        return
+    models = models_at_paper_config(results)
+    if models:
+        report.tables["models"] = models_table(models)
+    else:
+        report.notes.append("Models side by side: no rows at the paper's configuration (batch 4, 5.5 s, fp32)")
 
 
 def _recipes(measured: list[ResultRecord], report: Report) -> None:

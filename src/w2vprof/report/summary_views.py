@@ -14,12 +14,16 @@ __all__ = ["summary_view", "table1"]
 CAPTION = "FLOPs = 2 per multiply-add; attention = QK^T and AV products (not in the paper's Table 1)"
 
 
-def summary_view(rows: Sequence[ModuleSummaryRow]) -> View:
+def summary_view(rows: Sequence[ModuleSummaryRow], kind: str = "wav2vec 2.0", objective: str = "pretrain") -> View:
     """`w2vprof summary`: params in millions and GFLOPs per module (or layer), the total in bold; the rows as
-    counted in CSV and JSON."""
+    counted in CSV and JSON. The title names the model's family (`kind`: wav2vec 2.0, HuBERT, WavLM; a user's
+    model by its name alone) and a fine-tuning objective (pretraining goes unsaid, as before objectives)."""
     first = rows[0]
+    name = first.model if kind == "user" else f"{kind} {first.model}"
+    if objective != "pretrain":
+        name += " (CTC fine-tuning)" if objective == "ctc" else f" ({objective})"
     table = Table(
-        title=f"wav2vec 2.0 {first.model}: inference cost of {first.seconds:g} s x batch {first.batch}",
+        title=f"{name}: inference cost of {first.seconds:g} s x batch {first.batch}",
         columns=headings("module", Column("params", "M"), "GFLOPs"),
         rows=[[row.module, f"{row.params / 1e6:.2f}", f"{row.inference_flops / 1e9:.2f}"] for row in rows],
         caption=CAPTION,
