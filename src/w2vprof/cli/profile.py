@@ -11,6 +11,7 @@ from w2vprof.cli import recipe_options as ro
 from w2vprof.cli import workload_options as wo
 from w2vprof.cli.options import parse_positive_float, parse_positive_int, parse_whole_number
 from w2vprof.paper import PAPER_SECONDS
+from w2vprof.records import objective_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from w2vprof.records import LayerRecord, ResultRecord
@@ -29,7 +30,10 @@ CALIBRATE = typer.Option(
 
 
 def profile(
-    model: str = typer.Option("base", "--model", "-m", help="tiny, base or large."),
+    model: str = typer.Option("base", "--model", "-m", help=ro.MODEL_HELP),
+    objective: str = ro.OBJECTIVE,
+    vocab: str = ro.VOCAB,
+    clusters: Optional[str] = ro.CLUSTERS,
     batch: str = typer.Option("4", "--batch", "-b", help="Utterances per batch."),
     seconds: str = typer.Option(f"{PAPER_SECONDS:g}", "--seconds", "-s", help="Utterance length in seconds."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 or mixed."),
@@ -52,13 +56,12 @@ def profile(
     trace: Optional[Path] = TRACE,
     calibrate: bool = CALIBRATE,
 ) -> None:
-    """Train real wav2vec 2.0 steps for one configuration and record time, FLOPs and memory per layer."""
+    """Train real steps of a speech model for one configuration and record time, FLOPs and memory per layer."""
     from w2vprof.measure.engine import ProfileConfig
-    from w2vprof.models import get_config
 
-    get_config(model)
     config = ProfileConfig(
-        model=model,
+        model=ro.check_model(model),
+        **ro.objective_settings(objective, vocab, clusters),
         batch=parse_positive_int(batch, "--batch"),
         seconds=parse_positive_float(seconds, "--seconds"),
         precision=precision,
@@ -73,7 +76,7 @@ def profile(
         trace=str(check_trace_path(trace)) if trace is not None else None,
         calibrate="measure" if calibrate else "cached",
     )
-    ro.check_recipe(config.recipe, config.model, config.batch)
+    ro.check_recipe(config.recipe, config.model, config.batch, config.objective, config.vocab, config.clusters)
     check_out_folder(out)
 
     from w2vprof.measure.engine import profile_configuration
@@ -121,7 +124,10 @@ def print_record(record: ResultRecord, layers: Sequence[LayerRecord]) -> None:
     from w2vprof.report.run_views import profile_view
     from w2vprof.report.views import emit
 
-    emit(profile_view(record, layers), "table")
+    view = profile_view(record, layers)
+    # what the step trained, right under its status: pretraining and CTC fine-tuning of one model differ widely
+    view.tables[0].rows.insert(1, ["objective", objective_of(record)])
+    emit(view, "table")
 
 
 def register(app: typer.Typer) -> None:

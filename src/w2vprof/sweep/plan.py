@@ -50,6 +50,9 @@ class SweepRequest:
     batches: Optional[tuple[int, ...]] = None
     precisions: Optional[tuple[str, ...]] = None
     recipes: Optional[tuple[str, ...]] = None  # training recipes' short forms (w2vprof.measure.recipes)
+    objectives: Optional[tuple[str, ...]] = None  # pretrain, ctc (w2vprof.models.family.OBJECTIVES)
+    vocab: int = 32  # ctc: output classes, the blank included
+    clusters: Optional[int] = None  # HuBERT/WavLM pretraining: cluster classes; None: each model's default
     preset: Optional[str] = None
     device: str = "auto"
     warmup: Optional[int] = None
@@ -192,8 +195,11 @@ def plan_sweep(request: SweepRequest, warm_start: bool = True) -> SweepPlan:
             warmup=request.warmup,
             repeats=request.repeats,
             recipes=request.recipes,
+            objectives=request.objectives,
         )
         common = {
+            "vocab": request.vocab,
+            "clusters": request.clusters,
             "threads": request.threads,
             "seed": request.seed,
             "layer_repeats": request.layer_repeats,
