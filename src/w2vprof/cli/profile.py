@@ -14,6 +14,7 @@ from w2vprof.paper import PAPER_SECONDS
 from w2vprof.records import objective_of
 
 if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.measure.engine import ProfileConfig
     from w2vprof.records import LayerRecord, ResultRecord
 
 __all__ = ["register", "print_record"]
@@ -78,7 +79,11 @@ def profile(
     )
     ro.check_recipe(config.recipe, config.model, config.batch, config.objective, config.vocab, config.clusters)
     check_out_folder(out)
+    _measure_and_show(config, out)
 
+
+def _measure_and_show(config: ProfileConfig, out: Path) -> None:
+    """Measure the checked configuration, write its files into `out` and show its table (exit 1 on error)."""
     from w2vprof.measure.engine import profile_configuration
     from w2vprof.measure.output import write_profile
 

@@ -155,6 +155,18 @@ def _resolve_device(requested: str) -> str:
     return resolve_device(requested)
 
 
+def _common_settings(request: SweepRequest) -> dict[str, Any]:
+    """The ProfileConfig fields every configuration of the sweep shares."""
+    return {
+        "vocab": request.vocab,
+        "clusters": request.clusters,
+        "threads": request.threads,
+        "seed": request.seed,
+        "layer_repeats": request.layer_repeats,
+        **request.workload,
+    }
+
+
 def plan_sweep(request: SweepRequest, warm_start: bool = True) -> SweepPlan:
     """Check the request, take the results file's lock and read its rows, resolve the device, expand the grid.
 
@@ -197,14 +209,7 @@ def plan_sweep(request: SweepRequest, warm_start: bool = True) -> SweepPlan:
             recipes=request.recipes,
             objectives=request.objectives,
         )
-        common = {
-            "vocab": request.vocab,
-            "clusters": request.clusters,
-            "threads": request.threads,
-            "seed": request.seed,
-            "layer_repeats": request.layer_repeats,
-            **request.workload,
-        }
+        common = _common_settings(request)
         options = SweepOptions(
             out=out,
             mem_limit_bytes=request.mem_limit_bytes,
