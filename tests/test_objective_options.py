@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli_in_process
-from w2vprof.measure.engine import ProfileConfig, build_identity, check_config
+from w2vprof.measure.engine import ProfileConfig, build_identity, build_measured_model, check_config
 from w2vprof.models import model_names
 from w2vprof.paper import PAPER_BATCH, PAPER_PRECISION, PAPER_SECONDS
 from w2vprof.records import (
@@ -137,6 +137,13 @@ def test_the_build_identity_tells_objectives_and_their_options_apart():
     assert len(identities) == 5
     # vocab means nothing to pretraining: the same model
     assert build_identity(pretrain) == build_identity(ProfileConfig(model="tiny", vocab=40))
+
+
+def test_a_model_built_ahead_for_pretraining_is_not_measured_for_ctc():
+    built = build_measured_model(ProfileConfig(model="tiny", device="cpu"), "cpu")
+    with pytest.raises(ValueError, match=r"built for tiny/seed 0/cpu \(tiny/pretrain\), asked for .*tiny/ctc/vocab=32"):
+        built.claim(ProfileConfig(model="tiny", objective="ctc", device="cpu"), "cpu")
+    built.claim(ProfileConfig(model="tiny", device="cpu"), "cpu")
 
 
 # -- the objective column ------------------------------------------------------------------------------------------

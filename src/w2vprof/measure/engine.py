@@ -144,18 +144,20 @@ class BuiltModel:
     """
 
     model: nn.Module
-    name: str  # build_identity(config): model, objective and its options
+    name: str
     seed: int
     device: str
     rng_state: Any  # torch.get_rng_state() right after the build
     used: bool = False
+    identity: str = ""  # build_identity(config): the model, its objective and that objective's options
 
     def claim(self, config: ProfileConfig, device: str) -> None:
         """Check it is this configuration's model and not measured before (a caller's mistake: ValueError)."""
-        if (self.name, self.seed, self.device) != (build_identity(config), config.seed, device):
+        built = (self.name, self.seed, self.device, self.identity)
+        if built != (config.model, config.seed, device, build_identity(config)):
             raise ValueError(
-                f"model built for {self.name}/seed {self.seed}/{self.device}, asked for "
-                f"{build_identity(config)}/seed {config.seed}/{device}"
+                f"model built for {self.name}/seed {self.seed}/{self.device} ({self.identity}), asked for "
+                f"{config.model}/seed {config.seed}/{device} ({build_identity(config)})"
             )
         if self.used:
             raise ValueError("this model was already measured (its weights have trained): build another")
@@ -182,7 +184,9 @@ def build_measured_model(config: ProfileConfig, device: str) -> BuiltModel:
     torch.manual_seed(config.seed)
     model = get_family(config.model).build(config.objective, model_options(config))
     rng_state = torch.get_rng_state()
-    return BuiltModel(model.to(device).train(), build_identity(config), config.seed, device, rng_state)
+    return BuiltModel(
+        model.to(device).train(), config.model, config.seed, device, rng_state, identity=build_identity(config)
+    )
 
 
 def model_options(config: ProfileConfig) -> ModelOptions:
