@@ -16,6 +16,8 @@ Schema history:
       per layer (layers: fwd_sec, bwd_sec, fwd_flops_per_sec, bwd_flops_per_sec, time_share, io_bytes, sec, and an
       `other` row of kind `other` for the rest of the step). Appended after schema_version: the columns of
       version 1 keep their places.
+  3 - objective (results: `pretrain` or `ctc`, w2vprof.models.family.OBJECTIVES; a row of an older version is a
+      `pretrain` row), appended last so every earlier column keeps its place.
 Loading a file of an older version fills fields it lacks with their defaults; loading a file that is not
 w2vprof output raises BadInput naming the file. Every row is checked before use (`RowRules`: batch a positive
 whole number, seconds > 0, times, bytes and FLOPs finite and >= 0, status and precision from the known sets); a
@@ -38,6 +40,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "DEFAULT_RECIPE",
     "recipe_of",
+    "DEFAULT_OBJECTIVE",
+    "objective_of",
     "STATUSES",
     "PRECISIONS",
     "ResultRecord",
@@ -62,9 +66,11 @@ __all__ = [
     "read_summary_csv",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The `recipe` of a plain training step (measure.recipes): what every row of schema 1 measured.
 DEFAULT_RECIPE = "default"
+#: The `objective` of every row before schema 3 (w2vprof.models.family.PRETRAIN).
+DEFAULT_OBJECTIVE = "pretrain"
 
 #: ok - measured; oom - out of memory (real, or over --mem-limit, or pruned: see skipped_because);
 #: timeout - over --timeout; unsupported - the device cannot run this precision; error - anything else.
@@ -195,6 +201,9 @@ class ResultRecord:
     peak_flops_fp32_vendor: Optional[float] = None  # FLOP/s from the shipped device profiles, where known
     peak_flops_mixed_vendor: Optional[float] = None
 
+    # --- schema 3 (appended last so every earlier column keeps its place) ------------------------------------
+    objective: str = DEFAULT_OBJECTIVE  # pretrain (the model's self-supervised objective) | ctc (fine-tuning)
+
 
 @dataclass
 class LayerRecord:
@@ -236,6 +245,11 @@ class ModuleSummaryRow:
 def recipe_of(record: Any) -> str:
     """A row's recipe: its `recipe` column, `default` where an older file left it empty."""
     return getattr(record, "recipe", "") or DEFAULT_RECIPE
+
+
+def objective_of(record: Any) -> str:
+    """A row's objective: its `objective` column, `pretrain` where an older file left it empty."""
+    return getattr(record, "objective", "") or DEFAULT_OBJECTIVE
 
 
 def length_key(seconds: float) -> float:

@@ -12,7 +12,16 @@ from typing import Any, Iterable, Optional
 
 from w2vprof.devices.profiles import DeviceProfile, find_profile, load_profiles, shipped_file
 from w2vprof.errors import SettingError
-from w2vprof.records import DEFAULT_RECIPE, ResultRecord, length_key, read_results_csv, recipe_of, replace
+from w2vprof.records import (
+    DEFAULT_OBJECTIVE,
+    DEFAULT_RECIPE,
+    ResultRecord,
+    length_key,
+    objective_of,
+    read_results_csv,
+    recipe_of,
+    replace,
+)
 
 __all__ = [
     "DeviceProfile",
@@ -30,14 +39,8 @@ __all__ = [
     "PRETRAIN_OBJECTIVE",
 ]
 
-#: The objective of every row written before results had an `objective` column (w2vprof.models.family.PRETRAIN).
-PRETRAIN_OBJECTIVE = "pretrain"
-
-
-def objective_of(record: Any) -> str:
-    """A row's training objective (pretrain or ctc); `pretrain` for a row (or a file) from before the column."""
-    return getattr(record, "objective", "") or PRETRAIN_OBJECTIVE
-
+#: The objective of every row written before results had an `objective` column (defined once, in records).
+PRETRAIN_OBJECTIVE = DEFAULT_OBJECTIVE
 
 #: --reference NAME -> shipped results file.
 REFERENCES = {"paper": "paper_table2.csv"}

@@ -6,7 +6,7 @@ errors name settings instead (w2vprof.errors.SettingError), which cli.main shows
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Optional, Sequence
 
 from w2vprof.errors import BadInput
 
@@ -74,12 +74,13 @@ def parse_int_list(text: str, what: str) -> list[int]:
     return [parse_positive_int(part, what) for part in parts]
 
 
-def parse_name_list(text: str, what: str, allowed: tuple[str, ...]) -> list[str]:
+def parse_name_list(text: str, what: str, allowed: Optional[tuple[str, ...]] = None) -> list[str]:
+    """The comma list's names, each one of `allowed` (any name when None: the caller checks them)."""
     parts = _split(text)
     if not parts:
         raise BadInput(f"{what} needs at least one value")
     for part in parts:
-        if part not in allowed:
+        if allowed is not None and part not in allowed:
             raise BadInput(f"unknown {what} {part!r}; choose from {', '.join(allowed)}")
     return parts
 

@@ -11,8 +11,10 @@ from w2vprof.cli import recipe_options as ro
 from w2vprof.cli import workload_options as wo
 from w2vprof.cli.options import parse_positive_float, parse_positive_int, parse_whole_number
 from w2vprof.paper import PAPER_SECONDS
+from w2vprof.records import DEFAULT_OBJECTIVE, objective_of
 
 if TYPE_CHECKING:  # pragma: no cover
+    from w2vprof.measure.engine import ProfileConfig
     from w2vprof.records import LayerRecord, ResultRecord
 
 __all__ = ["register", "print_record"]
@@ -29,7 +31,10 @@ CALIBRATE = typer.Option(
 
 
 def profile(
-    model: str = typer.Option("base", "--model", "-m", help="tiny, base or large."),
+    model: str = typer.Option("base", "--model", "-m", help=ro.MODEL_HELP),
+    objective: str = ro.OBJECTIVE,
+    vocab: str = ro.VOCAB,
+    clusters: Optional[str] = ro.CLUSTERS,
     batch: str = typer.Option("4", "--batch", "-b", help="Utterances per batch."),
     seconds: str = typer.Option(f"{PAPER_SECONDS:g}", "--seconds", "-s", help="Utterance length in seconds."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32 or mixed."),
@@ -52,13 +57,12 @@ def profile(
     trace: Optional[Path] = TRACE,
     calibrate: bool = CALIBRATE,
 ) -> None:
-    """Train real wav2vec 2.0 steps for one configuration and record time, FLOPs and memory per layer."""
+    """Train real steps of a speech model for one configuration and record time, FLOPs and memory per layer."""
     from w2vprof.measure.engine import ProfileConfig
-    from w2vprof.models import get_config
 
-    get_config(model)
     config = ProfileConfig(
-        model=model,
+        model=ro.check_model(model),
+        **ro.objective_settings(objective, vocab, clusters),
         batch=parse_positive_int(batch, "--batch"),
         seconds=parse_positive_float(seconds, "--seconds"),
         precision=precision,
@@ -73,9 +77,13 @@ def profile(
         trace=str(check_trace_path(trace)) if trace is not None else None,
         calibrate="measure" if calibrate else "cached",
     )
-    ro.check_recipe(config.recipe, config.model, config.batch)
+    ro.check_recipe(config.recipe, config.model, config.batch, config.objective, config.vocab, config.clusters)
     check_out_folder(out)
+    _measure_and_show(config, out)
 
+
+def _measure_and_show(config: ProfileConfig, out: Path) -> None:
+    """Measure the checked configuration, write its files into `out` and show its table (exit 1 on error)."""
     from w2vprof.measure.engine import profile_configuration
     from w2vprof.measure.output import write_profile
 
@@ -121,7 +129,11 @@ def print_record(record: ResultRecord, layers: Sequence[LayerRecord]) -> None:
     from w2vprof.report.run_views import profile_view
     from w2vprof.report.views import emit
 
-    emit(profile_view(record, layers), "table")
+    view = profile_view(record, layers)
+    if objective_of(record) != DEFAULT_OBJECTIVE:
+        # what the step trained, under its status (as a recipe is shown: only when not the default)
+        view.tables[0].rows.insert(1, ["objective", objective_of(record)])
+    emit(view, "table")
 
 
 def register(app: typer.Typer) -> None:

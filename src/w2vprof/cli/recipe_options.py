@@ -1,4 +1,5 @@
-"""Training-recipe options shared by `profile` (one value each) and `sweep` (comma lists: every combination).
+"""Training-recipe options shared by `profile` (one value each) and `sweep` (comma lists: every combination), and
+the model, objective and its options that both take.
 
 docs/recipes.md explains each option; w2vprof.measure.recipes checks the values and makes the canonical text.
 """
@@ -6,7 +7,7 @@ docs/recipes.md explains each option; w2vprof.measure.recipes checks the values 
 from __future__ import annotations
 
 from itertools import product
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -21,6 +22,15 @@ FREEZE = typer.Option("none", "--freeze", help=FREEZE_HELP)
 ACCUMULATE = typer.Option("1", "--accumulate", help=ACCUMULATE_HELP)
 OPTIMIZER = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP)
 COMPILE = typer.Option(False, "--compile", help=COMPILE_HELP)
+
+MODEL_HELP = "A model of `w2vprof models` (base, hubert-base, wavlm-tiny, ...) or package.module:factory."
+OBJECTIVE_HELP = "pretrain (the model's self-supervised objective) or ctc (fine-tuning: three linear layers and CTC)."
+OBJECTIVE = typer.Option("pretrain", "--objective", help=OBJECTIVE_HELP)
+OBJECTIVE_LIST = typer.Option(None, "--objective", help="Comma list. " + OBJECTIVE_HELP)
+VOCAB = typer.Option("32", "--vocab", help="ctc: output classes (characters), the blank included.")
+CLUSTERS = typer.Option(
+    None, "--clusters", help="HuBERT and WavLM pretraining: k-means classes (default: the model's own, 100 or 500)."
+)
 
 #: sweep: comma lists, None = the preset's recipes (or the default recipe).
 CHECKPOINTING_LIST = typer.Option(None, "--checkpointing", help="Comma list. " + CHECKPOINTING_HELP)
@@ -67,8 +77,36 @@ def _values(text: Optional[str], default: str) -> list[str]:
     return values
 
 
-def check_recipe(text: str, model: str, batch: int) -> None:
-    """A SettingError (shown as the flag) where the recipe cannot train this model at this batch."""
-    from w2vprof.measure.recipes import parse_recipe
+def check_model(name: str) -> str:
+    """`name` if it is a model (built-in or package.module:factory); BadInput listing the known ones if not."""
+    from w2vprof.models import get_family
 
-    parse_recipe(text).check(model, batch)
+    get_family(name)
+    return name.strip()
+
+
+def objective_settings(objective: str, vocab: str, clusters: Optional[str]) -> dict[str, Any]:
+    """--objective, --vocab and --clusters as ProfileConfig fields, checked (SettingError naming the setting)."""
+    from w2vprof.models import OBJECTIVES, make_options
+
+    if objective not in OBJECTIVES:
+        from w2vprof.errors import SettingError
+
+        raise SettingError.unknown("objective", objective, OBJECTIVES)
+    options = make_options(clusters, vocab)
+    return {"objective": objective, "vocab": options.vocab, "clusters": options.clusters}
+
+
+def check_recipe(
+    text: str, model: str, batch: int, objective: str = "pretrain", vocab: int = 32, clusters: Optional[int] = None
+) -> None:
+    """A SettingError (shown as the flag) where the recipe cannot train this model at this batch, or leaves
+    nothing of it to train."""
+    from w2vprof.measure.recipes import parse_recipe
+    from w2vprof.models import get_family, make_options
+
+    recipe = parse_recipe(text)
+    recipe.check(model, batch)
+    family = get_family(model)
+    family.check_objective(objective)
+    recipe.check_trains(family, objective, make_options(clusters, vocab))

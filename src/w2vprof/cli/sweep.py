@@ -33,7 +33,10 @@ CALIBRATE = typer.Option(
 
 #: The sweep's options whose help text needs a line of its own.
 PRESET = typer.Option(
-    None, "--preset", help="paper (Table 2), lengths (Fig. 3), quick, recipes (training recipes, docs/recipes.md)."
+    None,
+    "--preset",
+    help="paper (Table 2), lengths (Fig. 3), quick, recipes (training recipes, docs/recipes.md), models (each "
+    "family's base model, pretraining and CTC).",
 )
 RETRY = typer.Option(
     None, "--retry", help="With --resume: re-run rows with these statuses, e.g. error,timeout (oom only if named)."
@@ -42,7 +45,10 @@ MEM_LIMIT = typer.Option(None, "--mem-limit", help="Stop a configuration above t
 
 
 def sweep(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Comma list: tiny, base, large."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Comma list. " + ro.MODEL_HELP),
+    objective: Optional[str] = ro.OBJECTIVE_LIST,
+    vocab: str = ro.VOCAB,
+    clusters: Optional[str] = ro.CLUSTERS,
     seconds: Optional[str] = typer.Option(None, "--seconds", "-s", help="Comma list of utterance lengths (s)."),
     batch: Optional[str] = typer.Option(None, "--batch", "-b", help="Comma list of batch sizes."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="Comma list: fp32, mixed."),
@@ -71,11 +77,12 @@ def sweep(
     optimizer: Optional[str] = ro.OPTIMIZER_LIST,
     compile: bool = ro.COMPILE,
 ) -> None:
-    """Train real wav2vec 2.0 steps over a grid of models, lengths, batches and precisions; one CSV row each."""
+    """Train real steps over a grid of models, objectives, lengths, batches and precisions; one CSV row each."""
     from w2vprof.sweep.plan import SweepRequest, plan_sweep
 
     request = SweepRequest(
         **_grid_settings(model, seconds, batch, precision),
+        **_objective_settings(objective, vocab, clusters),
         recipes=ro.recipe_texts(checkpointing, freeze, accumulate, optimizer, compile),
         preset=preset,
         device=device,
@@ -98,13 +105,27 @@ def _grid_settings(
 ) -> dict[str, Any]:
     """--model, --seconds, --batch and --precision as SweepRequest fields (None: the preset's or default grid's)."""
     from w2vprof.cli.options import parse_float_list, parse_int_list, parse_name_list
-    from w2vprof.models import MODEL_NAMES
 
     return {
-        "models": tuple(parse_name_list(model, "model", MODEL_NAMES)) if model else None,
+        "models": tuple(ro.check_model(name) for name in parse_name_list(model, "--model")) if model else None,
         "seconds": tuple(parse_float_list(seconds, "--seconds")) if seconds else None,
         "batches": tuple(parse_int_list(batch, "--batch")) if batch else None,
         "precisions": tuple(parse_name_list(precision, "precision", PRECISIONS)) if precision else None,
+    }
+
+
+def _objective_settings(objective: Optional[str], vocab: str, clusters: Optional[str]) -> dict[str, Any]:
+    """--objective (a comma list; None: the preset's or pretraining), --vocab and --clusters as SweepRequest
+    fields."""
+    from w2vprof.cli.options import parse_name_list
+    from w2vprof.models import OBJECTIVES
+
+    objectives = parse_name_list(objective, "objective", OBJECTIVES) if objective is not None else ["pretrain"]
+    settings = [ro.objective_settings(name, vocab, clusters) for name in objectives]
+    return {
+        "objectives": tuple(dict.fromkeys(s["objective"] for s in settings)) if objective is not None else None,
+        "vocab": settings[0]["vocab"],
+        "clusters": settings[0]["clusters"],
     }
 
 
@@ -258,7 +279,8 @@ class _Reporter:
         if self._progress is not None and self._task is not None:
             self._progress.advance(self._task)
             self._progress.console.print(
-                f"  {record.model} batch {record.batch} {record.seconds:g} s {record.precision}: {measured}"
+                f"  {record.model} {record.objective} batch {record.batch} {record.seconds:g} s {record.precision}: "
+                + measured
                 + (f" [{record.status}: {record.skipped_because or record.error}]" if record.status != "ok" else "")
             )
         else:

@@ -51,6 +51,7 @@ from w2vprof.measure.timing import (
     timing_fields,
     warm_up,
 )
+from w2vprof.models.family import CTC, ModelOptions
 from w2vprof.models.registry import get_family
 from w2vprof.records import PRECISIONS, LayerRecord, ResultRecord
 
@@ -66,7 +67,9 @@ __all__ = [
     "BuiltModel",
     "ProfileConfig",
     "ProfileResult",
+    "build_identity",
     "build_measured_model",
+    "model_options",
     "check_config",
     "make_step",
     "prepare_targets",
@@ -96,6 +99,9 @@ class ProfileConfig:
     layer_repeats: int = 0  # extra steps timing each layer after the timed steps (w2vprof.measure.diagnostics)
     trace: Optional[str] = None  # write one step as a Chrome/Perfetto trace to this file
     calibrate: str = "cached"  # the machine's ceilings in the record: off | cached | measure
+    objective: str = "pretrain"  # what the step trains: pretrain | ctc (w2vprof.models.family.OBJECTIVES)
+    vocab: int = 32  # ctc: output classes, the blank included (w2vprof.models.family.ModelOptions)
+    clusters: Optional[int] = None  # HuBERT/WavLM pretraining: cluster classes; None: the model's own default
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -143,13 +149,15 @@ class BuiltModel:
     device: str
     rng_state: Any  # torch.get_rng_state() right after the build
     used: bool = False
+    identity: str = ""  # build_identity(config): the model, its objective and that objective's options
 
     def claim(self, config: ProfileConfig, device: str) -> None:
         """Check it is this configuration's model and not measured before (a caller's mistake: ValueError)."""
-        if (self.name, self.seed, self.device) != (config.model, config.seed, device):
+        built = (self.name, self.seed, self.device, self.identity)
+        if built != (config.model, config.seed, device, build_identity(config)):
             raise ValueError(
-                f"model built for {self.name}/seed {self.seed}/{self.device}, asked for "
-                f"{config.model}/seed {config.seed}/{device}"
+                f"model built for {self.name}/seed {self.seed}/{self.device} ({self.identity}), asked for "
+                f"{config.model}/seed {config.seed}/{device} ({build_identity(config)})"
             )
         if self.used:
             raise ValueError("this model was already measured (its weights have trained): build another")
@@ -174,15 +182,34 @@ def build_measured_model(config: ProfileConfig, device: str) -> BuiltModel:
     import torch
 
     torch.manual_seed(config.seed)
-    family = get_family(config.model)
-    model = family.build(family.objectives[0])  # pretraining for the built-in models (the first they offer)
+    model = get_family(config.model).build(config.objective, model_options(config))
     rng_state = torch.get_rng_state()
-    return BuiltModel(model.to(device).train(), config.model, config.seed, device, rng_state)
+    return BuiltModel(
+        model.to(device).train(), config.model, config.seed, device, rng_state, identity=build_identity(config)
+    )
+
+
+def model_options(config: ProfileConfig) -> ModelOptions:
+    """The configuration's model options, checked (SettingError naming `vocab` or `clusters`)."""
+    from w2vprof.models.family import make_options
+
+    return make_options(config.clusters, config.vocab)
+
+
+def build_identity(config: ProfileConfig) -> str:
+    """What a built model depends on besides its seed and device: the model, its objective and that objective's
+    options (a model built ahead is only measured for a configuration of the same identity)."""
+    if config.objective == CTC:
+        return f"{config.model}/{config.objective}/vocab={config.vocab}"
+    clusters = f"/clusters={config.clusters}" if config.clusters is not None else ""
+    return f"{config.model}/{config.objective}{clusters}"
 
 
 def check_config(config: ProfileConfig) -> str:
     """BadInput naming the setting for anything this configuration cannot be; returns the resolved device."""
-    get_family(config.model)  # an unknown model: BadInput listing the known ones
+    family = get_family(config.model)  # an unknown model: BadInput listing the known ones
+    family.check_objective(config.objective)
+    model_options(config)
     if config.precision not in PRECISIONS:
         raise BadInput(f"unknown precision {config.precision!r}; choose from {', '.join(PRECISIONS)}")
     for name in ("batch", "seconds", "repeats"):
@@ -192,6 +219,7 @@ def check_config(config: ProfileConfig) -> str:
     if config.warmup < 0:
         raise BadInput(f"warmup cannot be negative, got {config.warmup!r}")
     _recipe(config).check(config.model, config.batch)
+    _recipe(config).check_trains(family, config.objective, model_options(config))
     return resolve_device(config.device)
 
 
@@ -345,6 +373,7 @@ def _base_record(config: ProfileConfig, device: str, env: dict[str, Any]) -> Res
         repeats=config.repeats,
         warmup=config.warmup,
         seed=config.seed,
+        objective=config.objective,
         **_recipe(config).record_fields(),
         **{k: v for k, v in env.items() if k in known},
     )

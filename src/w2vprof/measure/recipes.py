@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-    from w2vprof.models.family import OptimizerSettings
+    from w2vprof.models.family import ModelFamily, ModelOptions, OptimizerSettings
     from w2vprof.models.layers import LayerSpec
 
 __all__ = [
@@ -134,6 +134,25 @@ class Recipe:
                 "freeze", f"{self.freeze}: {model} has {layers} transformer layers (cnn+1 .. cnn+{layers})"
             )
 
+    def check_trains(self, family: ModelFamily, objective: str, options: ModelOptions) -> None:
+        """SettingError naming `freeze` where the recipe leaves no parameter to train (nothing to measure), read
+        from the family's layer map on a model built on the meta device (shapes only, no weights). A model that
+        cannot be built there is checked when the recipe is applied (`apply_recipe`)."""
+        from w2vprof.models.meta import on_meta
+
+        if self.freeze == "none":
+            return
+        try:
+            with on_meta():
+                model = family.build(objective, options)
+                layers = family.layers(model)
+        except BadInput:
+            raise
+        except Exception:  # noqa: BLE001 - a user's model the meta device cannot build: checked when applied
+            return
+        _freeze_parameters(model, self, layers)
+        _check_trainable(model, self, f"{family.name} ({objective})")
+
 
 DEFAULT = Recipe()
 
@@ -198,6 +217,8 @@ class AppliedRecipe:
 def apply_recipe(model: nn.Module, recipe: Recipe, layers: list[LayerSpec]) -> AppliedRecipe:
     """Freeze the recipe's parameters and wrap its checkpointed modules (in place); the default changes nothing."""
     _freeze_parameters(model, recipe, layers)
+    if recipe.freeze != "none":
+        _check_trainable(model, recipe, "the model")
     wrapped = CHECKPOINTING[recipe.checkpointing]
     checkpointed = set()
     for layer in layers:
@@ -212,6 +233,11 @@ def apply_recipe(model: nn.Module, recipe: Recipe, layers: list[LayerSpec]) -> A
         if _layer_parameters(model, layer) and not any(p.requires_grad for p in _layer_parameters(model, layer))
     }
     return AppliedRecipe(recipe, frozenset(checkpointed), frozenset(frozen))
+
+
+def _check_trainable(model: nn.Module, recipe: Recipe, what: str) -> None:
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise SettingError("freeze", f"{recipe.freeze} leaves no trainable parameter in {what}: nothing to train")
 
 
 def _layer_parameters(model: nn.Module, layer: LayerSpec) -> list[torch.nn.Parameter]:

@@ -197,8 +197,9 @@ def _serve(conn: Connection, template: BuiltModel, threads: int, sweep_pid: int)
             return
 
 
-def template_entry(conn: Connection, model: str, seed: int, sweep_pid: int) -> None:
-    """A model template: build `model` with `seed` once, then serve configuration children (see launch.py)."""
+def template_entry(conn: Connection, build_json: str, sweep_pid: int) -> None:
+    """A model template: build the model of `build_json` (a ProfileConfig: model, objective and its options,
+    seed; w2vprof.sweep.launch.template_key) once, then serve configuration children (see launch.py)."""
     import threading
 
     import torch
@@ -214,7 +215,7 @@ def template_entry(conn: Connection, model: str, seed: int, sweep_pid: int) -> N
 
     importer = threading.Thread(target=_import_all, args=(MEASUREMENT_MODULES,), name="w2vprof-imports")
     importer.start()  # mostly Python while the build is mostly torch ops, which release the GIL
-    template = build_measured_model(ProfileConfig(model=model, seed=seed, device="cpu"), "cpu")
+    template = build_measured_model(ProfileConfig.from_json(build_json), "cpu")
     importer.join()  # no thread may run at fork time
     _serve(conn, template, threads, sweep_pid)
     conn.close()

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from w2vprof.errors import SettingError
 from w2vprof.measure.engine import ProfileConfig
+from w2vprof.models.family import OBJECTIVES, PRETRAIN
 from w2vprof.paper import (
     PAPER_BATCH,
     PAPER_MODEL,
@@ -17,7 +18,7 @@ from w2vprof.paper import (
 )
 from w2vprof.records import PRECISIONS
 
-__all__ = ["PRESETS", "GridSpec", "preset_spec", "default_spec", "expand"]
+__all__ = ["FAMILY_BASE_MODELS", "PRESETS", "GridSpec", "preset_spec", "default_spec", "expand"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class GridSpec:
     warmup: int = 1
     repeats: int = 5
     recipes: tuple[str, ...] = ("default",)  # training recipes, canonical short forms (w2vprof.measure.recipes)
+    objectives: tuple[str, ...] = (PRETRAIN,)  # what each configuration trains (w2vprof.models.family.OBJECTIVES)
 
 
 #: `--preset recipes`: each technique alone, then the combinations that go furthest over the memory wall
@@ -52,6 +54,9 @@ RECIPES_PRESET = (
 )
 
 
+#: `--preset models`: each built-in family's base model (wav2vec 2.0, HuBERT, WavLM).
+FAMILY_BASE_MODELS = ("base", "hubert-base", "wavlm-base")
+
 PRESETS: dict[str, GridSpec] = {
     # Table 2's protocol.
     "paper": GridSpec(TABLE2_MODELS, (PAPER_SECONDS,), TABLE2_BATCHES, PRECISIONS),
@@ -61,6 +66,8 @@ PRESETS: dict[str, GridSpec] = {
     "quick": GridSpec(("base",), (1, 2, 4), (1,), ("fp32",), warmup=1, repeats=3),
     # What each training recipe saves and costs at the paper's configuration (base, batch 4, 5.5 s, FP32).
     "recipes": GridSpec((PAPER_MODEL,), (PAPER_SECONDS,), (PAPER_BATCH,), (PAPER_PRECISION,), recipes=RECIPES_PRESET),
+    # Each family's base model at the paper's configuration, pretrained and fine-tuned with CTC.
+    "models": GridSpec(FAMILY_BASE_MODELS, (PAPER_SECONDS,), (PAPER_BATCH,), (PAPER_PRECISION,), objectives=OBJECTIVES),
 }
 
 
@@ -86,15 +93,10 @@ def default_spec(device: str, bf16_native: Optional[bool] = None) -> GridSpec:
 def expand(spec: GridSpec, device: str, common: dict[str, Any]) -> list[ProfileConfig]:
     """Every configuration of the grid, cheap first within each model (so pruning and the ETA work early).
 
+    `common` holds the settings every configuration shares (threads, seed, vocab, clusters, the workload).
     BadInput before anything runs for a recipe that cannot apply (micro-batches that do not divide a batch, more
-    frozen layers than a model has)."""
-    from w2vprof.measure.recipes import parse_recipe
-
-    recipes = [parse_recipe(text) for text in spec.recipes]
-    for model in spec.models:
-        for recipe in recipes:
-            for batch in spec.batches:
-                recipe.check(model, batch)
+    frozen layers than a model has, nothing left to train) or an objective a model does not offer."""
+    recipes = _check_grid(spec, common)
     configs = []
     for model in spec.models:
         per_model = [
@@ -106,9 +108,11 @@ def expand(spec: GridSpec, device: str, common: dict[str, Any]) -> list[ProfileC
                 device=device,
                 warmup=spec.warmup,
                 repeats=spec.repeats,
-                recipe=recipe.text,
+                recipe=recipe,
+                objective=objective,
                 **common,
             )
+            for objective in spec.objectives
             for seconds in spec.seconds
             for batch in spec.batches
             for precision in spec.precisions
@@ -117,6 +121,25 @@ def expand(spec: GridSpec, device: str, common: dict[str, Any]) -> list[ProfileC
         per_model.sort(key=lambda c: (c.batch * c.seconds, c.batch, c.precision != "fp32"))
         configs.extend(per_model)
     return configs
+
+
+def _check_grid(spec: GridSpec, common: dict[str, Any]) -> list[str]:
+    """The grid's recipes in their canonical text, every (model, objective, recipe, batch) checked."""
+    from w2vprof.measure.recipes import parse_recipe
+    from w2vprof.models import get_family, make_options
+
+    recipes = [parse_recipe(text) for text in spec.recipes]
+    options = make_options(common.get("clusters"), common.get("vocab", 32))
+    for model in spec.models:
+        family = get_family(model)
+        for objective in spec.objectives:
+            family.check_objective(objective)
+            for recipe in recipes:
+                recipe.check_trains(family, objective, options)
+        for recipe in recipes:
+            for batch in spec.batches:
+                recipe.check(model, batch)
+    return [recipe.text for recipe in recipes]
 
 
 def with_overrides(spec: GridSpec, **changes: Any) -> GridSpec:

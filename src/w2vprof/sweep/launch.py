@@ -163,13 +163,28 @@ def _enter(entry: str, *args: Any) -> None:
     getattr(child, entry)(*args)
 
 
+def template_key(config: Any) -> str:
+    """What a template builds for a configuration, as the ProfileConfig (JSON) template_entry builds from: the
+    model, its objective and that objective's options, the seed; configurations with the same key share it."""
+    from w2vprof.measure.engine import ProfileConfig
+
+    return ProfileConfig(
+        model=config.model,
+        seed=config.seed,
+        device="cpu",
+        objective=config.objective,
+        vocab=config.vocab,
+        clusters=config.clusters,
+    ).to_json()
+
+
 class _Template:
     """The parent's end of one model template process (w2vprof.sweep.child.template_entry)."""
 
-    def __init__(self, context: Any, model: str, seed: int) -> None:
-        self.key = (model, seed)
+    def __init__(self, context: Any, build_json: str) -> None:
+        self.key = build_json
         self._conn, child_end = context.Pipe()
-        args = ("template_entry", child_end, model, seed, os.getpid())
+        args = ("template_entry", child_end, build_json, os.getpid())
         self._process = context.Process(target=_enter, args=args, daemon=True)
         self._process.start()
         child_end.close()
@@ -219,14 +234,14 @@ class ChildLauncher:
         self.unified_memory = unified_memory
         self._context = _context(self.method)
         self._template: Optional[_Template] = None
-        self._no_template: set[tuple[str, int]] = set()  # too big to keep, or died before forking: no template
+        self._no_template: set[str] = set()  # too big to keep, or died before forking: no template
         self._fits_by_model: dict[str, bool] = {}
 
     def start(self, config: Any, result_path: str, stderr_path: str) -> ChildHandle:
         request: ChildRequest = (config.to_json(), result_path, stderr_path)
-        key = (config.model, config.seed)
+        key = template_key(config)
         if self.templates and key not in self._no_template and self._fits(config.model):
-            child = self._template_for(*key).start(request)
+            child = self._template_for(key).start(request)
             if child is not None:
                 return child
             self._stop_template()  # it could not build the model (out of memory?): each child builds its own
@@ -248,11 +263,11 @@ class ChildLauncher:
         process.start()
         return _ProcessChild(process)
 
-    def _template_for(self, model: str, seed: int) -> _Template:
-        if self._template is not None and (self._template.key != (model, seed) or not self._template.alive):
+    def _template_for(self, key: str) -> _Template:
+        if self._template is not None and (self._template.key != key or not self._template.alive):
             self._stop_template()
         if self._template is None:
-            self._template = _Template(self._context, model, seed)
+            self._template = _Template(self._context, key)
         return self._template
 
     def _stop_template(self) -> None:

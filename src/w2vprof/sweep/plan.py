@@ -50,6 +50,9 @@ class SweepRequest:
     batches: Optional[tuple[int, ...]] = None
     precisions: Optional[tuple[str, ...]] = None
     recipes: Optional[tuple[str, ...]] = None  # training recipes' short forms (w2vprof.measure.recipes)
+    objectives: Optional[tuple[str, ...]] = None  # pretrain, ctc (w2vprof.models.family.OBJECTIVES)
+    vocab: int = 32  # ctc: output classes, the blank included
+    clusters: Optional[int] = None  # HuBERT/WavLM pretraining: cluster classes; None: each model's default
     preset: Optional[str] = None
     device: str = "auto"
     warmup: Optional[int] = None
@@ -152,6 +155,18 @@ def _resolve_device(requested: str) -> str:
     return resolve_device(requested)
 
 
+def _common_settings(request: SweepRequest) -> dict[str, Any]:
+    """The ProfileConfig fields every configuration of the sweep shares."""
+    return {
+        "vocab": request.vocab,
+        "clusters": request.clusters,
+        "threads": request.threads,
+        "seed": request.seed,
+        "layer_repeats": request.layer_repeats,
+        **request.workload,
+    }
+
+
 def plan_sweep(request: SweepRequest, warm_start: bool = True) -> SweepPlan:
     """Check the request, take the results file's lock and read its rows, resolve the device, expand the grid.
 
@@ -192,13 +207,9 @@ def plan_sweep(request: SweepRequest, warm_start: bool = True) -> SweepPlan:
             warmup=request.warmup,
             repeats=request.repeats,
             recipes=request.recipes,
+            objectives=request.objectives,
         )
-        common = {
-            "threads": request.threads,
-            "seed": request.seed,
-            "layer_repeats": request.layer_repeats,
-            **request.workload,
-        }
+        common = _common_settings(request)
         options = SweepOptions(
             out=out,
             mem_limit_bytes=request.mem_limit_bytes,

@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Protocol, Tuple
 
 from w2vprof.measure.engine import ProfileConfig
 from w2vprof.records import (
+    DEFAULT_OBJECTIVE,
     DEFAULT_RECIPE,
     LAYER_COLUMNS,
     LAYER_RULES,
     LayerRecord,
     ResultRecord,
     length_key,
+    objective_of,
     recipe_of,
     write_records_csv,
 )
@@ -64,13 +66,14 @@ class SweepReporter(Protocol):
 
 
 #: Identifies a configuration among a results file's rows: (model, batch, length key or None for audio, precision,
-#: device, workload, device fingerprint, recipe).
-ResumeKey = Tuple[str, int, Optional[float], str, str, str, str, str]
+#: device, workload, device fingerprint, recipe, objective).
+ResumeKey = Tuple[str, int, Optional[float], str, str, str, str, str, str]
 
 
 def config_label(c: ProfileConfig) -> str:
     recipe = f" {c.recipe}" if c.recipe != DEFAULT_RECIPE else ""
-    return f"{c.model} batch {c.batch} {c.seconds:g} s {c.precision}{recipe}"
+    objective = f" {c.objective}" if c.objective != DEFAULT_OBJECTIVE else ""
+    return f"{c.model}{objective} batch {c.batch} {c.seconds:g} s {c.precision}{recipe}"
 
 
 def resume_key(
@@ -82,21 +85,48 @@ def resume_key(
     workload: str,
     fingerprint: str,
     recipe: str = DEFAULT_RECIPE,
+    objective: str = DEFAULT_OBJECTIVE,
 ) -> ResumeKey:
     # Audio workloads record the corpus's mean length as `seconds`: the requested value is not the identity.
     seconds_key = None if workload.startswith("audio:") else length_key(seconds)
-    return (model, int(batch), seconds_key, precision, device, workload, fingerprint, recipe or DEFAULT_RECIPE)
+    return (
+        model,
+        int(batch),
+        seconds_key,
+        precision,
+        device,
+        workload,
+        fingerprint,
+        recipe or DEFAULT_RECIPE,
+        objective or DEFAULT_OBJECTIVE,
+    )
 
 
 def _record_key(r: ResultRecord) -> ResumeKey:
     return resume_key(
-        r.model, r.batch, r.seconds, r.precision, r.device, r.workload, r.device_fingerprint, recipe_of(r)
+        r.model,
+        r.batch,
+        r.seconds,
+        r.precision,
+        r.device,
+        r.workload,
+        r.device_fingerprint,
+        recipe_of(r),
+        objective_of(r),
     )
 
 
 def _config_key(c: ProfileConfig, fingerprint: str) -> ResumeKey:
     return resume_key(
-        c.model, c.batch, c.seconds, c.precision, c.device, _workload_name(c), fingerprint, _recipe_text(c)
+        c.model,
+        c.batch,
+        c.seconds,
+        c.precision,
+        c.device,
+        _workload_name(c),
+        fingerprint,
+        _recipe_text(c),
+        c.objective,
     )
 
 
@@ -120,6 +150,8 @@ def layers_folder(out: Path) -> Path:
 
 def _slug(record: ResultRecord) -> str:
     text = f"{record.model}_b{record.batch}_s{record.seconds:g}_{record.precision}_{record.device}"
+    if objective_of(record) != DEFAULT_OBJECTIVE:
+        text += "_" + objective_of(record)
     if record.workload != "synthetic":
         text += "_" + record.workload
     if recipe_of(record) != DEFAULT_RECIPE:
@@ -139,6 +171,7 @@ def _empty_record(config: ProfileConfig, identity: Dict[str, Any], **fields: Any
         repeats=config.repeats,
         warmup=config.warmup,
         seed=config.seed,
+        objective=config.objective,
         **{k: v for k, v in identity.items() if k in known},
         **_recipe_fields(config),
     )
@@ -263,6 +296,7 @@ def _needs_at_least(config: ProfileConfig, oom: ResultRecord) -> bool:
         and config.batch >= oom.batch
         and config.seconds >= oom.seconds
         and _recipe_text(config) == recipe_of(oom)  # another recipe may well fit where this one ran out
+        and config.objective == objective_of(oom)  # CTC's model and step are another model's
     )
 
 
@@ -298,7 +332,9 @@ def _pruned_record(config: ProfileConfig, options: SweepOptions, cause: ResultRe
         config,
         options.device_identity,
         status="oom",
-        skipped_because=f"{cause.model} batch {cause.batch} {cause.seconds:g} s {cause.precision}"
+        skipped_because=f"{cause.model}"
+        + (f" {objective_of(cause)}" if objective_of(cause) != DEFAULT_OBJECTIVE else "")
+        + f" batch {cause.batch} {cause.seconds:g} s {cause.precision}"
         + (f" {recipe_of(cause)}" if recipe_of(cause) != DEFAULT_RECIPE else "")
         + " was oom",
         error="not run: needs at least as much memory as a configuration that ran out",
