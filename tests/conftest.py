@@ -197,6 +197,12 @@ INTEGRATION: dict[str, frozenset[str]] = {
             "test_a_killed_holder_never_blocks",
         }
     ),
+    # a real (shrunken) calibration forked from the sweep's fork server
+    "test_first_run": frozenset(
+        {
+            "test_a_real_calibration_comes_from_the_fork_server",
+        }
+    ),
     # one real `fl simulate --fleet` (the rest of the module tests its pieces without Flower's simulation)
     "test_fl_fleet": frozenset(
         {
