@@ -45,15 +45,16 @@ MeasureCalibration = Callable[[str, int, Dict[str, Any], Path], Tuple[Optional["
 
 def calibrating_message(path: Path, budget_s: Optional[float]) -> str:
     """The progress step a sweep shows before it calibrates (only then: a cached calibration costs nothing)."""
-    how_long = f"about {budget_s:.0f} s" if budget_s else "a few seconds"
+    how_long = f"about {budget_s:.0f} s, once" if budget_s else "once"  # unbounded: no promise
     return (
-        f"calibrating this machine: {how_long}, once (matmul and memory-copy ceilings for every row; cached in "
+        f"calibrating this machine: {how_long} (matmul and memory-copy ceilings for every row; cached in "
         f"{path}; `w2vprof devices --calibrate` after installing does it ahead)"
     )
 
 
 def _budget_s() -> Optional[float]:
-    """How long a calibration may take, where w2vprof.devices.calibrate bounds it (TOTAL_BUDGET_SEC), else None."""
+    """How long a calibration may take, where w2vprof.devices.calibrate bounds it (TOTAL_BUDGET_SEC), else None
+    (the step then promises no duration)."""
     from w2vprof.devices import calibrate
 
     budget = getattr(calibrate, "TOTAL_BUDGET_SEC", None)
