@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -263,30 +261,25 @@ def test_a_sweep_uses_the_cached_calibration_and_measures_one_otherwise(tmp_path
     def must_not_run(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("calibrated although the cache has one")
 
-    calibration, what = ensure_calibration("cpu", run=must_not_run)
+    steps: list[str] = []
+    calibration, what = ensure_calibration("cpu", measure=must_not_run, announce=steps.append)
     assert what == "cached" and calibration == _fake_calibration_cache
+    assert steps == []  # a cached calibration costs nothing: no progress step
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty cache
-    commands: list[list[str]] = []
+    asked: list[tuple[str, int, Path]] = []
     measured = replace(_fake_calibration_cache, note="")
 
-    def fake_run(command: list[str], **kwargs: Any) -> Any:
-        commands.append(command)
-        return SimpleNamespace(returncode=0, stdout=measured.to_json(), stderr="")
+    def fake_measure(device: str, threads: int, identity: dict[str, Any], folder: Path) -> Any:
+        asked.append((device, threads, folder))
+        return measured, "measured"
 
-    calibration, what = ensure_calibration("cpu", threads=3, run=fake_run)
-    assert what == "measured" and calibration == measured
-    assert commands[0][-7:] == ["--calibrate", "--device", "cpu", "--threads", "3", "--format", "json"]
+    calibration, what = ensure_calibration("cpu", threads=3, measure=fake_measure)
+    assert calibration == measured and what.startswith("measured in ")
+    assert asked == [("cpu", 3, tmp_path / "w2vprof")]
 
-    failed = SimpleNamespace(returncode=2, stdout="", stderr="w2vprof: something broke\n")
-    calibration, what = ensure_calibration("cpu", run=lambda *a, **k: failed)
-    assert calibration is None and what == "calibration failed: w2vprof: something broke"
-
-    def timed_out(*args: Any, **kwargs: Any) -> None:
-        raise subprocess.TimeoutExpired("w2vprof", 600)
-
-    calibration, what = ensure_calibration("cpu", run=timed_out)
-    assert calibration is None and what.startswith("calibration did not run")
+    failed = (None, "calibration failed: w2vprof: something broke")
+    assert ensure_calibration("cpu", measure=lambda *a: failed) == failed
 
 
 def test_sweep_passes_layer_repeats_to_every_configuration(tmp_path):

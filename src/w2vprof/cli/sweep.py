@@ -161,7 +161,8 @@ def _calibrate(plan, threads: Optional[int], quiet: bool, asked: bool = True) ->
 
     if not asked:
         return
-    calibration, what = ensure_calibration(plan.device, threads, plan.options.device_identity)
+    announce = None if quiet else lambda step: typer.echo(step, err=True)  # the first sweep's one named step
+    calibration, what = ensure_calibration(plan.device, threads, plan.options.device_identity, announce=announce)
     if calibration is None:
         typer.echo(f"w2vprof: warning: {what}; the rows' measured-peak columns stay empty", err=True)
     elif not quiet:

@@ -27,6 +27,7 @@ __all__ = [
     "TEMPLATE_MAX_MEMORY_SHARE",
     "ChildHandle",
     "ChildLauncher",
+    "process_context",
     "start_method",
     "template_fits",
     "uses_templates",
@@ -79,6 +80,11 @@ def _context(method: str) -> Any:
     if method == "forkserver":
         context.set_forkserver_preload(PRELOAD)
     return context
+
+
+def process_context(method: Optional[str] = None) -> Any:
+    """The multiprocessing context the sweep's processes come from (the fork server where there is one)."""
+    return _context(method or start_method())
 
 
 def warm_start(method: Optional[str] = None) -> None:
