@@ -57,6 +57,10 @@ def check_doctor(path: Path, pi_look: bool) -> list[str]:
         problems.append(f"platform {machine.get('platform')!r} does not agree with machine aarch64 ({expected})")
     if pi_look and not str(machine.get("board", "")).startswith("Raspberry Pi 4"):
         problems.append(f"board is {machine.get('board')!r}, not the Raspberry Pi 4 mounted in")
+    if pi_look and not str(machine.get("cpu", "")).startswith("Broadcom BCM2711, 4x Cortex-A72"):
+        problems.append(f"cpu is {machine.get('cpu')!r}, not the Pi 4's")
+    if not pi_look and "emulation?" not in str(machine.get("cpu", "")):
+        problems.append(f"cpu is {machine.get('cpu')!r}: the x86 host's /proc/cpuinfo taken for this aarch64 CPU's")
     failed = [
         f"{section}/{check['name']}: {check['detail']}"
         for section, checks in report.items()
