@@ -189,7 +189,8 @@ install() {
     ~/w2vprof-venv/bin/pip install -q -c constraints.txt .
     ~/w2vprof-venv/bin/python -c 'import torch; print(torch.__version__, \"cuda:\", torch.version.cuda)' \
       | tee ~/w2vprof-out/torch-version.txt
-    if ~/w2vprof-venv/bin/pip list 2>/dev/null | grep -iE '^(nvidia-|cuda-|triton)'; then
+    # nvidia-ml-py is w2vprof's own (NVML bindings, pure Python); anything else nvidia-*, cuda-* or triton is CUDA's
+    if ~/w2vprof-venv/bin/pip list 2>/dev/null | grep -iE '^(nvidia-|cuda-|triton)' | grep -viE '^nvidia-ml-py '; then
       echo 'a CUDA package came with this torch (not a CPU-only build)'; exit 1
     fi
     grep -q 'cuda: None' ~/w2vprof-out/torch-version.txt"
