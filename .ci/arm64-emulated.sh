@@ -232,8 +232,9 @@ sweep() {
   # Plain qemu-user, not the Pi look: its rows (committed under reports/arm64-emulated/) then name their device
   # 'aarch64 (/proc/cpuinfo describes another architecture (x86): emulation?)', never a Raspberry Pi 4 whose
   # seconds they are not. A fresh calibration cache: the sweep calibrates this machine within its budget.
-  PI_LOOK=0 in_userland "rm -rf ~/.cache/w2vprof && cd ~/w2vprof-out
-    w2vprof sweep --model tiny --seconds 1 --batch 1,2 --precision fp32,mixed --repeats 2 --out sweep/results.csv
+  PI_LOOK=0 in_userland "rm -rf ~/.cache/w2vprof && mkdir -p ~/w2vprof-out/sweep && cd ~/w2vprof-out
+    w2vprof sweep --model tiny --seconds 1 --batch 1,2 --precision fp32,mixed --repeats 2 --timeout 900 \
+      --out sweep/results.csv
     ~/w2vprof-venv/bin/python ~/w2vprof/.ci/arm64_checks.py rows sweep/results.csv \
       ~/w2vprof/$X86_REFERENCE ~/w2vprof/tests/golden/numbers/profile_tiny_b2_1s.json
     ~/w2vprof-venv/bin/python ~/w2vprof/.ci/arm64_checks.py calibration ~/.cache/w2vprof"
