@@ -50,7 +50,7 @@ def cpu_native_bf16(request, monkeypatch) -> bool:
 
     flags = "fpu sse2 avx2 avx512f" + (" avx512_bf16" if request.param else "")
     cpuinfo = f"processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: {flags}\n"
-    monkeypatch.setattr(cpu, "read_native_bf16", lambda root="/": cpu.has_native_bf16(cpuinfo))
+    monkeypatch.setattr(cpu, "read_native_bf16", lambda root="/", machine=None: cpu.has_native_bf16(cpuinfo))
     native: bool = request.param
     return native
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from w2vprof.devices.calibrate import (
+    TOTAL_BUDGET_SEC,
     Calibration,
     cache_folder,
     cache_path,
@@ -83,6 +84,10 @@ def fake_calibration(
     return calibrate("cpu", ops=ops, clock=clock, identity=identity, **options), ops
 
 
+MATMUL_SIZES = [64, 128, 256, 512, 1024, 2048]
+COPY_SIZES = [2**20, 4 * 2**20, 16 * 2**20, 64 * 2**20, 256 * 2**20]
+
+
 def test_rates_are_work_over_the_best_run():
     rates = {"float32": 2 * 2048**3 / 0.1, "bfloat16": 2 * 2048**3 / 0.05}  # 0.1 s and 0.05 s per product
     calibration, ops = fake_calibration(rates, bandwidth=12.5e9)
@@ -92,30 +97,87 @@ def test_rates_are_work_over_the_best_run():
     assert calibration.mixed_dtype == "bfloat16"
     assert (calibration.matmul_size_fp32, calibration.matmul_size_mixed) == (2048, 2048)
     assert calibration.copy_bytes == 256 * 2**20
-    assert ops.prepared == [("float32", 2048), ("bfloat16", 2048), ("copy", 256 * 2**20)]
-    assert ops.syncs == 3 * 2 * 6  # three measurements, a warmup and 5 repeats each, synced before and after
+    # sizes grow from small ones (each predicted from the one before) up to the asked size
+    assert ops.prepared == (
+        [("float32", n) for n in MATMUL_SIZES]
+        + [("bfloat16", n) for n in MATMUL_SIZES]
+        + [("copy", n) for n in COPY_SIZES]
+    )
+    # each synced before and after: the smallest twice, every other size once (the last: its warmup), 5 timed
+    assert ops.syncs == 2 * (2 * (2 + 5 + 5) + (2 + 4 + 5))
+    assert calibration.note == ""  # nothing cut
 
 
 def test_a_slow_matrix_product_is_measured_smaller_and_still_exact():
-    rate = 2 * 2048**3 / 4.0  # 4 s per 2048^2 product: its warmup alone is far over budget
+    rate = 2 * 2048**3 / 4.0  # 4 s per 2048^2 product: 0.1875 s warmup at 512^2, so 1024^2 is predicted at 1.5 s
     calibration, ops = fake_calibration({"float32": rate, "bfloat16": rate})
-    assert calibration.matmul_size_fp32 == 512  # 12 s, then 1.5 s warmups: halved twice
-    assert [n for dtype, n in ops.prepared if dtype == "float32"] == [2048, 1024, 512]
+    assert calibration.matmul_size_fp32 == 512
+    assert [n for dtype, n in ops.prepared if dtype == "float32"] == [64, 128, 256, 512]  # never 2048^2
     assert calibration.peak_flops_fp32_measured == pytest.approx(rate, rel=1e-12)
+    assert calibration.note == (
+        "within the 12 s calibration budget: float32 matmul 512^2 (not 2048^2); bfloat16 matmul 512^2 (not 2048^2)"
+    )
 
 
 def test_fewer_repeats_when_a_run_is_slow_but_at_least_two():
-    rate = 2 * 2048**3 / 0.3  # warmup 0.9 s: int(2.0 / 0.9) = 2 timed runs, slowdowns 1.5 and 1.0
+    rate = 2 * 2048**3 / 0.3  # warmup 0.9 s at 2048^2: int(2.0 / 0.9) = 2 timed runs, slowdowns 1.5 and 1.0
     calibration, ops = fake_calibration({"float32": rate, "bfloat16": rate})
     assert calibration.matmul_size_fp32 == 2048
     assert calibration.peak_flops_fp32_measured == pytest.approx(rate, rel=1e-12)
-    assert ops.syncs == 2 * (3 + 3) + 2 * 6  # two matmuls: warmup + 2 runs; the copy: warmup + 5
+    assert ops.syncs == 2 * (2 * (2 + 5 + 2) + (2 + 4 + 5))  # two matmuls: sizing, then 2 timed runs each
+    assert calibration.note.endswith("float32 matmul 2 of 5 repeats; bfloat16 matmul 2 of 5 repeats")
+
+
+def test_an_emulated_board_calibrates_within_the_budget():
+    """The rates qemu gave on this VM (fp32 0.28, bfloat16 0.086 GFLOP/s; copies at 0.5 GB/s): the old first
+    2048^2 products alone took 61 s and 200 s. Now seconds, and the note says where it cut."""
+    clock = FakeClock()
+    ops = FakeOps(clock, {"float32": 0.28e9, "bfloat16": 0.086e9}, 0.5e9)
+    calibration = calibrate("cpu", ops=ops, clock=clock, identity=IDENTITY)
+    assert clock.now <= TOTAL_BUDGET_SEC
+    assert (calibration.matmul_size_fp32, calibration.matmul_size_mixed, calibration.copy_bytes) == (
+        256,
+        128,
+        64 * 2**20,
+    )
+    assert calibration.peak_flops_mixed_measured == pytest.approx(0.086e9, rel=1e-12)  # still exact
+    assert calibration.note == (
+        "within the 12 s calibration budget: float32 matmul 256^2 (not 2048^2); bfloat16 matmul 128^2 "
+        "(not 2048^2); copy 64 MiB (not 256 MiB), 2 of 5 repeats"
+    )
+
+
+class CacheCliffOps(FakeOps):
+    """Matrices above 256^2 fall out of a cache: 100x slower per FLOP than the sizes before predict."""
+
+    def matmul(self, n: int, dtype: str) -> Callable[[], None]:
+        run = super().matmul(n, dtype)
+        if n <= 256:
+            return run
+
+        def slow() -> None:
+            start = self.clock.now
+            run()
+            self.clock.now += 99 * (self.clock.now - start)
+
+        return slow
+
+
+def test_a_size_that_overran_is_given_up_for_the_one_before_and_not_tried_again():
+    clock = FakeClock()
+    ops = CacheCliffOps(clock, {"float32": 1e10, "bfloat16": 1e10}, 10e9)
+    calibration = calibrate("cpu", ops=ops, clock=clock, identity=IDENTITY)
+    assert calibration.matmul_size_fp32 == 256  # 512^2 took 8 s: given up for 256^2, measured there
+    assert calibration.peak_flops_fp32_measured == pytest.approx(1e10, rel=1e-12)
+    assert [n for dtype, n in ops.prepared if dtype == "bfloat16"] == [64, 128, 256]  # never the 512^2 cliff
+    assert clock.now <= TOTAL_BUDGET_SEC  # the overrun included
+    assert "float32 matmul 256^2 (not 2048^2); bfloat16 matmul 256^2 (not 2048^2)" in calibration.note
 
 
 def test_a_mixed_dtype_the_device_cannot_multiply_is_a_note_not_a_failure():
     calibration, _ = fake_calibration({"float32": 1e11})
     assert calibration.peak_flops_mixed_measured is None
-    assert calibration.note == "bfloat16 matmul failed: \"addmm_impl_cpu_\" not implemented for 'bfloat16'"
+    assert calibration.note.startswith("bfloat16 matmul failed: \"addmm_impl_cpu_\" not implemented for 'bfloat16';")
     assert "not measured" in "\n".join(calibration.summary_lines())
 
 

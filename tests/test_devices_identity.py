@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import platform
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,14 @@ from fake_nvml import FakeBoard, FakeCudaProperties, FakeNvml, FakePynvml
 from fake_trees import jetson_tree, x86_tree
 from w2vprof.cli.main import app, run
 from w2vprof.devices import available_sources, detect_platform, identify
-from w2vprof.devices.cpu import read_cpu_model
+from w2vprof.devices.cpu import (
+    cpuinfo_architecture,
+    machine_architecture,
+    process_machine,
+    read_cpu_model,
+    read_native_bf16,
+    read_own_cpuinfo,
+)
 from w2vprof.devices.nvml import load_nvml
 
 IDENTITY_KEYS = {
@@ -76,14 +85,10 @@ def test_identify_power_mode_changes_the_fingerprint(jetson_root):
     assert identify("cpu", root=str(jetson_root))["power_mode"] == "0002"  # no name for mode 2 in the conf
 
 
-# /proc/cpuinfo of a Raspberry Pi 4 on its 64-bit kernel: `Hardware` names the BCM2835 family, not the BCM2711.
-PI4_CPUINFO = "".join(
-    f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n"
-    f"CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n"
-    for n in range(4)
-) + (
-    "Hardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 100000001234abcd\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
-)
+#: A Raspberry Pi 4's /proc/cpuinfo (64-bit kernel: `Hardware` names the BCM2835 family, not the BCM2711) and device
+#: tree model and compatible, as files: .ci/arm64-emulated.sh bind-mounts the same ones into its aarch64 userland.
+PI4_TREE = Path(__file__).parent / "fixtures" / "raspberry-pi-4"
+PI4_CPUINFO = (PI4_TREE / "proc/cpuinfo").read_text()
 
 # /proc/cpuinfo of a Jetson Xavier NX (JetPack 5): neither `model name` nor `Hardware`, only part numbers.
 XAVIER_NX_CPUINFO = "".join(
@@ -94,15 +99,74 @@ XAVIER_NX_CPUINFO = "".join(
 )
 
 
-def test_identify_raspberry_pi_4_by_its_device_tree(tmp_path):
-    _write(tmp_path / "proc/device-tree/model", "Raspberry Pi 4 Model B Rev 1.4\x00")
-    _write(tmp_path / "proc/device-tree/compatible", "raspberrypi,4-model-b\x00brcm,bcm2711\x00")
-    _write(tmp_path / "proc/cpuinfo", PI4_CPUINFO)
+@pytest.mark.parametrize("machine", [None, "aarch64"])
+def test_identify_raspberry_pi_4_by_its_device_tree(tmp_path, machine):
+    shutil.copytree(PI4_TREE, tmp_path, dirs_exist_ok=True)
     _meminfo(tmp_path)
-    identity = identify("cpu", root=str(tmp_path))
+    identity = identify("cpu", root=str(tmp_path), machine=machine)
     assert (identity["platform"], identity["device_name"]) == ("raspberrypi", "Raspberry Pi 4 Model B Rev 1.4")
     assert identity["cpu_model"] == "Broadcom BCM2711, 4x Cortex-A72"  # not the kernel's `Hardware: BCM2835`
     assert (identity["memory_ceiling_bytes"], identity["memory_ceiling_source"]) == (7772000 * 1024, "os_total")
+    assert read_native_bf16(str(tmp_path), machine=machine) is False  # a Cortex-A72 has no BF16
+
+
+#: /proc/cpuinfo of the x86 host an emulated aarch64 userland runs on (qemu-user passes the host's through).
+EPYC_CPUINFO = (
+    "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9454 48-Core Processor\n"
+    "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n"
+)
+
+
+def test_an_aarch64_process_never_takes_the_x86_hosts_cpuinfo_for_its_own(tmp_path):
+    """qemu-user: `platform.machine()` says aarch64, /proc/cpuinfo is the AMD host's. Platform, CPU, bfloat16 and
+    the fingerprint follow the machine type, so emulated results never count as the host's device."""
+    _write(tmp_path / "proc/cpuinfo", EPYC_CPUINFO)
+    _meminfo(tmp_path)
+    host = identify("cpu", root=str(tmp_path), machine="x86_64")
+    emulated = identify("cpu", root=str(tmp_path), machine="aarch64")
+    assert (host["platform"], host["cpu_model"]) == ("x86", "AMD EPYC 9454 48-Core Processor")
+    assert emulated["platform"] == "linux"
+    assert (
+        emulated["cpu_model"]
+        == emulated["device_name"]
+        == ("aarch64 (/proc/cpuinfo describes another architecture (x86): emulation?)")
+    )
+    assert emulated["device_fingerprint"] != host["device_fingerprint"]
+    assert read_native_bf16(str(tmp_path), machine="x86_64") is True
+    assert read_native_bf16(str(tmp_path), machine="aarch64") is False  # x86 flags never apply to an aarch64 process
+    assert detect_platform(str(tmp_path), machine="aarch64") == "linux"
+    assert read_own_cpuinfo(str(tmp_path), machine="aarch64") == (
+        "",
+        "/proc/cpuinfo describes another architecture (x86): emulation?",
+    )
+    # An x86 process on a kernel whose cpuinfo is Arm's (the other way round) sets it aside too.
+    _write(tmp_path / "proc/cpuinfo", PI4_CPUINFO)
+    assert detect_platform(str(tmp_path), machine="x86_64") == "x86"
+    assert read_cpu_model(str(tmp_path), machine="x86_64").startswith("x86_64 (/proc/cpuinfo describes another")
+
+
+@pytest.mark.parametrize(
+    "machine, architecture",
+    [("x86_64", "x86"), ("AMD64", "x86"), ("i686", "x86"), ("aarch64", "arm"), ("arm64", "arm"), ("armv7l", "arm")]
+    + [("riscv64", ""), ("", "")],
+)
+def test_machine_types_name_their_architecture(machine, architecture):
+    assert machine_architecture(machine) == architecture
+
+
+def test_cpuinfo_says_its_architecture_or_nothing():
+    assert cpuinfo_architecture(EPYC_CPUINFO) == "x86"
+    assert cpuinfo_architecture("processor\t: 0\nflags\t\t: fpu sse2\n") == "x86"  # no vendor_id (some VMs)
+    assert cpuinfo_architecture(PI4_CPUINFO) == "arm"
+    assert cpuinfo_architecture("processor\t: 0\nmodel name\t: ARMv8 Processor rev 0 (v8l)\n") == ""  # trusted
+    assert cpuinfo_architecture("") == ""
+
+
+def test_under_a_fake_tree_its_own_cpuinfo_decides_unless_a_machine_is_given(tmp_path):
+    _write(tmp_path / "proc/cpuinfo", EPYC_CPUINFO)
+    assert process_machine(str(tmp_path)) == "" and process_machine(str(tmp_path), "aarch64") == "aarch64"
+    assert detect_platform(str(tmp_path)) == "x86" and read_native_bf16(str(tmp_path)) is True
+    assert process_machine("/") == platform.machine()  # the real root: this process's own
 
 
 def test_identify_jetson_whose_cpuinfo_names_nothing(tmp_path):

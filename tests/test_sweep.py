@@ -445,6 +445,66 @@ def test_children_match_an_in_process_profile_and_limits_stop_only_the_child(tmp
         spawned.close()
 
 
+#: A template's _serve with its child's first steps replaced: _built_for waits for a file (the test kills the
+#: template meanwhile, deterministically inside the window between fork and the child's own work), and
+#: forked_entry writes "alive" instead of measuring. No torch: a plain Python process.
+TEMPLATE_KILLED_BEFORE_ITS_CHILD_STARTS = """
+import os, signal, sys, time
+from multiprocessing import Pipe
+
+from w2vprof.sweep import child
+
+release, marker = sys.argv[1], sys.argv[2]
+
+
+def built_for_after_release(template, config_json, threads):
+    while not os.path.exists(release):
+        time.sleep(0.01)
+
+
+def entry_that_reports(*args):
+    with open(marker, "w") as handle:
+        handle.write("alive")
+    os._exit(0)
+
+
+child._built_for, child.forked_entry = built_for_after_release, entry_that_reports
+sweep_end, template_end = Pipe()
+template = os.fork()
+if template == 0:
+    sweep_end.close()
+    child._serve(template_end, None, 1, os.getppid())
+    os._exit(0)
+template_end.close()
+sweep_end.send(("{}", "result.json", "stderr.txt"))
+print(sweep_end.recv()[1], flush=True)  # ("started", the child's pid)
+os.kill(template, signal.SIGKILL)
+os.waitpid(template, 0)
+open(release, "w").close()
+"""
+
+
+def test_a_child_whose_template_dies_before_it_starts_does_not_outlive_it(tmp_path):
+    """The race emulated ARM hit: the template killed after its fork, before the child asked for the
+    parent-death signal. The child must go all the same (never reach its measurement)."""
+    import psutil
+
+    release, marker = tmp_path / "release", tmp_path / "alive"
+    script = subprocess.run(
+        [sys.executable, "-c", TEMPLATE_KILLED_BEFORE_ITS_CHILD_STARTS, str(release), str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert script.returncode == 0, script.stderr
+    pid = int(script.stdout.split()[0])
+    deadline = time.monotonic() + 30  # an orphan is reaped by init: gone, or a zombie until then
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline and not marker.exists(), "the child outlived its template"
+        time.sleep(0.01)
+    assert not marker.exists()
+
+
 @pytest.mark.integration
 def test_a_template_killed_mid_run_costs_that_configuration_only(tmp_path):
     import psutil

@@ -48,15 +48,18 @@ def _board(platform: str, root: str) -> tuple[str, dict[str, str]]:
     return "", {}
 
 
-def identify(torch_device: str, root: str = "/", nvml: Optional[Nvml] = None) -> dict[str, Any]:
+def identify(
+    torch_device: str, root: str = "/", nvml: Optional[Nvml] = None, machine: Optional[str] = None
+) -> dict[str, Any]:
     """Identity of this machine for a torch device kind (cpu | cuda | mps): the ResultRecord identity fields
     (device_name, device_fingerprint, cpu_model, cpu_cores, total_mem_bytes, gpu_name, memory_ceiling_bytes,
     memory_ceiling_source, hostname) plus details for run.json (platform, board, l4t, jetpack, power_mode,
-    gpu_driver).
+    gpu_driver). `machine`: this process's machine type, platform.machine() where not given (on the real root;
+    a fake tree's files describe it): /proc/cpuinfo of another architecture (emulation) is never read as this one's.
     """
-    platform = detect_platform(root, torch_device)
+    platform = detect_platform(root, torch_device, machine)
     board, details = _board(platform, root)
-    cpu_model = cpu.read_cpu_model(root)
+    cpu_model = cpu.read_cpu_model(root, machine)
     if not cpu_model and platform == "apple":
         from w2vprof.devices.mps import apple_chip_name
 

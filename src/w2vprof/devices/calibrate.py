@@ -9,9 +9,16 @@ Each is run once untimed-for-the-result (the warmup: thread pools start, pages a
 the first copy of a fresh buffer is several times slower), then `repeats` times. The rate kept is the BEST run,
 not the median: a ceiling is what the machine can do, and everything that disturbs a run (other processes, a
 clock still ramping, an interrupt) only ever makes it slower, so the fastest run is the closest estimate of the
-ceiling (STREAM reports its best run for the same reason). The warmup's time also sizes the rest so a small
-device finishes in a few seconds: fewer repeats (at least 2) when a run is slow, and a halved matrix when even
-the warmup exceeds the budget.
+ceiling (STREAM reports its best run for the same reason).
+
+A fixed time budget, on any device: calibrating takes seconds on a slow board or under emulation too (it took
+5 minutes under qemu when its first product was a 2048^2 one). Each measurement gets a share of TOTAL_BUDGET_SEC
+(at most MEASUREMENT_BUDGET_SEC; one that overran leaves the next less). Sizes grow from small to the asked size,
+a step at a time, only while the next is predicted (from this one's time) to take at most a quarter of the share:
+the matrix starts at 64^2 and doubles (8x the work), the copy starts at 1 MiB and quadruples. A size that took
+over twice that all the same (it fell out of a cache) is given up for the one before. The last size's first run
+is its warmup; then at most `repeats` timed runs, fewer (at least 2) where they would take over half the share.
+Where a size or the repeats were cut, the calibration's note says so.
 
 Results are cached per device fingerprint (w2vprof.devices.identify) and thread count in
 `$XDG_CACHE_HOME/w2vprof/calibration-<fingerprint>-<threads>threads.json` (default `~/.cache/w2vprof`), written
@@ -51,13 +58,17 @@ __all__ = [
 #: Bumped when what a field means changes: older cache files are then measured again.
 CACHE_VERSION = 1
 MATMUL_SIZE = 2048
-MIN_MATMUL_SIZE = 256
+#: The first (smallest) matrix tried: a few hundred kFLOP, quick on anything.
+MIN_MATMUL_SIZE = 64
 COPY_BYTES = 256 * 2**20
+MIN_COPY_BYTES = 2**20
 #: The copy buffer takes at most this fraction of the device's memory ceiling (two buffers are allocated).
 COPY_MEMORY_FRACTION = 1 / 16
 REPEATS = 5
-#: Seconds one measurement (fp32 matmul, mixed matmul, copy) should take after its warmup.
-BUDGET_SEC = 2.0
+#: Seconds one measurement (fp32 matmul, mixed matmul, copy) may take: sizing, warmup and timed runs.
+MEASUREMENT_BUDGET_SEC = 4.0
+#: Seconds the whole calibration (three measurements) may take.
+TOTAL_BUDGET_SEC = 3 * MEASUREMENT_BUDGET_SEC
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,7 @@ class Calibration:
     mem_bw_measured: float  # bytes read + written per second, best run of a large copy
     matmul_size_fp32: int  # n actually used (smaller than asked on a slow device)
     matmul_size_mixed: int
-    copy_bytes: int  # size of one buffer; each copy moves twice this
+    copy_bytes: int  # size of one buffer (smaller than asked on a slow device); each copy moves twice this
     repeats: int  # timed runs asked for per measurement (fewer where a run is slow)
     peak_flops_fp32_vendor: Optional[float]  # FLOP/s from the shipped device profiles, where known
     peak_flops_mixed_vendor: Optional[float]
@@ -197,34 +208,109 @@ def _run_seconds(run: Callable[[], object], ops: CalibrationOps, clock: Callable
     return clock() - start
 
 
-def _best_seconds(
-    run: Callable[[], object], first: float, ops: CalibrationOps, clock: Callable[[], float], repeats: int
-) -> float:
-    """Best of up to `repeats` timed runs after the warmup (`first` seconds): fewer when a run is slow."""
-    count = max(2, min(repeats, int(BUDGET_SEC / first))) if first > 0 else repeats
-    return min(_run_seconds(run, ops, clock) for _ in range(count))
+@dataclass(frozen=True)
+class Measured:
+    """One measurement: its rate, the size it was taken at, and the timed runs it had."""
+
+    rate: float  # FLOP/s or bytes/s
+    size: int  # n of an n x n product, or bytes of one copy buffer
+    runs: int  # timed runs after the warmup
+
+
+def _sized(
+    prepare: Callable[[int], Callable[[], object]],
+    sizes: list[int],
+    growth: float,
+    limit_s: float,
+    ops: CalibrationOps,
+    clock: Callable[[], float],
+) -> tuple[Callable[[], object], int, float]:
+    """(run, size, its first run's seconds): `sizes` tried smallest first, the next only while this one's time
+    times `growth` (the next's extra work) stays within `limit_s`. The smallest is run twice (the very first run
+    pays for thread pools and kernel choice, and would stop the growth too early); the last one's run is its
+    warmup. A size that took more than twice the limit all the same (it fell out of a cache: slower per FLOP than
+    the one before) is given up for the one before, whose buffers are still there."""
+    run = prepare(sizes[0])
+    _run_seconds(run, ops, clock)
+    first = _run_seconds(run, ops, clock)
+    size = sizes[0]
+    for bigger in sizes[1:]:
+        if first * growth > limit_s:
+            break
+        previous = run, size, first
+        run, size = prepare(bigger), bigger
+        first = _run_seconds(run, ops, clock)
+        if first > 2 * limit_s:
+            return previous
+    return run, size, first
+
+
+def _best(
+    run: Callable[[], object],
+    size: int,
+    first: float,
+    work: float,
+    budget_s: float,
+    repeats: int,
+    ops: CalibrationOps,
+    clock: Callable[[], float],
+) -> Measured:
+    """Best of up to `repeats` timed runs (at least 2) within half the measurement's budget."""
+    count = max(2, min(repeats, int(budget_s / 2 / first))) if first > 0 else repeats
+    return Measured(work / min(_run_seconds(run, ops, clock) for _ in range(count)), size, count)
+
+
+def _doubling(smallest: int, largest: int, factor: int) -> list[int]:
+    """smallest, smallest*factor, ... up to largest (largest itself last), or just largest when it is smaller."""
+    sizes = [min(smallest, largest)]
+    while sizes[-1] * factor <= largest:
+        sizes.append(sizes[-1] * factor)
+    return sizes if sizes[-1] == largest else [*sizes, largest]
 
 
 def measure_matmul(
-    ops: CalibrationOps, n: int, dtype: str, repeats: int, clock: Callable[[], float] = time.perf_counter
-) -> tuple[float, int]:
-    """(FLOP/s, n used): best of the timed runs of an n x n product, n halved while a warmup exceeds the budget."""
-    while True:
-        run = ops.matmul(n, dtype)
-        first = _run_seconds(run, ops, clock)
-        if first <= BUDGET_SEC / 2 or n // 2 < MIN_MATMUL_SIZE:
-            break
-        n //= 2
-    return 2 * n**3 / _best_seconds(run, first, ops, clock, repeats), n
+    ops: CalibrationOps,
+    n: int,
+    dtype: str,
+    repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
+    budget_s: float = MEASUREMENT_BUDGET_SEC,
+) -> Measured:
+    """FLOP/s of an n x n product, or of the largest smaller one (64^2, 128^2, ...) that fits `budget_s`."""
+    sizes = _doubling(MIN_MATMUL_SIZE, n, 2)
+    run, size, first = _sized(lambda m: ops.matmul(m, dtype), sizes, 8, budget_s / 4, ops, clock)
+    return _best(run, size, first, 2 * size**3, budget_s, repeats, ops, clock)
 
 
 def measure_copy(
-    ops: CalibrationOps, nbytes: int, repeats: int, clock: Callable[[], float] = time.perf_counter
-) -> float:
-    """Bytes read + written per second: best of the timed copies of an `nbytes` buffer."""
-    run = ops.copy(nbytes)
-    first = _run_seconds(run, ops, clock)
-    return 2 * nbytes / _best_seconds(run, first, ops, clock, repeats)
+    ops: CalibrationOps,
+    nbytes: int,
+    repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
+    budget_s: float = MEASUREMENT_BUDGET_SEC,
+) -> Measured:
+    """Bytes read + written per second copying an `nbytes` buffer (or a smaller one that fits `budget_s`)."""
+    run, size, first = _sized(ops.copy, _doubling(MIN_COPY_BYTES, nbytes, 4), 4, budget_s / 4, ops, clock)
+    return _best(run, size, first, 2 * size, budget_s, repeats, ops, clock)
+
+
+class _Budget:
+    """What is left of TOTAL_BUDGET_SEC, shared out among the measurements still to come."""
+
+    def __init__(self, clock: Callable[[], float], total_s: float, measurements: int) -> None:
+        self.clock, self.deadline, self.left = clock, clock() + total_s, measurements
+
+    def share(self) -> float:
+        share = min(MEASUREMENT_BUDGET_SEC, max(0.0, self.deadline - self.clock()) / self.left)
+        self.left -= 1
+        return share
+
+
+def _cuts(name: str, measured: Measured, asked_size: int, repeats: int, unit: Callable[[int], str]) -> str:
+    """'float32 matmul 512^2 (not 2048^2), 3 of 5 repeats' for what the budget cut; '' when nothing was."""
+    cut = [f"{unit(measured.size)} (not {unit(asked_size)})"] if measured.size < asked_size else []
+    cut += [f"{measured.runs} of {repeats} repeats"] if measured.runs < repeats else []
+    return f"{name} {', '.join(cut)}" if cut else ""
 
 
 # -- calibration -------------------------------------------------------------------------------------------------
@@ -257,22 +343,32 @@ def calibrate(
     identity = identity if identity is not None else identify(device)
     ops = ops if ops is not None else TorchOps(device)
     mixed = mixed_dtype_name(device, dtype_mixed)
-    fp32_rate, fp32_size = measure_matmul(ops, matmul_size, "float32", repeats, clock)
-    mixed_rate, mixed_size, note = _mixed_rate(ops, matmul_size, mixed, repeats, clock)
+    budget = _Budget(clock, TOTAL_BUDGET_SEC, 3)
+    fp32 = measure_matmul(ops, matmul_size, "float32", repeats, clock, budget.share())
+    # never larger than fp32's: a size fp32 had to give up (a cache cliff, the budget) is not tried again
+    mixed_measured, note = _mixed_rate(ops, fp32.size, mixed, repeats, clock, budget.share())
     copy_bytes = _copy_bytes(identity.get("memory_ceiling_bytes"))
-    bandwidth = measure_copy(ops, copy_bytes, repeats, clock)
+    copy = measure_copy(ops, copy_bytes, repeats, clock, budget.share())
+    cuts = [
+        _cuts("float32 matmul", fp32, matmul_size, repeats, _square),
+        _cuts(f"{mixed} matmul", mixed_measured, matmul_size, repeats, _square) if mixed_measured else "",
+        _cuts("copy", copy, copy_bytes, repeats, _mib),
+    ]
+    if any(cuts):
+        budget_note = f"within the {TOTAL_BUDGET_SEC:g} s calibration budget: " + "; ".join(c for c in cuts if c)
+        note = "; ".join(filter(None, [note, budget_note]))
     profile = matching_profile(identity)
     return Calibration(
         device=device,
         device_fingerprint=str(identity.get("device_fingerprint", "")),
         device_name=str(identity.get("device_name", "")),
-        peak_flops_fp32_measured=fp32_rate,
-        peak_flops_mixed_measured=mixed_rate,
+        peak_flops_fp32_measured=fp32.rate,
+        peak_flops_mixed_measured=mixed_measured.rate if mixed_measured else None,
         mixed_dtype=mixed,
-        mem_bw_measured=bandwidth,
-        matmul_size_fp32=fp32_size,
-        matmul_size_mixed=mixed_size,
-        copy_bytes=copy_bytes,
+        mem_bw_measured=copy.rate,
+        matmul_size_fp32=fp32.size,
+        matmul_size_mixed=mixed_measured.size if mixed_measured else 0,
+        copy_bytes=copy.size,
         repeats=repeats,
         peak_flops_fp32_vendor=_tflops(profile.peak_fp32_tflops) if profile else None,
         peak_flops_mixed_vendor=_tflops(profile.peak_fp16_tflops) if profile else None,
@@ -285,15 +381,22 @@ def calibrate(
 
 
 def _mixed_rate(
-    ops: CalibrationOps, n: int, dtype: str, repeats: int, clock: Callable[[], float]
-) -> tuple[Optional[float], int, str]:
-    """(FLOP/s, n, "") or (None, 0, why) where this device cannot multiply in `dtype`."""
+    ops: CalibrationOps, n: int, dtype: str, repeats: int, clock: Callable[[], float], budget_s: float
+) -> tuple[Optional[Measured], str]:
+    """(the measurement, "") or (None, why) where this device cannot multiply in `dtype`."""
     try:
-        rate, size = measure_matmul(ops, n, dtype, repeats, clock)
+        return measure_matmul(ops, n, dtype, repeats, clock, budget_s), ""
     except (RuntimeError, TypeError, AttributeError) as exc:  # no such dtype, or no kernel for it here
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return None, 0, f"{dtype} matmul failed: {first_line}"
-    return rate, size, ""
+        return None, f"{dtype} matmul failed: {first_line}"
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:g} MiB"
+
+
+def _square(n: int) -> str:
+    return f"{n}^2"
 
 
 def _copy_bytes(memory_ceiling: Any) -> int:

@@ -1,14 +1,27 @@
-"""CPU and memory identity from /proc (x86, Jetson and Pi alike) and, for Arm boards, the device tree."""
+"""CPU and memory identity from /proc (x86, Jetson and Pi alike) and, for Arm boards, the device tree.
+
+/proc/cpuinfo is the kernel's, and the kernel is not always the one the process runs on: under qemu-user (an
+aarch64 userland on an x86 host, as .ci/arm64-emulated.sh runs w2vprof) it is the host's. So the process's own
+machine type (`platform.machine()`, which qemu answers for the emulated CPU) decides which architecture this is,
+and a /proc/cpuinfo that describes another one is set aside (`read_own_cpuinfo`): no x86 model name, flag or
+bfloat16 feature is ever taken for an aarch64 process's.
+"""
 
 from __future__ import annotations
 
 import os
+import platform
 import re
+from typing import Optional
 
 from w2vprof.devices._fs import read_text
 from w2vprof.devices.devicetree import soc_name
 
 __all__ = [
+    "machine_architecture",
+    "cpuinfo_architecture",
+    "process_machine",
+    "read_own_cpuinfo",
     "parse_cpu_model",
     "parse_cpu_vendor",
     "parse_arm_cores",
@@ -75,6 +88,44 @@ def parse_cpu_vendor(cpuinfo: str) -> str:
     return match.group(1) if match else ""
 
 
+#: platform.machine() spellings of x86 (Linux, macOS, Windows).
+X86_MACHINES = ("x86_64", "amd64", "x64", "i386", "i486", "i586", "i686", "x86")
+
+
+def machine_architecture(machine: str) -> str:
+    """'x86', 'arm' (aarch64, arm64, armv7l, ...) or '' (another, or unknown) for a platform.machine() value."""
+    lowered = machine.lower()
+    if lowered in X86_MACHINES:
+        return "x86"
+    return "arm" if lowered.startswith(("aarch64", "arm")) else ""
+
+
+def cpuinfo_architecture(cpuinfo: str) -> str:
+    """'x86' (a vendor_id or flags line), 'arm' (CPU implementer or Features lines) or '' (it does not say)."""
+    if parse_cpu_vendor(cpuinfo) or re.search(r"^flags\s*:", cpuinfo, re.MULTILINE):
+        return "x86"
+    return "arm" if re.search(r"^(CPU implementer|Features)\s*:", cpuinfo, re.MULTILINE) else ""
+
+
+def process_machine(root: str = "/", machine: Optional[str] = None) -> str:
+    """This process's machine type: `machine` where given, else platform.machine() on the real root; '' under a
+    fake root (a test's tree), whose own files then say what it is."""
+    if machine is not None:
+        return machine
+    return platform.machine() if os.path.abspath(root) == "/" else ""
+
+
+def read_own_cpuinfo(root: str = "/", machine: Optional[str] = None) -> tuple[str, str]:
+    """(/proc/cpuinfo, "") where it describes this process's architecture (or does not say), else ("", why):
+    under qemu-user the kernel's cpuinfo is the host's, not the emulated CPU's."""
+    cpuinfo = read_text(root, "/proc/cpuinfo") or ""
+    machine = process_machine(root, machine)
+    described = cpuinfo_architecture(cpuinfo)
+    if machine and described and machine_architecture(machine) != described:
+        return "", f"/proc/cpuinfo describes another architecture ({described}): emulation?"
+    return cpuinfo, ""
+
+
 def has_native_bf16(cpuinfo: str) -> bool:
     """x86 AVX512-BF16 / AMX or Arm BF16 ('bf16' in the flags): otherwise torch emulates bfloat16."""
     flags = set()
@@ -84,8 +135,9 @@ def has_native_bf16(cpuinfo: str) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
-def read_native_bf16(root: str = "/") -> bool:
-    return has_native_bf16(read_text(root, "/proc/cpuinfo") or "")
+def read_native_bf16(root: str = "/", machine: Optional[str] = None) -> bool:
+    """Whether this process's CPU has native bfloat16: never from another architecture's flags (emulation)."""
+    return has_native_bf16(read_own_cpuinfo(root, machine)[0])
 
 
 def parse_arm_cores(cpuinfo: str) -> str:
@@ -103,15 +155,18 @@ def parse_arm_cores(cpuinfo: str) -> str:
     return " + ".join(f"{count}x {name}" for name, count in counts.items())
 
 
-def read_cpu_model(root: str = "/") -> str:
+def read_cpu_model(root: str = "/", machine: Optional[str] = None) -> str:
     """x86: `model name`. Arm: the SoC from the device tree and the cores from their part numbers
     ('Broadcom BCM2711, 4x Cortex-A72'), because Pi kernels name every Pi's SoC BCM2835 and a Jetson's
-    cpuinfo names nothing; else whatever /proc/cpuinfo names (parse_cpu_model), else ''."""
-    cpuinfo = read_text(root, "/proc/cpuinfo") or ""
+    cpuinfo names nothing; else whatever /proc/cpuinfo names (parse_cpu_model), else ''. Where /proc/cpuinfo
+    describes another architecture than this process's (emulation), what is left, or the machine type, with why:
+    'aarch64 (/proc/cpuinfo describes another architecture (x86): emulation?)'."""
+    cpuinfo, foreign = read_own_cpuinfo(root, machine)
     if parse_cpu_vendor(cpuinfo):
         return parse_cpu_model(cpuinfo)
     described = ", ".join(part for part in (soc_name(root), parse_arm_cores(cpuinfo)) if part)
-    return described or parse_cpu_model(cpuinfo)
+    described = described or parse_cpu_model(cpuinfo)
+    return f"{described or process_machine(root, machine)} ({foreign})" if foreign else described
 
 
 def parse_meminfo(text: str) -> dict[str, int]:

@@ -38,18 +38,25 @@ MEASUREMENT_MODULES = [
 ]
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process if its parent dies (e.g. the sweep is killed with kill -9)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
+def _die_with_parent(parent_pid: Optional[int] = None) -> None:
+    """Linux: SIGKILL this process if its parent dies (e.g. the sweep is killed with kill -9).
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):  # pragma: no cover - no prctl: the sweep still kills us on Ctrl-C
-        pass
+    The kernel only sends that signal for a parent that dies *after* the request: a parent already gone by then
+    (killed between our fork and this call, a window emulation or a slow board widens) leaves us adopted and
+    alive. So a caller that knows the parent it was forked from passes its pid, and we exit at once where
+    os.getppid() is no longer that parent.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the sweep still kills us on Ctrl-C
+            pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(137)  # as if the signal had come: 128 + SIGKILL
 
 
 def _oom_killer_takes_me_first() -> None:
@@ -179,8 +186,10 @@ def _serve(conn: Connection, template: BuiltModel, threads: int, sweep_pid: int)
         if request is None:
             return
         config_json, result_path, stderr_path = request
+        template_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
+            _die_with_parent(template_pid)  # first: the sweep may kill this template while we copy the weights
             conn.close()  # the template's end of the pipe: once the template is gone, the sweep must see EOF
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             try:
