@@ -48,6 +48,7 @@ step() {
   say "$name"
   start=$(date +%s.%N)
   "$@" || status=FAILED
+  [ -d "$ROOTFS/proc" ] && stop_leftovers
   end=$(date +%s.%N)
   SUMMARY+=("$(printf '%-34s %8.1f s  %s' "$name" "$(echo "$end - $start" | bc)" "$status")")
   [ "$status" = ok ] || FAILED+=("$name")
@@ -245,10 +246,33 @@ report() {
 }
 
 kill_test() {
-  # the integration test emulation failed before the child asked for its parent-death signal first thing
-  in_userland "cd w2vprof && ~/w2vprof-venv/bin/python -m pytest -q -p no:cacheprovider \
-    'tests/test_sweep.py::test_a_template_killed_mid_run_costs_that_configuration_only' \
-    'tests/test_sweep.py::test_a_child_whose_template_dies_before_it_starts_does_not_outlive_it'"
+  # The integration test emulation failed before the child asked for its parent-death signal first thing. A child
+  # forked under qemu-user 7.2 now and then waits forever on a lock of qemu's own (a futex in qemu's memory, not
+  # the guest's: seen once in 3 runs of this test), so a run that hangs (timeout's 124) is tried once more; a
+  # failing assertion is not.
+  local attempt status
+  for attempt in 1 2; do
+    status=0
+    in_userland "cd w2vprof && timeout 900 ~/w2vprof-venv/bin/python -m pytest -q -p no:cacheprovider \
+      'tests/test_sweep.py::test_a_template_killed_mid_run_costs_that_configuration_only' \
+      'tests/test_sweep.py::test_a_child_whose_template_dies_before_it_starts_does_not_outlive_it'" || status=$?
+    stop_leftovers
+    [ "$status" = 124 ] || return "$status"
+    echo "attempt $attempt hung for 900 s (qemu-user): once more"
+  done
+  return 1
+}
+
+# stop_leftovers: SIGKILL whatever still runs in the userland (its root is $ROOTFS: only this script's processes),
+# e.g. a child stuck in qemu's lock after a timeout; each step starts with nothing of the last one running.
+stop_leftovers() {
+  local proc
+  for proc in /proc/[0-9]*; do
+    if [ "$(readlink "$proc/root" 2>/dev/null)" = "$ROOTFS" ]; then
+      echo "stopping leftover ${proc#/proc/}: $(tr '\0' ' ' < "$proc/cmdline" 2>/dev/null | cut -c1-100)"
+      kill -9 "${proc#/proc/}" 2>/dev/null || true
+    fi
+  done
 }
 
 unit_loop() {
