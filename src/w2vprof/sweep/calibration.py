@@ -12,7 +12,7 @@ That process comes from the sweep's fork server (w2vprof.sweep.launch), which ha
 calibration costs its measurement only: as a fresh `w2vprof devices --calibrate` it also paid an interpreter and
 torch's import (3.3 s of CPU on the 2-core development VM), the one cost of a first sweep that a second one does
 not pay besides the measurement itself. It is the only first-run cost a sweep has (docs/install.md), so it is a
-named step: `announce` says what is measured, for about how long, and where it is cached before it starts.
+named step: `announce` says what is measured, its time budget, and where it is cached before it starts.
 
 A calibration that fails or cannot be cached leaves the rows' ceiling columns empty; the sweep goes on.
 """
@@ -43,22 +43,12 @@ CALIBRATION_TIMEOUT_S = 600.0
 MeasureCalibration = Callable[[str, int, Dict[str, Any], Path], Tuple[Optional["Calibration"], str]]
 
 
-def calibrating_message(path: Path, budget_s: Optional[float]) -> str:
+def calibrating_message(path: Path, budget_s: float) -> str:
     """The progress step a sweep shows before it calibrates (only then: a cached calibration costs nothing)."""
-    how_long = f"about {budget_s:.0f} s, once" if budget_s else "once"  # unbounded: no promise
     return (
-        f"calibrating this machine: {how_long} (matmul and memory-copy ceilings for every row; cached in "
-        f"{path}; `w2vprof devices --calibrate` after installing does it ahead)"
+        f"calibrating this machine: up to {budget_s:.0f} s, once (matmul and memory-copy ceilings for every row; "
+        f"cached in {path}; `w2vprof devices --calibrate` after installing does it ahead)"
     )
-
-
-def _budget_s() -> Optional[float]:
-    """How long a calibration may take, where w2vprof.devices.calibrate bounds it (TOTAL_BUDGET_SEC), else None
-    (the step then promises no duration)."""
-    from w2vprof.devices import calibrate
-
-    budget = getattr(calibrate, "TOTAL_BUDGET_SEC", None)
-    return float(budget) if isinstance(budget, (int, float)) else None
 
 
 def ensure_calibration(
@@ -78,7 +68,7 @@ def ensure_calibration(
     import torch
 
     from w2vprof.devices import identify
-    from w2vprof.devices.calibrate import cache_folder, cache_path, cached_calibration
+    from w2vprof.devices.calibrate import TOTAL_BUDGET_SEC, cache_folder, cache_path, cached_calibration
 
     threads = threads or torch.get_num_threads()
     identity = identity if identity is not None else identify(device)
@@ -93,7 +83,7 @@ def ensure_calibration(
         return cached, "cached"
     path = cache_path(str(identity.get("device_fingerprint", "")), threads, folder)
     if announce is not None:
-        announce(calibrating_message(path, _budget_s()))
+        announce(calibrating_message(path, TOTAL_BUDGET_SEC))
     started = clock()
     calibration, why_not = (measure or measure_in_child)(device, threads, identity, folder)
     if calibration is None:
