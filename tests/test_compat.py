@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import re
 import sys
 import types
 import warnings
@@ -198,7 +199,7 @@ def test_summary_exits_2_with_one_line_when_torchaudio_is_broken(torchaudio_fail
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("w2vprof: error: torch ")
-    assert "cannot build wav2vec 2.0 here" in err and "Traceback" not in err
+    assert "cannot build tiny here" in err and "Traceback" not in err
 
 
 @pytest.mark.integration
@@ -237,7 +238,10 @@ def _exits_2_naming_the_pair(argv: list[str], capsys) -> None:
         run(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot build wav2vec 2.0 here: importing torchaudio failed" in err
+    # the sweep checks the pair before it reads its grid (wav2vec 2.0); fl simulate names its model
+    assert err.count("\n") == 1 and re.search(
+        r"cannot build (wav2vec 2\.0|tiny) here: importing torchaudio failed", err
+    )
 
 
 def test_sweep_stops_before_any_child_when_torchaudio_is_broken(
@@ -295,3 +299,52 @@ def test_an_old_torch_with_numpy_2_is_one_line_before_importing_torch(monkeypatc
     assert problem.startswith("torch 2.1.2 with torchaudio ")
     assert "cannot train wav2vec 2.0 here: torch 2.1 was built against NumPy 1" in problem
     assert "\n" not in problem
+
+
+@pytest.mark.parametrize(
+    "model, builder",
+    [("hubert-base", "hubert_pretrain_model"), ("wavlm-base", "wavlm_model"), ("base", "wav2vec2_model")],
+)
+def test_a_torchaudio_without_a_familys_builder_names_the_model_and_the_builder(monkeypatch, model, builder):
+    """A torchaudio that builds wav2vec 2.0 but not HuBERT (or WavLM) is refused for that model only, in one
+    line naming the model and the missing builder (checked before any file is written: sweep and fl call it)."""
+    import torchaudio
+    import torchaudio.models.wav2vec2.components
+
+    from w2vprof.models import get_family
+
+    models = types.ModuleType("torchaudio.models")
+    for name in compat.BUILDER_NEEDS:
+        if name != builder:
+            setattr(models, name, getattr(torchaudio.models, name))
+    _fake_torchaudio(monkeypatch, "2.11.0", models)
+    monkeypatch.setattr(compat, "version_pair_problem", lambda *versions: None)
+    with pytest.raises(BadInput) as refused:
+        get_family(model).check_support()
+    line = str(refused.value)
+    assert f"cannot build {model} here: torchaudio.models has no {builder}; " in line and "\n" not in line
+    others = [
+        other
+        for other in ("base", "hubert-base", "wavlm-base")
+        if builder not in get_family(other).torchaudio_builders()
+    ]
+    for other in others:
+        get_family(other).check_support()  # the builders it calls are there
+
+
+def test_a_builder_without_an_argument_the_family_passes_is_named(monkeypatch):
+    import torchaudio
+
+    def hubert_pretrain_model(extractor_mode, encoder_embed_dim):  # an old signature
+        raise AssertionError("not called")
+
+    models = types.ModuleType("torchaudio.models")
+    models.wav2vec2_model = torchaudio.models.wav2vec2_model
+    models.hubert_pretrain_model = hubert_pretrain_model
+    _fake_torchaudio(monkeypatch, "2.11.0", models)
+    monkeypatch.setattr(compat, "version_pair_problem", lambda *versions: None)
+    problem = model_support_problem(("wav2vec2_model", "hubert_pretrain_model"), "hubert-base")
+    assert (
+        "cannot build hubert-base here: torchaudio.models.hubert_pretrain_model takes no extractor_conv_layer_config"
+        in problem
+    )

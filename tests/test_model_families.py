@@ -361,3 +361,28 @@ def test_table1_pass_on_meta_puts_every_flop_in_a_listed_module(name, objective)
     count = counter.snapshot()
     per_layer = flops_per_layer(count, type(model).__name__, family.layers(model))
     assert count.total > 0 and per_layer[OBJECTIVE] == 0
+
+
+def test_a_model_built_with_another_learning_rate_trains_with_it():
+    """build_model(name, lr=...) changes the model's configuration; the step's optimizer must follow it, not the
+    registry's value (the optimizer settings come from the model, as before the family interface)."""
+    from w2vprof.models import build_model
+
+    family = get_family("tiny")
+    default = family.optimizer_settings(_on_meta(lambda: family.build(PRETRAIN)))
+    changed = family.optimizer_settings(_on_meta(lambda: build_model("tiny", lr=default.lr / 4)))
+    assert changed.lr == default.lr / 4
+    assert (changed.betas, changed.eps, changed.weight_decay) == (default.betas, default.eps, default.weight_decay)
+
+
+@pytest.mark.parametrize(
+    "name, builders",
+    [
+        ("base", ("wav2vec2_model",)),
+        ("xlsr-1b", ("wav2vec2_model",)),
+        ("hubert-base", ("wav2vec2_model", "hubert_pretrain_model")),
+        ("wavlm-large", ("wavlm_model",)),
+    ],
+)
+def test_each_family_asks_the_install_for_the_builders_it_calls(name, builders):
+    assert get_family(name).torchaudio_builders() == builders

@@ -313,3 +313,6 @@ def test_the_profile_table_shows_a_recipe_and_marks_what_was_not_measured(tiny_p
     assert values["trainable parameters"] == "1,234,567"
     assert values[f"peak memory ({record.peak_mem_source})"] == "-"
     assert profile_notes(record, []) == []
+    assert "objective" not in values  # pretraining, the default, has no row (as the default recipe)
+    rows = profile_table(replace(record, objective="ctc")).rows
+    assert rows[:2] == [["status", "ok"], ["objective", "ctc"]]  # what the step trained, under its status

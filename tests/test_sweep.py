@@ -627,3 +627,27 @@ def test_a_child_gives_tqdm_a_thread_lock_so_no_semaphore_outlives_it(monkeypatc
     give_tqdm_a_thread_lock()
     tqdm(range(3), disable=True).close()
     assert made == []
+
+
+def test_a_template_is_sized_as_the_model_its_objective_builds(monkeypatch):
+    """CTC's model (the encoder and its own head) is not the pretraining model: the template's memory check sizes
+    the model each configuration's objective builds, on a machine where one fits and the other does not."""
+    import types
+
+    import psutil
+
+    from w2vprof.measure.engine import ProfileConfig
+    from w2vprof.models.size import parameter_bytes
+    from w2vprof.sweep.launch import TEMPLATE_MAX_MEMORY_SHARE, ChildLauncher, template_key
+
+    sizes = {objective: parameter_bytes("base", objective=objective) for objective in ("pretrain", "ctc")}
+    assert sizes["pretrain"] != sizes["ctc"]
+    total = (sizes["pretrain"] + sizes["ctc"]) / 2 / TEMPLATE_MAX_MEMORY_SHARE  # the smaller fits, the larger not
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(total=int(total)))
+    launcher = ChildLauncher(method="spawn", templates=True)
+    fits = {}
+    for objective in sizes:
+        config = ProfileConfig(model="base", objective=objective)
+        fits[objective] = launcher._fits(template_key(config), config)
+    smaller = min(sizes, key=sizes.__getitem__)
+    assert fits == {objective: objective == smaller for objective in sizes}

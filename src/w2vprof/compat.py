@@ -25,7 +25,7 @@ import importlib
 import inspect
 import re
 from importlib import metadata
-from typing import Any
+from typing import Any, Dict, Tuple
 
 from w2vprof.errors import BadInput
 
@@ -76,6 +76,18 @@ BUILDER_ARGUMENTS = (
     "aux_num_out",
 )
 COMPONENTS = ("FeatureExtractor", "FeatureProjection", "Transformer")
+
+#: Each torchaudio builder a built-in model family calls (models/encoder.py, models/masked_prediction.py): what it
+#: must accept beyond BUILDER_ARGUMENTS, and the components the family takes beside it.
+BUILDER_NEEDS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
+    "wav2vec2_model": ((), ()),
+    "wavlm_model": (("encoder_num_buckets", "encoder_max_distance"), ("MaskGenerator", "LogitGenerator")),
+    "hubert_pretrain_model": (
+        ("mask_prob", "mask_length", "num_classes", "final_dim", "feature_grad_mult", "skip_masked", "skip_nomask"),
+        (),
+    ),
+}
+WAV2VEC2_BUILDERS = ("wav2vec2_model",)
 
 HOW_TO_FIX = (
     f"install torch {TORCH_FLOOR[0]}.{TORCH_FLOOR[1]} or later and the torchaudio built for it "
@@ -144,34 +156,45 @@ def version_pair_problem(torch_version: str, torchaudio_version: str) -> str | N
     return None
 
 
-def _builder_problem(torchaudio: Any) -> str | None:
-    """What w2vprof needs from torchaudio.models and this torchaudio lacks, or None."""
-    builder = getattr(getattr(torchaudio, "models", None), "wav2vec2_model", None)
-    if builder is None:
-        return "torchaudio.models has no wav2vec2_model"
-    try:
-        accepted = set(inspect.signature(builder).parameters)
-    except (TypeError, ValueError):  # a builder without a readable signature: building will tell
-        accepted = set(BUILDER_ARGUMENTS)
-    missing = [name for name in BUILDER_ARGUMENTS if name not in accepted]
-    if missing:
-        return f"torchaudio.models.wav2vec2_model takes no {', '.join(missing)}"
+def _builder_problem(torchaudio: Any, builders: Tuple[str, ...]) -> str | None:
+    """What w2vprof needs from torchaudio.models for a model built by `builders` and this torchaudio lacks, or None."""
+    components_needed = list(COMPONENTS) if builders else []
+    for name in builders:
+        extra_arguments, extra_components = BUILDER_NEEDS[name]
+        builder = getattr(getattr(torchaudio, "models", None), name, None)
+        if builder is None:
+            return f"torchaudio.models has no {name}"
+        wanted = BUILDER_ARGUMENTS + extra_arguments
+        try:
+            accepted = set(inspect.signature(builder).parameters)
+        except (TypeError, ValueError):  # a builder without a readable signature: building will tell
+            accepted = set(wanted)
+        if name == "hubert_pretrain_model":  # it builds its own head: no aux_num_out
+            accepted.add("aux_num_out")
+        missing = [argument for argument in wanted if argument not in accepted]
+        if missing:
+            return f"torchaudio.models.{name} takes no {', '.join(missing)}"
+        components_needed += [component for component in extra_components if component not in components_needed]
+    if not components_needed:
+        return None
     components = importlib.import_module("torchaudio.models.wav2vec2.components")
-    absent = [name for name in COMPONENTS if not hasattr(components, name)]
+    absent = [name for name in components_needed if not hasattr(components, name)]
     return f"torchaudio.models.wav2vec2.components lacks {', '.join(absent)}" if absent else None
 
 
 @functools.lru_cache(maxsize=None)  # not functools.cache: Python 3.9+
-def model_support_problem() -> str | None:
-    """Why the installed torch/torchaudio cannot build wav2vec 2.0 here (one line naming both versions), or None.
+def model_support_problem(builders: Tuple[str, ...] = WAV2VEC2_BUILDERS, model: str = "wav2vec 2.0") -> str | None:
+    """Why the installed torch/torchaudio cannot build `model` here (one line naming both versions), or None.
 
+    `builders`: the torchaudio builders the model's family calls (keys of BUILDER_NEEDS; a family's
+    `torchaudio_builders`); none for a user's own model, which needs only a working torch and torchaudio.
     Cached: the answer cannot change within a process (call `model_support_problem.cache_clear()` in tests).
     """
     audio_version = installed_version("torchaudio") or "(not installed)"
     numpy = numpy_pair_problem(installed_version("torch") or "", installed_version("numpy") or "")
     if numpy:  # before importing torch, which then prints NumPy's own multi-line warning
         pair = f"torch {installed_version('torch')} with torchaudio {audio_version}"
-        return f"{pair} cannot train wav2vec 2.0 here: {numpy}"
+        return f"{pair} cannot train {model} here: {numpy}"
     try:
         import torch
     except Exception as exc:  # noqa: BLE001 - any failure to import is the answer
@@ -185,18 +208,19 @@ def model_support_problem() -> str | None:
         audio_version = getattr(torchaudio, "__version__", audio_version)
         reason = torch_floor_problem(torch.__version__) or version_pair_problem(torch.__version__, audio_version)
         try:
-            reason = reason or _builder_problem(torchaudio)
+            reason = reason or _builder_problem(torchaudio, builders)
         except Exception as exc:  # noqa: BLE001 - a torchaudio.models that fails to import or inspect
             reason = f"torchaudio.models: {one_line(exc)}"
     if reason is None:
         return None
     pair = f"torch {torch.__version__} with torchaudio {audio_version}"
-    return f"{pair} cannot build wav2vec 2.0 here: {reason}; {HOW_TO_FIX}"
+    return f"{pair} cannot build {model} here: {reason}; {HOW_TO_FIX}"
 
 
-def check_model_support() -> None:
-    """Raise IncompatibleInstall (exit 2, one line) when the installed torch/torchaudio cannot build the model."""
-    problem = model_support_problem()
+def check_model_support(builders: Tuple[str, ...] = WAV2VEC2_BUILDERS, model: str = "wav2vec 2.0") -> None:
+    """Raise IncompatibleInstall (exit 2, one line) when the installed torch/torchaudio cannot build `model` with
+    `builders` (see model_support_problem)."""
+    problem = model_support_problem(tuple(builders), model)
     if problem:
         raise IncompatibleInstall(problem)
 

@@ -246,10 +246,10 @@ def simulate_command(
         raise SettingError("parallel", f"must be at least 1, got {parallel}")
     settings = _settings(clients=clients, out_dir=str(out.resolve()), **data, **training)
     fleet_options = _fleet_options(**fleet)
-    from w2vprof.compat import check_model_support
     from w2vprof.fl.simulate import SimulationOptions, simulate
+    from w2vprof.models.registry import get_family
 
-    check_model_support()  # before Ray starts clients: a broken torch/torchaudio pair is one line, exit 2
+    get_family(settings.model).check_support()  # before Ray starts clients: a broken pair is one line, exit 2
     folder = simulate(
         settings,
         SimulationOptions(parallel=parallel, verbose=verbose),

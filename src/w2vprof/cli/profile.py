@@ -11,7 +11,6 @@ from w2vprof.cli import recipe_options as ro
 from w2vprof.cli import workload_options as wo
 from w2vprof.cli.options import parse_positive_float, parse_positive_int, parse_whole_number
 from w2vprof.paper import PAPER_SECONDS
-from w2vprof.records import DEFAULT_OBJECTIVE, objective_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from w2vprof.measure.engine import ProfileConfig
@@ -129,11 +128,7 @@ def print_record(record: ResultRecord, layers: Sequence[LayerRecord]) -> None:
     from w2vprof.report.run_views import profile_view
     from w2vprof.report.views import emit
 
-    view = profile_view(record, layers)
-    if objective_of(record) != DEFAULT_OBJECTIVE:
-        # what the step trained, under its status (as a recipe is shown: only when not the default)
-        view.tables[0].rows.insert(1, ["objective", objective_of(record)])
-    emit(view, "table")
+    emit(profile_view(record, layers), "table")
 
 
 def register(app: typer.Typer) -> None:

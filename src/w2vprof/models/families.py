@@ -75,11 +75,22 @@ class BuiltinFamily(ModelFamily):
     pretraining_groups: Tuple[str, ...] = SPEECH_GROUPS
 
     # -- the interface -----------------------------------------------------------------------------------------
-    def build(self, objective: str = PRETRAIN, options: Optional[ModelOptions] = None) -> nn.Module:
+    def torchaudio_builders(self) -> Tuple[str, ...]:
+        """The torchaudio builders this family calls (compat.BUILDER_NEEDS): the encoder's (WavLM's where the
+        configuration has relative position buckets) and, for HuBERT's pretraining model, hubert_pretrain_model."""
+        encoder = "wavlm_model" if self.config.relative_attention_buckets else "wav2vec2_model"
+        if self.config.head == "cluster" and not self.config.relative_attention_buckets:
+            return (encoder, "hubert_pretrain_model")
+        return (encoder,)
+
+    def check_support(self) -> None:
         from w2vprof.compat import check_model_support
 
+        check_model_support(self.torchaudio_builders(), self.name)
+
+    def build(self, objective: str = PRETRAIN, options: Optional[ModelOptions] = None) -> nn.Module:
         self.check_objective(objective)
-        check_model_support()  # a torch/torchaudio pair that cannot build it: one line naming both, exit 2
+        self.check_support()  # a torch/torchaudio pair that cannot build it: one line naming both, exit 2
         options = options or ModelOptions()
         if objective == CTC:
             from w2vprof.models.ctc import CtcModel
@@ -117,7 +128,9 @@ class BuiltinFamily(ModelFamily):
         _built(model).step_schedule()
 
     def optimizer_settings(self, model: nn.Module) -> OptimizerSettings:
-        c = self.config
+        # The configuration the model was built with: build_model(name, lr=...) changes it, and the step must train
+        # with what the caller asked for, not the registry's value.
+        c: ModelConfig = getattr(model, "config", None) or self.config
         return OptimizerSettings(lr=c.lr, betas=c.adam_betas, eps=c.adam_eps, weight_decay=c.weight_decay)
 
     def receptive_field_samples(self) -> int:

@@ -107,6 +107,13 @@ class ModelFamily(abc.ABC):
         """A randomly initialised model for `objective` (on torch's default device: the meta device under
         w2vprof.models.meta.on_meta, for shapes only). The caller seeds torch first."""
 
+    def check_support(self) -> None:
+        """Raise IncompatibleInstall (one line, exit 2) where the installed torch/torchaudio cannot build this
+        model; called before any file is written or process started. A user's model needs a working pair only."""
+        from w2vprof.compat import check_model_support
+
+        check_model_support((), self.name)
+
     def make_targets(self, batch: Batch, model: nn.Module, generator: Optional[torch.Generator] = None) -> Any:
         """What `loss` needs besides the batch (cluster ids, transcripts), on the batch's device, drawn from
         `generator` (torch's default CPU generator if None). Called before the step is timed. None by default."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from w2vprof.records import LayerRecord, ResultRecord
+from w2vprof.records import DEFAULT_OBJECTIVE, LayerRecord, ResultRecord, objective_of
 from w2vprof.report.render import Column, Table, headings
 from w2vprof.report.views import View
 from w2vprof.workload.partition import Partition
@@ -47,6 +47,8 @@ def profile_table(record: ResultRecord) -> Table:
     """One profiled configuration as measure -> value: time, FLOPs, memory and energy, with units in the cells."""
     r = record
     rows = [["status", r.status + (f" ({r.error})" if r.error else "")]]
+    if objective_of(r) != DEFAULT_OBJECTIVE:  # as a recipe is shown: only when not the default (pretraining)
+        rows.append(["objective", objective_of(r)])
     if r.recipe != "default":
         rows += [
             ["recipe", r.recipe],

@@ -132,6 +132,7 @@ def _check_grid(spec: GridSpec, common: dict[str, Any]) -> list[str]:
     options = make_options(common.get("clusters"), common.get("vocab", 32))
     for model in spec.models:
         family = get_family(model)
+        family.check_support()  # HuBERT's and WavLM's builders too, not only wav2vec 2.0's
         for objective in spec.objectives:
             family.check_objective(objective)
             for recipe in recipes:

@@ -241,12 +241,12 @@ class ChildLauncher:
         self._context = _context(self.method)
         self._template: Optional[_Template] = None
         self._no_template: set[str] = set()  # too big to keep, or died before forking: no template
-        self._fits_by_model: dict[str, bool] = {}
+        self._fits_by_key: dict[str, bool] = {}
 
     def start(self, config: Any, result_path: str, stderr_path: str) -> ChildHandle:
         request: ChildRequest = (config.to_json(), result_path, stderr_path)
         key = template_key(config)
-        if self.templates and key not in self._no_template and self._fits(config.model):
+        if self.templates and key not in self._no_template and self._fits(key, config):
             child = self._template_for(key).start(request)
             if child is not None:
                 return child
@@ -254,15 +254,20 @@ class ChildLauncher:
         self._no_template.add(key)
         return self._spawn(request)
 
-    def _fits(self, model: str) -> bool:
-        if model not in self._fits_by_model:
+    def _fits(self, key: str, config: Any) -> bool:
+        """Whether the template of `key` (the model for this objective and its options) is small enough to keep:
+        sized as it would be built, so CTC's model (the encoder without the pretraining head, plus its own head)
+        is not sized as the pretraining model."""
+        if key not in self._fits_by_key:
             import psutil
 
+            from w2vprof.measure.engine import model_options
             from w2vprof.models.size import parameter_bytes
 
             total = int(psutil.virtual_memory().total)
-            self._fits_by_model[model] = template_fits(parameter_bytes(model), total, self.unified_memory)
-        return self._fits_by_model[model]
+            model_bytes = parameter_bytes(config.model, objective=config.objective, options=model_options(config))
+            self._fits_by_key[key] = template_fits(model_bytes, total, self.unified_memory)
+        return self._fits_by_key[key]
 
     def _spawn(self, request: ChildRequest) -> ChildHandle:
         process = self._context.Process(target=_enter, args=("forked_entry", *request, os.getpid()), daemon=True)
