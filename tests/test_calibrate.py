@@ -313,3 +313,32 @@ def test_real_operations_on_this_cpu():
     assert calibration.copy_bytes == 2**20 and calibration.matmul_size_fp32 == 64
     assert calibration.peak_flops_mixed_measured is None or calibration.peak_flops_mixed_measured > 0
     assert Calibration.from_json(calibration.to_json()) == calibration
+
+
+@pytest.mark.parametrize("load, busy", [((6.2, 2), True), ((2.0, 2), True), ((1.5, 2), False), (None, False)])
+def test_a_calibration_started_on_a_busy_machine_says_so(load, busy):
+    """Other work takes cores from the products: the ceilings come out low and every share of them high (a step
+    at 120 % of the peak). The load is read before measuring (the calibration's own products raise it)."""
+    calibration, _ = fake_calibration({"float32": 100e9, "bfloat16": 50e9}, load=lambda: load)
+    if busy:
+        assert f"measured while the machine was busy (load average {load[0]:.1f} on 2 CPUs)" in calibration.note
+        assert calibration.note.endswith("`w2vprof devices --calibrate --refresh` on a quiet machine")
+    else:
+        assert "busy" not in calibration.note
+    assert calibration.peak_flops_fp32_measured > 0  # measured and kept all the same
+
+
+def test_injected_operations_read_no_load_unless_given():
+    """Tests with fake operations never depend on how busy the machine running them is."""
+    calibration, _ = fake_calibration({"float32": 100e9, "bfloat16": 50e9})
+    assert "busy" not in calibration.note
+
+
+def test_devices_calibrate_prints_the_note_with_the_ceilings(tmp_path):
+    """A size cut to the budget or a busy machine is said where the ceilings are shown, not only in the cache."""
+    from w2vprof.report.machine_views import calibration_view
+
+    calibration, _ = fake_calibration({"float32": 100e9, "bfloat16": 50e9}, load=lambda: (5.0, 2))
+    lines = calibration_view(calibration, tmp_path / "calib.json").notes
+    assert lines[-2] == f"note: {calibration.note}" and "busy" in lines[-2]
+    assert lines[-1] == f"cached in {tmp_path / 'calib.json'}"

@@ -193,6 +193,11 @@ def test_the_summary_line_names_the_slowest_layers_and_the_share_of_the_peak():
     line = time_summary_line(record, layers, top=2)
     assert line.startswith("Most time per step: a 60 %, b 20 %") and "25 % of the measured matmul peak" in line
     assert time_summary_line(record, [LayerRecord("a", "cnn")]) == ""
+    assert "understates" not in line
+    low_ceiling = ResultRecord(precision="fp32", achieved_flops_per_sec=25e9, peak_flops_fp32_measured=21e9)
+    line = time_summary_line(low_ceiling, layers)
+    assert "119 % of the measured matmul peak (above it: the calibration understates this machine; " in line
+    assert line.endswith("`w2vprof devices --calibrate --refresh`)")
 
 
 # -- calibration: modes, devices --calibrate, the sweep's once-per-run ------------------------------------------

@@ -35,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Tuple, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -172,6 +172,26 @@ class CalibrationOps(Protocol):
 
     def sync(self) -> None:
         """Wait until the device has finished everything queued."""
+
+
+def machine_load() -> Optional[Tuple[float, int]]:
+    """The 1-minute load average and the number of logical CPUs, or None where there is no load average (Windows)."""
+    try:
+        return os.getloadavg()[0], os.cpu_count() or 1
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_note(load: Optional[Tuple[float, int]]) -> str:
+    """The calibration's note when it started on a machine already busy (a load average of at least one per CPU):
+    other work takes cores from the products, so the ceilings come out low and every share of them high. ""
+    otherwise."""
+    if load is None or load[0] < load[1]:
+        return ""
+    return (
+        f"measured while the machine was busy (load average {load[0]:.1f} on {load[1]} CPUs): the ceilings may be "
+        "low; `w2vprof devices --calibrate --refresh` on a quiet machine"
+    )
 
 
 class TorchOps:
@@ -331,15 +351,20 @@ def calibrate(
     repeats: int = REPEATS,
     matmul_size: int = MATMUL_SIZE,
     identity: Optional[dict[str, Any]] = None,
+    load: Optional[Callable[[], Optional[Tuple[float, int]]]] = None,
 ) -> Calibration:
     """Measure this machine's ceilings for a torch device kind (cpu | cuda | mps); see the module's notes.
 
-    `identity`: w2vprof.devices.identify(device), read here when not given.
+    `identity`: w2vprof.devices.identify(device), read here when not given. `load`: the machine's load before
+    measuring (machine_load; with injected `ops`, none unless given), for busy_note.
     """
     import torch
 
     from w2vprof.devices import identify
 
+    if load is None:
+        load = machine_load if ops is None else (lambda: None)
+    started_busy = busy_note(load())  # before measuring: the calibration's own products add to the average
     identity = identity if identity is not None else identify(device)
     ops = ops if ops is not None else TorchOps(device)
     mixed = mixed_dtype_name(device, dtype_mixed)
@@ -357,6 +382,7 @@ def calibrate(
     if any(cuts):
         budget_note = f"within the {TOTAL_BUDGET_SEC:g} s calibration budget: " + "; ".join(c for c in cuts if c)
         note = "; ".join(filter(None, [note, budget_note]))
+    note = "; ".join(filter(None, [note, started_busy]))
     profile = matching_profile(identity)
     return Calibration(
         device=device,

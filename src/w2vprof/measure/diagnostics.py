@@ -199,5 +199,8 @@ def time_summary_line(record: Any, layers: list[LayerRecord], top: int = 3) -> s
     text = "Most time per step: " + ", ".join(f"{row.layer} {100 * (row.time_share or 0.0):.0f} %" for row in slowest)
     peak = record.peak_flops_mixed_measured if record.precision == "mixed" else record.peak_flops_fp32_measured
     if peak and record.achieved_flops_per_sec:
-        text += f"; the step reaches {100 * record.achieved_flops_per_sec / peak:.0f} % of the measured matmul peak"
+        share = record.achieved_flops_per_sec / peak
+        text += f"; the step reaches {100 * share:.0f} % of the measured matmul peak"
+        if share > 1:  # a ceiling below what a whole step achieves was measured low (under load, or throttled)
+            text += " (above it: the calibration understates this machine; `w2vprof devices --calibrate --refresh`)"
     return text

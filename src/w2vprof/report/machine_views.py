@@ -63,9 +63,10 @@ def _identity_table(info: dict[str, Any]) -> Table:
 def calibration_view(calibration: Calibration, cache_file: Path) -> View:
     """One line per ceiling, then where it is cached (or why it is not); JSON as the cache file holds it."""
     lines = calibration.summary_lines()
-    if "not cached" in calibration.note:
+    # a size cut to the budget, a busy machine, no cache (without a mixed rate the mixed line shows the note)
+    if calibration.note and calibration.peak_flops_mixed_measured:
         lines.append(f"note: {calibration.note}")
-    else:
+    if "not cached" not in calibration.note:
         lines.append(f"cached in {cache_file}")
     # The cache file's own order (Calibration.to_json sorts the keys), so the two read alike.
     document = dict(sorted(asdict(calibration).items()))

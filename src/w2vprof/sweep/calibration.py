@@ -91,7 +91,8 @@ def ensure_calibration(
     took = f"measured in {clock() - started:.1f} s"
     if "not cached" in calibration.note:
         return calibration, f"{took}, but the configurations cannot read it ({calibration.note})"
-    return calibration, f"{took}, once: cached in {path}"
+    note = f" ({calibration.note})" if calibration.note else ""  # a size cut to the budget, a busy machine
+    return calibration, f"{took}, once: cached in {path}{note}"
 
 
 def measure_in_child(
