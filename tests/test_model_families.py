@@ -276,12 +276,12 @@ def user_modules(tmp_path, monkeypatch):
             "No module named 'nosuchdependency'",
         ),
         ("returns_a_module:nothing", "model 'returns_a_module:nothing': module returns_a_module has no 'nothing'"),
-        ("not_callable:factory", "model 'not_callable:factory': not_callable.factory is a int, not callable"),
+        ("not_callable:factory", "model 'not_callable:factory': not_callable.factory is int 3, not callable"),
         ("raises:factory", "model 'raises:factory': raises.factory() failed: RuntimeError: no GPU here"),
         (
             "returns_a_module:factory",
-            "model 'returns_a_module:factory': returns_a_module.factory() returned a "
-            "Linear, not a w2vprof.models.ModelFamily",
+            "model 'returns_a_module:factory': returns_a_module.factory() returned Linear "
+            "Linear(in_features=2, out_features=2, bias=True), not a w2vprof.models.ModelFamily",
         ),
         ("returns_a_module:", "model 'returns_a_module:': a model of your own is written package.module:factory"),
         (":factory", "model ':factory': a model of your own is written package.module:factory"),

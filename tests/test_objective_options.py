@@ -105,7 +105,7 @@ def test_bad_objective_settings_are_one_line_and_exit_2(command, args, fragment)
 
 def test_a_factory_returning_something_else_names_it(command, user_module):
     err = _one_line_exit_2(*command, "--model", f"{user_module}:not_a_family")
-    assert f"{user_module}.not_a_family() returned a int, not a w2vprof.models.ModelFamily" in err
+    assert f"{user_module}.not_a_family() returned int 42, not a w2vprof.models.ModelFamily" in err
 
 
 def test_ctc_with_a_recipe_that_freezes_everything_is_refused(command, user_module):

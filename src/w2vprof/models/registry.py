@@ -81,6 +81,12 @@ def get_family(name: str) -> ModelFamily:
     return found
 
 
+def _short(value: object) -> str:
+    """The value as one short line (the start of its repr)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def load_factory(spec: str) -> ModelFamily:
     """Import `package.module`, call `factory()` and check it returned a ModelFamily (named `spec` if it has no
     name). The working directory is searched first, as `python -m` would, so a module beside the user is found."""
@@ -92,14 +98,16 @@ def load_factory(spec: str) -> ModelFamily:
     if factory is None:
         raise BadInput(f"model {spec!r}: module {module_name} has no {factory_name!r}")
     if not callable(factory):
-        raise BadInput(f"model {spec!r}: {module_name}.{factory_name} is a {type(factory).__name__}, not callable")
+        raise BadInput(
+            f"model {spec!r}: {module_name}.{factory_name} is {type(factory).__name__} {_short(factory)}, not callable"
+        )
     try:
         family = factory()
     except Exception as exc:  # noqa: BLE001 - the user's code can fail any way: one line, exit 2
         raise BadInput(f"model {spec!r}: {module_name}.{factory_name}() failed: {_one_line(exc)}") from None
     if not isinstance(family, ModelFamily):
         raise BadInput(
-            f"model {spec!r}: {module_name}.{factory_name}() returned a {type(family).__name__}, "
+            f"model {spec!r}: {module_name}.{factory_name}() returned {type(family).__name__} {_short(family)}, "
             "not a w2vprof.models.ModelFamily"
         )
     if not family.name:
