@@ -379,10 +379,7 @@ def calibrate(
         _cuts(f"{mixed} matmul", mixed_measured, matmul_size, repeats, _square) if mixed_measured else "",
         _cuts("copy", copy, copy_bytes, repeats, _mib),
     ]
-    if any(cuts):
-        budget_note = f"within the {TOTAL_BUDGET_SEC:g} s calibration budget: " + "; ".join(c for c in cuts if c)
-        note = "; ".join(filter(None, [note, budget_note]))
-    note = "; ".join(filter(None, [note, started_busy]))
+    note = _joined_note(note, cuts, started_busy)
     profile = matching_profile(identity)
     return Calibration(
         device=device,
@@ -404,6 +401,12 @@ def calibrate(
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         note=note,
     )
+
+
+def _joined_note(mixed_note: str, cuts: list[str], busy: str) -> str:
+    """The calibration's note: why the mixed rate is missing, what the budget cut, whether the machine was busy."""
+    budget_note = f"within the {TOTAL_BUDGET_SEC:g} s calibration budget: " + "; ".join(c for c in cuts if c)
+    return "; ".join(filter(None, [mixed_note, budget_note if any(cuts) else "", busy]))
 
 
 def _mixed_rate(
