@@ -244,9 +244,17 @@ sweep() {
   # Plain qemu-user, not the Pi look: its rows (committed under reports/arm64-emulated/) then name their device
   # 'aarch64 (/proc/cpuinfo describes another architecture (x86): emulation?)', never a Raspberry Pi 4 whose
   # seconds they are not. A fresh calibration cache: the sweep calibrates this machine within its budget.
+  # A configuration child forked under qemu-user 7.2 sometimes hangs in qemu's own lock before running a line
+  # (0 s of CPU; seen once in four runs): the sweep's --timeout records it as `timeout`, and w2vprof's own resume
+  # re-runs that row, up to twice. The rows check below still fails on a row that never finished.
   PI_LOOK=0 in_userland "rm -rf ~/.cache/w2vprof && mkdir -p ~/w2vprof-out/sweep && cd ~/w2vprof-out
-    w2vprof sweep --model tiny --seconds 1 --batch 1,2 --precision fp32,mixed --repeats 2 --timeout 900 \
-      --out sweep/results.csv
+    grid='--model tiny --seconds 1 --batch 1,2 --precision fp32,mixed --repeats 2 --timeout 300'
+    w2vprof sweep \$grid --out sweep/results.csv
+    for retry in 1 2; do
+      grep -q ',timeout,' sweep/results.csv || break
+      echo \"a configuration timed out (qemu-user's fork hang): w2vprof sweep --resume --retry timeout, try \$retry\"
+      w2vprof sweep \$grid --out sweep/results.csv --resume --retry timeout
+    done
     ~/w2vprof-venv/bin/python ~/w2vprof/.ci/arm64_checks.py rows sweep/results.csv \
       ~/w2vprof/$X86_REFERENCE ~/w2vprof/tests/golden/numbers/profile_tiny_b2_1s.json
     ~/w2vprof-venv/bin/python ~/w2vprof/.ci/arm64_checks.py calibration ~/.cache/w2vprof"
