@@ -56,7 +56,8 @@ TORCH_FLOOR = (2, 0)
 #: The first torch built against NumPy 2: older ones cannot exchange arrays with NumPy 2 ("Numpy is not available").
 NUMPY_2_TORCH = (2, 3)
 
-#: What w2vprof.models.pretraining takes from torchaudio: the builder's keyword arguments and the components.
+#: The encoder's keyword arguments every torchaudio builder w2vprof calls takes (models/encoder.py), and the
+#: components w2vprof.models.pretraining takes from torchaudio.
 BUILDER_ARGUMENTS = (
     "extractor_mode",
     "extractor_conv_layer_config",
@@ -73,16 +74,18 @@ BUILDER_ARGUMENTS = (
     "encoder_dropout",
     "encoder_layer_norm_first",
     "encoder_layer_drop",
-    "aux_num_out",
 )
 COMPONENTS = ("FeatureExtractor", "FeatureProjection", "Transformer")
 
 #: Each torchaudio builder a built-in model family calls (models/encoder.py, models/masked_prediction.py): what it
 #: must accept beyond BUILDER_ARGUMENTS, and the components the family takes beside it.
 BUILDER_NEEDS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
-    "wav2vec2_model": ((), ()),
-    "wavlm_model": (("encoder_num_buckets", "encoder_max_distance"), ("MaskGenerator", "LogitGenerator")),
-    "hubert_pretrain_model": (
+    "wav2vec2_model": (("aux_num_out",), ()),
+    "wavlm_model": (
+        ("aux_num_out", "encoder_num_buckets", "encoder_max_distance"),
+        ("MaskGenerator", "LogitGenerator"),
+    ),
+    "hubert_pretrain_model": (  # it builds its own head: no aux_num_out
         ("mask_prob", "mask_length", "num_classes", "final_dim", "feature_grad_mult", "skip_masked", "skip_nomask"),
         (),
     ),
@@ -169,8 +172,6 @@ def _builder_problem(torchaudio: Any, builders: Tuple[str, ...]) -> str | None:
             accepted = set(inspect.signature(builder).parameters)
         except (TypeError, ValueError):  # a builder without a readable signature: building will tell
             accepted = set(wanted)
-        if name == "hubert_pretrain_model":  # it builds its own head: no aux_num_out
-            accepted.add("aux_num_out")
         missing = [argument for argument in wanted if argument not in accepted]
         if missing:
             return f"torchaudio.models.{name} takes no {', '.join(missing)}"
