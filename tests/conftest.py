@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from w2vprof.measure.engine import ProfileResult
+    from w2vprof.measure.engine import ProfileConfig, ProfileResult
     from w2vprof.measure.step import TrainingStep
+    from w2vprof.records import ResultRecord
+    from w2vprof.sweep.runner import SweepOptions
     from w2vprof.workload.base import Batch
 
 
@@ -196,6 +198,38 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
         yield
     finally:
         TrainingStep.__call__ = train
+
+
+# -- a sweep without child processes: what run_sweep(plan, QuietProgress(), measure=...) is given ----------------
+class QuietProgress:
+    """A sweep's progress reporter that prints nothing."""
+
+    def started(self, total, to_run):
+        pass
+
+    def running(self, index, config, eta_s):
+        pass
+
+    def finished(self, index, record, wall_s):
+        pass
+
+
+def fake_sweep_record(config: ProfileConfig, options: SweepOptions, status: str = "ok") -> ResultRecord:
+    """The row a measurement of `config` would write, without measuring (0.01 s per batch when `ok`)."""
+    from w2vprof.records import ResultRecord
+
+    return ResultRecord(
+        model=config.model,
+        batch=config.batch,
+        seconds=config.seconds,
+        precision=config.precision,
+        device=config.device,
+        status=status,
+        repeats=config.repeats,
+        objective=config.objective,
+        device_fingerprint=options.device_identity.get("device_fingerprint", ""),
+        sec_per_batch_median=0.01 if status == "ok" else None,
+    )
 
 
 # -- the tiny model, shared: one fixture per meaning ----------------------------------------------------------------

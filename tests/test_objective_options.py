@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli_in_process
+from conftest import QuietProgress, fake_sweep_record, run_cli_in_process
 from w2vprof.measure.engine import ProfileConfig, build_identity, build_measured_model, check_config
 from w2vprof.models import model_names
 from w2vprof.paper import PAPER_BATCH, PAPER_PRECISION, PAPER_SECONDS
@@ -182,34 +182,12 @@ def test_the_grid_refuses_a_recipe_that_leaves_nothing_to_train(user_module):
         expand(spec, "cpu", {})
 
 
-class _Quiet:
-    def started(self, total, to_run):
-        pass
-
-    def running(self, index, config, eta_s):
-        pass
-
-    def finished(self, index, record, wall_s):
-        pass
-
-
 def test_a_sweep_over_objectives_resumes_each_row_once(tmp_path):
     measured: list[tuple[str, str]] = []
 
     def fake_measure(config, options):
         measured.append((config.model, config.objective))
-        record = ResultRecord(
-            model=config.model,
-            batch=config.batch,
-            seconds=config.seconds,
-            precision=config.precision,
-            device=config.device,
-            repeats=config.repeats,
-            objective=config.objective,
-            device_fingerprint=options.device_identity.get("device_fingerprint", ""),
-            sec_per_batch_median=0.01,
-        )
-        return record, []
+        return fake_sweep_record(config, options), []
 
     def sweep(resume: bool) -> None:
         request = SweepRequest(
@@ -224,7 +202,7 @@ def test_a_sweep_over_objectives_resumes_each_row_once(tmp_path):
         )
         with plan_sweep(request, warm_start=False) as plan:
             assert {c.vocab for c in plan.configs} == {32}
-            run_sweep(plan, _Quiet(), measure=fake_measure)
+            run_sweep(plan, QuietProgress(), measure=fake_measure)
 
     sweep(resume=False)
     assert sorted(measured) == sorted((m, o) for m in ("tiny", "hubert-tiny") for o in ("pretrain", "ctc"))

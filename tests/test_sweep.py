@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli_in_process
+from conftest import QuietProgress, fake_sweep_record, run_cli_in_process
 from w2vprof.measure.engine import ProfileConfig
 from w2vprof.records import ResultRecord, read_results_csv
 from w2vprof.sweep.grid import GridSpec, expand
@@ -37,31 +37,6 @@ def _keys(rows):
     return sorted((r.model, r.batch, r.seconds, r.precision) for r in rows)
 
 
-class _Quiet:
-    def started(self, total, to_run):
-        pass
-
-    def running(self, index, config, eta_s):
-        pass
-
-    def finished(self, index, record, wall_s):
-        pass
-
-
-def fake_record(config: ProfileConfig, options: SweepOptions, status: str = "ok") -> ResultRecord:
-    return ResultRecord(
-        model=config.model,
-        batch=config.batch,
-        seconds=config.seconds,
-        precision=config.precision,
-        device=config.device,
-        status=status,
-        repeats=config.repeats,
-        device_fingerprint=options.device_identity.get("device_fingerprint", ""),
-        sec_per_batch_median=0.01 if status == "ok" else None,
-    )
-
-
 class FakeMeasurer:
     """Stands in for ChildMeasurer: records what it was asked to measure, answers at once."""
 
@@ -72,7 +47,7 @@ class FakeMeasurer:
 
     def __call__(self, config, options):
         FakeMeasurer.calls.append((config.batch, config.seconds))
-        return fake_record(config, options), []
+        return fake_sweep_record(config, options), []
 
     def close(self) -> None:
         pass
@@ -204,23 +179,23 @@ def test_retry_reruns_the_named_statuses_in_place_and_oom_only_when_named(tmp_pa
     statuses = ["ok", "error", "timeout", "oom"]
     with plan:
         for config, status in zip(plan.configs, statuses):
-            plan.writer.append(fake_record(config, plan.options, status))
+            plan.writer.append(fake_sweep_record(config, plan.options, status))
     measured = []
 
     def measure(config, options):
         measured.append((config.batch, config.seconds))
-        return fake_record(config, options), []
+        return fake_sweep_record(config, options), []
 
     with _plan(tmp_path, resume=True, retry=("error", "timeout")) as plan:
-        written = run_sweep(plan, _Quiet(), measure=measure)
+        written = run_sweep(plan, QuietProgress(), measure=measure)
     assert measured == [(c.batch, c.seconds) for c in plan.configs[1:3]]
     assert [r.status for r in written] == ["ok", "ok"]
     rows = _rows(plan.out)
     assert [r.status for r in rows] == ["ok", "ok", "ok", "oom"]  # replaced in place, each configuration once
-    assert _keys(rows) == _keys(fake_record(c, plan.options) for c in plan.configs)
+    assert _keys(rows) == _keys(fake_sweep_record(c, plan.options) for c in plan.configs)
 
     with _plan(tmp_path, resume=True, retry=("error", "oom")) as plan:
-        run_sweep(plan, _Quiet(), measure=measure)
+        run_sweep(plan, QuietProgress(), measure=measure)
     assert len(measured) == 3 and [r.status for r in _rows(plan.out)] == ["ok"] * 4
 
 
@@ -229,13 +204,13 @@ def test_oom_prunes_configurations_that_need_at_least_as_much(tmp_path):
 
     def measure(config, options):
         measured.append((config.batch, config.seconds))
-        return fake_record(config, options, "oom" if config.batch >= 4 else "ok"), []
+        return fake_sweep_record(config, options, "oom" if config.batch >= 4 else "ok"), []
 
     request = dict(
         models=("tiny",), seconds=(1.0, 2.0), batches=(1, 4, 8), precisions=("fp32",), repeats=1, device="cpu"
     )
     with plan_sweep(SweepRequest(out=tmp_path / "r.csv", **request), warm_start=False) as plan:
-        rows = run_sweep(plan, _Quiet(), measure=measure)
+        rows = run_sweep(plan, QuietProgress(), measure=measure)
     by_key = {(r.batch, r.seconds): r for r in rows}
     # cheap first: (1,1) (1,2) (4,1) then (8,1), (4,2), (8,2) are implied by the OOM of (4,1)
     assert measured == [(1, 1.0), (1, 2.0), (4, 1.0)]
@@ -246,7 +221,7 @@ def test_oom_prunes_configurations_that_need_at_least_as_much(tmp_path):
 
     measured.clear()
     with plan_sweep(SweepRequest(out=tmp_path / "r2.csv", prune=False, **request), warm_start=False) as plan:
-        run_sweep(plan, _Quiet(), measure=measure)
+        run_sweep(plan, QuietProgress(), measure=measure)
     assert len(measured) == 6
 
 
